@@ -1,0 +1,60 @@
+// Datasets: the real JSC loader (MASE's HDF5 file and the OpenML CSV, with
+// MASE's preprocessing), the deterministic synthetic JSC-shaped generator,
+// generic CSV import, and the prepared-dataset cache. Torch-free: features are
+// plain float arrays, labels int64 class indices.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace qsweep {
+
+// One split, row-major [rows x n_features].
+struct DataSplit {
+  int64_t rows = 0;
+  std::vector<float> x;
+  std::vector<int64_t> y;
+};
+
+// A prepared dataset. Immutable once built; stored on disk as one binary file
+// whose SHA-256 identifies it.
+struct Dataset {
+  std::string name;            // "jsc", "jsc-synthetic", or an imported name
+  bool synthetic = false;      // true for generated data: every output says so
+  int64_t n_features = 0;
+  int64_t n_classes = 0;
+  std::vector<std::string> feature_names;
+  std::vector<std::string> class_names;
+  DataSplit train_val;         // the training split; MASE validates on it too
+  DataSplit test;
+  std::vector<float> scaler_mean, scaler_std;  // StandardScaler fitted on train_val
+  std::string sha256;          // of the prepared file
+  std::string description;     // human-readable provenance (source, seed, rows, ...)
+
+  // "jsc-synthetic (SYNTHETIC data, seed 0, 986880 rows)" or "jsc".
+  std::string DisplayName() const;
+};
+
+struct DatasetRequest {
+  std::string name;            // "jsc", "jsc-synthetic", or an imported name
+  std::string cache_dir;       // "" = DefaultDataDir()
+  int64_t synthetic_rows = 0;  // 0 = JSC-sized (986,880 rows before the split)
+  uint64_t synthetic_seed = 0;
+};
+
+// $QSWEEP_DATA_DIR, else $XDG_CACHE_HOME/qsweep/datasets, else ~/.cache/qsweep/datasets.
+std::string DefaultDataDir();
+
+// Loads (preparing and caching on first use) the requested dataset.
+// NOT_FOUND for an unknown name or a missing real JSC file (the message says
+// how to fetch it); INVALID_ARGUMENT / DATA_LOSS naming the file and field for
+// corrupt input.
+absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request);
+
+// Known dataset names: built-ins plus imported ones found in the cache.
+std::vector<std::string> ListDatasets(const std::string& cache_dir);
+
+}  // namespace qsweep
