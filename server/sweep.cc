@@ -1,0 +1,276 @@
+#include "server/sweep.h"
+
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "worker/core/config/train_config.h"
+#include "worker/core/model/model_spec.h"
+
+namespace qsweep {
+namespace {
+
+using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
+
+// One randomly sampled key.
+struct RandomParam {
+  std::string key;
+  std::string distribution;  // choice | uniform | loguniform | int
+  std::vector<json> values;  // choice
+  double low = 0, high = 0;  // uniform, loguniform, int (inclusive)
+};
+
+struct SweepSpec {
+  std::vector<std::pair<std::string, std::vector<json>>> grid;
+  std::vector<RandomParam> random;
+  int64_t trials = 0;  // 0 = no random section
+  uint64_t seed = 0;
+};
+
+absl::Status FieldError(const std::string& source, const std::string& field,
+                        const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(source, ": ", field, " ", what));
+}
+
+std::string KnownKeys() {
+  std::vector<std::string> names;
+  for (const auto& k : TrainKeys())
+    if (k.used) names.push_back(k.name);
+  return absl::StrJoin(names, ", ");
+}
+
+absl::StatusOr<const KeySpec*> SweptKey(const std::string& source, const std::string& field,
+                                        const std::string& key) {
+  const KeySpec* spec = FindTrainKey(key);
+  if (spec == nullptr)
+    return FieldError(source, field, absl::StrCat("names unknown key '", key,
+                                                  "'; known keys: ", KnownKeys()));
+  return spec;
+}
+
+absl::StatusOr<int32_t> SmallInt(const std::string& source, const std::string& field,
+                                 const ojson& v, int64_t min, int64_t max) {
+  if (!v.is_number_integer())
+    return FieldError(source, field, absl::StrCat("must be an integer, got ", v.dump()));
+  int64_t n = v.get<int64_t>();
+  if (n < min || n > max)
+    return FieldError(source, field,
+                      absl::StrCat("must be in [", min, ", ", max, "], got ", n));
+  return static_cast<int32_t>(n);
+}
+
+absl::Status ParseGrid(const std::string& source, const ojson& grid, SweepSpec& spec) {
+  if (!grid.is_object())
+    return FieldError(source, "[sweep.grid]", "must be a table of key = [values]");
+  for (const auto& [key, values] : grid.items()) {
+    const std::string field = absl::StrCat("sweep.grid.", key);
+    QSWEEP_ASSIGN_OR_RETURN(const KeySpec* ks, SweptKey(source, field, key));
+    if (!values.is_array() || values.empty())
+      return FieldError(source, field, "must be a non-empty list of values");
+    std::vector<json> list;
+    for (const auto& v : values) {
+      json jv = json::parse(v.dump());
+      QSWEEP_RETURN_IF_ERROR(CheckKeyValue(*ks, jv, absl::StrCat(source, ": sweep.grid: key ")));
+      list.push_back(std::move(jv));
+    }
+    spec.grid.emplace_back(key, std::move(list));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Bound(const std::string& source, const std::string& field, const ojson& d,
+                             const char* name) {
+  auto it = d.find(name);
+  if (it == d.end() || !it->is_number() || !std::isfinite(it->get<double>()))
+    return FieldError(source, absl::StrCat(field, ".", name), "must be a finite number");
+  return it->get<double>();
+}
+
+absl::StatusOr<RandomParam> ParseRandomParam(const std::string& source, const std::string& key,
+                                             const ojson& d) {
+  const std::string field = absl::StrCat("sweep.random.", key);
+  QSWEEP_ASSIGN_OR_RETURN(const KeySpec* ks, SweptKey(source, field, key));
+  static const char* kAllowed = "choice, uniform, loguniform, int";
+  if (!d.is_object() || !d.contains("distribution") || !d["distribution"].is_string())
+    return FieldError(source, field,
+                      absl::StrCat("must be a table with distribution = one of ", kAllowed));
+  RandomParam p;
+  p.key = key;
+  p.distribution = d["distribution"].get<std::string>();
+  if (p.distribution == "choice") {
+    auto it = d.find("values");
+    if (it == d.end() || !it->is_array() || it->empty())
+      return FieldError(source, field + ".values", "must be a non-empty list");
+    for (const auto& v : *it) {
+      json jv = json::parse(v.dump());
+      QSWEEP_RETURN_IF_ERROR(CheckKeyValue(*ks, jv, absl::StrCat(source, ": ", field, ": key ")));
+      p.values.push_back(std::move(jv));
+    }
+    return p;
+  }
+  if (p.distribution != "uniform" && p.distribution != "loguniform" && p.distribution != "int")
+    return FieldError(source, field + ".distribution",
+                      absl::StrCat("is '", p.distribution, "'; allowed: ", kAllowed));
+  QSWEEP_ASSIGN_OR_RETURN(p.low, Bound(source, field, d, "low"));
+  QSWEEP_ASSIGN_OR_RETURN(p.high, Bound(source, field, d, "high"));
+  if (p.high < p.low) return FieldError(source, field, "needs low <= high");
+  if (p.distribution == "loguniform" && p.low <= 0)
+    return FieldError(source, field + ".low", "must be > 0 for loguniform");
+  if (p.distribution == "int" && ks->type != KeyType::kInt)
+    return FieldError(source, field, "uses distribution 'int' but the key is not an integer");
+  if (p.distribution != "int" && ks->type != KeyType::kFloat)
+    return FieldError(source, field, absl::StrCat("uses distribution '", p.distribution,
+                                                  "' but the key is not a number; allowed "
+                                                  "for it: choice", ks->type == KeyType::kInt
+                                                                     ? ", int" : ""));
+  // Both ends must be legal values of the key (e.g. learning_rate > 0).
+  for (double b : {p.low, p.high}) {
+    json jb = p.distribution == "int" ? json(static_cast<int64_t>(std::llround(b))) : json(b);
+    QSWEEP_RETURN_IF_ERROR(CheckKeyValue(*ks, jb, absl::StrCat(source, ": ", field, ": key ")));
+  }
+  return p;
+}
+
+absl::Status ParseRandom(const std::string& source, const ojson& random, SweepSpec& spec) {
+  if (!random.is_object())
+    return FieldError(source, "[sweep.random]", "must be a table");
+  for (const auto& [key, value] : random.items()) {
+    if (key == "trials") {
+      QSWEEP_ASSIGN_OR_RETURN(int32_t n, SmallInt(source, "sweep.random.trials", value, 1, 100000));
+      spec.trials = n;
+    } else if (key == "seed") {
+      if (!value.is_number_integer() || value.get<int64_t>() < 0)
+        return FieldError(source, "sweep.random.seed", "must be an integer >= 0");
+      spec.seed = value.get<uint64_t>();
+    } else {
+      QSWEEP_ASSIGN_OR_RETURN(RandomParam p, ParseRandomParam(source, key, value));
+      spec.random.push_back(std::move(p));
+    }
+  }
+  if (spec.trials == 0)
+    return FieldError(source, "sweep.random.trials", "is required (an integer >= 1)");
+  if (spec.random.empty())
+    return FieldError(source, "[sweep.random]", "names no key to sample");
+  return absl::OkStatus();
+}
+
+absl::Status ParseSweepTable(const std::string& source, const ojson& sweep, SweepPlan& plan,
+                             SweepSpec& spec) {
+  static const char* kAllowed = "name, max_concurrency, retries, priority, grid, random";
+  for (const auto& [key, value] : sweep.items()) {
+    const std::string field = absl::StrCat("sweep.", key);
+    if (key == "name") {
+      if (!value.is_string()) return FieldError(source, field, "must be a string");
+      plan.name = value.get<std::string>();
+    } else if (key == "max_concurrency") {
+      QSWEEP_ASSIGN_OR_RETURN(plan.max_concurrency, SmallInt(source, field, value, 0, 1 << 20));
+    } else if (key == "retries") {
+      QSWEEP_ASSIGN_OR_RETURN(plan.retries, SmallInt(source, field, value, 0, 100));
+    } else if (key == "priority") {
+      QSWEEP_ASSIGN_OR_RETURN(plan.priority, SmallInt(source, field, value, -1000000, 1000000));
+    } else if (key == "grid") {
+      QSWEEP_RETURN_IF_ERROR(ParseGrid(source, value, spec));
+    } else if (key == "random") {
+      QSWEEP_RETURN_IF_ERROR(ParseRandom(source, value, spec));
+    } else {
+      return FieldError(source, field, absl::StrCat("is not a sweep setting; allowed: ", kAllowed));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Uniform double in [0, 1) from 53 random bits: the same on every platform.
+double Unit(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+json Sample(const RandomParam& p, std::mt19937_64& rng) {
+  double u = Unit(rng);
+  if (p.distribution == "choice") {
+    size_t i = std::min(p.values.size() - 1, static_cast<size_t>(u * p.values.size()));
+    return p.values[i];
+  }
+  if (p.distribution == "uniform") return p.low + u * (p.high - p.low);
+  if (p.distribution == "loguniform")
+    return std::exp(std::log(p.low) + u * (std::log(p.high) - std::log(p.low)));
+  int64_t lo = std::llround(std::ceil(p.low)), hi = std::llround(std::floor(p.high));
+  if (hi < lo) hi = lo;
+  return lo + std::min<int64_t>(hi - lo, static_cast<int64_t>(u * double(hi - lo + 1)));
+}
+
+absl::StatusOr<std::vector<json>> ExpandTrials(const std::string& source, const SweepSpec& spec,
+                                               int64_t max_trials) {
+  int64_t grid_points = 1;
+  for (const auto& [key, values] : spec.grid) {
+    grid_points *= static_cast<int64_t>(values.size());
+    if (grid_points > max_trials) break;
+  }
+  const int64_t per_point = spec.trials > 0 ? spec.trials : 1;
+  if (grid_points * per_point > max_trials)
+    return FieldError(source, "[sweep]",
+                      absl::StrCat("expands to more than ", max_trials, " trials"));
+  std::mt19937_64 rng(spec.seed);
+  std::vector<json> trials;
+  for (int64_t g = 0; g < grid_points; ++g) {
+    json point = json::object();
+    int64_t rest = g;
+    for (auto it = spec.grid.rbegin(); it != spec.grid.rend(); ++it) {
+      const int64_t n = static_cast<int64_t>(it->second.size());
+      point[it->first] = it->second[static_cast<size_t>(rest % n)];
+      rest /= n;
+    }
+    for (int64_t r = 0; r < per_point; ++r) {
+      json trial = point;
+      for (const auto& p : spec.random) trial[p.key] = Sample(p, rng);
+      trials.push_back(std::move(trial));
+    }
+  }
+  return trials;
+}
+
+absl::Status ValidateConfig(const std::string& source, size_t index, const json& effective,
+                            std::set<std::string>& models_checked) {
+  auto config = TrainConfigFromJson(effective);
+  if (!config.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": trial ", index, ": ", config.status().message()));
+  if (models_checked.insert(config->model).second) {
+    auto model = ResolveModel(config->model);
+    if (!model.ok())
+      return absl::Status(model.status().code(),
+                          absl::StrCat(source, ": key 'model': ", model.status().message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::string& source,
+                                      const SweepPlanOptions& options) {
+  ConfigLayers layers = NewConfigLayers();
+  QSWEEP_RETURN_IF_ERROR(LoadTomlConfig(toml_text, source, layers));
+  SweepPlan plan;
+  SweepSpec spec;
+  for (const auto& [table, value] : layers.tables.items()) {
+    if (table != "sweep")
+      return FieldError(source, absl::StrCat("[", table, "]"),
+                        "is not allowed in a sweep file; allowed tables: [sweep]");
+    QSWEEP_RETURN_IF_ERROR(ParseSweepTable(source, value, plan, spec));
+  }
+  QSWEEP_ASSIGN_OR_RETURN(plan.trials, ExpandTrials(source, spec, options.max_trials));
+  const json base = layers.Effective();
+  std::set<std::string> models_checked;
+  for (size_t i = 0; i < plan.trials.size(); ++i) {
+    json effective = base;
+    for (const auto& [key, value] : plan.trials[i].items()) effective[key] = value;
+    QSWEEP_RETURN_IF_ERROR(ValidateConfig(source, i, effective, models_checked));
+    plan.configs.push_back(std::move(effective));
+  }
+  return plan;
+}
+
+}  // namespace qsweep

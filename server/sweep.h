@@ -1,0 +1,58 @@
+// Sweep files: a base config with the keys of `qsweep train`, plus a [sweep]
+// table that says how to vary it. Expansion is torch-free and complete: every
+// trial's config is checked (key types and ranges, model names resolved)
+// before anything is stored.
+//
+//   model = "jsc-toy"                  # base config: any `qsweep train` key
+//   dataset = "jsc-synthetic"
+//   [sweep]
+//   name = "lab1"                      # optional
+//   max_concurrency = 4                # 0 = unlimited (default)
+//   retries = 1                        # extra attempts after a failure (default 0)
+//   priority = 0                       # higher runs first (default 0)
+//   [sweep.grid]                       # cartesian product; first key varies slowest
+//   batch_size = [64, 256, 1024]
+//   model = ["jsc-tiny", "jsc-toy"]
+//   [sweep.random]                     # `trials` samples per grid point
+//   trials = 8
+//   seed = 0
+//   learning_rate = { distribution = "loguniform", low = 1e-5, high = 1e-2 }
+//   weight_decay = { distribution = "uniform", low = 0.0, high = 0.1 }
+//   max_epochs = { distribution = "int", low = 5, high = 20 }     # inclusive
+//   training_optimizer = { distribution = "choice", values = ["adam", "sgd"] }
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+
+namespace qsweep {
+
+struct SweepPlanOptions {
+  // Upper bound on the number of trials of one sweep.
+  // Default: 10000.
+  int64_t max_trials = 10000;
+};
+
+struct SweepPlan {
+  std::string name;          // [sweep].name, "" if not given
+  int32_t max_concurrency = 0;
+  int32_t retries = 0;
+  int32_t priority = 0;
+  // Per trial, in expansion order: the swept keys only, and the full
+  // effective config (defaults < base < swept values).
+  std::vector<nlohmann::json> trials;
+  std::vector<nlohmann::json> configs;
+};
+
+// Parses and expands a sweep file's text. `source` names the file in errors.
+// INVALID_ARGUMENT naming the field and the allowed values on any error;
+// NOT_FOUND for an unknown model name.
+absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::string& source,
+                                      const SweepPlanOptions& options = {});
+
+}  // namespace qsweep
