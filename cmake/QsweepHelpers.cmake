@@ -24,7 +24,9 @@ function(qsweep_add_test name)
   target_compile_definitions(${name} PRIVATE
     QSWEEP_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     QSWEEP_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  if(NOT ARG_LABELS)
+    set(ARG_LABELS unit)
+  endif()
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60
-    PROPERTIES LABELS "${ARG_LABELS}"
-    ENVIRONMENT "QSWEEP_BINARY_DIR=${PROJECT_BINARY_DIR};QSWEEP_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
+    PROPERTIES LABELS "${ARG_LABELS}")
 endfunction()

@@ -73,7 +73,8 @@ std::string RenderTable(const Table& table, TableStyle style) {
       std::string cell = cols[c].numeric ? DecimalPad(r[c], cols[c]) : r[c];
       for (auto& line : SplitLines(cell)) w = std::max(w, line.size());
     }
-    size_t hw = table.headers[c].size() + (style == TableStyle::kPlain ? 0 : kMinPadding);
+    bool padded = style != TableStyle::kPlain && style != TableStyle::kPretty;
+    size_t hw = table.headers[c].size() + (padded ? kMinPadding : 0);
     cols[c].width = std::max(w, hw);
   }
   auto cell_text = [&](const std::string& s, size_t c) {
@@ -152,7 +153,20 @@ std::string RenderTable(const Table& table, TableStyle style) {
     }
   }
   std::string s = out.str();
-  // Trailing spaces on each line are not part of tabulate's output for simple/plain.
+  if (style == TableStyle::kSimple || style == TableStyle::kPlain) {
+    // tabulate strips trailing spaces of formats without a right border.
+    std::string stripped;
+    size_t start = 0;
+    while (start < s.size()) {
+      size_t end = s.find('\n', start);
+      if (end == std::string::npos) end = s.size();
+      std::string line = s.substr(start, end - start);
+      line.erase(line.find_last_not_of(' ') + 1);
+      stripped += line + "\n";
+      start = end + 1;
+    }
+    s = stripped;
+  }
   if (!s.empty() && s.back() == '\n') s.pop_back();
   return s;
 }

@@ -17,7 +17,7 @@ PACKAGES=(
   libopenblas0-openmp
   gnuplot-nox
   curl ca-certificates
-  python3-torch python3-numpy python3-h5py python3-grpcio python3-protobuf
+  python3-torch python3-numpy python3-h5py python3-grpcio python3-protobuf python3-tabulate
 )
 
 SUDO=""

@@ -1,0 +1,84 @@
+// qsweep: the command-line client. Torch-free: local training commands are
+// handed to the worker binary (qsweep-worker) so that local and service runs
+// share one implementation; model and data commands run here.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "client/model_commands.h"
+#include "client/worker_exec.h"
+
+#ifdef QSWEEP_HAVE_DATA_CLI
+#include "client/data_cli.h"
+#endif
+#ifdef QSWEEP_HAVE_SERVICE_CLI
+#include "client/service_cli.h"
+#endif
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: qsweep <command> [args]
+
+Local (no server), like MASE's `ch`:
+  train MODEL DATASET [--config F.toml] [flags]   train a model; checkpoints under
+                                                  <project-dir>/<project>/software/training_ckpts
+  test --load CKPT [DATASET] [flags]              evaluate a checkpoint on the test split
+  transform --config F.toml --load CKPT           run quantize/analysis passes on a checkpoint
+  checkpoint export CKPT -o model.pt              write a PyTorch-loadable state dict
+
+Models and data:
+  models [--format table|json]                    the model zoo with parameter counts
+  model show NAME|FILE.toml [--format table|json] layer table and parameter count
+  data fetch jsc | data list | data info NAME     datasets (jsc-synthetic is generated)
+  data export NAME --split train|test --format csv -o FILE
+  data import FILE.csv --name NAME [--label-column COL]
+
+Service (qsweep-server):
+  up, submit, status, watch, jobs, show, report, cancel, retry, workers, ...
+
+Run 'qsweep <command> --help' for the flags of a command.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  const std::string cmd = args[0];
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (cmd == "-V" || cmd == "--version" || cmd == "version") {
+    std::printf("qsweep %s\n", QSWEEP_VERSION);
+    return 0;
+  }
+  if (cmd == "train" || cmd == "test" || cmd == "transform" || cmd == "checkpoint") {
+    if (cmd == "checkpoint" && !rest.empty() && rest[0] == "get") {
+#ifdef QSWEEP_HAVE_SERVICE_CLI
+      return qsweep::RunServiceCommand(cmd, rest);
+#endif
+    }
+    return qsweep::ExecWorker(argv[0], args);
+  }
+  if (cmd == "models") return qsweep::RunModelsCommand(rest);
+  if (cmd == "model") return qsweep::RunModelCommand(rest);
+  if (cmd == "data") {
+#ifdef QSWEEP_HAVE_DATA_CLI
+    return qsweep::RunDataCommand(rest);
+#else
+    std::fprintf(stderr, "error: this build of qsweep has no data commands\n");
+    return 1;
+#endif
+  }
+#ifdef QSWEEP_HAVE_SERVICE_CLI
+  return qsweep::RunServiceCommand(cmd, rest);
+#else
+  std::fprintf(stderr, "error: unknown command '%s' (run 'qsweep --help')\n", cmd.c_str());
+  return 2;
+#endif
+}

@@ -1,0 +1,35 @@
+// Terminal progress for local training: a redrawn bar with loss/accuracy on a
+// terminal, plain log lines otherwise. Torch-free.
+#pragma once
+
+#include <cstdio>
+#include <string>
+
+#include "worker/core/torch/trainer.h"
+
+namespace qsweep {
+
+class ProgressPrinter : public TrainCallback {
+ public:
+  // `out` is not owned. `interactive`: redraw a bar (use isatty).
+  ProgressPrinter(FILE* out, bool interactive);
+
+  void OnMetric(const MetricPoint& metric) override;
+  void OnProgress(const TrainProgress& progress) override;
+  // Ends the current bar line, if any.
+  void Finish();
+
+ private:
+  FILE* out_;
+  bool interactive_;
+  bool bar_open_ = false;
+  double last_draw_ = -1.0;
+  int64_t last_epoch_logged_ = -1;
+  TrainProgress last_{};
+  double val_loss_ = -1, val_acc_ = -1, test_loss_ = -1, test_acc_ = -1;
+};
+
+// "1:02:03" / "02:03".
+std::string FormatDuration(double seconds);
+
+}  // namespace qsweep
