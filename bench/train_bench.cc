@@ -1,0 +1,99 @@
+// qsweep-bench-train: trains one model with qsweep's trainer and prints one
+// JSON line with the training throughput (median of per-epoch samples/s), in
+// the same shape as the reference script's output. Driven by
+// bench/train_throughput.py.
+//
+//   qsweep-bench-train --model jsc-toy --dataset jsc-synthetic --synthetic-rows 200000 \
+//       --batch-size 256 --epochs 3 [--threads 1] [--lr 1e-3]
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "worker/core/data/dataset.h"
+#include "worker/core/model/model_spec.h"
+#include "worker/core/torch/trainer.h"
+
+namespace {
+
+class SpsRecorder : public qsweep::TrainCallback {
+ public:
+  void OnMetric(const qsweep::MetricPoint& m) override {
+    if (m.name == "samples_per_second") sps.push_back(m.value);
+    if (m.name == "test_acc_epoch") test_acc = m.value;
+    if (m.name == "val_acc_epoch") val_acc = m.value;
+  }
+  std::vector<double> sps;
+  double test_acc = -1, val_acc = -1;
+};
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  qsweep::TrainConfig c;
+  c.model = "jsc-toy";
+  c.dataset = "jsc-synthetic";
+  c.synthetic_rows = 250000;
+  c.batch_size = 256;
+  c.max_epochs = 3;
+  c.learning_rate = 1e-3;
+  c.log_every_n_steps = 50;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--model") c.model = v;
+    else if (k == "--dataset") c.dataset = v;
+    else if (k == "--synthetic-rows") c.synthetic_rows = std::atoll(v.c_str());
+    else if (k == "--batch-size") c.batch_size = std::atoll(v.c_str());
+    else if (k == "--epochs") c.max_epochs = std::atoll(v.c_str());
+    else if (k == "--threads") c.threads = std::atoll(v.c_str());
+    else if (k == "--lr") c.learning_rate = std::atof(v.c_str());
+    else if (k == "--data-dir") c.data_dir = v;
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", k.c_str());
+      return 2;
+    }
+  }
+  qsweep::DatasetRequest req{c.dataset, c.data_dir, c.synthetic_rows, 0};
+  auto data = qsweep::LoadDataset(req);
+  if (!data.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(data.status().message()).c_str());
+    return 1;
+  }
+  auto spec = qsweep::ResolveModel(c.model, data->n_features, data->n_classes);
+  if (!spec.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(spec.status().message()).c_str());
+    return 1;
+  }
+  SpsRecorder rec;
+  qsweep::TrainOptions opts;
+  opts.callback = &rec;
+  auto r = qsweep::TrainModel(c, *spec, *data, opts);
+  if (!r.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(r.status().message()).c_str());
+    return 1;
+  }
+  nlohmann::json out = {{"impl", "qsweep"},
+                        {"model", spec->name},
+                        {"params", spec->TrainableParams()},
+                        {"rows", data->train_val.rows},
+                        {"batch_size", c.batch_size},
+                        {"epochs", c.max_epochs},
+                        {"threads", c.threads},
+                        {"train_seconds", r->wall_seconds},
+                        {"samples_per_second_median", Median(rec.sps)},
+                        {"val_acc", rec.val_acc},
+                        {"test_acc", rec.test_acc},
+                        {"dataset", data->DisplayName()}};
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
