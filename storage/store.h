@@ -1,0 +1,92 @@
+// The persistence seam of the server. Values are the domain messages of
+// proto/qsweep/v1/common.proto; implementations own their schema. Knows
+// nothing of the scheduler or of gRPC.
+//
+// Thread-safety: every implementation is safe to call from several threads at
+// once; writes are serialized (one writer) and each method is atomic: after it
+// returns OK its effect is durable (the SQLite store commits before returning),
+// and after it returns an error nothing was changed.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "qsweep/v1/common.pb.h"
+
+namespace qsweep {
+
+// Selects jobs. Empty fields match everything.
+struct JobFilter {
+  std::string sweep_id;
+  std::vector<v1::JobState> states;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Stores a new sweep and all its jobs in one transaction. ALREADY_EXISTS if
+  // the sweep id, a job id, or the sweep's non-empty idempotency key is taken;
+  // then nothing is stored.
+  virtual absl::Status CreateSweep(const v1::Sweep& sweep, const std::vector<v1::Job>& jobs) = 0;
+  // NOT_FOUND if there is no such sweep.
+  virtual absl::StatusOr<v1::Sweep> GetSweep(const std::string& sweep_id) = 0;
+  // NOT_FOUND if no sweep carries this (non-empty) idempotency key.
+  virtual absl::StatusOr<v1::Sweep> FindSweepByIdempotencyKey(const std::string& key) = 0;
+  // All sweeps, oldest first.
+  virtual absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() = 0;
+
+  // Replaces a stored job (matched by id). NOT_FOUND if it was never created.
+  virtual absl::Status UpdateJob(const v1::Job& job) = 0;
+  // Like UpdateJob, and upserts `attempt` in the same transaction.
+  virtual absl::Status UpdateJobAndAttempt(const v1::Job& job, const v1::Attempt& attempt) = 0;
+  // NOT_FOUND if there is no such job.
+  virtual absl::StatusOr<v1::Job> GetJob(const std::string& job_id) = 0;
+  // Matching jobs ordered by sweep creation, then index.
+  virtual absl::StatusOr<std::vector<v1::Job>> ListJobs(const JobFilter& filter) = 0;
+  // Attempts of a job, by number. Empty if none (also for an unknown job).
+  virtual absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& job_id) = 0;
+
+  // Appends metrics of one attempt. Idempotent: a metric with the same
+  // (job, attempt, name, step) replaces the earlier one, so a resent batch
+  // stores nothing twice.
+  virtual absl::Status AppendMetrics(const std::string& job_id, int32_t attempt,
+                                     const std::vector<v1::Metric>& metrics) = 0;
+  // Metrics of one attempt ordered by name, then step; `name` "" = all names.
+  virtual absl::StatusOr<std::vector<v1::Metric>> ListMetrics(const std::string& job_id,
+                                                              int32_t attempt,
+                                                              const std::string& name) = 0;
+
+  // Stores content under info.sha256 (the caller has checked the hash) and,
+  // when info.job_id is set, links it to (job_id, name), replacing an earlier
+  // link. Storing the same content twice keeps one copy.
+  virtual absl::Status PutArtifact(const v1::ArtifactInfo& info, const std::string& bytes) = 0;
+  // NOT_FOUND if no content has this hash.
+  virtual absl::StatusOr<std::string> GetArtifactBytes(const std::string& sha256) = 0;
+  // NOT_FOUND if the job has no artifact of that name.
+  virtual absl::StatusOr<v1::ArtifactInfo> FindArtifact(const std::string& job_id,
+                                                        const std::string& name) = 0;
+  // Artifacts linked to a job, by name.
+  virtual absl::StatusOr<std::vector<v1::ArtifactInfo>> ListArtifacts(
+      const std::string& job_id) = 0;
+
+  // Upserts the report of (job_id, pass_name).
+  virtual absl::Status PutReport(const v1::Report& report) = 0;
+  // NOT_FOUND if there is none.
+  virtual absl::StatusOr<v1::Report> GetReport(const std::string& job_id,
+                                               const std::string& pass_name) = 0;
+
+  // Upserts a worker by id.
+  virtual absl::Status PutWorker(const v1::WorkerInfo& worker) = 0;
+  // All workers by registration time.
+  virtual absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() = 0;
+};
+
+// A store that keeps everything in memory, for tests and throw-away servers.
+std::unique_ptr<Store> NewInMemoryStore();
+
+}  // namespace qsweep
