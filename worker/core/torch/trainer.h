@@ -15,9 +15,13 @@
 
 namespace qsweep {
 
-// One logged value under MASE's metric names: train_loss_step, train_acc_step,
-// val_loss_epoch, val_acc_epoch, test_loss_epoch, test_acc_epoch, lr,
-// epoch_seconds, samples_per_second.
+// One logged value under MASE's metric names: train_loss_step, train_acc_step
+// (every log_every_n_steps optimizer steps: the loss and micro accuracy of that
+// step's batch), and once per epoch val_loss_epoch, val_acc_epoch (on the
+// training split in eval mode, as MASE), test_loss_epoch, test_acc_epoch (when
+// the test split is not empty), lr (the learning rate used in that epoch),
+// epoch_seconds (training + evaluation wall time) and samples_per_second
+// (training rows / training-loop time).
 struct MetricPoint {
   std::string name;
   int64_t step = 0;   // global optimizer step when logged
@@ -33,13 +37,14 @@ struct TrainProgress {
   int64_t batches_per_epoch = 0;
   int64_t global_step = 0;
   double train_loss = 0.0;        // latest batch
-  double train_acc = 0.0;         // latest batch
+  double train_acc = 0.0;         // batch of the latest train_acc_step metric
   double val_acc = -1.0;          // latest val_acc_epoch, -1 before the first
   double val_loss = -1.0;
   double elapsed_seconds = 0.0;
 };
 
-// Receives metrics and progress. Called on the training thread.
+// Receives metrics and progress. Called on the training thread. OnProgress is
+// called after every training batch, so it must be cheap.
 class TrainCallback {
  public:
   virtual ~TrainCallback() = default;
@@ -72,11 +77,24 @@ struct TrainResult {
   double samples_per_second = 0.0;  // training samples / training time
 };
 
-// Trains `spec` on `data` as MASE does: seeded init, Adam/AdamW/SGD, cosine
-// schedule per epoch down to 1e-6, cross-entropy on the raw outputs, val on the
-// training split in eval mode, test every epoch, best (lowest val_loss_epoch)
-// and last checkpoints. A NaN/inf loss ends with status "diverged", not an error.
-// Errors (bad device, I/O) come back as a Status with context.
+// Trains `spec` on `data` as MASE does: torch::manual_seed(seed) then the
+// PyTorch-identical initialisation, Adam/AdamW(lr, weight_decay) or
+// SGD(momentum 0.9, nesterov, weight decay 5e-4), CosineAnnealingLR(T_max =
+// max_epochs, eta_min = 1e-6) stepped per epoch, cross-entropy on the raw
+// outputs, batches shuffled every epoch (randperm from the seeded default
+// generator; no drop_last, except that a final batch of one row is skipped
+// when the model has BatchNorm), accumulate_grad_batches, max_steps (the
+// partial epoch is still evaluated), debug = 5 batches per split, val on the
+// training split in eval mode, test every epoch, best (lowest
+// val_loss_epoch) and last checkpoints into options.checkpoint_dir (rewritten
+// after every epoch). Sets torch::set_num_threads(config.threads) (process
+// wide). Same seed, data and config give identical metrics on CPU.
+// A NaN/inf training loss ends with status "diverged" and the message
+// "diverged: loss is NaN at step N" (N = 1-based optimizer step), not an
+// error; ShouldStop() ends with status "cancelled". Both keep the checkpoints
+// of the completed epochs. Errors (bad config values, data that does not fit
+// the model, unavailable device, I/O, LibTorch failures) come back as a Status
+// with context ("training model 'jsc-toy' failed at epoch 3: ...").
 absl::StatusOr<TrainResult> TrainModel(const TrainConfig& config, const ModelSpec& spec,
                                        const Dataset& data, const TrainOptions& options);
 
@@ -86,7 +104,10 @@ struct EvalResult {
   int64_t rows = 0;
 };
 
-// Evaluates a checkpoint on a split ("test" or "train_val") in eval mode.
+// Evaluates a checkpoint on a split ("test" or "train_val"; "train", "val" and
+// "validation" mean train_val as in MASE) in eval mode. `device` as
+// TrainConfig::device ("" = cpu). NOT_FOUND / DATA_LOSS for a missing or bad
+// checkpoint, INVALID_ARGUMENT for a bad split, batch size or dataset shape.
 absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint_path,
                                               const Dataset& data, const std::string& split,
                                               int64_t batch_size, const std::string& device);

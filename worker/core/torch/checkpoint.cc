@@ -1,0 +1,202 @@
+// Checkpoint files: writing, reading, loading into a Network, exporting a
+// PyTorch state dict. Format described in checkpoint_io.h.
+#include <filesystem>
+#include <fstream>
+#include <system_error>
+
+#include <torch/version.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "worker/core/torch/checkpoint_io.h"
+
+#ifndef QSWEEP_VERSION_STRING
+#define QSWEEP_VERSION_STRING "unknown"
+#endif
+
+namespace qsweep {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kMetaKey[] = "qsweep_checkpoint";
+constexpr char kStateKey[] = "state_dict";
+constexpr char kOptimizerKey[] = "optimizer";
+constexpr char kFormat[] = "qsweep-checkpoint";
+constexpr int kFormatVersion = 1;
+
+// The message of a torch exception without its C++ backtrace.
+std::string TorchMessage(const std::exception& e) {
+  if (const auto* c10e = dynamic_cast<const c10::Error*>(&e)) {
+    return c10e->what_without_backtrace();
+  }
+  return e.what();
+}
+
+absl::Status NotACheckpoint(const std::string& path, const std::string& why) {
+  return absl::DataLossError(
+      absl::StrCat("checkpoint file '", path, "' is not a readable qsweep checkpoint: ", why));
+}
+
+absl::Status CheckExists(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    return absl::NotFoundError(absl::StrCat("checkpoint file '", path, "' does not exist"));
+  }
+  if (!fs::is_regular_file(path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint path '", path, "' is not a regular file"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CheckpointInfo> ParseMeta(const std::string& path, const c10::IValue& iv) {
+  if (!iv.isString()) return NotACheckpoint(path, "the qsweep_checkpoint record is not text");
+  nlohmann::json j = nlohmann::json::parse(iv.toStringRef(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return NotACheckpoint(path, "the qsweep_checkpoint record is not valid JSON");
+  }
+  if (j.value("format", "") != kFormat) return NotACheckpoint(path, "unknown format");
+  if (!j.contains("format_version") || !j["format_version"].is_number_integer() ||
+      j["format_version"].get<int>() > kFormatVersion) {
+    return NotACheckpoint(path, absl::StrCat("unsupported format_version (this build reads ",
+                                             kFormatVersion, ")"));
+  }
+  CheckpointInfo info;
+  auto spec = ModelSpecFromJson(j.value("spec", nlohmann::json()));
+  if (!spec.ok()) return NotACheckpoint(path, std::string(spec.status().message()));
+  info.spec = *std::move(spec);
+  info.meta = j.value("meta", nlohmann::json::object());
+  return info;
+}
+
+}  // namespace
+
+absl::Status WriteCheckpoint(const std::string& path, const Network& net,
+                             const FlatOptimizer* optimizer, nlohmann::json meta) {
+  if (!meta.is_object()) meta = nlohmann::json::object();
+  meta["libtorch_version"] = TORCH_VERSION;
+  meta["qsweep_version"] = QSWEEP_VERSION_STRING;
+  if (!meta.contains("quantization")) meta["quantization"] = nullptr;
+  if (optimizer) meta["optimizer"] = optimizer->Describe();
+  const nlohmann::json record = {{"format", kFormat},
+                                 {"format_version", kFormatVersion},
+                                 {"spec", ModelSpecToJson(net.spec())},
+                                 {"meta", std::move(meta)}};
+  const std::string tmp = path + ".tmp";
+  try {
+    std::error_code ec;
+    const fs::path parent = fs::path(path).parent_path();
+    if (!parent.empty()) fs::create_directories(parent, ec);
+    torch::serialize::OutputArchive archive;
+    archive.write(kMetaKey, c10::IValue(record.dump()));
+    c10::Dict<std::string, torch::Tensor> state;
+    for (const auto& [key, t] : net.StateDict()) state.insert(key, t.detach().cpu());
+    archive.write(kStateKey, c10::IValue(state));
+    if (optimizer) {
+      torch::serialize::OutputArchive opt;
+      optimizer->Save(opt);
+      archive.write(kOptimizerKey, opt);
+    }
+    archive.save_to(tmp);
+    fs::rename(tmp, path, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("writing checkpoint '", path, "' failed: ", ec.message()));
+    }
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    return absl::InternalError(
+        absl::StrCat("writing checkpoint '", path, "' failed: ", TorchMessage(e)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CheckpointContents> ReadCheckpoint(const std::string& path) {
+  QSWEEP_RETURN_IF_ERROR(CheckExists(path));
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path, torch::Device(torch::kCPU));
+    c10::IValue meta;
+    if (!archive.try_read(kMetaKey, meta)) {
+      return NotACheckpoint(path, "no qsweep_checkpoint record");
+    }
+    CheckpointContents out;
+    QSWEEP_ASSIGN_OR_RETURN(out.info, ParseMeta(path, meta));
+    c10::IValue state;
+    if (!archive.try_read(kStateKey, state) || !state.isGenericDict()) {
+      return NotACheckpoint(path, "no state_dict record");
+    }
+    for (const auto& entry : state.toGenericDict()) {
+      if (!entry.key().isString() || !entry.value().isTensor()) {
+        return NotACheckpoint(path, "state_dict holds a non-tensor entry");
+      }
+      out.state.emplace_back(entry.key().toStringRef(), entry.value().toTensor());
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return NotACheckpoint(path, TorchMessage(e));
+  }
+}
+
+absl::StatusOr<CheckpointInfo> ReadCheckpointInfo(const std::string& path) {
+  QSWEEP_ASSIGN_OR_RETURN(CheckpointContents c, ReadCheckpoint(path));
+  return std::move(c.info);
+}
+
+absl::StatusOr<std::shared_ptr<Network>> LoadCheckpointNetwork(const std::string& path,
+                                                               const torch::Device& device,
+                                                               CheckpointInfo* info) {
+  QSWEEP_ASSIGN_OR_RETURN(CheckpointContents c, ReadCheckpoint(path));
+  try {
+    QSWEEP_ASSIGN_OR_RETURN(std::shared_ptr<Network> net,
+                            Network::Create(c.info.spec, std::nullopt));
+    QSWEEP_RETURN_IF_ERROR(net->LoadStateDict(c.state, absl::StrCat("checkpoint '", path, "'")));
+    net->ToDevice(device);
+    net->eval();
+    if (info) *info = std::move(c.info);
+    return net;
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("loading checkpoint '", path, "' failed: ", TorchMessage(e)));
+  }
+}
+
+absl::Status LoadOptimizerState(const std::string& path, FlatOptimizer& optimizer) {
+  QSWEEP_RETURN_IF_ERROR(CheckExists(path));
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path, torch::Device(torch::kCPU));
+    torch::serialize::InputArchive opt;
+    if (!archive.try_read(kOptimizerKey, opt)) {
+      return absl::NotFoundError(
+          absl::StrCat("checkpoint '", path, "' holds no optimizer state"));
+    }
+    return optimizer.Load(opt);
+  } catch (const std::exception& e) {
+    return NotACheckpoint(path, TorchMessage(e));
+  }
+}
+
+absl::Status ExportStateDict(const std::string& checkpoint_path, const std::string& out_path) {
+  QSWEEP_ASSIGN_OR_RETURN(CheckpointContents c, ReadCheckpoint(checkpoint_path));
+  try {
+    c10::Dict<std::string, torch::Tensor> dict;
+    for (const auto& [key, t] : c.state) dict.insert(key, t.detach().contiguous());
+    const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+    std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) {
+      return absl::InternalError(absl::StrCat("writing '", out_path, "' failed"));
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("exporting '", checkpoint_path, "' to '", out_path,
+                                            "' failed: ", TorchMessage(e)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace qsweep

@@ -1,0 +1,226 @@
+#include "worker/core/torch/network.h"
+
+#include <map>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace qsweep {
+namespace {
+
+// A container module named like the PyTorch class it stands for, so that
+// pretty printing reads "Sequential" / "ModuleList".
+std::shared_ptr<torch::nn::Module> MakeHolder(const std::string& container) {
+  return std::make_shared<torch::nn::Module>(container == "module_list" ? "ModuleList"
+                                                                        : "Sequential");
+}
+
+// Builds one layer. Construction order matters for the RNG: each Linear draws
+// its weight (kaiming_uniform, a = sqrt(5)) and then its bias, as PyTorch does.
+std::pair<torch::nn::AnyModule, std::shared_ptr<torch::nn::Module>> MakeLayer(
+    const LayerSpec& l) {
+  switch (l.kind) {
+    case LayerKind::kBatchNorm1d: {
+      torch::nn::BatchNorm1d m(torch::nn::BatchNorm1dOptions(l.out).eps(1e-5).momentum(0.1));
+      return {torch::nn::AnyModule(m), m.ptr()};
+    }
+    case LayerKind::kLinear: {
+      torch::nn::Linear m(torch::nn::LinearOptions(l.in, l.out).bias(true));
+      return {torch::nn::AnyModule(m), m.ptr()};
+    }
+    case LayerKind::kDropout: {
+      torch::nn::Dropout m(torch::nn::DropoutOptions(l.p));
+      return {torch::nn::AnyModule(m), m.ptr()};
+    }
+    case LayerKind::kReLU:
+      break;
+  }
+  torch::nn::ReLU m;
+  return {torch::nn::AnyModule(m), m.ptr()};
+}
+
+// "torch::nn::LinearImpl" -> "Linear"; custom names are kept.
+std::string ClassName(const torch::nn::Module& m) {
+  std::string n = m.name();
+  const std::string prefix = "torch::nn::";
+  if (n.rfind(prefix, 0) == 0) n = n.substr(prefix.size());
+  if (n.size() > 4 && n.compare(n.size() - 4, 4, "Impl") == 0) n.resize(n.size() - 4);
+  return n;
+}
+
+std::vector<int64_t> Shape(const torch::Tensor& t) {
+  return std::vector<int64_t>(t.sizes().begin(), t.sizes().end());
+}
+
+}  // namespace
+
+Network::Network(ModelSpec spec) : torch::nn::Module("Network"), spec_(std::move(spec)) {}
+
+absl::StatusOr<std::shared_ptr<Network>> Network::Create(const ModelSpec& spec,
+                                                         std::optional<uint64_t> seed) {
+  QSWEEP_RETURN_IF_ERROR(ValidateModel(spec));
+  if (spec.container != "seq_blocks" && spec.container != "module_list") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", spec.name, "': container '", spec.container,
+        "' is not supported (allowed: seq_blocks, module_list)"));
+  }
+  if (seed) torch::manual_seed(*seed);
+  std::shared_ptr<Network> net(new Network(spec));
+  net->holder_ = net->register_module(spec.container, MakeHolder(spec.container));
+  for (size_t i = 0; i < spec.layers.size(); ++i) {
+    auto [any, module] = MakeLayer(spec.layers[i]);
+    net->holder_->register_module(std::to_string(i), module);
+    net->layers_.push_back(std::move(any));
+  }
+  return net;
+}
+
+torch::Tensor Network::ForwardLayer(size_t i, const torch::Tensor& x) {
+  return layers_.at(i).forward(x);
+}
+
+torch::Tensor Network::Forward(const torch::Tensor& x) {
+  torch::Tensor h = x;
+  for (auto& layer : layers_) h = layer.forward(h);
+  return h;
+}
+
+absl::Status Network::ReplaceLayer(size_t i, torch::nn::AnyModule layer,
+                                   std::shared_ptr<torch::nn::Module> holder_child) {
+  if (i >= layers_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("ReplaceLayer: layer index ", i,
+                                                   " out of range (model has ",
+                                                   layers_.size(), " layers)"));
+  }
+  if (!holder_child || layer.is_empty()) {
+    return absl::InvalidArgumentError("ReplaceLayer: the new module is null");
+  }
+  holder_->replace_module(std::to_string(i), holder_child);
+  layers_[i] = std::move(layer);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<torch::nn::Module> Network::LayerModule(size_t i) const {
+  if (i >= layers_.size()) return nullptr;
+  return holder_->named_children()[std::to_string(i)];
+}
+
+void Network::ToDevice(const torch::Device& device) { this->to(device); }
+
+std::vector<std::pair<std::string, torch::Tensor>> Network::StateDict() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  // named_modules is a pre-order walk, as PyTorch's state_dict.
+  for (const auto& item : named_modules("", /*include_self=*/true)) {
+    const std::string prefix = item.key().empty() ? "" : item.key() + ".";
+    for (const auto& p : item.value()->named_parameters(/*recurse=*/false))
+      out.emplace_back(prefix + p.key(), p.value());
+    for (const auto& b : item.value()->named_buffers(/*recurse=*/false))
+      out.emplace_back(prefix + b.key(), b.value());
+  }
+  return out;
+}
+
+absl::Status Network::LoadStateDict(
+    const std::vector<std::pair<std::string, torch::Tensor>>& state, const std::string& source) {
+  std::map<std::string, torch::Tensor> given(state.begin(), state.end());
+  torch::NoGradGuard no_grad;
+  for (auto& [key, target] : StateDict()) {
+    auto it = given.find(key);
+    if (it == given.end()) {
+      return absl::DataLossError(absl::StrCat(source, ": missing tensor '", key, "'"));
+    }
+    if (!it->second.defined() || it->second.sizes() != target.sizes()) {
+      return absl::DataLossError(absl::StrCat(
+          source, ": tensor '", key, "' has shape ",
+          it->second.defined() ? c10::str(it->second.sizes()) : std::string("(undefined)"),
+          ", expected ", c10::str(target.sizes())));
+    }
+    target.copy_(it->second.to(target.device(), target.scalar_type()));
+    given.erase(it);
+  }
+  if (!given.empty()) {
+    return absl::DataLossError(absl::StrCat(source, ": unexpected tensor '",
+                                            given.begin()->first, "' for model '", spec_.name,
+                                            "'"));
+  }
+  return absl::OkStatus();
+}
+
+int64_t Network::NumTrainableParams() const {
+  int64_t n = 0;
+  for (const auto& p : parameters())
+    if (p.requires_grad()) n += p.numel();
+  return n;
+}
+
+absl::Status FillGraphShapes(Graph& graph, Network& net, int64_t batch) {
+  if (batch <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("batch must be > 0, got ", batch));
+  }
+  if (graph.nodes.size() != net.num_layers() + 2) {
+    return absl::InvalidArgumentError(absl::StrCat("graph has ", graph.nodes.size(),
+                                                   " nodes but the network has ",
+                                                   net.num_layers(), " layers (+x, output)"));
+  }
+  const bool was_training = net.is_training();
+  torch::NoGradGuard no_grad;
+  net.eval();
+  torch::Device device = torch::kCPU;
+  for (const auto& p : net.parameters()) device = p.device();
+  auto options = torch::TensorOptions().dtype(torch::kFloat).device(device);
+  torch::Tensor h =
+      torch::linspace(-1.0, 1.0, batch * net.spec().in_features, options)
+          .view({batch, net.spec().in_features});
+  graph.nodes.front().results["data_out_0"].shape = Shape(h);
+  for (size_t i = 0; i < net.num_layers(); ++i) {
+    Node& node = graph.LayerNode(i);
+    node.args["data_in_0"].shape = Shape(h);
+    auto module = net.LayerModule(i);
+    for (const auto& p : module->named_parameters(false)) node.args[p.key()].shape = Shape(p.value());
+    for (const auto& b : module->named_buffers(false)) {
+      if (b.key() != "num_batches_tracked") node.args[b.key()].shape = Shape(b.value());
+    }
+    node.type_name = ClassName(*module);
+    h = net.ForwardLayer(i, h);
+    node.results["data_out_0"].shape = Shape(h);
+  }
+  graph.nodes.back().args["data_in_0"].shape = Shape(h);
+  net.train(was_training);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<torch::Device> ResolveDevice(const std::string& device,
+                                            const std::string& accelerator) {
+  if (device.empty() || device == "auto") {
+    const bool want_gpu = accelerator == "gpu" || accelerator == "cuda";
+    if (want_gpu && torch::cuda::is_available()) return torch::Device(torch::kCUDA, 0);
+    return torch::Device(torch::kCPU);
+  }
+  if (device == "cpu") return torch::Device(torch::kCPU);
+  if (device == "cuda" || device.rfind("cuda:", 0) == 0) {
+    std::optional<torch::Device> d;
+    try {
+      d.emplace(device);
+    } catch (const std::exception&) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "device '", device, "' is not valid (allowed: \"\", cpu, cuda, cuda:N)"));
+    }
+    if (!torch::cuda::is_available()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "device '", device,
+          "' requested but CUDA is not available (LibTorch without CUDA or no GPU); use "
+          "device 'cpu'"));
+    }
+    if (d->has_index() && d->index() >= static_cast<int>(torch::cuda::device_count())) {
+      return absl::InvalidArgumentError(absl::StrCat("device '", device, "': only ",
+                                                     torch::cuda::device_count(),
+                                                     " CUDA device(s) available"));
+    }
+    return *d;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("device '", device, "' is not valid (allowed: \"\", cpu, cuda, cuda:N)"));
+}
+
+}  // namespace qsweep
