@@ -1,0 +1,248 @@
+// Scheduler: state, indexes, submission, cancellation, retries, recovery.
+// Lease operations are in scheduler_leases.cc.
+#include "server/scheduler.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status_macros.h"
+#include "server/job_state.h"
+#include "server/sweep.h"
+
+namespace qsweep {
+
+Scheduler::Scheduler(Store& store, Clock& clock, SchedulerOptions options)
+    : store_(store), clock_(clock), options_(options), rng_(std::random_device{}()) {}
+
+std::string Scheduler::NewId(const char* prefix) {
+  return absl::StrFormat("%s%08x", prefix, static_cast<uint32_t>(rng_()));
+}
+
+Scheduler::PendingKey Scheduler::KeyOf(const v1::Job& job) const {
+  auto seq = sweep_seq_.find(job.sweep_id());
+  return {-job.priority(), seq == sweep_seq_.end() ? 0 : seq->second, job.index(), job.id()};
+}
+
+void Scheduler::Index(const v1::Job& job) {
+  if (job.state() == v1::PENDING) pending_.insert(KeyOf(job));
+  if (IsActive(job.state())) {
+    leases_[job.lease_id()] = job.id();
+    ++active_per_sweep_[job.sweep_id()];
+  }
+}
+
+void Scheduler::Unindex(const v1::Job& job) {
+  if (job.state() == v1::PENDING) pending_.erase(KeyOf(job));
+  if (IsActive(job.state())) {
+    leases_.erase(job.lease_id());
+    --active_per_sweep_[job.sweep_id()];
+  }
+}
+
+absl::Status Scheduler::Commit(const v1::Job& next_in, const v1::Attempt* attempt) {
+  auto it = jobs_.find(next_in.id());
+  if (it == jobs_.end()) return absl::InternalError(absl::StrCat("no job ", next_in.id()));
+  if (it->second.state() != next_in.state())
+    QSWEEP_RETURN_IF_ERROR(Transition(it->second.state(), next_in.state()));
+  v1::Job next = next_in;
+  next.set_updated_unix_ms(clock_.NowMs());
+  QSWEEP_RETURN_IF_ERROR(attempt ? store_.UpdateJobAndAttempt(next, *attempt)
+                                 : store_.UpdateJob(next));
+  Unindex(it->second);
+  it->second = std::move(next);
+  Index(it->second);
+  if (attempt) {
+    if (IsActive(it->second.state())) open_attempts_[it->first] = *attempt;
+    else open_attempts_.erase(it->first);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::CommitClosingAttempt(const v1::Job& next, v1::JobState attempt_state) {
+  v1::Attempt attempt;
+  auto open = open_attempts_.find(next.id());
+  if (open != open_attempts_.end()) attempt = open->second;
+  attempt.set_job_id(next.id());
+  attempt.set_number(next.attempt());
+  attempt.set_state(attempt_state);
+  attempt.set_finished_unix_ms(clock_.NowMs());
+  attempt.set_error(next.error());
+  return Commit(next, &attempt);
+}
+
+absl::Status Scheduler::Recover() {
+  QSWEEP_ASSIGN_OR_RETURN(auto workers, store_.ListWorkers());
+  for (auto& w : workers) workers_[w.id()] = std::move(w);
+  QSWEEP_ASSIGN_OR_RETURN(auto sweeps, store_.ListSweeps());
+  for (auto& s : sweeps) {
+    sweep_seq_[s.id()] = next_sweep_seq_++;
+    sweeps_[s.id()] = std::move(s);
+  }
+  QSWEEP_ASSIGN_OR_RETURN(auto jobs, store_.ListJobs({}));
+  const int64_t grace = clock_.NowMs() + options_.lease_ttl_ms;
+  for (auto& j : jobs) {
+    if (IsActive(j.state())) {
+      j.set_lease_expires_unix_ms(std::max(j.lease_expires_unix_ms(), grace));
+      QSWEEP_ASSIGN_OR_RETURN(auto attempts, store_.ListAttempts(j.id()));
+      if (!attempts.empty()) open_attempts_[j.id()] = attempts.back();
+    }
+    Index(j);
+    jobs_[j.id()] = std::move(j);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
+    const v1::SubmitSweepRequest& request) {
+  std::string key = request.idempotency_key();
+  if (key.empty() && !request.request_id().empty()) key = "request:" + request.request_id();
+  v1::SubmitSweepResponse response;
+  if (!key.empty()) {
+    auto existing = store_.FindSweepByIdempotencyKey(key);
+    if (existing.ok()) {
+      *response.mutable_sweep() = *existing;
+      response.set_existing(true);
+      return response;
+    }
+    if (!absl::IsNotFound(existing.status())) return existing.status();
+  }
+  const std::string source =
+      request.source_name().empty() ? "sweep_toml" : request.source_name();
+  auto plan = ExpandSweep(request.sweep_toml(), source);
+  if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
+
+  v1::Sweep sweep;
+  sweep.set_id(NewId("sw-"));
+  sweep.set_name(!request.name().empty() ? request.name() : plan->name);
+  sweep.set_idempotency_key(key);
+  sweep.set_source_toml(request.sweep_toml());
+  sweep.set_max_concurrency(plan->max_concurrency);
+  sweep.set_retries(plan->retries);
+  sweep.set_priority(plan->priority);
+  sweep.set_created_unix_ms(clock_.NowMs());
+  sweep.set_num_jobs(static_cast<int32_t>(plan->configs.size()));
+  std::vector<v1::Job> jobs;
+  for (size_t i = 0; i < plan->configs.size(); ++i) {
+    v1::Job j;
+    j.set_id(absl::StrCat(sweep.id(), "-", i));
+    j.set_sweep_id(sweep.id());
+    j.set_index(static_cast<int32_t>(i));
+    j.set_kind(v1::TRAIN);
+    j.set_state(v1::PENDING);
+    j.set_config_json(plan->configs[i].dump());
+    j.set_trial_json(plan->trials[i].dump());
+    j.set_priority(plan->priority);
+    j.set_max_attempts(1 + plan->retries);
+    j.set_created_unix_ms(sweep.created_unix_ms());
+    j.set_updated_unix_ms(sweep.created_unix_ms());
+    jobs.push_back(std::move(j));
+  }
+  QSWEEP_RETURN_IF_ERROR(store_.CreateSweep(sweep, jobs));
+  sweep_seq_[sweep.id()] = next_sweep_seq_++;
+  sweeps_[sweep.id()] = sweep;
+  for (auto& j : jobs) {
+    Index(j);
+    jobs_[j.id()] = std::move(j);
+  }
+  *response.mutable_sweep() = std::move(sweep);
+  ServeWaiters();
+  return response;
+}
+
+absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterRequest& request) {
+  v1::WorkerInfo w;
+  w.set_id(NewId("w-"));
+  w.set_name(request.name());
+  w.set_device(request.device());
+  w.set_slots(request.slots());
+  w.set_registered_unix_ms(clock_.NowMs());
+  w.set_last_seen_unix_ms(clock_.NowMs());
+  QSWEEP_RETURN_IF_ERROR(store_.PutWorker(w));
+  workers_[w.id()] = w;
+  v1::RegisterResponse response;
+  response.set_worker_id(w.id());
+  response.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+  response.set_lease_ttl_ms(options_.lease_ttl_ms);
+  return response;
+}
+
+absl::StatusOr<int> Scheduler::CancelOne(const std::string& job_id) {
+  const v1::Job& job = jobs_.at(job_id);
+  if (job.state() == v1::PENDING) {
+    v1::Job next = job;
+    next.set_state(v1::CANCELLED);
+    next.set_error("cancelled before it started");
+    QSWEEP_RETURN_IF_ERROR(Commit(next, nullptr));
+    return 1;
+  }
+  if (IsActive(job.state()) && !job.cancel_requested()) {
+    v1::Job next = job;
+    next.set_cancel_requested(true);
+    QSWEEP_RETURN_IF_ERROR(Commit(next, nullptr));
+    return 1;
+  }
+  return 0;
+}
+
+absl::StatusOr<int> Scheduler::CancelJob(const std::string& job_id) {
+  if (!jobs_.count(job_id)) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+  return CancelOne(job_id);
+}
+
+absl::StatusOr<int> Scheduler::CancelSweep(const std::string& sweep_id) {
+  if (!sweeps_.count(sweep_id))
+    return absl::NotFoundError(absl::StrCat("no sweep '", sweep_id, "'"));
+  int n = 0;
+  for (const auto& [id, job] : jobs_) {
+    if (job.sweep_id() != sweep_id) continue;
+    QSWEEP_ASSIGN_OR_RETURN(int c, CancelOne(id));
+    n += c;
+  }
+  return n;
+}
+
+absl::StatusOr<int> Scheduler::RetryJobs(const v1::RetryJobsRequest& request) {
+  std::vector<std::string> ids(request.job_ids().begin(), request.job_ids().end());
+  if (ids.empty()) {
+    if (!sweeps_.count(request.sweep_id()))
+      return absl::NotFoundError(absl::StrCat("no sweep '", request.sweep_id(), "'"));
+    for (const auto& [id, job] : jobs_)
+      if (job.sweep_id() == request.sweep_id()) ids.push_back(id);
+  }
+  int n = 0;
+  for (const auto& id : ids) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", id, "'"));
+    const v1::JobState s = it->second.state();
+    if (s != v1::FAILED && !(s == v1::CANCELLED && request.include_cancelled())) continue;
+    v1::Job next = it->second;
+    next.set_state(v1::PENDING);
+    next.set_failures(0);
+    next.set_expiries(0);
+    next.set_cancel_requested(false);
+    next.clear_error();
+    QSWEEP_RETURN_IF_ERROR(Commit(next, nullptr));
+    ++n;
+  }
+  if (n > 0) ServeWaiters();
+  return n;
+}
+
+std::vector<v1::WorkerInfo> Scheduler::Workers() const {
+  std::map<std::string, int> busy;
+  for (const auto& [lease, job_id] : leases_) ++busy[jobs_.at(job_id).worker_id()];
+  std::vector<v1::WorkerInfo> out;
+  for (const auto& [id, w] : workers_) {
+    out.push_back(w);
+    out.back().set_busy_slots(busy[id]);
+  }
+  return out;
+}
+
+const v1::Job* Scheduler::FindJob(const std::string& job_id) const {
+  auto it = jobs_.find(job_id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+}  // namespace qsweep

@@ -1,0 +1,155 @@
+// The coordinator's logic: the job queue, leases, retries, cancellation and
+// per-sweep concurrency, over a Store. Not thread-safe: every method must be
+// called on the scheduler strand (see Coordinator), which is what lets it keep
+// its state without locks. Time comes only from the injected Clock.
+//
+// Leases: a grant moves a job PENDING -> LEASED with a new lease id
+// ("<job id>#<epoch>") and an epoch one higher than any before for that job.
+// Heartbeats renew it (the first one moves the job to RUNNING); a lease not
+// renewed within the TTL expires at the next Tick() and the job goes back to
+// PENDING (or FAILED after too many expiries). Complete and Fail with an older
+// epoch are rejected with FAILED_PRECONDITION; repeating an accepted call is
+// harmless and returns OK.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "qsweep/v1/experiments.pb.h"
+#include "qsweep/v1/workers.pb.h"
+#include "server/clock.h"
+#include "storage/store.h"
+
+namespace qsweep {
+
+struct SchedulerOptions {
+  // How long a lease lives without a heartbeat. Default: 30000 ms.
+  int64_t lease_ttl_ms = 30000;
+  // Heartbeat period suggested to workers. Default: 5000 ms.
+  int64_t heartbeat_interval_ms = 5000;
+  // Upper bound on a Lease long-poll. Default: 30000 ms.
+  int64_t max_lease_wait_ms = 30000;
+  // Expired leases tolerated per job before it is marked FAILED. Default: 3.
+  int32_t max_expiries = 3;
+  // Lease responses remembered by request id, so a retried Lease call gets
+  // the same leases instead of new ones. Default: 1024.
+  size_t lease_replay_cache = 1024;
+};
+
+class Scheduler {
+ public:
+  using LeaseDone = std::function<void(absl::StatusOr<v1::LeaseResponse>)>;
+
+  // `store` and `clock` are not owned and must outlive the scheduler.
+  Scheduler(Store& store, Clock& clock, SchedulerOptions options = {});
+
+  // Loads workers, sweeps and jobs from the store. Jobs that held a lease get
+  // one more TTL from now to be renewed by their worker; if not, they expire
+  // as usual. Call once, before anything else.
+  absl::Status Recover();
+
+  // Validates and expands the sweep, then stores it with its jobs. With a
+  // non-empty idempotency key (or else request id) seen before, returns the
+  // earlier sweep with `existing` set. INVALID_ARGUMENT naming the field for a
+  // bad sweep file.
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SubmitSweepRequest& request);
+
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
+
+  // Grants up to max_jobs leases. When none is available and wait_ms > 0,
+  // `done` is called later (on this strand): when work appears, or with an
+  // empty response once the wait is over (at a Tick) or at CloseWaiters().
+  // NOT_FOUND for an unregistered worker.
+  void Lease(const v1::LeaseRequest& request, LeaseDone done);
+
+  // Renews leases, records progress and metrics, delivers cancellations.
+  // Unknown or stale leases get LOST; never an error for one bad lease.
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+
+  // Marks the lease's job SUCCEEDED. FAILED_PRECONDITION if the lease is not
+  // the job's current one or the job was cancelled; NOT_FOUND for a lease id
+  // that names no job.
+  absl::Status Complete(const v1::CompleteRequest& request);
+
+  // Ends an attempt: back to PENDING if retries remain or on hand_back,
+  // FAILED otherwise. Errors as for Complete.
+  absl::Status Fail(const v1::FailRequest& request);
+
+  // Cancels pending jobs at once and asks running ones to stop (delivered on
+  // their next heartbeat). Returns how many jobs were affected; NOT_FOUND for
+  // an unknown id.
+  absl::StatusOr<int> CancelSweep(const std::string& sweep_id);
+  absl::StatusOr<int> CancelJob(const std::string& job_id);
+
+  // Moves FAILED (and optionally CANCELLED) jobs back to PENDING.
+  absl::StatusOr<int> RetryJobs(const v1::RetryJobsRequest& request);
+
+  // Registered workers with their current number of leases.
+  std::vector<v1::WorkerInfo> Workers() const;
+
+  // Expires overdue leases and ends overdue Lease waits. Run periodically.
+  void Tick();
+
+  // Answers every waiting Lease call with no leases (for shutdown).
+  void CloseWaiters();
+
+  // The scheduler's view of a job, or nullptr. For tests and diagnostics.
+  const v1::Job* FindJob(const std::string& job_id) const;
+
+ private:
+  struct Waiter {
+    v1::LeaseRequest request;
+    int64_t deadline_ms;
+    LeaseDone done;
+  };
+  // Queue order: higher priority first, then older sweep, then index.
+  using PendingKey = std::tuple<int32_t, int64_t, int32_t, std::string>;
+
+  PendingKey KeyOf(const v1::Job& job) const;
+  void Index(const v1::Job& job);
+  void Unindex(const v1::Job& job);
+  // Checks the move, persists `next` (with `attempt`, if given), then makes it
+  // the in-memory job. Nothing changes if persisting fails.
+  absl::Status Commit(const v1::Job& next, const v1::Attempt* attempt);
+  // Closes the job's open attempt with `state` and commits `next`.
+  absl::Status CommitClosingAttempt(const v1::Job& next, v1::JobState attempt_state);
+  absl::Status Grant(const std::string& job_id, const std::string& worker_id,
+                     v1::LeaseResponse& response);
+  std::vector<std::string> PickJobs(int32_t max_jobs) const;
+  void ServeWaiters();
+  absl::StatusOr<v1::Job*> JobOfLease(const std::string& lease_id, int64_t epoch);
+  v1::LeaseVerdict Renew(const v1::LeaseUpdate& update);
+  absl::Status RecordMetrics(const v1::Job& job,
+                             const google::protobuf::RepeatedPtrField<v1::Metric>& metrics);
+  absl::Status ExpireLease(const std::string& job_id);
+  absl::StatusOr<int> CancelOne(const std::string& job_id);
+  std::string NewId(const char* prefix);
+
+  Store& store_;
+  Clock& clock_;
+  const SchedulerOptions options_;
+  std::mt19937_64 rng_;
+
+  std::map<std::string, v1::Sweep> sweeps_;
+  std::map<std::string, int64_t> sweep_seq_;
+  int64_t next_sweep_seq_ = 0;
+  std::map<std::string, v1::Job> jobs_;
+  std::map<std::string, v1::Attempt> open_attempts_;  // job id -> current attempt
+  std::set<PendingKey> pending_;
+  std::map<std::string, std::string> leases_;  // lease id -> job id (LEASED/RUNNING)
+  std::map<std::string, int> active_per_sweep_;
+  std::map<std::string, v1::WorkerInfo> workers_;
+  std::deque<Waiter> waiters_;
+  std::map<std::string, v1::LeaseResponse> lease_replay_;
+  std::deque<std::string> lease_replay_order_;
+};
+
+}  // namespace qsweep

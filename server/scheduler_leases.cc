@@ -1,0 +1,256 @@
+// Scheduler: lease grants, long-polls, heartbeats, results and expiry.
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "server/job_state.h"
+#include "server/scheduler.h"
+
+namespace qsweep {
+
+std::vector<std::string> Scheduler::PickJobs(int32_t max_jobs) const {
+  std::vector<std::string> picked;
+  std::map<std::string, int> extra;  // grants already picked per sweep
+  for (const auto& key : pending_) {
+    if (static_cast<int32_t>(picked.size()) >= max_jobs) break;
+    const v1::Job& job = jobs_.at(std::get<3>(key));
+    const int32_t limit = sweeps_.at(job.sweep_id()).max_concurrency();
+    if (limit > 0) {
+      auto active = active_per_sweep_.find(job.sweep_id());
+      int now = (active == active_per_sweep_.end() ? 0 : active->second) + extra[job.sweep_id()];
+      if (now >= limit) continue;
+    }
+    ++extra[job.sweep_id()];
+    picked.push_back(job.id());
+  }
+  return picked;
+}
+
+absl::Status Scheduler::Grant(const std::string& job_id, const std::string& worker_id,
+                              v1::LeaseResponse& response) {
+  v1::Job next = jobs_.at(job_id);
+  const int64_t now = clock_.NowMs();
+  next.set_state(v1::LEASED);
+  next.set_attempt(next.attempt() + 1);
+  next.set_lease_epoch(next.lease_epoch() + 1);
+  next.set_lease_id(absl::StrCat(next.id(), "#", next.lease_epoch()));
+  next.set_worker_id(worker_id);
+  next.set_lease_expires_unix_ms(now + options_.lease_ttl_ms);
+  next.set_cancel_requested(false);
+  next.clear_progress();
+  next.clear_error();
+  v1::Attempt attempt;
+  attempt.set_job_id(next.id());
+  attempt.set_number(next.attempt());
+  attempt.set_worker_id(worker_id);
+  attempt.set_lease_id(next.lease_id());
+  attempt.set_lease_epoch(next.lease_epoch());
+  attempt.set_state(v1::LEASED);
+  attempt.set_started_unix_ms(now);
+  QSWEEP_RETURN_IF_ERROR(Commit(next, &attempt));
+  v1::GrantedLease* lease = response.add_leases();
+  lease->set_lease_id(next.lease_id());
+  lease->set_epoch(next.lease_epoch());
+  lease->set_ttl_ms(options_.lease_ttl_ms);
+  *lease->mutable_job() = jobs_.at(job_id);
+  return absl::OkStatus();
+}
+
+void Scheduler::Lease(const v1::LeaseRequest& request, LeaseDone done) {
+  auto worker = workers_.find(request.worker_id());
+  if (worker == workers_.end()) {
+    done(absl::NotFoundError(
+        absl::StrCat("worker_id '", request.worker_id(), "' is not registered; call Register")));
+    return;
+  }
+  worker->second.set_last_seen_unix_ms(clock_.NowMs());
+  if (!request.request_id().empty()) {
+    auto replay = lease_replay_.find(request.request_id());
+    if (replay != lease_replay_.end()) {
+      done(replay->second);
+      return;
+    }
+  }
+  v1::LeaseResponse response;
+  for (const auto& job_id : PickJobs(request.max_jobs())) {
+    absl::Status s = Grant(job_id, request.worker_id(), response);
+    if (!s.ok()) {
+      done(s);
+      return;
+    }
+  }
+  if (response.leases_size() == 0 && request.wait_ms() > 0) {
+    const int64_t wait = std::min(request.wait_ms(), options_.max_lease_wait_ms);
+    waiters_.push_back({request, clock_.NowMs() + wait, std::move(done)});
+    return;
+  }
+  if (!request.request_id().empty()) {
+    lease_replay_[request.request_id()] = response;
+    lease_replay_order_.push_back(request.request_id());
+    while (lease_replay_order_.size() > options_.lease_replay_cache) {
+      lease_replay_.erase(lease_replay_order_.front());
+      lease_replay_order_.pop_front();
+    }
+  }
+  done(std::move(response));
+}
+
+void Scheduler::ServeWaiters() {
+  std::deque<Waiter> still;
+  while (!waiters_.empty()) {
+    Waiter w = std::move(waiters_.front());
+    waiters_.pop_front();
+    if (pending_.empty() || PickJobs(w.request.max_jobs()).empty()) {
+      still.push_back(std::move(w));
+      continue;
+    }
+    w.request.set_wait_ms(0);  // grant what there is now; never re-queue
+    Lease(w.request, std::move(w.done));
+  }
+  waiters_ = std::move(still);
+}
+
+void Scheduler::CloseWaiters() {
+  std::deque<Waiter> all = std::move(waiters_);
+  waiters_.clear();
+  for (auto& w : all) w.done(v1::LeaseResponse());
+}
+
+absl::StatusOr<v1::Job*> Scheduler::JobOfLease(const std::string& lease_id, int64_t epoch) {
+  const size_t hash = lease_id.rfind('#');
+  auto it = hash == std::string::npos ? jobs_.end() : jobs_.find(lease_id.substr(0, hash));
+  if (it == jobs_.end())
+    return absl::NotFoundError(absl::StrCat("lease_id '", lease_id, "' names no job"));
+  v1::Job& job = it->second;
+  if (job.lease_id() != lease_id || job.lease_epoch() != epoch)
+    return absl::FailedPreconditionError(
+        absl::StrCat("lease '", lease_id, "' epoch ", epoch, " is stale; job ", job.id(),
+                     " is at epoch ", job.lease_epoch()));
+  return &job;
+}
+
+absl::Status Scheduler::RecordMetrics(
+    const v1::Job& job, const google::protobuf::RepeatedPtrField<v1::Metric>& metrics) {
+  if (metrics.empty()) return absl::OkStatus();
+  return store_.AppendMetrics(job.id(), job.attempt(),
+                              std::vector<v1::Metric>(metrics.begin(), metrics.end()));
+}
+
+v1::LeaseVerdict Scheduler::Renew(const v1::LeaseUpdate& update) {
+  v1::LeaseVerdict verdict;
+  verdict.set_lease_id(update.lease_id());
+  verdict.set_action(v1::LOST);
+  auto job_or = JobOfLease(update.lease_id(), update.epoch());
+  if (!job_or.ok() || !IsActive((*job_or)->state())) return verdict;
+  v1::Job next = **job_or;
+  if (!RecordMetrics(next, update.metrics()).ok()) {
+    verdict.set_action(v1::CONTINUE);  // the worker resends; the lease is not renewed
+    return verdict;
+  }
+  if (next.cancel_requested()) {
+    next.set_state(v1::CANCELLED);
+    next.set_error("cancelled by user");
+    verdict.set_action(CommitClosingAttempt(next, v1::CANCELLED).ok() ? v1::CANCEL : v1::CONTINUE);
+    return verdict;
+  }
+  *next.mutable_progress() = update.progress();
+  next.set_lease_expires_unix_ms(clock_.NowMs() + options_.lease_ttl_ms);
+  absl::Status s;
+  if (next.state() == v1::LEASED) {
+    next.set_state(v1::RUNNING);
+    v1::Attempt attempt = open_attempts_[next.id()];
+    attempt.set_state(v1::RUNNING);
+    s = Commit(next, &attempt);
+  } else {
+    s = Commit(next, nullptr);
+  }
+  verdict.set_action(v1::CONTINUE);
+  return verdict;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRequest& request) {
+  auto worker = workers_.find(request.worker_id());
+  if (worker == workers_.end())
+    return absl::NotFoundError(
+        absl::StrCat("worker_id '", request.worker_id(), "' is not registered; call Register"));
+  worker->second.set_last_seen_unix_ms(clock_.NowMs());
+  v1::HeartbeatResponse response;
+  for (const auto& update : request.updates()) *response.add_verdicts() = Renew(update);
+  return response;
+}
+
+absl::Status Scheduler::Complete(const v1::CompleteRequest& request) {
+  QSWEEP_ASSIGN_OR_RETURN(v1::Job * job, JobOfLease(request.lease_id(), request.epoch()));
+  if (job->state() == v1::SUCCEEDED) return absl::OkStatus();  // a repeated call
+  if (!IsActive(job->state()))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job->id(), " is ", JobStateName(job->state()), "; its result is not accepted"));
+  QSWEEP_RETURN_IF_ERROR(RecordMetrics(*job, request.metrics()));
+  v1::Job next = *job;
+  next.set_state(v1::SUCCEEDED);
+  next.mutable_final_metrics()->insert(request.final_metrics().begin(),
+                                       request.final_metrics().end());
+  next.set_best_checkpoint_sha256(request.best_checkpoint_sha256());
+  next.set_last_checkpoint_sha256(request.last_checkpoint_sha256());
+  next.set_result_json(request.result_json());
+  next.set_lease_expires_unix_ms(0);
+  QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, v1::SUCCEEDED));
+  ServeWaiters();  // a concurrency slot was freed
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::Fail(const v1::FailRequest& request) {
+  QSWEEP_ASSIGN_OR_RETURN(v1::Job * job, JobOfLease(request.lease_id(), request.epoch()));
+  if (!IsActive(job->state())) return absl::OkStatus();  // a repeated call, or already ended
+  QSWEEP_RETURN_IF_ERROR(RecordMetrics(*job, request.metrics()));
+  v1::Job next = *job;
+  next.set_lease_expires_unix_ms(0);
+  v1::JobState attempt_state = v1::FAILED;
+  if (request.hand_back()) {
+    next.set_state(next.cancel_requested() ? v1::CANCELLED : v1::PENDING);
+    next.set_error("handed back by worker: " + request.error());
+    attempt_state = v1::PENDING;
+  } else {
+    next.set_failures(next.failures() + 1);
+    next.set_error(request.error());
+    next.set_state(next.cancel_requested()                     ? v1::CANCELLED
+                   : next.failures() < next.max_attempts()     ? v1::PENDING
+                                                               : v1::FAILED);
+  }
+  QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, attempt_state));
+  ServeWaiters();
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::ExpireLease(const std::string& job_id) {
+  v1::Job next = jobs_.at(job_id);
+  next.set_expiries(next.expiries() + 1);
+  next.set_lease_expires_unix_ms(0);
+  next.set_error(absl::StrCat("lease ", next.lease_id(), " expired (worker ", next.worker_id(),
+                              " stopped renewing it)"));
+  next.set_state(next.cancel_requested()                     ? v1::CANCELLED
+                 : next.expiries() > options_.max_expiries   ? v1::FAILED
+                                                             : v1::PENDING);
+  return CommitClosingAttempt(next, v1::FAILED);
+}
+
+void Scheduler::Tick() {
+  const int64_t now = clock_.NowMs();
+  std::vector<std::string> expired;
+  for (const auto& [lease, job_id] : leases_)
+    if (jobs_.at(job_id).lease_expires_unix_ms() <= now) expired.push_back(job_id);
+  bool freed = false;
+  for (const auto& id : expired) freed |= ExpireLease(id).ok();
+  std::deque<Waiter> still;
+  std::vector<Waiter> overdue;
+  for (auto& w : waiters_) {
+    if (w.deadline_ms <= now) overdue.push_back(std::move(w));
+    else still.push_back(std::move(w));
+  }
+  waiters_ = std::move(still);
+  if (freed) ServeWaiters();
+  for (auto& w : overdue) w.done(v1::LeaseResponse());
+}
+
+}  // namespace qsweep

@@ -1,0 +1,342 @@
+#include "server/scheduler.h"
+
+#include <optional>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "server/job_state.h"
+
+namespace qsweep {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string SweepToml(int trials, int max_concurrency = 0, int retries = 0, int priority = 0) {
+  std::string seeds;
+  for (int i = 0; i < trials; ++i) absl::StrAppend(&seeds, i ? ", " : "", i);
+  return absl::StrCat("model = \"jsc-tiny\"\ndataset = \"jsc-synthetic\"\n[sweep]\n",
+                      "max_concurrency = ", max_concurrency, "\nretries = ", retries,
+                      "\npriority = ", priority, "\n[sweep.grid]\nseed = [", seeds, "]\n");
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  SchedulerTest() : store_(NewInMemoryStore()) { Restart(); }
+
+  // A new scheduler over the same store, as after a server restart.
+  void Restart() {
+    scheduler_ = std::make_unique<Scheduler>(*store_, clock_, options_);
+    ASSERT_TRUE(scheduler_->Recover().ok());
+  }
+
+  std::string Submit(const std::string& toml, const std::string& key = "") {
+    v1::SubmitSweepRequest r;
+    r.set_sweep_toml(toml);
+    r.set_idempotency_key(key);
+    auto resp = scheduler_->SubmitSweep(r);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return resp.ok() ? resp->sweep().id() : "";
+  }
+
+  std::string RegisterWorker() {
+    v1::RegisterRequest r;
+    r.set_name("test");
+    r.set_device("cpu");
+    r.set_slots(4);
+    return scheduler_->Register(r)->worker_id();
+  }
+
+  // Lease without waiting; returns the response.
+  v1::LeaseResponse LeaseNow(const std::string& worker, int max_jobs,
+                             const std::string& request_id = "") {
+    v1::LeaseRequest r;
+    r.set_worker_id(worker);
+    r.set_max_jobs(max_jobs);
+    r.set_request_id(request_id);
+    std::optional<absl::StatusOr<v1::LeaseResponse>> got;
+    scheduler_->Lease(r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
+    EXPECT_TRUE(got.has_value());
+    EXPECT_TRUE(got->ok()) << got->status();
+    return got->ok() ? **got : v1::LeaseResponse();
+  }
+
+  v1::HeartbeatResponse Beat(const std::string& worker, const v1::GrantedLease& lease,
+                             std::vector<v1::Metric> metrics = {}) {
+    v1::HeartbeatRequest r;
+    r.set_worker_id(worker);
+    auto* u = r.add_updates();
+    u->set_lease_id(lease.lease_id());
+    u->set_epoch(lease.epoch());
+    u->mutable_progress()->set_epoch(1);
+    for (auto& m : metrics) *u->add_metrics() = m;
+    auto resp = scheduler_->Heartbeat(r);
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return *resp;
+  }
+
+  absl::Status Complete(const v1::GrantedLease& lease, double acc = 0.5) {
+    v1::CompleteRequest r;
+    r.set_lease_id(lease.lease_id());
+    r.set_epoch(lease.epoch());
+    (*r.mutable_final_metrics())["test_acc_epoch"] = acc;
+    return scheduler_->Complete(r);
+  }
+
+  absl::Status Fail(const v1::GrantedLease& lease, bool hand_back = false) {
+    v1::FailRequest r;
+    r.set_lease_id(lease.lease_id());
+    r.set_epoch(lease.epoch());
+    r.set_error("boom");
+    r.set_hand_back(hand_back);
+    return scheduler_->Fail(r);
+  }
+
+  v1::JobState StateOf(const std::string& job_id) { return store_->GetJob(job_id)->state(); }
+
+  FakeClock clock_;
+  SchedulerOptions options_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, GrantsInPriorityThenSubmissionOrder) {
+  std::string low = Submit(SweepToml(2, 0, 0, 0));
+  std::string high = Submit(SweepToml(1, 0, 0, 5));
+  std::string w = RegisterWorker();
+  auto resp = LeaseNow(w, 3);
+  ASSERT_EQ(resp.leases_size(), 3);
+  EXPECT_EQ(resp.leases(0).job().id(), high + "-0");
+  EXPECT_EQ(resp.leases(1).job().id(), low + "-0");
+  EXPECT_EQ(resp.leases(2).job().id(), low + "-1");
+  EXPECT_EQ(resp.leases(0).epoch(), 1);
+  EXPECT_EQ(resp.leases(0).job().state(), v1::LEASED);
+  EXPECT_EQ(StateOf(low + "-1"), v1::LEASED);  // persisted
+  auto attempts = store_->ListAttempts(low + "-0");
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ((*attempts)[0].worker_id(), w);
+  EXPECT_EQ(LeaseNow(w, 3).leases_size(), 0);
+}
+
+TEST_F(SchedulerTest, PerSweepConcurrencyIsRespected) {
+  std::string s = Submit(SweepToml(4, 2));
+  std::string w = RegisterWorker();
+  auto first = LeaseNow(w, 4);
+  ASSERT_EQ(first.leases_size(), 2);
+  EXPECT_EQ(LeaseNow(w, 4).leases_size(), 0);
+  ASSERT_TRUE(Complete(first.leases(0)).ok());
+  auto next = LeaseNow(w, 4);
+  ASSERT_EQ(next.leases_size(), 1);
+  EXPECT_EQ(next.leases(0).job().id(), s + "-2");
+}
+
+TEST_F(SchedulerTest, HeartbeatRunsRenewsAndStoresMetrics) {
+  std::string s = Submit(SweepToml(1));
+  std::string w = RegisterWorker();
+  auto lease = LeaseNow(w, 1).leases(0);
+  v1::Metric m;
+  m.set_name("train_loss_step");
+  m.set_step(50);
+  m.set_value(1.25);
+  auto resp = Beat(w, lease, {m});
+  ASSERT_EQ(resp.verdicts_size(), 1);
+  EXPECT_EQ(resp.verdicts(0).action(), v1::CONTINUE);
+  EXPECT_EQ(StateOf(s + "-0"), v1::RUNNING);
+  EXPECT_EQ(store_->GetJob(s + "-0")->progress().epoch(), 1);
+  auto metrics = store_->ListMetrics(s + "-0", 1, "");
+  ASSERT_EQ(metrics->size(), 1u);
+  EXPECT_DOUBLE_EQ((*metrics)[0].value(), 1.25);
+  // Renewed: 20 s + 20 s without expiry because of the heartbeat in between.
+  clock_.AdvanceMs(20000);
+  Beat(w, lease);
+  clock_.AdvanceMs(20000);
+  scheduler_->Tick();
+  EXPECT_EQ(StateOf(s + "-0"), v1::RUNNING);
+  ASSERT_TRUE(Complete(lease, 0.75).ok());
+  EXPECT_EQ(StateOf(s + "-0"), v1::SUCCEEDED);
+  EXPECT_DOUBLE_EQ(store_->GetJob(s + "-0")->final_metrics().at("test_acc_epoch"), 0.75);
+  // Repeating an accepted Complete is harmless.
+  EXPECT_TRUE(Complete(lease, 0.75).ok());
+  EXPECT_EQ((*store_->ListAttempts(s + "-0"))[0].state(), v1::SUCCEEDED);
+}
+
+TEST_F(SchedulerTest, ExpiredLeaseRequeuesAndFencesTheOldEpoch) {
+  std::string s = Submit(SweepToml(1));
+  std::string w1 = RegisterWorker(), w2 = RegisterWorker();
+  auto old_lease = LeaseNow(w1, 1).leases(0);
+  clock_.AdvanceMs(options_.lease_ttl_ms + 1);
+  scheduler_->Tick();
+  EXPECT_EQ(StateOf(s + "-0"), v1::PENDING);
+  auto new_lease = LeaseNow(w2, 1).leases(0);
+  EXPECT_EQ(new_lease.epoch(), 2);
+  EXPECT_NE(new_lease.lease_id(), old_lease.lease_id());
+  // The old holder's late reports are rejected.
+  auto late = Complete(old_lease);
+  EXPECT_EQ(late.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(late.message()), HasSubstr("stale"));
+  EXPECT_EQ(Beat(w1, old_lease).verdicts(0).action(), v1::LOST);
+  ASSERT_TRUE(Complete(new_lease).ok());
+  auto attempts = *store_->ListAttempts(s + "-0");
+  ASSERT_EQ(attempts.size(), 2u);
+  EXPECT_THAT(attempts[0].error(), HasSubstr("expired"));
+  EXPECT_EQ(attempts[1].worker_id(), w2);
+}
+
+TEST_F(SchedulerTest, TooManyExpiriesFail) {
+  std::string s = Submit(SweepToml(1));
+  std::string w = RegisterWorker();
+  for (int i = 0; i <= options_.max_expiries; ++i) {
+    ASSERT_EQ(LeaseNow(w, 1).leases_size(), 1) << i;
+    clock_.AdvanceMs(options_.lease_ttl_ms + 1);
+    scheduler_->Tick();
+  }
+  EXPECT_EQ(StateOf(s + "-0"), v1::FAILED);
+}
+
+TEST_F(SchedulerTest, RetriesThenFailedThenManualRetry) {
+  std::string s = Submit(SweepToml(1, 0, /*retries=*/1));
+  std::string w = RegisterWorker();
+  ASSERT_TRUE(Fail(LeaseNow(w, 1).leases(0)).ok());
+  EXPECT_EQ(StateOf(s + "-0"), v1::PENDING);
+  auto second = LeaseNow(w, 1).leases(0);
+  ASSERT_TRUE(Fail(second).ok());
+  EXPECT_EQ(StateOf(s + "-0"), v1::FAILED);
+  EXPECT_EQ(store_->GetJob(s + "-0")->error(), "boom");
+  EXPECT_TRUE(Fail(second).ok());  // repeated: harmless
+  v1::RetryJobsRequest retry;
+  retry.set_sweep_id(s);
+  EXPECT_EQ(*scheduler_->RetryJobs(retry), 1);
+  EXPECT_EQ(StateOf(s + "-0"), v1::PENDING);
+  auto third = LeaseNow(w, 1).leases(0);
+  EXPECT_EQ(third.job().attempt(), 3);
+  EXPECT_EQ(store_->ListAttempts(s + "-0")->size(), 3u);
+}
+
+TEST_F(SchedulerTest, HandBackDoesNotUseARetry) {
+  std::string s = Submit(SweepToml(1));
+  std::string w = RegisterWorker();
+  ASSERT_TRUE(Fail(LeaseNow(w, 1).leases(0), /*hand_back=*/true).ok());
+  EXPECT_EQ(StateOf(s + "-0"), v1::PENDING);
+  EXPECT_EQ(store_->GetJob(s + "-0")->failures(), 0);
+}
+
+TEST_F(SchedulerTest, CancelPendingAtOnceAndRunningOnNextHeartbeat) {
+  std::string s = Submit(SweepToml(2));
+  std::string w = RegisterWorker();
+  auto lease = LeaseNow(w, 1).leases(0);
+  Beat(w, lease);
+  EXPECT_EQ(*scheduler_->CancelSweep(s), 2);
+  EXPECT_EQ(StateOf(s + "-1"), v1::CANCELLED);
+  EXPECT_EQ(StateOf(s + "-0"), v1::RUNNING);
+  EXPECT_EQ(Beat(w, lease).verdicts(0).action(), v1::CANCEL);
+  EXPECT_EQ(StateOf(s + "-0"), v1::CANCELLED);
+  EXPECT_EQ(Complete(lease).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(*scheduler_->CancelSweep(s), 0);
+  EXPECT_EQ(scheduler_->CancelJob("nope").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, SubmitIsIdempotentByKey) {
+  std::string a = Submit(SweepToml(3), "key");
+  std::string b = Submit(SweepToml(3), "key");
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(store_->ListJobs({})->size(), 3u);
+  EXPECT_NE(Submit(SweepToml(3), "other"), a);
+}
+
+TEST_F(SchedulerTest, BadSweepIsInvalidArgumentAndStoresNothing) {
+  v1::SubmitSweepRequest r;
+  r.set_sweep_toml("model = \"jsc-nope\"\ndataset = \"jsc\"\n");
+  r.set_source_name("x.toml");
+  auto resp = scheduler_->SubmitSweep(r);
+  ASSERT_FALSE(resp.ok());
+  EXPECT_EQ(resp.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(resp.status().message()), HasSubstr("jsc-nope"));
+  EXPECT_TRUE(store_->ListSweeps()->empty());
+}
+
+TEST_F(SchedulerTest, LongPollIsAnsweredByNewWorkOrAtItsDeadline) {
+  std::string w = RegisterWorker();
+  v1::LeaseRequest r;
+  r.set_worker_id(w);
+  r.set_max_jobs(1);
+  r.set_wait_ms(10000);
+  std::optional<absl::StatusOr<v1::LeaseResponse>> got;
+  scheduler_->Lease(r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
+  EXPECT_FALSE(got.has_value());
+  std::string s = Submit(SweepToml(1));
+  ASSERT_TRUE(got.has_value());
+  ASSERT_EQ((*got)->leases_size(), 1);
+  EXPECT_EQ((*got)->leases(0).job().id(), s + "-0");
+
+  got.reset();
+  scheduler_->Lease(r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
+  clock_.AdvanceMs(9999);
+  scheduler_->Tick();
+  EXPECT_FALSE(got.has_value());
+  clock_.AdvanceMs(1);
+  scheduler_->Tick();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ((*got)->leases_size(), 0);
+}
+
+TEST_F(SchedulerTest, RetriedLeaseRequestGetsTheSameLeases) {
+  Submit(SweepToml(2));
+  std::string w = RegisterWorker();
+  auto a = LeaseNow(w, 1, "req-1");
+  auto b = LeaseNow(w, 1, "req-1");
+  ASSERT_EQ(a.leases_size(), 1);
+  ASSERT_EQ(b.leases_size(), 1);
+  EXPECT_EQ(a.leases(0).lease_id(), b.leases(0).lease_id());
+  EXPECT_EQ(LeaseNow(w, 5, "req-2").leases_size(), 1);  // only one job was left
+}
+
+TEST_F(SchedulerTest, UnregisteredWorkerIsNotFound) {
+  v1::LeaseRequest r;
+  r.set_worker_id("w-ghost");
+  r.set_max_jobs(1);
+  std::optional<absl::StatusOr<v1::LeaseResponse>> got;
+  scheduler_->Lease(r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kNotFound);
+  v1::HeartbeatRequest h;
+  h.set_worker_id("w-ghost");
+  EXPECT_EQ(scheduler_->Heartbeat(h).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, RecoveryKeepsLeasesForOneTtlThenRequeues) {
+  std::string s = Submit(SweepToml(3));
+  std::string w = RegisterWorker();
+  auto leases = LeaseNow(w, 2);
+  Beat(w, leases.leases(0));
+  ASSERT_TRUE(Complete(leases.leases(1)).ok());
+  clock_.AdvanceMs(options_.lease_ttl_ms * 5);  // the server was down a long time
+  Restart();
+  // The worker is still known, and may renew its lease after the restart.
+  EXPECT_EQ(Beat(w, leases.leases(0)).verdicts(0).action(), v1::CONTINUE);
+  EXPECT_EQ(StateOf(s + "-1"), v1::SUCCEEDED);
+  auto pending = LeaseNow(w, 5);
+  ASSERT_EQ(pending.leases_size(), 1);
+  EXPECT_EQ(pending.leases(0).job().id(), s + "-2");
+  // Without renewals after the restart the leases expire and the jobs requeue.
+  clock_.AdvanceMs(options_.lease_ttl_ms + 1);
+  scheduler_->Tick();
+  EXPECT_EQ(StateOf(s + "-0"), v1::PENDING);
+  EXPECT_EQ(StateOf(s + "-2"), v1::PENDING);
+}
+
+TEST(JobStateTest, TransitionRejectsIllegalMoves) {
+  EXPECT_TRUE(Transition(v1::PENDING, v1::LEASED).ok());
+  EXPECT_TRUE(Transition(v1::RUNNING, v1::PENDING).ok());
+  EXPECT_TRUE(Transition(v1::FAILED, v1::PENDING).ok());
+  auto bad = Transition(v1::SUCCEEDED, v1::PENDING);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("SUCCEEDED -> PENDING"));
+  EXPECT_FALSE(Transition(v1::PENDING, v1::RUNNING).ok());
+  EXPECT_FALSE(Transition(v1::PENDING, v1::SUCCEEDED).ok());
+  EXPECT_FALSE(Transition(v1::CANCELLED, v1::RUNNING).ok());
+  EXPECT_FALSE(Transition(v1::JOB_STATE_UNSPECIFIED, v1::PENDING).ok());
+}
+
+}  // namespace
+}  // namespace qsweep
