@@ -24,6 +24,8 @@ struct DataSplit {
 struct Dataset {
   std::string name;            // "jsc", "jsc-synthetic", or an imported name
   bool synthetic = false;      // true for generated data: every output says so
+  int64_t synthetic_rows = 0;  // generator rows (before the split) if synthetic
+  uint64_t synthetic_seed = 0; // generator seed if synthetic
   int64_t n_features = 0;
   int64_t n_classes = 0;
   std::vector<std::string> feature_names;
@@ -33,6 +35,9 @@ struct Dataset {
   std::vector<float> scaler_mean, scaler_std;  // StandardScaler fitted on train_val
   std::string sha256;          // of the prepared file
   std::string description;     // human-readable provenance (source, seed, rows, ...)
+  // Where the rows came from, used to detect a stale cache: the source file
+  // with its size and mtime, or the generator with its seed and rows.
+  std::string source;
 
   // "jsc-synthetic (SYNTHETIC data, seed 0, 986880 rows)" or "jsc".
   std::string DisplayName() const;
@@ -43,6 +48,20 @@ struct DatasetRequest {
   std::string cache_dir;       // "" = DefaultDataDir()
   int64_t synthetic_rows = 0;  // 0 = JSC-sized (986,880 rows before the split)
   uint64_t synthetic_seed = 0;
+  // For "jsc": the raw file to prepare from (MASE's HDF5 file, or the OpenML
+  // CSV when it ends in ".csv"). Default: "" = look in cache_dir for the HDF5
+  // file (kJscFileName), then for hls4ml_lhc_jets_hlf.csv.
+  std::string source_path;
+};
+
+// Options of ImportCsvDataset (`qsweep data import`).
+struct CsvImportOptions {
+  std::string path;          // the CSV file (header row required)
+  std::string name;          // dataset name: [a-z0-9._-], not a built-in name
+  // Label column. Default: "" = the last column.
+  std::string label_column;
+  // Default: "" = DefaultDataDir().
+  std::string cache_dir;
 };
 
 // $QSWEEP_DATA_DIR, else $XDG_CACHE_HOME/qsweep/datasets, else ~/.cache/qsweep/datasets.
@@ -56,5 +75,15 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request);
 
 // Known dataset names: built-ins plus imported ones found in the cache.
 std::vector<std::string> ListDatasets(const std::string& cache_dir);
+
+// Imports a generic CSV (numeric feature columns plus a label column of
+// integer class ids or strings, see csv.h), runs the same preprocessing as
+// JSC (dedup, 80/20 split, StandardScaler) and stores it as
+// <cache_dir>/<name>.qsds. INVALID_ARGUMENT for a bad name or bad CSV content
+// (file, line and column named), NOT_FOUND for a missing file.
+absl::StatusOr<Dataset> ImportCsvDataset(const CsvImportOptions& options);
+
+// The prepared file LoadDataset uses for `request` (it may not exist yet).
+std::string PreparedPath(const DatasetRequest& request);
 
 }  // namespace qsweep
