@@ -154,8 +154,11 @@ double DetLog(double x) {
 double DetExp(double x) {
   if (x > 700.0) x = 700.0;
   if (x < -700.0) x = -700.0;
+  // Cody-Waite reduction: kLn2Hi has trailing zero bits, so k * kLn2Hi is exact.
+  constexpr double kLn2Hi = 6.93147180369123816490e-01;
+  constexpr double kLn2Lo = 1.90821492927058770002e-10;
   const double k = std::nearbyint(x / kLn2);
-  const double r = x - k * kLn2;  // |r| <= ~0.347
+  const double r = (x - k * kLn2Hi) - k * kLn2Lo;  // |r| <= ~0.347
   double sum = 1.0;
   for (int n = 16; n >= 1; --n) sum = 1.0 + sum * r / n;
   return std::ldexp(sum, static_cast<int>(k));
