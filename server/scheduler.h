@@ -98,7 +98,8 @@ class Scheduler {
   // Expires overdue leases and ends overdue Lease waits. Run periodically.
   void Tick();
 
-  // Answers every waiting Lease call with no leases (for shutdown).
+  // Answers every waiting Lease call with no leases, and from now on answers
+  // Lease at once (for shutdown).
   void CloseWaiters();
 
   // The scheduler's view of a job, or nullptr. For tests and diagnostics.
@@ -148,6 +149,7 @@ class Scheduler {
   std::map<std::string, int> active_per_sweep_;
   std::map<std::string, v1::WorkerInfo> workers_;
   std::deque<Waiter> waiters_;
+  bool closing_ = false;  // set by CloseWaiters: no more long-polls
   std::map<std::string, v1::LeaseResponse> lease_replay_;
   std::deque<std::string> lease_replay_order_;
 };

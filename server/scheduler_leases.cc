@@ -80,7 +80,7 @@ void Scheduler::Lease(const v1::LeaseRequest& request, LeaseDone done) {
       return;
     }
   }
-  if (response.leases_size() == 0 && request.wait_ms() > 0) {
+  if (response.leases_size() == 0 && request.wait_ms() > 0 && !closing_) {
     const int64_t wait = std::min(request.wait_ms(), options_.max_lease_wait_ms);
     waiters_.push_back({request, clock_.NowMs() + wait, std::move(done)});
     return;
@@ -112,6 +112,7 @@ void Scheduler::ServeWaiters() {
 }
 
 void Scheduler::CloseWaiters() {
+  closing_ = true;
   std::deque<Waiter> all = std::move(waiters_);
   waiters_.clear();
   for (auto& w : all) w.done(v1::LeaseResponse());

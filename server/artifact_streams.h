@@ -1,0 +1,50 @@
+// Reactors that stream artifacts: a writer that sends stored bytes in chunks
+// (DownloadArtifact, FetchArtifact) and a reader that collects an upload,
+// checks its SHA-256 and stores it (UploadArtifact).
+#pragma once
+
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "qsweep/v1/workers.pb.h"
+#include "storage/store.h"
+
+namespace qsweep {
+
+// Sends `info` with the first chunk, then `bytes` in chunks of at most 1 MiB.
+// Deletes itself when done.
+class BlobWriteReactor final : public grpc::ServerWriteReactor<v1::ArtifactChunk> {
+ public:
+  BlobWriteReactor(v1::ArtifactInfo info, std::string bytes);
+  void OnWriteDone(bool ok) override;
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext();
+  v1::ArtifactInfo info_;
+  std::string bytes_;
+  size_t offset_ = 0;
+  bool first_ = true;
+  v1::ArtifactChunk chunk_;
+};
+
+// Reads an upload into memory (bounded), verifies it, stores it in `store`.
+// Deletes itself when done.
+class UploadReactor final : public grpc::ServerReadReactor<v1::ArtifactChunk> {
+ public:
+  UploadReactor(Store& store, v1::UploadArtifactResponse* response);
+  void OnReadDone(bool ok) override;
+  void OnDone() override { delete this; }
+
+ private:
+  void FinishUpload();
+  Store& store_;
+  v1::UploadArtifactResponse* response_;
+  v1::ArtifactChunk chunk_;
+  v1::ArtifactInfo info_;
+  std::string bytes_;
+  bool have_info_ = false;
+};
+
+}  // namespace qsweep

@@ -1,0 +1,49 @@
+// Runs the Scheduler on one Boost.Asio strand with its own thread, plus a
+// periodic Tick. gRPC handlers hand work to the scheduler through Post(),
+// so the scheduler itself needs no locks. Asio stays out of this header.
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "server/clock.h"
+#include "server/scheduler.h"
+#include "storage/store.h"
+
+namespace qsweep {
+
+struct CoordinatorOptions {
+  SchedulerOptions scheduler;
+  // Real-time period of Scheduler::Tick (lease expiry, long-poll deadlines).
+  // 0 = never tick by itself (tests call RunSync(Tick) after moving a fake
+  // clock). Default: 250 ms.
+  int64_t tick_interval_ms = 250;
+};
+
+// Thread-safe: Post and RunSync may be called from any thread.
+class Coordinator {
+ public:
+  // `store` and `clock` are not owned and must outlive the coordinator.
+  Coordinator(Store& store, Clock& clock, CoordinatorOptions options = {});
+  ~Coordinator();  // Calls Stop().
+
+  // Recovers the scheduler from the store and starts the strand's thread.
+  absl::Status Start();
+
+  // Runs `fn` on the strand later. `fn` must not block.
+  void Post(std::function<void(Scheduler&)> fn);
+
+  // Runs `fn` on the strand and waits for it. Never call it from the strand.
+  void RunSync(std::function<void(Scheduler&)> fn);
+
+  // Answers waiting long-polls, stops the tick and joins the thread. Posted
+  // work not yet run is dropped. Idempotent.
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace qsweep

@@ -1,0 +1,271 @@
+#include "server/experiment_service_impl.h"
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+
+#include <grpcpp/alarm.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "server/artifact_streams.h"
+#include "server/grpc_status_util.h"
+#include "server/job_query.h"
+#include "server/validation.h"
+
+namespace qsweep {
+namespace {
+
+// Finishes `ctx`'s default reactor with `s`.
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(s));
+  return reactor;
+}
+
+absl::StatusOr<v1::SweepSummary> LoadSummary(Store& store, const std::string& sweep_id) {
+  QSWEEP_ASSIGN_OR_RETURN(v1::Sweep sweep, store.GetSweep(sweep_id));
+  JobFilter filter;
+  filter.sweep_id = sweep_id;
+  QSWEEP_ASSIGN_OR_RETURN(auto jobs, store.ListJobs(filter));
+  return Summarize(sweep, jobs);
+}
+
+// Streams the sweep's summary and jobs now and every interval until the
+// sweep is finished or the client goes away. Exactly one write or one alarm
+// is outstanding at any time, and Finish is called only from their
+// completions, so the reactor is never deleted under a pending callback.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> {
+ public:
+  WatchReactor(Store& store, std::string sweep_id, int64_t interval_ms)
+      : store_(store), sweep_id_(std::move(sweep_id)), interval_ms_(interval_ms) {
+    Poll();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok || finished_sweep_) {
+      Finish(ok ? grpc::Status::OK : grpc::Status(grpc::StatusCode::CANCELLED, "client left"));
+      return;
+    }
+    alarm_.Set(std::chrono::system_clock::now() + std::chrono::milliseconds(interval_ms_),
+               [this](bool) { Poll(); });
+  }
+  void OnCancel() override {
+    cancelled_ = true;
+    alarm_.Cancel();  // a pending alarm fires now; Poll() then finishes
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Poll() {
+    if (cancelled_) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client left"));
+      return;
+    }
+    auto summary = LoadSummary(store_, sweep_id_);
+    JobFilter filter;
+    filter.sweep_id = sweep_id_;
+    auto jobs = store_.ListJobs(filter);
+    if (!summary.ok() || !jobs.ok()) {
+      Finish(ToGrpcStatus(summary.ok() ? jobs.status() : summary.status()));
+      return;
+    }
+    event_.Clear();
+    *event_.mutable_summary() = *summary;
+    for (auto& j : *jobs) {
+      j.clear_config_json();  // keep the stream light; GetJob has the config
+      *event_.add_jobs() = std::move(j);
+    }
+    finished_sweep_ = SweepFinished(*summary);
+    StartWrite(&event_);
+  }
+
+  Store& store_;
+  const std::string sweep_id_;
+  const int64_t interval_ms_;
+  grpc::Alarm alarm_;
+  v1::WatchSweepEvent event_;
+  bool finished_sweep_ = false;
+  std::atomic<bool> cancelled_{false};
+};
+
+template <typename Response>
+class ErrorWriter final : public grpc::ServerWriteReactor<Response> {
+ public:
+  explicit ErrorWriter(const absl::Status& s) { this->Finish(ToGrpcStatus(s)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+ExperimentServiceImpl::ExperimentServiceImpl(Coordinator& coordinator, Store& store,
+                                             ExperimentServiceOptions options)
+    : coordinator_(coordinator), store_(store), options_(options) {}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitSweep(
+    grpc::CallbackServerContext* ctx, const v1::SubmitSweepRequest* request,
+    v1::SubmitSweepResponse* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
+    auto result = scheduler.SubmitSweep(*request);
+    if (result.ok()) *response = std::move(*result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetSweep(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetSweepRequest* request,
+                                                          v1::SweepSummary* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto summary = LoadSummary(store_, request->sweep_id());
+  if (summary.ok()) *response = std::move(*summary);
+  return Done(ctx, summary.status());
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListSweeps(grpc::CallbackServerContext* ctx,
+                                                            const v1::ListSweepsRequest* request,
+                                                            v1::ListSweepsResponse* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto sweeps = store_.ListSweeps();
+  if (!sweeps.ok()) return Done(ctx, sweeps.status());
+  size_t first = 0;
+  if (request->limit() > 0 && sweeps->size() > static_cast<size_t>(request->limit()))
+    first = sweeps->size() - static_cast<size_t>(request->limit());  // the newest
+  for (size_t i = first; i < sweeps->size(); ++i) {
+    auto summary = LoadSummary(store_, (*sweeps)[i].id());
+    if (!summary.ok()) return Done(ctx, summary.status());
+    *response->add_sweeps() = std::move(*summary);
+  }
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
+                                                          const v1::ListJobsRequest* request,
+                                                          v1::ListJobsResponse* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  if (auto sweep = store_.GetSweep(request->sweep_id()); !sweep.ok())
+    return Done(ctx, sweep.status());
+  JobFilter filter;
+  filter.sweep_id = request->sweep_id();
+  auto jobs = store_.ListJobs(filter);
+  if (!jobs.ok()) return Done(ctx, jobs.status());
+  auto page = QueryJobs(std::move(*jobs), *request);
+  if (page.ok()) *response = std::move(*page);
+  return Done(ctx, page.status());
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
+                                                        const v1::GetJobRequest* request,
+                                                        v1::GetJobResponse* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto job = store_.GetJob(request->job_id());
+  if (!job.ok()) return Done(ctx, job.status());
+  auto attempts = store_.ListAttempts(request->job_id());
+  auto artifacts = store_.ListArtifacts(request->job_id());
+  if (!attempts.ok()) return Done(ctx, attempts.status());
+  if (!artifacts.ok()) return Done(ctx, artifacts.status());
+  *response->mutable_job() = std::move(*job);
+  for (auto& a : *attempts) *response->add_attempts() = std::move(a);
+  for (auto& a : *artifacts) *response->add_artifacts() = std::move(a);
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::WatchSweepEvent>* ExperimentServiceImpl::WatchSweep(
+    grpc::CallbackServerContext* ctx, const v1::WatchSweepRequest* request) {
+  if (auto s = Validate(*request); !s.ok()) return new ErrorWriter<v1::WatchSweepEvent>(s);
+  if (auto sweep = store_.GetSweep(request->sweep_id()); !sweep.ok())
+    return new ErrorWriter<v1::WatchSweepEvent>(sweep.status());
+  return new WatchReactor(store_, request->sweep_id(), options_.watch_interval_ms);
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelSweep(
+    grpc::CallbackServerContext* ctx, const v1::CancelSweepRequest* request,
+    v1::CancelResponse* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
+    auto n = scheduler.CancelSweep(request->sweep_id());
+    if (n.ok()) response->set_cancelled(*n);
+    reactor->Finish(ToGrpcStatus(n.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
+                                                           const v1::CancelJobRequest* request,
+                                                           v1::CancelResponse* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
+    auto n = scheduler.CancelJob(request->job_id());
+    if (n.ok()) response->set_cancelled(*n);
+    reactor->Finish(ToGrpcStatus(n.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::RetryJobs(grpc::CallbackServerContext* ctx,
+                                                           const v1::RetryJobsRequest* request,
+                                                           v1::RetryJobsResponse* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
+    auto n = scheduler.RetryJobs(*request);
+    if (n.ok()) response->set_retried(*n);
+    reactor->Finish(ToGrpcStatus(n.status()));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetMetrics(grpc::CallbackServerContext* ctx,
+                                                            const v1::GetMetricsRequest* request,
+                                                            v1::GetMetricsResponse* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto job = store_.GetJob(request->job_id());
+  if (!job.ok()) return Done(ctx, job.status());
+  auto metrics = store_.ListMetrics(job->id(), job->attempt(), request->name());
+  if (!metrics.ok()) return Done(ctx, metrics.status());
+  for (auto& m : *metrics) *response->add_metrics() = std::move(m);
+  return Done(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetReport(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetReportRequest* request,
+                                                           v1::Report* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto report = store_.GetReport(request->job_id(), request->pass_name());
+  if (report.ok()) *response = std::move(*report);
+  return Done(ctx, report.status());
+}
+
+grpc::ServerWriteReactor<v1::ArtifactChunk>* ExperimentServiceImpl::DownloadArtifact(
+    grpc::CallbackServerContext* ctx, const v1::DownloadArtifactRequest* request) {
+  using Error = ErrorWriter<v1::ArtifactChunk>;
+  if (auto s = Validate(*request); !s.ok()) return new Error(s);
+  v1::ArtifactInfo info;
+  if (request->sha256().empty()) {
+    auto found = store_.FindArtifact(request->job_id(), request->name());
+    if (!found.ok()) return new Error(found.status());
+    info = std::move(*found);
+  } else {
+    info.set_sha256(request->sha256());
+  }
+  auto bytes = store_.GetArtifactBytes(info.sha256());
+  if (!bytes.ok()) return new Error(bytes.status());
+  info.set_size_bytes(static_cast<int64_t>(bytes->size()));
+  return new BlobWriteReactor(std::move(info), std::move(*bytes));
+}
+
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListWorkers(
+    grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest* request,
+    v1::ListWorkersResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  coordinator_.Post([response, reactor](Scheduler& scheduler) {
+    for (auto& w : scheduler.Workers()) *response->add_workers() = std::move(w);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+}  // namespace qsweep

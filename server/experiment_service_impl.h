@@ -1,0 +1,68 @@
+// The Experiments service: a thin adapter. It validates each request, then
+// either posts mutations to the scheduler strand (finishing the reactor from
+// the completion) or reads the store, which is thread-safe. Errors become
+// grpc::Status only through ToGrpcStatus.
+#pragma once
+
+#include "qsweep/v1/experiments.grpc.pb.h"
+#include "server/coordinator.h"
+#include "storage/store.h"
+
+namespace qsweep {
+
+struct ExperimentServiceOptions {
+  // How often WatchSweep re-reads the sweep. Default: 500 ms.
+  int64_t watch_interval_ms = 500;
+};
+
+class ExperimentServiceImpl final : public v1::Experiments::CallbackService {
+ public:
+  // Neither is owned; both must outlive the service.
+  ExperimentServiceImpl(Coordinator& coordinator, Store& store,
+                        ExperimentServiceOptions options = {});
+
+  grpc::ServerUnaryReactor* SubmitSweep(grpc::CallbackServerContext* ctx,
+                                        const v1::SubmitSweepRequest* request,
+                                        v1::SubmitSweepResponse* response) override;
+  grpc::ServerUnaryReactor* GetSweep(grpc::CallbackServerContext* ctx,
+                                     const v1::GetSweepRequest* request,
+                                     v1::SweepSummary* response) override;
+  grpc::ServerUnaryReactor* ListSweeps(grpc::CallbackServerContext* ctx,
+                                       const v1::ListSweepsRequest* request,
+                                       v1::ListSweepsResponse* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx,
+                                   const v1::GetJobRequest* request,
+                                   v1::GetJobResponse* response) override;
+  grpc::ServerWriteReactor<v1::WatchSweepEvent>* WatchSweep(
+      grpc::CallbackServerContext* ctx, const v1::WatchSweepRequest* request) override;
+  grpc::ServerUnaryReactor* CancelSweep(grpc::CallbackServerContext* ctx,
+                                        const v1::CancelSweepRequest* request,
+                                        v1::CancelResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
+                                      const v1::CancelJobRequest* request,
+                                      v1::CancelResponse* response) override;
+  grpc::ServerUnaryReactor* RetryJobs(grpc::CallbackServerContext* ctx,
+                                      const v1::RetryJobsRequest* request,
+                                      v1::RetryJobsResponse* response) override;
+  grpc::ServerUnaryReactor* GetMetrics(grpc::CallbackServerContext* ctx,
+                                       const v1::GetMetricsRequest* request,
+                                       v1::GetMetricsResponse* response) override;
+  grpc::ServerUnaryReactor* GetReport(grpc::CallbackServerContext* ctx,
+                                      const v1::GetReportRequest* request,
+                                      v1::Report* response) override;
+  grpc::ServerWriteReactor<v1::ArtifactChunk>* DownloadArtifact(
+      grpc::CallbackServerContext* ctx, const v1::DownloadArtifactRequest* request) override;
+  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* ctx,
+                                        const v1::ListWorkersRequest* request,
+                                        v1::ListWorkersResponse* response) override;
+
+ private:
+  Coordinator& coordinator_;
+  Store& store_;
+  const ExperimentServiceOptions options_;
+};
+
+}  // namespace qsweep

@@ -1,0 +1,41 @@
+// The Workers service: validates each request and posts it to the scheduler
+// strand; artifacts go straight to the (thread-safe) store.
+#pragma once
+
+#include "qsweep/v1/workers.grpc.pb.h"
+#include "server/coordinator.h"
+#include "storage/store.h"
+
+namespace qsweep {
+
+class WorkerServiceImpl final : public v1::Workers::CallbackService {
+ public:
+  // Neither is owned; both must outlive the service.
+  WorkerServiceImpl(Coordinator& coordinator, Store& store);
+
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
+                                     const v1::RegisterRequest* request,
+                                     v1::RegisterResponse* response) override;
+  grpc::ServerUnaryReactor* Lease(grpc::CallbackServerContext* ctx,
+                                  const v1::LeaseRequest* request,
+                                  v1::LeaseResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* ctx,
+                                     const v1::CompleteRequest* request,
+                                     v1::CompleteResponse* response) override;
+  grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* ctx,
+                                 const v1::FailRequest* request,
+                                 v1::FailResponse* response) override;
+  grpc::ServerReadReactor<v1::ArtifactChunk>* UploadArtifact(
+      grpc::CallbackServerContext* ctx, v1::UploadArtifactResponse* response) override;
+  grpc::ServerWriteReactor<v1::ArtifactChunk>* FetchArtifact(
+      grpc::CallbackServerContext* ctx, const v1::FetchArtifactRequest* request) override;
+
+ private:
+  Coordinator& coordinator_;
+  Store& store_;
+};
+
+}  // namespace qsweep
