@@ -439,6 +439,15 @@ ojson QuantizePlanToJson(const QuantizePlan& plan) {
                          {"signed", o.is_signed}};
     }
     e["operands"] = formats;
+    ojson thresholds = ojson::object();
+    for (const auto& o : n.operands) {
+      ojson t = ojson::object();
+      if (o.format.mean) t["mean"] = *o.format.mean;
+      if (o.format.max) t["max"] = *o.format.max;
+      if (o.format.median) t["median"] = *o.format.median;
+      if (!t.empty()) thresholds[o.name] = t;
+    }
+    if (!thresholds.empty()) e["thresholds"] = thresholds;
     nodes[n.node] = e;
   }
   j["nodes"] = nodes;

@@ -1,0 +1,170 @@
+// End to end on LibTorch: train a small jsc-tiny checkpoint on synthetic data,
+// run Lab 2's passes with `RunTransform`, check the reports and files, and
+// cross-check the transformed checkpoint's outputs with an independent numpy
+// computation of MASE's integer formula (Debian's /usr/bin/python3).
+#include "worker/core/torch/pass_runner.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include <gtest/gtest.h>
+
+#include "worker/core/torch/checkpoint.h"
+
+namespace qsweep {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Read(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+constexpr char kLab2Config[] = R"(
+model = "jsc-tiny"
+dataset = "jsc-synthetic"
+project = "lab2-tiny"
+[passes.profile_statistics]
+by = "type"
+target_weight_nodes = ["linear"]
+target_activation_nodes = ["relu"]
+num_samples = 32
+[passes.profile_statistics.weight_statistics.variance_precise]
+device = "cpu"
+dims = "all"
+[passes.profile_statistics.activation_statistics.range_quantile]
+device = "cpu"
+dims = "all"
+quantile = 0.97
+[passes.quantize]
+by = "type"
+[passes.quantize.default.config]
+name = "NA"
+[passes.quantize.linear.config]
+name = "integer"
+"data_in_width" = 8
+"data_in_frac_width" = 4
+"weight_width" = 8
+"weight_frac_width" = 4
+"bias_width" = 8
+"bias_frac_width" = 4
+[passes.report_node_meta_param]
+which = ["software"]
+[passes.report_graph]
+[transform]
+style = "graph"
+)";
+
+TEST(Transform, Lab2OnTrainedJscTiny) {
+  fs::path tmp = fs::temp_directory_path() / ("qsweep_transform_test_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+
+  TrainConfig cfg;
+  cfg.model = "jsc-tiny";
+  cfg.dataset = "jsc-synthetic";
+  cfg.synthetic_rows = 6000;
+  cfg.data_dir = (tmp / "data").string();
+  cfg.max_epochs = 2;
+  cfg.batch_size = 64;
+  cfg.learning_rate = 1e-2;
+  cfg.device = "cpu";
+  auto spec = ZooModel("jsc-tiny");
+  DatasetRequest req;
+  req.name = cfg.dataset;
+  req.cache_dir = cfg.data_dir;
+  req.synthetic_rows = cfg.synthetic_rows;
+  auto data = LoadDataset(req);
+  ASSERT_TRUE(data.ok()) << data.status();
+  TrainOptions topt;
+  topt.checkpoint_dir = (tmp / "ckpt").string();
+  auto trained = TrainModel(cfg, *spec, *data, topt);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  ASSERT_FALSE(trained->best_checkpoint.empty());
+
+  fs::path config = tmp / "lab2.toml";
+  std::ofstream(config) << kLab2Config;
+  TransformOptions o;
+  o.config_path = config.string();
+  o.load = trained->best_checkpoint;
+  o.overrides = {{"batch_size", 8}, {"project_dir", (tmp / "out").string()}};
+  o.fine_tune_epochs = 1;
+  auto r = RunTransform(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  if (std::getenv("QSWEEP_TEST_VERBOSE")) std::cout << r->text;
+
+  // MASE.md §5.5's histogram, printed in the run's text.
+  EXPECT_NE(r->text.find(
+                "| Original type   | OP           |   Total |   Changed |   Unchanged |\n"
+                "|-----------------+--------------+---------+-----------+-------------|\n"
+                "| BatchNorm1d     | batch_norm1d |       1 |         0 |           1 |\n"
+                "| Linear          | linear       |       1 |         1 |           0 |\n"
+                "| ReLU            | relu         |       2 |         0 |           2 |\n"
+                "| output          | output       |       1 |         0 |           1 |\n"
+                "| x               | placeholder  |       1 |         0 |           1 |"),
+            std::string::npos)
+      << r->text;
+  fs::path dir = r->output_dir;
+  EXPECT_EQ(dir, fs::absolute(tmp / "out" / "lab2-tiny" / "software" / "transform"));
+  for (const char* f : {"quantize/quantize_table.csv", "quantize/quantize_histogram.csv",
+                        "report_graph.txt", "report_node_meta_param.txt",
+                        "profile_statistics.json", "flops_bitops.json",
+                        "verify_quantization.json", "transform_report.json"})
+    EXPECT_TRUE(fs::exists(dir / f)) << f;
+
+  auto stats = nlohmann::json::parse(Read(dir / "profile_statistics.json"));
+  EXPECT_EQ(stats["act_batches"], 4);
+  EXPECT_EQ(stats["stats"]["seq_blocks_1"]["data_in_0"]["range_quantile"]["count"], 512);
+  EXPECT_EQ(stats["stats"]["seq_blocks_3"]["data_in_0"]["range_quantile"]["count"], 160);
+  EXPECT_EQ(stats["stats"]["seq_blocks_2"]["weight"]["variance_precise"]["count"], 80);
+  EXPECT_EQ(stats["stats"]["seq_blocks_2"]["bias"]["variance_precise"]["count"], 5);
+
+  auto verify = nlohmann::json::parse(Read(dir / "verify_quantization.json"));
+  EXPECT_EQ(verify["ok"], true) << verify.dump(2);
+  ASSERT_EQ(verify["tensors"].size(), 2u);
+  EXPECT_LE(verify["tensors"][0]["distinct_levels"].get<int>(), 256);
+  EXPECT_EQ(nlohmann::json::parse(Read(dir / "flops_bitops.json"))["per_sample"]["bitops"], 5120);
+
+  for (const char* k : {"test_acc_before", "test_acc_after_passes", "test_acc_after_finetune"}) {
+    ASSERT_TRUE(r->metrics.count(k)) << k;
+    EXPECT_GE(r->metrics[k], 0.0);
+    EXPECT_LE(r->metrics[k], 1.0);
+  }
+  EXPECT_GT(r->metrics["test_acc_before"], 0.3);  // the model learned something
+
+  // Cross-check the transformed checkpoint against numpy.
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 1.5f);
+  const int64_t rows = 64;
+  std::vector<float> x(rows * 16);
+  for (auto& v : x) v = dist(rng);
+  auto y = RunCheckpointForward(r->checkpoint, x, rows);
+  ASSERT_TRUE(y.ok()) << y.status();
+  std::ofstream(tmp / "x.bin", std::ios::binary)
+      .write(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float));
+  std::ofstream(tmp / "y.bin", std::ios::binary)
+      .write(reinterpret_cast<const char*>(y->data()), y->size() * sizeof(float));
+  std::string cmd = "/usr/bin/python3 " QSWEEP_SOURCE_DIR "/tests/passes/quant_reference.py " +
+                    r->state_dict + " " + (tmp / "x.bin").string() + " " +
+                    (tmp / "y.bin").string() + " 64 bn,relu,linear,relu 8 4";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+
+  // A bad config surfaces as a clear error.
+  std::ofstream(tmp / "bad.toml") << "[passes.quantize]\nby = \"name\"\n"
+                                     "[passes.quantize.seq_blocks_9.config]\nname = \"integer\"\n";
+  o.config_path = (tmp / "bad.toml").string();
+  auto bad = RunTransform(o);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("seq_blocks_9"), std::string::npos) << bad.status();
+  fs::remove_all(tmp);
+}
+
+}  // namespace
+}  // namespace qsweep

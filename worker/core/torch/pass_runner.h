@@ -1,0 +1,58 @@
+// `qsweep transform`: runs MASE's `[passes.*]` tables in file order on a
+// trained checkpoint, with optional evaluation before/after and
+// quantization-aware fine-tuning, and writes everything under
+// <project_dir>/<project>/software/transform/. Torch-free header.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/core/torch/trainer.h"
+
+namespace qsweep {
+
+struct TransformOptions {
+  // The MASE-style TOML config ([passes.*], [transform], top-level keys such
+  // as batch_size, project, project_dir, load_name). Required.
+  std::string config_path;
+  // Checkpoint to transform. Default: "" = the config's load_name.
+  std::string load;
+  // Overrides of the config's top-level keys (e.g. {"batch_size": 8,
+  // "project_dir": "/tmp/out", "device": "cpu"}), as explicitly given flags.
+  // Default: none.
+  nlohmann::json overrides = nlohmann::json::object();
+  // Evaluate on the test split before and after the passes. Default: true.
+  bool evaluate = true;
+  // Quantization-aware fine-tuning epochs after the passes (Adam at the
+  // config's learning_rate, straight-through gradients). Default: 0 = none.
+  int64_t fine_tune_epochs = 0;
+  // Print-worthy progress lines go here as they happen. Not owned; may be null.
+  TrainCallback* callback = nullptr;
+};
+
+struct TransformResult {
+  std::string output_dir;           // <project_dir>/<project>/software/transform
+  std::string checkpoint;           // transformed_ckpt/transformed.ckpt (qsweep format)
+  std::string state_dict;           // transformed_ckpt/state_dict.pt (plain dict for torch.load)
+  std::vector<std::string> passes;  // in run order, implicit ones included
+  std::string text;                 // everything the CLI prints, in order
+  nlohmann::ordered_json report;    // transform_report.json contents
+  std::map<std::string, double> metrics;  // test_loss/acc_before, _after_passes, _after_finetune
+  std::vector<std::string> files;         // files written (absolute paths)
+};
+
+// Runs the transform. Errors (bad config naming the field, missing
+// checkpoint, unknown dataset, torch failures) come back as a Status.
+absl::StatusOr<TransformResult> RunTransform(const TransformOptions& options);
+
+// Runs a checkpoint (re-applying its stored quantization) on `rows` rows of
+// `x` (row-major, the model's input width) in eval mode on CPU; returns the
+// outputs row-major. For tools and the cross-check tests.
+absl::StatusOr<std::vector<float>> RunCheckpointForward(const std::string& checkpoint,
+                                                        const std::vector<float>& x, int64_t rows);
+
+}  // namespace qsweep
