@@ -2,8 +2,9 @@
 """Test helper for tests/torch: MASE's JSC models written independently in PyTorch.
 
 Commands (all files are torch.save / json):
-  init  --model NAME --seed S --out STATE.pt --keys KEYS.json
-        build the model after torch.manual_seed(S); save dict(state_dict()) and the key order
+  init  --model NAME[,NAME...] --seed S[,S...] --out DIR
+        for each model and seed: build the model after torch.manual_seed(S); save
+        dict(state_dict()) to DIR/NAME_S.pt and the key order to DIR/NAME_S.json
   run   --model NAME --state STATE.pt --inputs X.pt --out Y.pt
         torch.load the state dict, load_state_dict(strict=True), eval(), forward X, save Y
   cosine --lr LR --epochs E
@@ -92,9 +93,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("command", choices=["init", "run", "cosine"])
     ap.add_argument("--model")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", default="0")
     ap.add_argument("--out")
-    ap.add_argument("--keys")
     ap.add_argument("--state")
     ap.add_argument("--inputs")
     ap.add_argument("--lr", type=float)
@@ -102,12 +102,13 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(1)
     if a.command == "init":
-        torch.manual_seed(a.seed)
-        m = build(a.model)
-        sd = m.state_dict()
-        torch.save(dict(sd), a.out)
-        with open(a.keys, "w") as f:
-            json.dump(list(sd.keys()), f)
+        for name in a.model.split(","):
+            for seed in a.seed.split(","):
+                torch.manual_seed(int(seed))
+                sd = build(name).state_dict()
+                torch.save(dict(sd), f"{a.out}/{name}_{seed}.pt")
+                with open(f"{a.out}/{name}_{seed}.json", "w") as f:
+                    json.dump(list(sd.keys()), f)
     elif a.command == "run":
         m = build(a.model)
         m.load_state_dict(torch.load(a.state), strict=True)

@@ -1,23 +1,24 @@
 // Network, FlatOptimizer and checkpoint files, checked against Debian's
 // python3-torch where an independent reference exists.
-#include <fstream>
+#include "worker/core/torch/network.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "tests/torch/test_util.h"
 #include "worker/core/torch/checkpoint_io.h"
-#include "worker/core/torch/network.h"
 #include "worker/core/torch/optimizer.h"
 
 namespace qsweep {
 namespace {
 
+using ::testing::HasSubstr;
 using testing_util::HelperScript;
 using testing_util::kPython;
 using testing_util::RunCommand;
 using testing_util::TempDir;
-using ::testing::HasSubstr;
 
 std::shared_ptr<Network> MakeNet(const std::string& name, uint64_t seed) {
   auto spec = ZooModel(name);
@@ -34,20 +35,23 @@ torch::Tensor LoadPickledTensor(const std::string& path) {
 
 void SavePickled(const c10::IValue& v, const std::string& path) {
   std::vector<char> bytes = torch::pickle_save(v);
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 // Initial weights, buffers and state-dict key order equal PyTorch's for the
 // same seed; trainable parameter counts equal the spec's (117/327/5615/3231).
 TEST(NetworkTest, InitMatchesPyTorchAndCountsMatchSpec) {
   TempDir dir("init");
+  ASSERT_EQ(
+      RunCommand(std::string(kPython) + " " + HelperScript() +
+                 " init --model jsc-tiny,jsc-toy,jsc-s,jsc-trt --seed 0,42 --out " + dir.path()),
+      0);
   for (const std::string name : {"jsc-tiny", "jsc-toy", "jsc-s", "jsc-trt"}) {
     for (uint64_t seed : {0u, 42u}) {
       SCOPED_TRACE(name + " seed " + std::to_string(seed));
-      const std::string state = dir.File(name + ".pt"), keys = dir.File(name + ".json");
-      ASSERT_EQ(RunCommand(std::string(kPython) + " " + HelperScript() + " init --model " + name +
-                    " --seed " + std::to_string(seed) + " --out " + state + " --keys " + keys),
-                0);
+      const std::string base = dir.File(name + "_" + std::to_string(seed));
+      const std::string state = base + ".pt", keys = base + ".json";
       std::string bytes = testing_util::ReadFile(state);
       c10::Dict<c10::IValue, c10::IValue> py =
           torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end())).toGenericDict();
@@ -125,21 +129,22 @@ TEST(NetworkTest, ReplaceLayerKeepsNamesAndChangesForward) {
             absl::StatusCode::kInvalidArgument);
 }
 
-// FlatOptimizer equals torch::optim's Adam / AdamW / SGD(nesterov) step by step.
+// FlatOptimizer equals torch::optim's Adam / AdamW / SGD(nesterov) step by
+// step.
 TEST(FlatOptimizerTest, MatchesTorchOptim) {
   struct Case {
     std::string kind;
     double wd;
   };
-  for (const Case& c : {Case{"adam", 0.0}, Case{"adam", 1e-2}, Case{"adamw", 1e-2},
-                        Case{"sgd", 0.0}}) {
+  for (const Case& c :
+       {Case{"adam", 0.0}, Case{"adam", 1e-2}, Case{"adamw", 1e-2}, Case{"sgd", 0.0}}) {
     SCOPED_TRACE(c.kind + " wd " + std::to_string(c.wd));
     auto a = MakeNet("jsc-toy", 5), b = MakeNet("jsc-toy", 5);
     const double lr = 1e-2;
     std::unique_ptr<torch::optim::Optimizer> ref;
     if (c.kind == "adam") {
-      ref = std::make_unique<torch::optim::Adam>(
-          a->parameters(), torch::optim::AdamOptions(lr).weight_decay(c.wd));
+      ref = std::make_unique<torch::optim::Adam>(a->parameters(),
+                                                 torch::optim::AdamOptions(lr).weight_decay(c.wd));
     } else if (c.kind == "adamw") {
       ref = std::make_unique<torch::optim::AdamW>(
           a->parameters(), torch::optim::AdamWOptions(lr).weight_decay(c.wd));
@@ -200,8 +205,8 @@ TEST(CheckpointTest, ExportLoadsInPyTorchWithSameOutputs) {
     net->eval();
     torch::Tensor y_cpp = net->Forward(x).detach();
     ASSERT_EQ(RunCommand(std::string(kPython) + " " + HelperScript() + " run --model " + name +
-                  " --state " + exported + " --inputs " + dir.File("x.pt") + " --out " +
-                  dir.File("y.pt")),
+                         " --state " + exported + " --inputs " + dir.File("x.pt") + " --out " +
+                         dir.File("y.pt")),
               0);
     torch::Tensor y_py = LoadPickledTensor(dir.File("y.pt"));
     ASSERT_EQ(y_py.sizes(), y_cpp.sizes());
@@ -247,8 +252,7 @@ TEST(CheckpointTest, RoundTripKeepsSpecMetaStateAndOptimizer) {
   auto sgd = FlatOptimizer::Create((*loaded)->parameters(), {"sgd", 0.5, 0});
   EXPECT_EQ(LoadOptimizerState(path, **sgd).code(), absl::StatusCode::kDataLoss);
   ASSERT_TRUE(WriteCheckpoint(dir.File("noopt.ckpt"), *net, nullptr, {}).ok());
-  EXPECT_EQ(LoadOptimizerState(dir.File("noopt.ckpt"), **opt2).code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadOptimizerState(dir.File("noopt.ckpt"), **opt2).code(), absl::StatusCode::kNotFound);
 }
 
 TEST(CheckpointTest, BadFilesGiveClearErrors) {
@@ -276,10 +280,8 @@ TEST(CheckpointTest, BadFilesGiveClearErrors) {
   std::string bytes = testing_util::ReadFile(good);
   std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   EXPECT_EQ(ReadCheckpointInfo(cut).status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_EQ(LoadCheckpointNetwork(cut, torch::kCPU).status().code(),
-            absl::StatusCode::kDataLoss);
-  EXPECT_EQ(ReadCheckpointInfo(dir.path()).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(LoadCheckpointNetwork(cut, torch::kCPU).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ReadCheckpointInfo(dir.path()).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CheckpointTest, ModelSpecJsonRejectsBadInput) {
@@ -304,12 +306,10 @@ TEST(DeviceTest, ResolvesAndRejects) {
   EXPECT_TRUE(ResolveDevice("", "auto")->is_cpu());
   EXPECT_TRUE(ResolveDevice("cpu", "gpu")->is_cpu());
   EXPECT_EQ(ResolveDevice("tpu", "auto").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(ResolveDevice("tpu", "auto").status().message()),
-              HasSubstr("cpu, cuda"));
+  EXPECT_THAT(std::string(ResolveDevice("tpu", "auto").status().message()), HasSubstr("cpu, cuda"));
   if (!torch::cuda::is_available()) {
     EXPECT_TRUE(ResolveDevice("", "gpu")->is_cpu());
-    EXPECT_EQ(ResolveDevice("cuda", "auto").status().code(),
-              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(ResolveDevice("cuda", "auto").status().code(), absl::StatusCode::kFailedPrecondition);
   } else {
     EXPECT_TRUE(ResolveDevice("", "gpu")->is_cuda());
     EXPECT_TRUE(ResolveDevice("cuda:0", "auto")->is_cuda());

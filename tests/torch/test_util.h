@@ -22,7 +22,8 @@ inline std::string HelperScript() {
   return std::string(QSWEEP_SOURCE_DIR) + "/tests/torch/mase_models.py";
 }
 
-// Runs a command, returning its exit code; stdout goes to `stdout_file` if given.
+// Runs a command, returning its exit code; stdout goes to `stdout_file` if
+// given.
 inline int RunCommand(const std::string& cmd, const std::string& stdout_file = "") {
   std::string full = cmd;
   if (!stdout_file.empty()) full += " > '" + stdout_file + "'";

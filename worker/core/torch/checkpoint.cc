@@ -60,8 +60,8 @@ absl::StatusOr<CheckpointInfo> ParseMeta(const std::string& path, const c10::IVa
   if (j.value("format", "") != kFormat) return NotACheckpoint(path, "unknown format");
   if (!j.contains("format_version") || !j["format_version"].is_number_integer() ||
       j["format_version"].get<int>() > kFormatVersion) {
-    return NotACheckpoint(path, absl::StrCat("unsupported format_version (this build reads ",
-                                             kFormatVersion, ")"));
+    return NotACheckpoint(
+        path, absl::StrCat("unsupported format_version (this build reads ", kFormatVersion, ")"));
   }
   CheckpointInfo info;
   auto spec = ModelSpecFromJson(j.value("spec", nlohmann::json()));
@@ -171,8 +171,7 @@ absl::Status LoadOptimizerState(const std::string& path, FlatOptimizer& optimize
     archive.load_from(path, torch::Device(torch::kCPU));
     torch::serialize::InputArchive opt;
     if (!archive.try_read(kOptimizerKey, opt)) {
-      return absl::NotFoundError(
-          absl::StrCat("checkpoint '", path, "' holds no optimizer state"));
+      return absl::NotFoundError(absl::StrCat("checkpoint '", path, "' holds no optimizer state"));
     }
     return optimizer.Load(opt);
   } catch (const std::exception& e) {

@@ -22,8 +22,8 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "worker/core/torch/checkpoint.h"

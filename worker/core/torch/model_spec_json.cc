@@ -88,8 +88,8 @@ absl::StatusOr<ModelSpec> ModelSpecFromJson(const nlohmann::json& j) {
     spec.container = j["container"].get<std::string>();
   }
   if (spec.container != "seq_blocks" && spec.container != "module_list") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model spec: container '", spec.container, "' (allowed: seq_blocks, module_list)"));
+    return absl::InvalidArgumentError(absl::StrCat("model spec: container '", spec.container,
+                                                   "' (allowed: seq_blocks, module_list)"));
   }
   QSWEEP_ASSIGN_OR_RETURN(spec.in_features, PositiveInt(j, "in_features", "the model"));
   QSWEEP_ASSIGN_OR_RETURN(spec.num_classes, PositiveInt(j, "num_classes", "the model"));

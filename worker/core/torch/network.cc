@@ -18,8 +18,7 @@ std::shared_ptr<torch::nn::Module> MakeHolder(const std::string& container) {
 
 // Builds one layer. Construction order matters for the RNG: each Linear draws
 // its weight (kaiming_uniform, a = sqrt(5)) and then its bias, as PyTorch does.
-std::pair<torch::nn::AnyModule, std::shared_ptr<torch::nn::Module>> MakeLayer(
-    const LayerSpec& l) {
+std::pair<torch::nn::AnyModule, std::shared_ptr<torch::nn::Module>> MakeLayer(const LayerSpec& l) {
   switch (l.kind) {
     case LayerKind::kBatchNorm1d: {
       torch::nn::BatchNorm1d m(torch::nn::BatchNorm1dOptions(l.out).eps(1e-5).momentum(0.1));
@@ -61,9 +60,9 @@ absl::StatusOr<std::shared_ptr<Network>> Network::Create(const ModelSpec& spec,
                                                          std::optional<uint64_t> seed) {
   QSWEEP_RETURN_IF_ERROR(ValidateModel(spec));
   if (spec.container != "seq_blocks" && spec.container != "module_list") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model '", spec.name, "': container '", spec.container,
-        "' is not supported (allowed: seq_blocks, module_list)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model '", spec.name, "': container '", spec.container,
+                     "' is not supported (allowed: seq_blocks, module_list)"));
   }
   if (seed) torch::manual_seed(*seed);
   std::shared_ptr<Network> net(new Network(spec));
@@ -89,9 +88,8 @@ torch::Tensor Network::Forward(const torch::Tensor& x) {
 absl::Status Network::ReplaceLayer(size_t i, torch::nn::AnyModule layer,
                                    std::shared_ptr<torch::nn::Module> holder_child) {
   if (i >= layers_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("ReplaceLayer: layer index ", i,
-                                                   " out of range (model has ",
-                                                   layers_.size(), " layers)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ReplaceLayer: layer index ", i, " out of range (model has ", layers_.size(), " layers)"));
   }
   if (!holder_child || layer.is_empty()) {
     return absl::InvalidArgumentError("ReplaceLayer: the new module is null");
@@ -121,8 +119,8 @@ std::vector<std::pair<std::string, torch::Tensor>> Network::StateDict() const {
   return out;
 }
 
-absl::Status Network::LoadStateDict(
-    const std::vector<std::pair<std::string, torch::Tensor>>& state, const std::string& source) {
+absl::Status Network::LoadStateDict(const std::vector<std::pair<std::string, torch::Tensor>>& state,
+                                    const std::string& source) {
   std::map<std::string, torch::Tensor> given(state.begin(), state.end());
   torch::NoGradGuard no_grad;
   for (auto& [key, target] : StateDict()) {
@@ -140,9 +138,8 @@ absl::Status Network::LoadStateDict(
     given.erase(it);
   }
   if (!given.empty()) {
-    return absl::DataLossError(absl::StrCat(source, ": unexpected tensor '",
-                                            given.begin()->first, "' for model '", spec_.name,
-                                            "'"));
+    return absl::DataLossError(absl::StrCat(source, ": unexpected tensor '", given.begin()->first,
+                                            "' for model '", spec_.name, "'"));
   }
   return absl::OkStatus();
 }
@@ -160,8 +157,8 @@ absl::Status FillGraphShapes(Graph& graph, Network& net, int64_t batch) {
   }
   if (graph.nodes.size() != net.num_layers() + 2) {
     return absl::InvalidArgumentError(absl::StrCat("graph has ", graph.nodes.size(),
-                                                   " nodes but the network has ",
-                                                   net.num_layers(), " layers (+x, output)"));
+                                                   " nodes but the network has ", net.num_layers(),
+                                                   " layers (+x, output)"));
   }
   const bool was_training = net.is_training();
   torch::NoGradGuard no_grad;
@@ -169,15 +166,15 @@ absl::Status FillGraphShapes(Graph& graph, Network& net, int64_t batch) {
   torch::Device device = torch::kCPU;
   for (const auto& p : net.parameters()) device = p.device();
   auto options = torch::TensorOptions().dtype(torch::kFloat).device(device);
-  torch::Tensor h =
-      torch::linspace(-1.0, 1.0, batch * net.spec().in_features, options)
-          .view({batch, net.spec().in_features});
+  torch::Tensor h = torch::linspace(-1.0, 1.0, batch * net.spec().in_features, options)
+                        .view({batch, net.spec().in_features});
   graph.nodes.front().results["data_out_0"].shape = Shape(h);
   for (size_t i = 0; i < net.num_layers(); ++i) {
     Node& node = graph.LayerNode(i);
     node.args["data_in_0"].shape = Shape(h);
     auto module = net.LayerModule(i);
-    for (const auto& p : module->named_parameters(false)) node.args[p.key()].shape = Shape(p.value());
+    for (const auto& p : module->named_parameters(false))
+      node.args[p.key()].shape = Shape(p.value());
     for (const auto& b : module->named_buffers(false)) {
       if (b.key() != "num_batches_tracked") node.args[b.key()].shape = Shape(b.value());
     }
@@ -203,8 +200,8 @@ absl::StatusOr<torch::Device> ResolveDevice(const std::string& device,
     try {
       d.emplace(device);
     } catch (const std::exception&) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "device '", device, "' is not valid (allowed: \"\", cpu, cuda, cuda:N)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("device '", device, "' is not valid (allowed: \"\", cpu, cuda, cuda:N)"));
     }
     if (!torch::cuda::is_available()) {
       return absl::FailedPreconditionError(absl::StrCat(

@@ -20,8 +20,8 @@ namespace qsweep {
 absl::StatusOr<std::unique_ptr<FlatOptimizer>> FlatOptimizer::Create(
     const std::vector<torch::Tensor>& params, const FlatOptimizerOptions& options) {
   if (options.kind != "adam" && options.kind != "adamw" && options.kind != "sgd") {
-    return absl::InvalidArgumentError(absl::StrCat("training_optimizer '", options.kind,
-                                                   "' is not supported (allowed: adam, adamw, sgd)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "training_optimizer '", options.kind, "' is not supported (allowed: adam, adamw, sgd)"));
   }
   if (!std::isfinite(options.lr) || options.lr < 0) {
     return absl::InvalidArgumentError(
@@ -42,9 +42,8 @@ absl::StatusOr<std::unique_ptr<FlatOptimizer>> FlatOptimizer::Create(
   std::unique_ptr<FlatOptimizer> opt(new FlatOptimizer());
   opt->options_ = options;
   torch::NoGradGuard no_grad;
-  auto flat_options = torch::TensorOptions()
-                          .dtype(params[0].scalar_type())
-                          .device(params[0].device());
+  auto flat_options =
+      torch::TensorOptions().dtype(params[0].scalar_type()).device(params[0].device());
   opt->param_ = torch::empty({total}, flat_options);
   opt->grad_ = torch::zeros({total}, flat_options);
   int64_t offset = 0;
@@ -141,8 +140,8 @@ absl::Status FlatOptimizer::Load(torch::serialize::InputArchive& archive) {
   archive.read("step", step);
   archive.read("lr", lr);
   if (!kind.isString() || kind.toStringRef() != options_.kind || !step.isInt() || !lr.isDouble()) {
-    return absl::DataLossError(absl::StrCat("optimizer state does not match a '",
-                                            options_.kind, "' optimizer"));
+    return absl::DataLossError(
+        absl::StrCat("optimizer state does not match a '", options_.kind, "' optimizer"));
   }
   auto load = [&](const char* key, torch::Tensor& into) -> absl::Status {
     torch::Tensor t;
@@ -168,10 +167,9 @@ absl::Status FlatOptimizer::Load(torch::serialize::InputArchive& archive) {
 double CosineAnnealingLr(double lr0, int64_t epoch, int64_t max_epochs, double eta_min) {
   if (max_epochs <= 0) return lr0;
   const double pi = 3.14159265358979323846;
-  return eta_min + (lr0 - eta_min) *
-                       (1 + std::cos(pi * static_cast<double>(epoch) /
-                                     static_cast<double>(max_epochs))) /
-                       2;
+  return eta_min +
+         (lr0 - eta_min) *
+             (1 + std::cos(pi * static_cast<double>(epoch) / static_cast<double>(max_epochs))) / 2;
 }
 
 // ------------------------------------------------------------------ trainer
@@ -210,10 +208,10 @@ absl::Status CheckSplit(const DataSplit& s, const char* name, int64_t n_features
 
 absl::Status CheckDataFitsModel(const Dataset& data, const ModelSpec& spec) {
   if (data.n_features != spec.in_features || data.n_classes != spec.num_classes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "dataset '", data.name, "' has ", data.n_features, " features and ", data.n_classes,
-        " classes but model '", spec.name, "' expects ", spec.in_features, " and ",
-        spec.num_classes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataset '", data.name, "' has ", data.n_features, " features and ",
+                     data.n_classes, " classes but model '", spec.name, "' expects ",
+                     spec.in_features, " and ", spec.num_classes));
   }
   QSWEEP_RETURN_IF_ERROR(CheckSplit(data.train_val, "train_val", data.n_features, data.n_classes));
   return CheckSplit(data.test, "test", data.n_features, data.n_classes);
@@ -229,8 +227,9 @@ absl::Status CheckConfig(const TrainConfig& c) {
   QSWEEP_RETURN_IF_ERROR(positive(c.accumulate_grad_batches, "accumulate_grad_batches"));
   QSWEEP_RETURN_IF_ERROR(positive(c.threads, "threads"));
   if (c.trainer_precision != "32") {
-    return absl::UnimplementedError(absl::StrCat("trainer_precision '", c.trainer_precision,
-                                                 "' is not supported by this trainer (allowed: 32)"));
+    return absl::UnimplementedError(
+        absl::StrCat("trainer_precision '", c.trainer_precision,
+                     "' is not supported by this trainer (allowed: 32)"));
   }
   return absl::OkStatus();
 }
@@ -263,8 +262,8 @@ EvalResult Evaluate(Network& net, const torch::Tensor& x, const torch::Tensor& y
     r.rows += len;
     ++batches;
   }
-  r.loss = batches ? loss_sum / static_cast<double>(batches)
-                   : std::numeric_limits<double>::quiet_NaN();
+  r.loss =
+      batches ? loss_sum / static_cast<double>(batches) : std::numeric_limits<double>::quiet_NaN();
   r.accuracy = r.rows ? static_cast<double>(correct) / static_cast<double>(r.rows)
                       : std::numeric_limits<double>::quiet_NaN();
   return r;
@@ -323,8 +322,8 @@ absl::Status Trainer::Setup() {
   QSWEEP_RETURN_IF_ERROR(CheckConfig(config_));
   QSWEEP_RETURN_IF_ERROR(CheckDataFitsModel(data_, spec_));
   if (data_.train_val.rows < 2) {
-    return absl::InvalidArgumentError(absl::StrCat("dataset '", data_.name,
-                                                   "' has fewer than 2 training rows"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dataset '", data_.name, "' has fewer than 2 training rows"));
   }
   QSWEEP_ASSIGN_OR_RETURN(device_, ResolveDevice(config_.device, config_.accelerator));
   torch::set_num_threads(static_cast<int>(config_.threads));
@@ -333,9 +332,9 @@ absl::Status Trainer::Setup() {
   QSWEEP_ASSIGN_OR_RETURN(net_, Network::Create(spec_, static_cast<uint64_t>(config_.seed)));
   net_->ToDevice(device_);
   QSWEEP_ASSIGN_OR_RETURN(
-      opt_, FlatOptimizer::Create(net_->parameters(), {config_.training_optimizer,
-                                                       config_.learning_rate,
-                                                       config_.weight_decay}));
+      opt_,
+      FlatOptimizer::Create(net_->parameters(), {config_.training_optimizer, config_.learning_rate,
+                                                 config_.weight_decay}));
   for (const auto& l : spec_.layers) has_batch_norm_ |= l.kind == LayerKind::kBatchNorm1d;
   std::tie(train_x_, train_y_) = SplitTensors(data_.train_val, data_.n_features, device_);
   std::tie(test_x_, test_y_) = SplitTensors(data_.test, data_.n_features, device_);
@@ -454,15 +453,14 @@ absl::Status Trainer::EndEpoch(Clock::time_point epoch_start, double train_secon
   net_->eval();
   const EvalResult val = Evaluate(*net_, train_x_, train_y_, config_.batch_size, limit);
   const EvalResult test = Evaluate(*net_, test_x_, test_y_, config_.batch_size, limit);
-  epoch_metrics_ = {{"val_loss_epoch", val.loss},
-                    {"val_acc_epoch", val.accuracy},
-                    {"lr", opt_->lr()}};
+  epoch_metrics_ = {
+      {"val_loss_epoch", val.loss}, {"val_acc_epoch", val.accuracy}, {"lr", opt_->lr()}};
   if (test.rows > 0) {
     epoch_metrics_["test_loss_epoch"] = test.loss;
     epoch_metrics_["test_acc_epoch"] = test.accuracy;
   }
   epoch_metrics_["epoch_seconds"] = SecondsSince(epoch_start);  // training + evaluation
-  epoch_metrics_["samples_per_second"] =  // training only
+  epoch_metrics_["samples_per_second"] =                        // training only
       train_seconds > 0 ? static_cast<double>(epoch_samples_) / train_seconds : 0.0;
   for (const auto& [name, value] : epoch_metrics_) Emit(name, value);
   progress_.val_loss = val.loss;
@@ -538,8 +536,7 @@ absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint_path
   const DataSplit* s = nullptr;
   if (split == "test") {
     s = &data.test;
-  } else if (split == "train_val" || split == "train" || split == "val" ||
-             split == "validation") {
+  } else if (split == "train_val" || split == "train" || split == "val" || split == "validation") {
     s = &data.train_val;
   } else {
     return absl::InvalidArgumentError(
@@ -561,8 +558,8 @@ absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint_path
     }
     return Evaluate(*net, x, y, batch_size, -1);
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("evaluating checkpoint '", checkpoint_path,
-                                            "' failed: ", TorchMessage(e)));
+    return absl::InternalError(
+        absl::StrCat("evaluating checkpoint '", checkpoint_path, "' failed: ", TorchMessage(e)));
   }
 }
 
