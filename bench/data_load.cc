@@ -3,6 +3,8 @@
 // to generate and prepare it once.
 //
 //   qsweep-bench-data-load [ROWS] [REPEATS]   (default 1000000 rows, 5 loads)
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -10,8 +12,6 @@
 #include <filesystem>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "worker/core/data/dataset.h"
 #include "worker/core/data/synthetic.h"
@@ -31,8 +31,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: qsweep-bench-data-load [ROWS>0] [REPEATS>0]\n");
     return 2;
   }
-  const std::string dir = (std::filesystem::temp_directory_path() /
-                           ("qsweep_bench_data_" + std::to_string(getpid()))).string();
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("qsweep_bench_data_" + std::to_string(getpid())))
+          .string();
   qsweep::DatasetRequest req;
   req.name = "jsc-synthetic";
   req.cache_dir = dir;
@@ -74,8 +75,10 @@ int main(int argc, char** argv) {
               static_cast<long long>(prepared->test.rows), bytes / 1e6);
   std::printf("generate only:               %.3f s (%.2f M rows/s)\n", gen_s, rows / gen_s / 1e6);
   std::printf("generate+prepare+write once: %.3f s\n", prepare_s);
-  std::printf("LoadDataset from cache (SHA-256 verified), %d runs: median %.3f s, min %.3f s, "
-              "max %.3f s\n", repeats, med, loads.front(), loads.back());
+  std::printf(
+      "LoadDataset from cache (SHA-256 verified), %d runs: median %.3f s, min %.3f s, "
+      "max %.3f s\n",
+      repeats, med, loads.front(), loads.back());
   std::printf("  = %.2f M rows/s, %.0f MB/s (median)\n", rows / med / 1e6, bytes / med / 1e6);
   std::filesystem::remove_all(dir);
   return 0;

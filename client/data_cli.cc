@@ -35,6 +35,10 @@ struct LoadFlags {
     cmd->add_option("--synthetic-seed", synthetic_seed, "seed of jsc-synthetic (default 0)");
   }
   absl::StatusOr<Dataset> Load() const {
+    if (name != "jsc-synthetic" && (synthetic_rows.has_value() || synthetic_seed != 0)) {
+      return absl::InvalidArgumentError(
+          "--synthetic-rows and --synthetic-seed apply only to jsc-synthetic");
+    }
     if (synthetic_rows.has_value() && *synthetic_rows <= 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("--synthetic-rows must be > 0, got ", *synthetic_rows));
@@ -107,44 +111,78 @@ int Fail(std::ostream& err, const std::string& cmd, const absl::Status& s) {
   return 1;
 }
 
+// The parsed command line of every subcommand.
+struct Commands {
+  CLI::App* fetch;
+  std::string what, fetch_dir, url;
+  CLI::App* exp;
+  LoadFlags exp_flags;
+  std::string split, format = "csv", output;
+  CLI::App* imp;
+  CsvImportOptions import;
+  CLI::App* list;
+  std::string list_dir;
+  LoadFlags info_flags;
+
+  void Register(CLI::App& app) {
+    fetch = app.add_subcommand("fetch", "download the real JSC file (HDF5, MASE.md 1.1)");
+    fetch->add_option("WHAT", what, "what to fetch: jsc")
+        ->required()
+        ->check(CLI::IsMember({"jsc"}));
+    fetch->add_option("--data-dir", fetch_dir, "target directory (default: the cache dir)");
+    fetch->add_option("--url", url, "download URL (default: $QSWEEP_JSC_URL or CERNBox)");
+
+    exp = app.add_subcommand("export", "write a split as CSV (features..., label)");
+    exp_flags.Register(exp);
+    exp->add_option("--split", split, "train (= train+val) or test")
+        ->required()
+        ->check(CLI::IsMember({"train", "test"}));
+    exp->add_option("--format", format, "output format: csv")->check(CLI::IsMember({"csv"}));
+    exp->add_option("-o,--output", output, "output file")->required();
+
+    imp = app.add_subcommand("import", "import a CSV (header row, features + label)");
+    imp->add_option("FILE", import.path, "CSV file")->required();
+    imp->add_option("--name", import.name, "dataset name")->required();
+    imp->add_option("--label-column", import.label_column, "label column (default: last)");
+    imp->add_option("--data-dir", import.cache_dir, "dataset directory (default: cache dir)");
+
+    list = app.add_subcommand("list", "list known datasets");
+    list->add_option("--data-dir", list_dir, "dataset directory (default: the cache dir)");
+
+    info_flags.Register(app.add_subcommand("info", "rows, shapes, sha256 and provenance"));
+  }
+};
+
+int RunFetch(const Commands& c, std::ostream& out, std::ostream& err) {
+  FetchJscOptions opt;
+  opt.data_dir = c.fetch_dir;
+  opt.url = c.url;
+  auto path = FetchJsc(opt);
+  if (!path.ok()) return Fail(err, "fetch", path.status());
+  out << "fetched JSC data to " << *path << "\n";
+  return 0;
+}
+
+int RunExport(const Commands& c, std::ostream& out, std::ostream& err) {
+  auto d = c.exp_flags.Load();
+  if (!d.ok()) return Fail(err, "export", d.status());
+  const bool train = c.split == "train";
+  const DataSplit& s = train ? d->train_val : d->test;
+  if (auto st = WriteCsv(*d, s, c.output); !st.ok()) return Fail(err, "export", st);
+  out << "wrote " << s.rows << (train ? " train+val" : " test") << " rows of " << d->DisplayName()
+      << " to " << c.output << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int RunDataCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   CLI::App app("Fetch, export, import, list and inspect datasets", "qsweep data");
   app.require_subcommand(1);
-
-  auto* fetch = app.add_subcommand("fetch", "download the real JSC file (HDF5, MASE.md 1.1)");
-  std::string what, fetch_dir, url;
-  fetch->add_option("WHAT", what, "what to fetch: jsc")->required()->check(CLI::IsMember({"jsc"}));
-  fetch->add_option("--data-dir", fetch_dir, "target directory (default: the cache dir)");
-  fetch->add_option("--url", url, "download URL (default: $QSWEEP_JSC_URL or the CERNBox URL)");
-
-  auto* exp = app.add_subcommand("export", "write a split as CSV (features..., label)");
-  LoadFlags exp_flags;
-  exp_flags.Register(exp);
-  std::string split, format = "csv", output;
-  exp->add_option("--split", split, "train (train+val) or test")
-      ->required()->check(CLI::IsMember({"train", "test"}));
-  exp->add_option("--format", format, "output format: csv")->check(CLI::IsMember({"csv"}));
-  exp->add_option("-o,--output", output, "output file")->required();
-
-  auto* imp = app.add_subcommand("import", "import a CSV (header row, features + label)");
-  std::string csv_path, imp_name, label_col, imp_dir;
-  imp->add_option("FILE", csv_path, "CSV file")->required();
-  imp->add_option("--name", imp_name, "dataset name")->required();
-  imp->add_option("--label-column", label_col, "label column (default: the last column)");
-  imp->add_option("--data-dir", imp_dir, "dataset directory (default: the cache dir)");
-
-  auto* list = app.add_subcommand("list", "list known datasets");
-  std::string list_dir;
-  list->add_option("--data-dir", list_dir, "dataset directory (default: the cache dir)");
-
-  auto* info = app.add_subcommand("info", "show rows, shapes, sha256 and provenance");
-  LoadFlags info_flags;
-  info_flags.Register(info);
-
+  Commands c;
+  c.Register(app);
   try {
-    std::vector<std::string> reversed(args.rbegin(), args.rend());
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 wants reverse order
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
     out << app.help();
@@ -156,43 +194,21 @@ int RunDataCommand(const std::vector<std::string>& args, std::ostream& out, std:
     err << "qsweep data: " << e.what() << " (see `qsweep data --help`)\n";
     return 2;
   }
-
-  if (fetch->parsed()) {
-    FetchJscOptions opt;
-    opt.data_dir = fetch_dir;
-    opt.url = url;
-    auto path = FetchJsc(opt);
-    if (!path.ok()) return Fail(err, "fetch", path.status());
-    out << "fetched JSC data to " << *path << "\n";
-    return 0;
-  }
-  if (exp->parsed()) {
-    auto d = exp_flags.Load();
-    if (!d.ok()) return Fail(err, "export", d.status());
-    const DataSplit& s = split == "train" ? d->train_val : d->test;
-    if (auto st = WriteCsv(*d, s, output); !st.ok()) return Fail(err, "export", st);
-    out << "wrote " << s.rows << " " << (split == "train" ? "train+val" : "test") << " rows of "
-        << d->DisplayName() << " to " << output << "\n";
-    return 0;
-  }
-  if (imp->parsed()) {
-    CsvImportOptions opt;
-    opt.path = csv_path;
-    opt.name = imp_name;
-    opt.label_column = label_col;
-    opt.cache_dir = imp_dir;
-    auto d = ImportCsvDataset(opt);
+  if (c.fetch->parsed()) return RunFetch(c, out, err);
+  if (c.exp->parsed()) return RunExport(c, out, err);
+  if (c.imp->parsed()) {
+    auto d = ImportCsvDataset(c.import);
     if (!d.ok()) return Fail(err, "import", d.status());
-    PrintInfo(*d, imp_dir, out);
+    PrintInfo(*d, c.import.cache_dir, out);
     return 0;
   }
-  if (list->parsed()) {
-    for (const std::string& n : ListDatasets(list_dir)) out << n << "\t" << Describe(n) << "\n";
+  if (c.list->parsed()) {
+    for (const std::string& n : ListDatasets(c.list_dir)) out << n << "\t" << Describe(n) << "\n";
     return 0;
   }
-  auto d = info_flags.Load();
+  auto d = c.info_flags.Load();
   if (!d.ok()) return Fail(err, "info", d.status());
-  PrintInfo(*d, info_flags.data_dir, out);
+  PrintInfo(*d, c.info_flags.data_dir, out);
   return 0;
 }
 

@@ -17,8 +17,7 @@ namespace qsweep {
 //   info NAME [--synthetic-rows N] [--synthetic-seed S] [--data-dir D] [--source F]
 // Results go to `out`; an error is one line on `err`. Returns 0 on success,
 // non-zero on any error (2 for a command-line error).
-int RunDataCommand(const std::vector<std::string>& args, std::ostream& out,
-                   std::ostream& err);
+int RunDataCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
 
 // Same, printing to std::cout / std::cerr.
 int RunDataCommand(const std::vector<std::string>& args);

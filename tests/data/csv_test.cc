@@ -24,8 +24,7 @@ absl::Status ReadError(const std::string& path, const std::string& text,
 
 TEST(Csv, StringLabelsMapToSortedIndices) {
   ScratchDir dir;
-  WriteFile(dir / "s.csv",
-            "a,b,kind\r\n1,2,zeta\r\n3,4,\"alpha\"\r\n\r\n5,6,mid\r\n7,8,alpha\r\n");
+  WriteFile(dir / "s.csv", "a,b,kind\r\n1,2,zeta\r\n3,4,\"alpha\"\r\n\r\n5,6,mid\r\n7,8,alpha\r\n");
   auto t = ReadCsvTable(dir / "s.csv");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_THAT(t->class_names, ElementsAre("alpha", "mid", "zeta"));

@@ -38,9 +38,9 @@ Run Data(const std::vector<std::string>& args) {
 
 TEST(DataCli, ExportWritesTheDatasetRowsAsCsv) {
   ScratchDir dir;
-  auto r = Data({"export", "jsc-synthetic", "--split", "test", "--format", "csv", "-o",
-                 dir / "test.csv", "--synthetic-rows", "3000", "--synthetic-seed", "5",
-                 "--data-dir", dir.str()});
+  auto r =
+      Data({"export", "jsc-synthetic", "--split", "test", "--format", "csv", "-o", dir / "test.csv",
+            "--synthetic-rows", "3000", "--synthetic-seed", "5", "--data-dir", dir.str()});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("SYNTHETIC"));
   DatasetRequest req;
@@ -71,7 +71,9 @@ TEST(DataCli, ExportReadsBackInNumpyLikeTheReferenceTrainer) {
   QSWEEP_REQUIRE_PYTHON("numpy");
   ScratchDir dir;
   ASSERT_EQ(Data({"export", "jsc-synthetic", "--split", "train", "-o", dir / "tr.csv",
-                  "--synthetic-rows", "1000", "--data-dir", dir.str()}).rc, 0);
+                  "--synthetic-rows", "1000", "--data-dir", dir.str()})
+                .rc,
+            0);
   auto py = RunPython(
       "import sys, numpy as np\n"
       "a = np.loadtxt(sys.argv[1], delimiter=',', skiprows=1)\n"
@@ -83,8 +85,9 @@ TEST(DataCli, ExportReadsBackInNumpyLikeTheReferenceTrainer) {
 
 TEST(DataCli, InfoListAndImport) {
   ScratchDir dir;
-  WriteFile(dir / "in.csv", "x1,x2,x3,species\n1,2,3,cat\n4,5,6,dog\n7,8,9,cat\n1,1,1,eel\n"
-                            "2,2,2,dog\n3,3,3,cat\n");
+  WriteFile(dir / "in.csv",
+            "x1,x2,x3,species\n1,2,3,cat\n4,5,6,dog\n7,8,9,cat\n1,1,1,eel\n"
+            "2,2,2,dog\n3,3,3,cat\n");
   auto imp = Data({"import", dir / "in.csv", "--name", "pets", "--data-dir", dir.str()});
   ASSERT_EQ(imp.rc, 0) << imp.err;
   auto info = Data({"info", "pets", "--data-dir", dir.str()});
@@ -119,9 +122,11 @@ TEST(DataCli, ErrorsAreOneLineAndNonZero) {
       {{"export", "jsc-synthetic", "--split", "valid", "-o", dir / "o.csv"}, "--split"},
       {{"export", "jsc-synthetic", "--split", "train", "--format", "npy", "-o", "x"}, "--format"},
       {{"export", "jsc-synthetic", "--split", "train", "-o", dir / "o.csv", "--synthetic-rows",
-        "0"}, "--synthetic-rows must be > 0"},
+        "0"},
+       "--synthetic-rows must be > 0"},
       {{"info", "jsc-synthetic", "--synthetic-rows", "-3"}, "--synthetic-rows must be > 0"},
       {{"info", "jsc", "--data-dir", dir.str()}, "qsweep data fetch jsc"},
+      {{"info", "jsc", "--synthetic-rows", "5"}, "apply only to jsc-synthetic"},
       {{"import", dir / "bad.csv", "--name", "b", "--data-dir", dir.str()}, "bad.csv:3"},
       {{"import", dir / "missing.csv", "--name", "b", "--data-dir", dir.str()}, "missing.csv"},
       {{"frobnicate"}, "qsweep data"},
@@ -156,7 +161,8 @@ TEST(DataCli, FetchVerifiesTheDownload) {
   QSWEEP_REQUIRE_PYTHON("numpy, h5py");
   ScratchDir dir;
   WriteFile(dir / "page.html", "<html>not hdf5</html>");
-  auto bad = Data({"fetch", "jsc", "--data-dir", dir / "d1", "--url", "file://" + dir / "page.html"});
+  auto bad =
+      Data({"fetch", "jsc", "--data-dir", dir / "d1", "--url", "file://" + dir / "page.html"});
   EXPECT_NE(bad.rc, 0);
   EXPECT_THAT(bad.err, HasSubstr("not the expected JSC HDF5 file"));
   EXPECT_FALSE(std::filesystem::exists(dir / "d1/" + kJscFileName));

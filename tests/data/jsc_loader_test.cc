@@ -156,14 +156,17 @@ with h5py.File(d + "/no_mass.h5", "w") as h:
 dt = [(n, np.float32) for n in names] + [("j_mass_mmdt", "S8")]
 with h5py.File(d + "/text_mass.h5", "w") as h:
     h.create_dataset("t_allpar_new", data=np.zeros(4, dtype=dt))
-)PY", {dir.str()});
+)PY",
+                      {dir.str()});
   ASSERT_EQ(py.exit_code, 0) << py.output;
-  struct Case { const char* file; const char* says; };
-  for (const Case& c : {Case{"no_table.h5", "no dataset 't_allpar_new'"},
-                        Case{"no_table.h5", "something_else"},
-                        Case{"plain.h5", "not a compound"},
-                        Case{"no_mass.h5", "no field 'j_mass_mmdt'"},
-                        Case{"text_mass.h5", "'j_mass_mmdt'"}}) {
+  struct Case {
+    const char* file;
+    const char* says;
+  };
+  for (const Case& c :
+       {Case{"no_table.h5", "no dataset 't_allpar_new'"}, Case{"no_table.h5", "something_else"},
+        Case{"plain.h5", "not a compound"}, Case{"no_mass.h5", "no field 'j_mass_mmdt'"},
+        Case{"text_mass.h5", "'j_mass_mmdt'"}}) {
     auto r = ReadJscHdf5(dir / c.file);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.file;
     EXPECT_THAT(r.status().message(), HasSubstr(c.says)) << c.file;

@@ -33,7 +33,8 @@ TEST(NumpyRandom, SeedingMatchesNumpyState) {
     const auto want = Numbers(py.output);
     ASSERT_EQ(want.size(), 624u);
     NumpyRandomState rs(seed);
-    for (int i = 0; i < 624; ++i) ASSERT_EQ(rs.key()[i], want[i]) << "seed " << seed << " word " << i;
+    for (int i = 0; i < 624; ++i)
+      ASSERT_EQ(rs.key()[i], want[i]) << "seed " << seed << " word " << i;
   }
 }
 
@@ -41,8 +42,8 @@ TEST(NumpyRandom, BoundedIntegersMatchLegacyRandint) {
   QSWEEP_REQUIRE_PYTHON("numpy");
   // Legacy randint uses masked rejection on 32-bit draws (small ranges) and
   // on 64-bit draws (ranges above 2^32), as Interval does.
-  for (uint64_t max : {uint64_t{6}, uint64_t{999}, uint64_t{4294967295ull},
-                       (uint64_t{1} << 40) + 4}) {
+  for (uint64_t max :
+       {uint64_t{6}, uint64_t{999}, uint64_t{4294967295ull}, (uint64_t{1} << 40) + 4}) {
     for (uint32_t seed : {3u, 42u}) {
       auto py = RunPython(
           "import sys, numpy as np\n"
@@ -64,8 +65,9 @@ TEST(NumpyRandom, BoundedIntegersMatchLegacyRandint) {
 TEST(NumpyRandom, PermutationMatchesNumpy) {
   QSWEEP_REQUIRE_PYTHON("numpy");
   const std::pair<int64_t, uint64_t> cases[] = {
-      {0, 42}, {1, 42}, {2, 42}, {10, 42}, {1000, 42}, {12345, 0}, {65537, 7},
-      {200003, 4294967295ull}, {986880, 42}};
+      {0, 42},     {1, 42},    {2, 42},    {10, 42},
+      {1000, 42},  {12345, 0}, {65537, 7}, {200003, 4294967295ull},
+      {986880, 42}};
   for (const auto& [n, seed] : cases) {
     auto py = RunPython(
         "import sys, numpy as np\n"
@@ -78,7 +80,8 @@ TEST(NumpyRandom, PermutationMatchesNumpy) {
     ASSERT_TRUE(got.ok()) << got.status();
     ASSERT_EQ(got->size(), want.size()) << "n " << n;
     for (size_t i = 0; i < want.size(); ++i) {
-      ASSERT_EQ(static_cast<uint64_t>((*got)[i]), want[i]) << "n " << n << " seed " << seed << " i " << i;
+      ASSERT_EQ(static_cast<uint64_t>((*got)[i]), want[i])
+          << "n " << n << " seed " << seed << " i " << i;
     }
   }
 }

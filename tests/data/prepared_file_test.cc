@@ -59,7 +59,10 @@ TEST(PreparedFile, RoundTripAndSha256OfContent) {
   EXPECT_EQ(back->description, "hand-made");
   // Only the final file remains: the temporary was renamed.
   int files = 0;
-  for (const auto& e : std::filesystem::directory_iterator(dir / "sub")) { (void)e; ++files; }
+  for (const auto& e : std::filesystem::directory_iterator(dir / "sub")) {
+    (void)e;
+    ++files;
+  }
   EXPECT_EQ(files, 1);
 }
 
@@ -69,7 +72,9 @@ TEST(PreparedFile, CorruptionIsDataLossNamingTheFile) {
   const std::string path = dir / "tiny.qsds";
   ASSERT_TRUE(WritePreparedFile(path, d).ok());
   const std::string good = ReadFile(path);
-  struct Case { std::string name, bytes, says; };
+  struct Case {
+    std::string name, bytes, says;
+  };
   std::string flipped = good;
   flipped[flipped.size() - 20] ^= 0x40;  // inside the arrays
   std::string bad_magic = good;
@@ -80,8 +85,7 @@ TEST(PreparedFile, CorruptionIsDataLossNamingTheFile) {
                         Case{"cut", good.substr(0, good.size() - 5), "truncated"},
                         Case{"header", good.substr(0, 40), "truncated header"},
                         Case{"empty", "", "truncated header"},
-                        Case{"magic", bad_magic, "bad magic"},
-                        Case{"meta", bad_meta, "corrupt"}}) {
+                        Case{"magic", bad_magic, "bad magic"}, Case{"meta", bad_meta, "corrupt"}}) {
     WriteFile(path, c.bytes);
     auto r = ReadPreparedFile(path);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << c.name << ": " << r.status();

@@ -66,10 +66,10 @@ inline bool HavePython(const std::string& modules) {
   return RunPython("import " + modules + "\n").exit_code == 0;
 }
 
-#define QSWEEP_REQUIRE_PYTHON(modules)                                          \
-  do {                                                                          \
-    if (!::qsweep::testing::HavePython(modules))                                \
-      GTEST_SKIP() << "/usr/bin/python3 lacks " << (modules) << "; skipping";   \
+#define QSWEEP_REQUIRE_PYTHON(modules)                                        \
+  do {                                                                        \
+    if (!::qsweep::testing::HavePython(modules))                              \
+      GTEST_SKIP() << "/usr/bin/python3 lacks " << (modules) << "; skipping"; \
   } while (0)
 
 // Whitespace-separated numbers from a file written by a reference script.

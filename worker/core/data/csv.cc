@@ -5,7 +5,6 @@
 #include <cmath>
 #include <fstream>
 #include <map>
-#include "absl/strings/string_view.h"
 #include <unordered_map>
 #include <utility>
 
@@ -13,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 
 namespace qsweep {
 namespace {
@@ -21,8 +21,7 @@ absl::string_view Trim(absl::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
     s.remove_suffix(1);
-  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') &&
-      s.back() == s.front()) {
+  if (s.size() >= 2 && (s.front() == '"' || s.front() == '\'') && s.back() == s.front()) {
     s = s.substr(1, s.size() - 2);
   }
   return s;
@@ -76,9 +75,8 @@ absl::StatusOr<Layout> ResolveLayout(const std::string& path,
   } else if (auto it = index.find(opt.label_column); it != index.end()) {
     lay.label_col = it->second;
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ":1: label column '", opt.label_column,
-                     "' not in the header; columns are: ", all));
+    return absl::InvalidArgumentError(absl::StrCat(path, ":1: label column '", opt.label_column,
+                                                   "' not in the header; columns are: ", all));
   }
   if (opt.feature_columns.empty()) {
     for (size_t i = 0; i < header.size(); ++i) {
@@ -96,17 +94,15 @@ absl::StatusOr<Layout> ResolveLayout(const std::string& path,
       }
     }
     if (found < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":1: feature column '", want,
-                       "' not in the header; columns are: ", all));
+      return absl::InvalidArgumentError(absl::StrCat(path, ":1: feature column '", want,
+                                                     "' not in the header; columns are: ", all));
     }
     lay.feature_cols.push_back(found);
     lay.feature_names.push_back(want.substr(0, want.find('|')));
   }
   if (lay.feature_cols.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ":1: no feature columns besides the label column (header: ",
-        all, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":1: no feature columns besides the label column (header: ", all, ")"));
   }
   return lay;
 }
@@ -138,8 +134,7 @@ class LabelMapper {
   std::unordered_map<std::string, size_t> seen_;
 };
 
-absl::Status LabelMapper::Finish(const std::string& path,
-                                 std::vector<int64_t>& y,
+absl::Status LabelMapper::Finish(const std::string& path, std::vector<int64_t>& y,
                                  std::vector<std::string>& names) const {
   if (!order_.empty()) {
     names = order_;
@@ -150,14 +145,17 @@ absl::Status LabelMapper::Finish(const std::string& path,
   int64_t max_id = -1;
   for (const auto& [label, id] : seen_) {
     int64_t v;
-    if (!ParseNonNegativeInt(label, v)) { all_int = false; break; }
+    if (!ParseNonNegativeInt(label, v)) {
+      all_int = false;
+      break;
+    }
     remap[id] = v;
     max_id = std::max(max_id, v);
   }
   if (all_int && max_id >= 100000) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": integer class id ", max_id,
-        " is too large (class ids must be 0..K-1 with K < 100000)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": integer class id ", max_id,
+                     " is too large (class ids must be 0..K-1 with K < 100000)"));
   }
   if (all_int) {
     for (int64_t i = 0; i <= max_id; ++i) names.push_back(absl::StrCat(i));
@@ -166,8 +164,7 @@ absl::Status LabelMapper::Finish(const std::string& path,
     for (const auto& [label, id] : seen_) sorted.push_back(label);
     std::sort(sorted.begin(), sorted.end());
     for (const auto& [label, id] : seen_) {
-      remap[id] = std::lower_bound(sorted.begin(), sorted.end(), label) -
-                  sorted.begin();
+      remap[id] = std::lower_bound(sorted.begin(), sorted.end(), label) - sorted.begin();
     }
     names = std::move(sorted);
   }
@@ -177,8 +174,7 @@ absl::Status LabelMapper::Finish(const std::string& path,
 
 }  // namespace
 
-absl::StatusOr<RawTable> ReadCsvTable(const std::string& path,
-                                      const CsvTableOptions& options) {
+absl::StatusOr<RawTable> ReadCsvTable(const std::string& path, const CsvTableOptions& options) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(absl::StrCat("cannot open CSV file ", path));
@@ -195,8 +191,8 @@ absl::StatusOr<RawTable> ReadCsvTable(const std::string& path,
   if (fields.empty() || Trim(header_line).empty() ||
       std::all_of(fields.begin(), fields.end(),
                   [&](absl::string_view f) { return ParseDouble(f, probe); })) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ":", line_no, ": a header row naming the columns is required"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", line_no, ": a header row naming the columns is required"));
   }
   std::vector<std::string> header_store(fields.begin(), fields.end());
   std::vector<absl::string_view> header(header_store.begin(), header_store.end());
@@ -213,27 +209,27 @@ absl::StatusOr<RawTable> ReadCsvTable(const std::string& path,
     if (Trim(line).empty()) continue;
     SplitFields(line, fields);
     if (fields.size() != layout->n_cols) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ":", line_no, ": expected ", layout->n_cols,
-          " columns (as in the header), got ", fields.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", line_no, ": expected ", layout->n_cols,
+                       " columns (as in the header), got ", fields.size()));
     }
     for (size_t k = 0; k < layout->feature_cols.size(); ++k) {
       const int c = layout->feature_cols[k];
       double v;
       if (!ParseDouble(fields[c], v) || !std::isfinite(v)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            path, ":", line_no, ": column '", header[c], "' (column ", c + 1,
-            "): '", fields[c], "' is not a finite number"));
+        return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": column '", header[c],
+                                                       "' (column ", c + 1, "): '", fields[c],
+                                                       "' is not a finite number"));
       }
       t.x.push_back(v);
     }
     absl::string_view lab = fields[layout->label_col];
     const int64_t id = lab.empty() ? -1 : labels.Add(lab);
     if (id < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ":", line_no, ": column '", header[layout->label_col],
-          "' (column ", layout->label_col + 1, "): unknown label '", lab, "'",
-          options.class_order.empty() ? "" : "; allowed: ", labels.Allowed()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", line_no, ": column '", header[layout->label_col], "' (column ",
+                       layout->label_col + 1, "): unknown label '", lab, "'",
+                       options.class_order.empty() ? "" : "; allowed: ", labels.Allowed()));
     }
     t.y.push_back(id);
   }

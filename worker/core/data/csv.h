@@ -30,7 +30,6 @@ struct CsvTableOptions {
 // the 1-based line and the column: NOT_FOUND for a missing file,
 // INVALID_ARGUMENT for a missing header/column, a wrong column count, a
 // non-numeric, NaN or infinite value, or an unknown label.
-absl::StatusOr<RawTable> ReadCsvTable(const std::string& path,
-                                      const CsvTableOptions& options = {});
+absl::StatusOr<RawTable> ReadCsvTable(const std::string& path, const CsvTableOptions& options = {});
 
 }  // namespace qsweep

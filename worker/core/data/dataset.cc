@@ -12,8 +12,8 @@
 #include "absl/strings/str_join.h"
 #include "worker/core/data/csv.h"
 #include "worker/core/data/jsc_loader.h"
-#include "worker/core/data/preprocess.h"
 #include "worker/core/data/prepared_file.h"
+#include "worker/core/data/preprocess.h"
 #include "worker/core/data/synthetic.h"
 
 namespace qsweep {
@@ -39,8 +39,8 @@ std::string FileFingerprint(const std::string& path) {
   if (ec) return "";
   const auto mtime = fs::last_write_time(path, ec);
   if (ec) return "";
-  return absl::StrCat("file=", abs.string(), " size=", size, " mtime=",
-                      mtime.time_since_epoch().count());
+  return absl::StrCat("file=", abs.string(), " size=", size,
+                      " mtime=", mtime.time_since_epoch().count());
 }
 
 bool IsBuiltinCacheFile(const std::string& stem) {
@@ -50,8 +50,7 @@ bool IsBuiltinCacheFile(const std::string& stem) {
 std::string SplitSummary(int64_t raw_rows, const Dataset& d) {
   const int64_t kept = d.train_val.rows + d.test.rows;
   return absl::StrCat(raw_rows, " rows, ", raw_rows - kept, " exact duplicates dropped -> ",
-                      d.train_val.rows, " train+val / ", d.test.rows, " test rows; ",
-                      kSplitText);
+                      d.train_val.rows, " train+val / ", d.test.rows, " test rows; ", kSplitText);
 }
 
 absl::StatusOr<Dataset> WriteAndReturn(const std::string& path, Dataset d) {
@@ -87,9 +86,9 @@ absl::StatusOr<Dataset> LoadSynthetic(const DatasetRequest& req, const std::stri
   d->synthetic_rows = rows;
   d->synthetic_seed = req.synthetic_seed;
   d->source = source;
-  d->description = absl::StrCat(
-      "SYNTHETIC JSC-shaped data, NOT the real JSC data set (generator ", kGeneratorVersion,
-      ", seed ", req.synthetic_seed, "): ", SplitSummary(rows, *d));
+  d->description =
+      absl::StrCat("SYNTHETIC JSC-shaped data, NOT the real JSC data set (generator ",
+                   kGeneratorVersion, ", seed ", req.synthetic_seed, "): ", SplitSummary(rows, *d));
   return WriteAndReturn(path, *std::move(d));
 }
 
@@ -145,8 +144,7 @@ absl::Status ValidateImportName(const std::string& name) {
   const bool chars_ok =
       !name.empty() && name.size() <= 64 && name[0] != '.' && name[0] != '-' &&
       std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-               c == '-';
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
       });
   if (!chars_ok) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -197,9 +195,8 @@ absl::StatusOr<Dataset> LoadDataset(const DatasetRequest& request) {
     std::error_code ec;
     if (fs::exists(path, ec)) return ReadPreparedFile(path);
   }
-  return absl::NotFoundError(absl::StrCat("unknown dataset '", request.name,
-                                          "'; known datasets: ", known(),
-                                          " (import a CSV with `qsweep data import`)"));
+  return absl::NotFoundError(absl::StrCat("unknown dataset '", request.name, "'; known datasets: ",
+                                          known(), " (import a CSV with `qsweep data import`)"));
 }
 
 std::vector<std::string> ListDatasets(const std::string& cache_dir) {

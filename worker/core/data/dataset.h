@@ -22,19 +22,19 @@ struct DataSplit {
 // A prepared dataset. Immutable once built; stored on disk as one binary file
 // whose SHA-256 identifies it.
 struct Dataset {
-  std::string name;            // "jsc", "jsc-synthetic", or an imported name
-  bool synthetic = false;      // true for generated data: every output says so
-  int64_t synthetic_rows = 0;  // generator rows (before the split) if synthetic
-  uint64_t synthetic_seed = 0; // generator seed if synthetic
+  std::string name;             // "jsc", "jsc-synthetic", or an imported name
+  bool synthetic = false;       // true for generated data: every output says so
+  int64_t synthetic_rows = 0;   // generator rows (before the split) if synthetic
+  uint64_t synthetic_seed = 0;  // generator seed if synthetic
   int64_t n_features = 0;
   int64_t n_classes = 0;
   std::vector<std::string> feature_names;
   std::vector<std::string> class_names;
-  DataSplit train_val;         // the training split; MASE validates on it too
+  DataSplit train_val;  // the training split; MASE validates on it too
   DataSplit test;
   std::vector<float> scaler_mean, scaler_std;  // StandardScaler fitted on train_val
-  std::string sha256;          // of the prepared file
-  std::string description;     // human-readable provenance (source, seed, rows, ...)
+  std::string sha256;                          // of the prepared file
+  std::string description;  // human-readable provenance (source, seed, rows, ...)
   // Where the rows came from, used to detect a stale cache: the source file
   // with its size and mtime, or the generator with its seed and rows.
   std::string source;
@@ -56,8 +56,8 @@ struct DatasetRequest {
 
 // Options of ImportCsvDataset (`qsweep data import`).
 struct CsvImportOptions {
-  std::string path;          // the CSV file (header row required)
-  std::string name;          // dataset name: [a-z0-9._-], not a built-in name
+  std::string path;  // the CSV file (header row required)
+  std::string name;  // dataset name: [a-z0-9._-], not a built-in name
   // Label column. Default: "" = the last column.
   std::string label_column;
   // Default: "" = DefaultDataDir().

@@ -27,8 +27,8 @@ namespace {
 int RunProgram(const std::vector<std::string>& argv, const std::string& log_path) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, 2, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -55,12 +55,19 @@ std::string LastLine(const std::string& path) {
 
 std::string CurlHint(int rc) {
   switch (rc) {
-    case 6: return "could not resolve the host: are you offline?";
-    case 7: return "could not connect to the server: are you offline?";
-    case 28: return "the connection timed out: are you offline?";
-    case 22: return "the server answered with an HTTP error";
-    case 35: case 60: return "TLS/certificate problem";
-    default: return "download failed";
+    case 6:
+      return "could not resolve the host: are you offline?";
+    case 7:
+      return "could not connect to the server: are you offline?";
+    case 28:
+      return "the connection timed out: are you offline?";
+    case 22:
+      return "the server answered with an HTTP error";
+    case 35:
+    case 60:
+      return "TLS/certificate problem";
+    default:
+      return "download failed";
   }
 }
 
@@ -93,17 +100,17 @@ absl::StatusOr<std::string> FetchJsc(const FetchJscOptions& options) {
       return absl::FailedPreconditionError(
           "cannot run `curl` to download the JSC file: install curl");
     }
-    return absl::UnavailableError(absl::StrCat(
-        "could not download the JSC file from ", url, ": ", CurlHint(rc),
-        " (curl exit ", rc, curl_msg.empty() ? "" : ": ", curl_msg,
-        "); with internet access retry, or place the file by hand at ", final_path));
+    return absl::UnavailableError(
+        absl::StrCat("could not download the JSC file from ", url, ": ", CurlHint(rc),
+                     " (curl exit ", rc, curl_msg.empty() ? "" : ": ", curl_msg,
+                     "); with internet access retry, or place the file by hand at ", final_path));
   }
   auto rows = VerifyJscHdf5(tmp);
   if (!rows.ok()) {
     std::filesystem::remove(tmp, ec);
-    return absl::InvalidArgumentError(absl::StrCat(
-        "downloaded file from ", url, " is not the expected JSC HDF5 file: ",
-        rows.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("downloaded file from ", url,
+                     " is not the expected JSC HDF5 file: ", rows.status().message()));
   }
   std::filesystem::rename(tmp, final_path, ec);
   if (ec) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <utility>
 
@@ -33,6 +34,12 @@ class H5Id {
   herr_t (*close_)(hid_t);
 };
 
+// The Debian HDF5 build is not thread-safe: one reader at a time.
+std::mutex& Hdf5Mutex() {
+  static auto* m = new std::mutex;
+  return *m;
+}
+
 void SilenceHdf5Errors() {
   static std::once_flag once;
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
@@ -44,8 +51,8 @@ std::string TopLevelNames(hid_t file) {
   std::vector<std::string> names;
   for (hsize_t i = 0; i < info.nlinks && i < 20; ++i) {
     char buf[256];
-    ssize_t n = H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i,
-                                   buf, sizeof buf, H5P_DEFAULT);
+    ssize_t n =
+        H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i, buf, sizeof buf, H5P_DEFAULT);
     if (n >= 0) names.emplace_back(buf);
   }
   return names.empty() ? "(none)" : absl::StrJoin(names, ", ");
@@ -77,8 +84,7 @@ absl::Status CheckFields(const std::string& path, hid_t type) {
     const int idx = H5Tget_member_index(type, f.c_str());
     if (idx < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          path, ": dataset '", kJscTable, "' has no field '", f,
-          "'; it has: ", MemberNames(type)));
+          path, ": dataset '", kJscTable, "' has no field '", f, "'; it has: ", MemberNames(type)));
     }
     const H5T_class_t cls = H5Tget_member_class(type, static_cast<unsigned>(idx));
     if (cls != H5T_FLOAT && cls != H5T_INTEGER) {
@@ -94,13 +100,15 @@ absl::StatusOr<OpenTable> OpenJscTable(const std::string& path) {
   SilenceHdf5Errors();
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
-    return absl::NotFoundError(absl::StrCat(
-        "JSC data file ", path, " does not exist; run `qsweep data fetch jsc`"));
+    return absl::NotFoundError(
+        absl::StrCat("JSC data file ", path, " does not exist; run `qsweep data fetch jsc`"));
   }
   if (H5Fis_hdf5(path.c_str()) <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, " is not an HDF5 file (corrupt or wrong file); expected MASE's "
-              "JSC file with dataset '", kJscTable, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     " is not an HDF5 file (corrupt or wrong file); expected MASE's "
+                     "JSC file with dataset '",
+                     kJscTable, "'"));
   }
   OpenTable t;
   t.file = std::make_unique<H5Id>(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
@@ -109,8 +117,7 @@ absl::StatusOr<OpenTable> OpenJscTable(const std::string& path) {
   }
   if (H5Lexists(t.file->get(), kJscTable, H5P_DEFAULT) <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        path, ": no dataset '", kJscTable, "' (the file has: ",
-        TopLevelNames(t.file->get()), ")"));
+        path, ": no dataset '", kJscTable, "' (the file has: ", TopLevelNames(t.file->get()), ")"));
   }
   t.dset = std::make_unique<H5Id>(H5Dopen2(t.file->get(), kJscTable, H5P_DEFAULT), H5Dclose);
   if (!t.dset->ok()) {
@@ -119,9 +126,9 @@ absl::StatusOr<OpenTable> OpenJscTable(const std::string& path) {
   }
   t.type = std::make_unique<H5Id>(H5Dget_type(t.dset->get()), H5Tclose);
   if (!t.type->ok() || H5Tget_class(t.type->get()) != H5T_COMPOUND) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ": dataset '", kJscTable,
-        "' is not a compound (structured) array with named fields"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": dataset '", kJscTable,
+                     "' is not a compound (structured) array with named fields"));
   }
   if (absl::Status s = CheckFields(path, t.type->get()); !s.ok()) return s;
   t.space = std::make_unique<H5Id>(H5Dget_space(t.dset->get()), H5Sclose);
@@ -134,19 +141,19 @@ absl::StatusOr<OpenTable> OpenJscTable(const std::string& path) {
 }
 
 // Reads rows [start, start+count) of the 21 fields as doubles.
-absl::Status ReadChunk(const std::string& path, const OpenTable& t, hid_t mem_type,
-                       hsize_t start, hsize_t count, std::vector<double>& buf) {
+absl::Status ReadChunk(const std::string& path, const OpenTable& t, hid_t mem_type, hsize_t start,
+                       hsize_t count, std::vector<double>& buf) {
   if (H5Sget_simple_extent_ndims(t.space->get()) != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": '", kJscTable, "' must be one-dimensional"));
   }
   H5Id mem_space(H5Screate_simple(1, &count, nullptr), H5Sclose);
   if (H5Sselect_hyperslab(t.space->get(), H5S_SELECT_SET, &start, nullptr, &count, nullptr) < 0 ||
-      H5Dread(t.dset->get(), mem_type, mem_space.get(), t.space->get(), H5P_DEFAULT,
-              buf.data()) < 0) {
-    return absl::DataLossError(absl::StrCat(
-        path, ": failed to read rows ", start, "..", start + count, " of '",
-        kJscTable, "' (file truncated or corrupt?)"));
+      H5Dread(t.dset->get(), mem_type, mem_space.get(), t.space->get(), H5P_DEFAULT, buf.data()) <
+          0) {
+    return absl::DataLossError(absl::StrCat(path, ": failed to read rows ", start, "..",
+                                            start + count, " of '", kJscTable,
+                                            "' (file truncated or corrupt?)"));
   }
   return absl::OkStatus();
 }
@@ -155,26 +162,27 @@ absl::Status ReadChunk(const std::string& path, const OpenTable& t, hid_t mem_ty
 
 const std::vector<std::string>& JscFeatureNames() {
   static const auto* names = new std::vector<std::string>{
-      "j_zlogz",         "j_c1_b0_mmdt",    "j_c1_b1_mmdt",  "j_c1_b2_mmdt",
-      "j_c2_b1_mmdt",    "j_c2_b2_mmdt",    "j_d2_b1_mmdt",  "j_d2_b2_mmdt",
-      "j_d2_a1_b1_mmdt", "j_d2_a1_b2_mmdt", "j_m2_b1_mmdt",  "j_m2_b2_mmdt",
-      "j_n2_b1_mmdt",    "j_n2_b2_mmdt",    "j_mass_mmdt",   "j_multiplicity"};
+      "j_zlogz",         "j_c1_b0_mmdt",    "j_c1_b1_mmdt", "j_c1_b2_mmdt",
+      "j_c2_b1_mmdt",    "j_c2_b2_mmdt",    "j_d2_b1_mmdt", "j_d2_b2_mmdt",
+      "j_d2_a1_b1_mmdt", "j_d2_a1_b2_mmdt", "j_m2_b1_mmdt", "j_m2_b2_mmdt",
+      "j_n2_b1_mmdt",    "j_n2_b2_mmdt",    "j_mass_mmdt",  "j_multiplicity"};
   return *names;
 }
 
 const std::vector<std::string>& JscLabelNames() {
-  static const auto* names =
-      new std::vector<std::string>{"j_g", "j_q", "j_w", "j_z", "j_t"};
+  static const auto* names = new std::vector<std::string>{"j_g", "j_q", "j_w", "j_z", "j_t"};
   return *names;
 }
 
 absl::StatusOr<int64_t> VerifyJscHdf5(const std::string& path) {
+  std::lock_guard<std::mutex> lock(Hdf5Mutex());
   auto t = OpenJscTable(path);
   if (!t.ok()) return t.status();
   return t->rows;
 }
 
 absl::StatusOr<RawTable> ReadJscHdf5(const std::string& path) {
+  std::lock_guard<std::mutex> lock(Hdf5Mutex());
   auto opened = OpenJscTable(path);
   if (!opened.ok()) return opened.status();
   const OpenTable& t = *opened;
@@ -206,8 +214,8 @@ absl::StatusOr<RawTable> ReadJscHdf5(const std::string& path) {
       const size_t dst = static_cast<size_t>(start + r);
       for (size_t j = 0; j < nf; ++j) {
         if (!std::isfinite(row[j])) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              path, ": row ", dst, " field '", feats[j], "' is not finite (", row[j], ")"));
+          return absl::InvalidArgumentError(absl::StrCat(path, ": row ", dst, " field '", feats[j],
+                                                         "' is not finite (", row[j], ")"));
         }
         out.x[dst * nf + j] = row[j];
       }

@@ -18,8 +18,7 @@ inline constexpr char kJscTable[] = "t_allpar_new";
 inline constexpr char kJscFileName[] =
     "processed-pythia82-lhc13-all-pt1-50k-r1_h022_e0175_t220_nonu_truth.z";
 inline constexpr char kJscOpenmlFileName[] = "hls4ml_lhc_jets_hlf.csv";
-inline constexpr char kJscUrl[] =
-    "https://cernbox.cern.ch/index.php/s/jvFd5MoWhGs1l5v/download";
+inline constexpr char kJscUrl[] = "https://cernbox.cern.ch/index.php/s/jvFd5MoWhGs1l5v/download";
 
 // The 16 feature fields and 5 one-hot label fields, in MASE's order.
 const std::vector<std::string>& JscFeatureNames();

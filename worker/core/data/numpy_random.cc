@@ -32,8 +32,7 @@ uint64_t MaskFor(uint64_t max) {
 NumpyRandomState::NumpyRandomState(uint32_t seed) {
   mt_[0] = seed;
   for (int i = 1; i < kN; ++i) {
-    mt_[i] = 1812433253U * (mt_[i - 1] ^ (mt_[i - 1] >> 30)) +
-             static_cast<uint32_t>(i);
+    mt_[i] = 1812433253U * (mt_[i - 1] ^ (mt_[i - 1] >> 30)) + static_cast<uint32_t>(i);
   }
   pos_ = kN;
 }
@@ -82,15 +81,13 @@ uint64_t NumpyRandomState::Interval(uint64_t max) {
   return value;
 }
 
-absl::StatusOr<std::vector<int64_t>> NumpyPermutation(int64_t n,
-                                                      uint64_t seed) {
+absl::StatusOr<std::vector<int64_t>> NumpyPermutation(int64_t n, uint64_t seed) {
   if (n < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("permutation: n must be >= 0, got ", n));
+    return absl::InvalidArgumentError(absl::StrCat("permutation: n must be >= 0, got ", n));
   }
   if (seed > 0xffffffffULL) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "permutation: seed must be in [0, 2^32 - 1], got ", seed));
+    return absl::InvalidArgumentError(
+        absl::StrCat("permutation: seed must be in [0, 2^32 - 1], got ", seed));
   }
   std::vector<int64_t> perm(static_cast<size_t>(n));
   std::iota(perm.begin(), perm.end(), int64_t{0});

@@ -29,9 +29,18 @@ class MetaWriter {
  public:
   void U64(uint64_t v) { Raw(&v, sizeof v); }
   void F32(float v) { Raw(&v, sizeof v); }
-  void Str(const std::string& s) { U64(s.size()); Raw(s.data(), s.size()); }
-  void Strs(const std::vector<std::string>& v) { U64(v.size()); for (auto& s : v) Str(s); }
-  void F32s(const std::vector<float>& v) { U64(v.size()); for (float f : v) F32(f); }
+  void Str(const std::string& s) {
+    U64(s.size());
+    Raw(s.data(), s.size());
+  }
+  void Strs(const std::vector<std::string>& v) {
+    U64(v.size());
+    for (auto& s : v) Str(s);
+  }
+  void F32s(const std::vector<float>& v) {
+    U64(v.size());
+    for (float f : v) F32(f);
+  }
   const std::string& bytes() const { return buf_; }
 
  private:
@@ -55,7 +64,8 @@ class MetaReader {
     uint64_t n;
     if (!U64(n) || n > (b_.size() - pos_) / 8) return false;
     v.resize(n);
-    for (auto& s : v) if (!Str(s)) return false;
+    for (auto& s : v)
+      if (!Str(s)) return false;
     return true;
   }
   bool F32s(std::vector<float>& v) {
@@ -102,9 +112,8 @@ bool DecodeMeta(std::string_view bytes, Dataset& d) {
   return r.Str(d.name) && r.U64(synth) && r.I64(d.n_features) && r.I64(d.n_classes) &&
          r.I64(d.train_val.rows) && r.I64(d.test.rows) && r.Strs(d.feature_names) &&
          r.Strs(d.class_names) && r.Str(d.description) && r.Str(d.source) &&
-         r.I64(d.synthetic_rows) && r.U64(d.synthetic_seed) &&
-         r.F32s(d.scaler_mean) && r.F32s(d.scaler_std) && r.done() &&
-         (d.synthetic = synth != 0, synth <= 1);
+         r.I64(d.synthetic_rows) && r.U64(d.synthetic_seed) && r.F32s(d.scaler_mean) &&
+         r.F32s(d.scaler_std) && r.done() && (d.synthetic = synth != 0, synth <= 1);
 }
 
 size_t PaddingAfterMeta(uint64_t meta_len) { return (8 - (kFixedHeader + meta_len) % 8) % 8; }
@@ -120,7 +129,9 @@ bool ShapesOk(const Dataset& d) {
 }
 
 struct FileCloser {
-  void operator()(FILE* f) const { if (f) std::fclose(f); }
+  void operator()(FILE* f) const {
+    if (f) std::fclose(f);
+  }
 };
 using File = std::unique_ptr<FILE, FileCloser>;
 
@@ -138,8 +149,8 @@ std::vector<std::pair<const void*, size_t>> Payload(const Dataset& d, const uint
 }
 
 absl::Status DataLoss(const std::string& path, absl::string_view why) {
-  return absl::DataLossError(absl::StrCat("prepared dataset file ", path, " is corrupt: ", why,
-                                          "; delete it to rebuild"));
+  return absl::DataLossError(
+      absl::StrCat("prepared dataset file ", path, " is corrupt: ", why, "; delete it to rebuild"));
 }
 
 }  // namespace
@@ -165,8 +176,7 @@ absl::Status WritePreparedFile(const std::string& path, Dataset& dataset) {
     File f(std::fopen(tmp.c_str(), "wb"));
     if (!f) return absl::PermissionDeniedError(absl::StrCat("cannot create ", tmp));
     const uint32_t head[2] = {kPreparedFormatVersion, 0};
-    bool ok = std::fwrite(kMagic, 1, 8, f.get()) == 8 &&
-              std::fwrite(head, 4, 2, f.get()) == 2 &&
+    bool ok = std::fwrite(kMagic, 1, 8, f.get()) == 8 && std::fwrite(head, 4, 2, f.get()) == 2 &&
               std::fwrite(digest.data(), 1, 64, f.get()) == 64;
     for (const auto& [p, n] : parts) ok = ok && std::fwrite(p, 1, n, f.get()) == n;
     ok = ok && std::fflush(f.get()) == 0 && fsync(fileno(f.get())) == 0;
@@ -207,10 +217,11 @@ absl::StatusOr<Dataset> ReadPreparedFile(const std::string& path) {
   std::memcpy(&meta_len, head + 80, 8);
   if (meta_len > kMaxMeta || meta_len > file_size) return DataLoss(path, "bad metadata length");
   std::string meta(meta_len, '\0');
-  if (std::fread(meta.data(), 1, meta_len, f.get()) != meta_len) return DataLoss(path, "truncated metadata");
+  if (std::fread(meta.data(), 1, meta_len, f.get()) != meta_len)
+    return DataLoss(path, "truncated metadata");
   Dataset d;
-  if (!DecodeMeta(meta, d) || !(d.n_features > 0 && d.n_features < (1 << 20)) ||
-      d.n_classes <= 0 || d.train_val.rows < 0 || d.test.rows < 0 ||
+  if (!DecodeMeta(meta, d) || !(d.n_features > 0 && d.n_features < (1 << 20)) || d.n_classes <= 0 ||
+      d.train_val.rows < 0 || d.test.rows < 0 ||
       d.feature_names.size() != static_cast<size_t>(d.n_features) ||
       d.class_names.size() != static_cast<size_t>(d.n_classes)) {
     return DataLoss(path, "inconsistent metadata");
@@ -219,8 +230,8 @@ absl::StatusOr<Dataset> ReadPreparedFile(const std::string& path) {
   const uint64_t rows = static_cast<uint64_t>(d.train_val.rows + d.test.rows);
   const uint64_t expect = kFixedHeader + meta_len + pad + rows * (d.n_features * 4 + 8);
   if (rows > file_size || expect != file_size) {
-    return DataLoss(path, absl::StrCat("size is ", file_size, " bytes, expected ", expect,
-                                       " (truncated?)"));
+    return DataLoss(
+        path, absl::StrCat("size is ", file_size, " bytes, expected ", expect, " (truncated?)"));
   }
   d.train_val.x.resize(d.train_val.rows * d.n_features);
   d.train_val.y.resize(d.train_val.rows);
@@ -242,8 +253,10 @@ absl::StatusOr<Dataset> ReadPreparedFile(const std::string& path) {
     return DataLoss(path, absl::StrCat("SHA-256 mismatch (stored ", stored_digest.substr(0, 16),
                                        "..., computed ", d.sha256.substr(0, 16), "...)"));
   }
-  for (int64_t v : d.train_val.y) if (v < 0 || v >= d.n_classes) return DataLoss(path, "label out of range");
-  for (int64_t v : d.test.y) if (v < 0 || v >= d.n_classes) return DataLoss(path, "label out of range");
+  for (int64_t v : d.train_val.y)
+    if (v < 0 || v >= d.n_classes) return DataLoss(path, "label out of range");
+  for (int64_t v : d.test.y)
+    if (v < 0 || v >= d.n_classes) return DataLoss(path, "label out of range");
   return d;
 }
 

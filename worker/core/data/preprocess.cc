@@ -37,12 +37,10 @@ class RowKeys {
   bool Equal(int64_t a, int64_t b) const {
     const int64_t f = t_.n_features, e = t_.n_key_extra;
     for (int64_t j = 0; j < f; ++j) {
-      if (CanonicalBits(t_.x[a * f + j]) != CanonicalBits(t_.x[b * f + j]))
-        return false;
+      if (CanonicalBits(t_.x[a * f + j]) != CanonicalBits(t_.x[b * f + j])) return false;
     }
     for (int64_t j = 0; j < e; ++j) {
-      if (CanonicalBits(t_.key_extra[a * e + j]) !=
-          CanonicalBits(t_.key_extra[b * e + j]))
+      if (CanonicalBits(t_.key_extra[a * e + j]) != CanonicalBits(t_.key_extra[b * e + j]))
         return false;
     }
     return t_.y[a] == t_.y[b];
@@ -60,29 +58,25 @@ class RowKeys {
 };
 
 absl::Status CheckShape(const RawTable& t) {
-  if (t.rows < 0 || t.n_features <= 0 ||
-      t.x.size() != static_cast<size_t>(t.rows * t.n_features) ||
+  if (t.rows < 0 || t.n_features <= 0 || t.x.size() != static_cast<size_t>(t.rows * t.n_features) ||
       t.y.size() != static_cast<size_t>(t.rows) ||
       t.key_extra.size() != static_cast<size_t>(t.rows * t.n_key_extra)) {
     return absl::InvalidArgumentError(
         "preprocess: table shapes are inconsistent (rows, n_features, x, y)");
   }
-  if (t.feature_names.size() != static_cast<size_t>(t.n_features) ||
-      t.class_names.empty()) {
-    return absl::InvalidArgumentError(
-        "preprocess: feature names or class names are missing");
+  if (t.feature_names.size() != static_cast<size_t>(t.n_features) || t.class_names.empty()) {
+    return absl::InvalidArgumentError("preprocess: feature names or class names are missing");
   }
   for (int64_t v : t.y) {
     if (v < 0 || v >= static_cast<int64_t>(t.class_names.size())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "preprocess: label ", v, " outside [0, ", t.class_names.size(), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("preprocess: label ", v, " outside [0, ", t.class_names.size(), ")"));
     }
   }
   return absl::OkStatus();
 }
 
-void CopyRows(const RawTable& t, const std::vector<int64_t>& rows,
-              DataSplit& out) {
+void CopyRows(const RawTable& t, const std::vector<int64_t>& rows, DataSplit& out) {
   const int64_t f = t.n_features;
   out.rows = static_cast<int64_t>(rows.size());
   out.x.resize(rows.size() * static_cast<size_t>(f));
@@ -95,8 +89,8 @@ void CopyRows(const RawTable& t, const std::vector<int64_t>& rows,
 
 // StandardScaler fit on the train rows: mean and population std in double,
 // with sklearn's two-pass correction; zero (or ~zero) std becomes 1.
-void FitScaler(const RawTable& t, const std::vector<int64_t>& train,
-               std::vector<double>& mean, std::vector<double>& scale) {
+void FitScaler(const RawTable& t, const std::vector<int64_t>& train, std::vector<double>& mean,
+               std::vector<double>& scale) {
   const int64_t f = t.n_features;
   const double n = static_cast<double>(train.size());
   mean.assign(f, 0.0);
@@ -120,8 +114,8 @@ void FitScaler(const RawTable& t, const std::vector<int64_t>& train,
 }
 
 void ApplyScaler(const RawTable& t, const std::vector<int64_t>& rows,
-                 const std::vector<double>& mean,
-                 const std::vector<double>& scale, DataSplit& out) {
+                 const std::vector<double>& mean, const std::vector<double>& scale,
+                 DataSplit& out) {
   const int64_t f = t.n_features;
   for (size_t i = 0; i < rows.size(); ++i) {
     const double* src = &t.x[rows[i] * f];
@@ -156,12 +150,11 @@ int64_t TestRowCount(int64_t n, double test_size) {
   return static_cast<int64_t>(std::ceil(test_size * static_cast<double>(n)));
 }
 
-absl::StatusOr<Dataset> Preprocess(const RawTable& table,
-                                   const PreprocessOptions& options) {
+absl::StatusOr<Dataset> Preprocess(const RawTable& table, const PreprocessOptions& options) {
   if (absl::Status s = CheckShape(table); !s.ok()) return s;
   if (!(options.test_size > 0.0 && options.test_size < 1.0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "preprocess: test_size must be in (0, 1), got ", options.test_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("preprocess: test_size must be in (0, 1), got ", options.test_size));
   }
   std::vector<int64_t> kept;
   if (options.drop_duplicates) {
@@ -173,9 +166,9 @@ absl::StatusOr<Dataset> Preprocess(const RawTable& table,
   const auto n = static_cast<int64_t>(kept.size());
   const int64_t n_test = TestRowCount(n, options.test_size);
   if (n < 2 || n_test < 1 || n - n_test < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "preprocess: need at least 2 distinct rows for an 80/20 split, got ",
-        n, " (", table.rows, " before dropping duplicates)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("preprocess: need at least 2 distinct rows for an 80/20 split, got ", n, " (",
+                     table.rows, " before dropping duplicates)"));
   }
   auto perm = NumpyPermutation(n, options.split_seed);
   if (!perm.ok()) return perm.status();

@@ -21,7 +21,7 @@ struct RawTable {
   int64_t n_features = 0;
   std::vector<std::string> feature_names;
   std::vector<std::string> class_names;
-  std::vector<double> x;  // [rows x n_features], row-major
+  std::vector<double> x;   // [rows x n_features], row-major
   std::vector<int64_t> y;  // class index per row
   // Extra per-row columns that take part in duplicate detection only (the
   // raw one-hot label columns of the HDF5 file). [rows x n_key_extra].
@@ -49,7 +49,6 @@ int64_t TestRowCount(int64_t n, double test_size);
 // Runs dedup, split and scaling. Fills the splits, scaler, shapes and names
 // of the returned dataset (name/description/sha256 are left to the caller).
 // INVALID_ARGUMENT when fewer than 2 rows remain or the table is malformed.
-absl::StatusOr<Dataset> Preprocess(const RawTable& table,
-                                   const PreprocessOptions& options = {});
+absl::StatusOr<Dataset> Preprocess(const RawTable& table, const PreprocessOptions& options = {});
 
 }  // namespace qsweep

@@ -65,27 +65,37 @@ class Rng {
 
 // Latent means of one sub-population.
 struct Population {
-  double weight;     // probability within its class
-  double log_mass;   // mean of ln(mass / GeV)
-  double mass_sd;    // sd of ln(mass)
-  double prong2;     // two-prong score
-  double prong3;     // three-prong score
-  double width;      // jet width (log scale)
-  double log_mult;   // mean of ln(multiplicity)
+  double weight;    // probability within its class
+  double log_mass;  // mean of ln(mass / GeV)
+  double mass_sd;   // sd of ln(mass)
+  double prong2;    // two-prong score
+  double prong3;    // three-prong score
+  double width;     // jet width (log scale)
+  double log_mult;  // mean of ln(multiplicity)
 };
 
 // Classes in MASE's order g, q, w, z, t; each up to 3 sub-populations.
 constexpr Population kPopulations[5][3] = {
     // gluon: wide, high multiplicity; a few hard splittings look two-prong.
-    {{0.9, 3.40, 0.55, 0.0, 0.0, 0.5, 3.81}, {0.1, 3.9, 0.4, 0.6, 0.0, 0.6, 3.9}, {0, 0, 1, 0, 0, 0, 0}},
+    {{0.9, 3.40, 0.55, 0.0, 0.0, 0.5, 3.81},
+     {0.1, 3.9, 0.4, 0.6, 0.0, 0.6, 3.9},
+     {0, 0, 1, 0, 0, 0, 0}},
     // light quark: narrow, lower multiplicity.
-    {{0.9, 3.00, 0.60, 0.0, 0.0, -0.3, 3.40}, {0.1, 3.6, 0.4, 0.6, 0.0, -0.1, 3.5}, {0, 0, 1, 0, 0, 0, 0}},
+    {{0.9, 3.00, 0.60, 0.0, 0.0, -0.3, 3.40},
+     {0.1, 3.6, 0.4, 0.6, 0.0, -0.1, 3.5},
+     {0, 0, 1, 0, 0, 0, 0}},
     // W: two prongs at ~80 GeV; sometimes a prong is lost (QCD-like).
-    {{0.72, 4.38, 0.12, 1.0, 0.0, 0.1, 3.64}, {0.28, 3.7, 0.5, 0.3, 0.0, 0.2, 3.55}, {0, 0, 1, 0, 0, 0, 0}},
+    {{0.72, 4.38, 0.12, 1.0, 0.0, 0.1, 3.64},
+     {0.28, 3.7, 0.5, 0.3, 0.0, 0.2, 3.55},
+     {0, 0, 1, 0, 0, 0, 0}},
     // Z: like W at ~91 GeV, slightly wider.
-    {{0.72, 4.51, 0.12, 1.0, 0.0, 0.15, 3.69}, {0.28, 3.8, 0.5, 0.3, 0.0, 0.25, 3.6}, {0, 0, 1, 0, 0, 0, 0}},
+    {{0.72, 4.51, 0.12, 1.0, 0.0, 0.15, 3.69},
+     {0.28, 3.8, 0.5, 0.3, 0.0, 0.25, 3.6},
+     {0, 0, 1, 0, 0, 0, 0}},
     // top: three prongs at ~172 GeV; partially contained tops look like a W.
-    {{0.55, 5.15, 0.12, 0.6, 1.0, 0.6, 4.09}, {0.3, 4.4, 0.2, 0.9, 0.3, 0.4, 3.9}, {0.15, 3.9, 0.5, 0.3, 0.1, 0.5, 3.8}},
+    {{0.55, 5.15, 0.12, 0.6, 1.0, 0.6, 4.09},
+     {0.3, 4.4, 0.2, 0.9, 0.3, 0.4, 3.9},
+     {0.15, 3.9, 0.5, 0.3, 0.1, 0.5, 3.8}},
 };
 
 // One feature = exp(offset + a_w*width + a_2*prong2 + a_3*prong3 + sd*noise).
@@ -95,10 +105,10 @@ struct Ratio {
 
 // Features 1..13 (c1, c2, d2, d2_a1, m2, n2 ratios) in JscFeatureNames order.
 constexpr Ratio kRatios[13] = {
-    {-1.5, 0.5, 0.3, 0.1, 0.15},   {-2.0, 0.5, 0.4, 0.15, 0.2},  {-2.5, 0.5, 0.5, 0.2, 0.25},
-    {-2.5, 0.4, -0.8, 0.3, 0.25},  {-3.0, 0.4, -0.9, 0.4, 0.3},  {0.5, 0.3, -1.0, 0.2, 0.3},
-    {0.3, 0.3, -1.1, 0.3, 0.35},   {0.8, 0.2, -0.9, 0.2, 0.3},   {0.6, 0.2, -1.0, 0.3, 0.35},
-    {-3.0, 0.3, -0.2, 0.9, 0.3},   {-3.5, 0.3, -0.2, 1.0, 0.35}, {-1.2, 0.2, -0.6, 0.0, 0.2},
+    {-1.5, 0.5, 0.3, 0.1, 0.15},  {-2.0, 0.5, 0.4, 0.15, 0.2},  {-2.5, 0.5, 0.5, 0.2, 0.25},
+    {-2.5, 0.4, -0.8, 0.3, 0.25}, {-3.0, 0.4, -0.9, 0.4, 0.3},  {0.5, 0.3, -1.0, 0.2, 0.3},
+    {0.3, 0.3, -1.1, 0.3, 0.35},  {0.8, 0.2, -0.9, 0.2, 0.3},   {0.6, 0.2, -1.0, 0.3, 0.35},
+    {-3.0, 0.3, -0.2, 0.9, 0.3},  {-3.5, 0.3, -0.2, 1.0, 0.35}, {-1.2, 0.2, -0.6, 0.0, 0.2},
     {-1.4, 0.2, -0.7, 0.1, 0.25},
 };
 
@@ -166,8 +176,8 @@ double DetExp(double x) {
 
 absl::StatusOr<RawTable> GenerateSyntheticJsc(const SyntheticOptions& options) {
   if (options.rows <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "jsc-synthetic: rows must be > 0 (default ", kJscSizedRows, "), got ", options.rows));
+    return absl::InvalidArgumentError(absl::StrCat("jsc-synthetic: rows must be > 0 (default ",
+                                                   kJscSizedRows, "), got ", options.rows));
   }
   if (!(options.overlap > 0.0)) {
     return absl::InvalidArgumentError(
