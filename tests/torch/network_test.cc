@@ -10,6 +10,7 @@
 #include "tests/torch/test_util.h"
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/optimizer.h"
+#include "worker/core/torch/trainer.h"
 
 namespace qsweep {
 namespace {
@@ -253,6 +254,44 @@ TEST(CheckpointTest, RoundTripKeepsSpecMetaStateAndOptimizer) {
   EXPECT_EQ(LoadOptimizerState(path, **sgd).code(), absl::StatusCode::kDataLoss);
   ASSERT_TRUE(WriteCheckpoint(dir.File("noopt.ckpt"), *net, nullptr, {}).ok());
   EXPECT_EQ(LoadOptimizerState(dir.File("noopt.ckpt"), **opt2).code(), absl::StatusCode::kNotFound);
+}
+
+// EvaluateCheckpoint (chunked forward) equals a plain per-batch loop: loss =
+// mean of batch-mean losses, accuracy = micro, with a partial last batch.
+TEST(CheckpointTest, EvaluateMatchesPerBatchLoop) {
+  TempDir dir("eval");
+  auto net = MakeNet("jsc-toy", 4);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [key, t] : net->StateDict()) {
+      if (key.find("running_mean") != std::string::npos) t.uniform_(-0.5, 0.5);
+      if (key.find("bias") != std::string::npos) t.uniform_(0, 1);
+    }
+  }
+  ASSERT_TRUE(WriteCheckpoint(dir.File("e.ckpt"), *net, nullptr, {}).ok());
+  Dataset d = testing_util::BlobDataset(10, 40000 + 37);
+  for (int64_t bs : {100, 4096, 50000}) {
+    SCOPED_TRACE(bs);
+    auto r = EvaluateCheckpoint(dir.File("e.ckpt"), d, "test", bs, "cpu");
+    ASSERT_TRUE(r.ok()) << r.status();
+    torch::NoGradGuard no_grad;
+    net->eval();
+    const int64_t n = d.test.rows;
+    torch::Tensor x = torch::from_blob(d.test.x.data(), {n, 16}, torch::kFloat);
+    torch::Tensor y = torch::from_blob(d.test.y.data(), {n}, torch::kLong);
+    double loss_sum = 0;
+    int64_t batches = 0, correct = 0;
+    for (int64_t s = 0; s < n; s += bs) {
+      const int64_t len = std::min(bs, n - s);
+      torch::Tensor out = net->Forward(x.narrow(0, s, len));
+      loss_sum += torch::nn::functional::cross_entropy(out, y.narrow(0, s, len)).item<double>();
+      correct += out.argmax(1).eq(y.narrow(0, s, len)).sum().item<int64_t>();
+      ++batches;
+    }
+    EXPECT_EQ(r->rows, n);
+    EXPECT_NEAR(r->loss, loss_sum / static_cast<double>(batches), 1e-6 * r->loss);
+    EXPECT_DOUBLE_EQ(r->accuracy, static_cast<double>(correct) / static_cast<double>(n));
+  }
 }
 
 TEST(CheckpointTest, BadFilesGiveClearErrors) {

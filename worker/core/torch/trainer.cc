@@ -243,24 +243,42 @@ std::pair<torch::Tensor, torch::Tensor> SplitTensors(const DataSplit& s, int64_t
   return {x, y};
 }
 
-// MASE's evaluation: loss = mean of batch-mean losses, accuracy = micro.
-// `max_batches` < 0: all batches.
+// Rows per forward pass in Evaluate (a multiple of the batch size).
+constexpr int64_t kEvalChunkRows = 16384;
+
+// MASE's evaluation: loss = mean of batch-mean losses over consecutive
+// batches of `batch_size` rows, accuracy = micro. In eval mode every module
+// maps rows independently (BatchNorm uses its running statistics, Dropout is
+// the identity), so rows go through in chunks of whole batches (a few large
+// ops instead of many tiny ones) and the per-row losses are averaged per batch
+// afterwards. `max_batches` < 0: all batches.
 EvalResult Evaluate(Network& net, const torch::Tensor& x, const torch::Tensor& y,
                     int64_t batch_size, int64_t max_batches) {
   torch::NoGradGuard no_grad;
   EvalResult r;
-  const int64_t n = x.size(0);
+  int64_t n = x.size(0);
+  if (max_batches >= 0) n = std::min(n, max_batches * batch_size);
+  const int64_t chunk = std::max<int64_t>(1, kEvalChunkRows / batch_size) * batch_size;
+  const auto per_row = F::CrossEntropyFuncOptions().reduction(torch::kNone);
   double loss_sum = 0;
   int64_t correct = 0, batches = 0;
-  for (int64_t start = 0; start < n && (max_batches < 0 || batches < max_batches);
-       start += batch_size) {
-    const int64_t len = std::min(batch_size, n - start);
-    torch::Tensor yb = y.narrow(0, start, len);
-    torch::Tensor out = net.Forward(x.narrow(0, start, len));
-    loss_sum += F::cross_entropy(out, yb).item<double>();
+  for (int64_t start = 0; start < n; start += chunk) {
+    const int64_t len = std::min(chunk, n - start);
+    const torch::Tensor yb = y.narrow(0, start, len);
+    const torch::Tensor out = net.Forward(x.narrow(0, start, len));
+    const torch::Tensor losses = F::cross_entropy(out, yb, per_row);
+    const int64_t full = len / batch_size, rest = len % batch_size;
+    if (full > 0) {
+      loss_sum += losses.narrow(0, 0, full * batch_size)
+                      .view({full, batch_size})
+                      .mean(1)
+                      .sum(torch::kDouble)
+                      .item<double>();
+    }
+    if (rest > 0) loss_sum += losses.narrow(0, full * batch_size, rest).mean().item<double>();
+    batches += full + (rest > 0 ? 1 : 0);
     correct += out.argmax(1).eq(yb).sum().item<int64_t>();
     r.rows += len;
-    ++batches;
   }
   r.loss =
       batches ? loss_sum / static_cast<double>(batches) : std::numeric_limits<double>::quiet_NaN();
