@@ -20,3 +20,10 @@ if(TARGET qsweep::local AND NOT TARGET qsweep-worker)
   target_compile_options(qsweep-worker PRIVATE ${QSWEEP_WARNINGS})
   target_link_libraries(qsweep-worker PRIVATE qsweep::local)
 endif()
+
+# The executables users run sit together in the build root.
+foreach(exe qsweep qsweep-worker qsweep-server)
+  if(TARGET ${exe})
+    set_target_properties(${exe} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+  endif()
+endforeach()

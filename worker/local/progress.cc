@@ -17,21 +17,23 @@ std::string FormatDuration(double seconds) {
 }
 
 void ProgressPrinter::OnMetric(const MetricPoint& m) {
-  if (m.name == "val_loss_epoch") val_loss_ = m.value;
-  if (m.name == "val_acc_epoch") val_acc_ = m.value;
-  if (m.name == "test_loss_epoch") test_loss_ = m.value;
-  if (m.name == "test_acc_epoch") {
-    test_acc_ = m.value;
-    // test_acc_epoch is the last metric of an epoch: one summary line per epoch.
-    if (m.epoch != last_epoch_logged_) {
-      Finish();
-      std::fprintf(out_,
-                   "INFO     Epoch %lld: val_loss_epoch=%.4f val_acc_epoch=%.4f "
-                   "test_loss_epoch=%.4f test_acc_epoch=%.4f\n",
-                   static_cast<long long>(m.epoch), val_loss_, val_acc_, test_loss_, test_acc_);
-      std::fflush(out_);
-      last_epoch_logged_ = m.epoch;
-    }
+  if (m.epoch != metrics_epoch_) {
+    metrics_epoch_ = m.epoch;
+    seen_ = 0;
+  }
+  if (m.name == "val_loss_epoch") val_loss_ = m.value, seen_ |= 1;
+  if (m.name == "val_acc_epoch") val_acc_ = m.value, seen_ |= 2;
+  if (m.name == "test_loss_epoch") test_loss_ = m.value, seen_ |= 4;
+  if (m.name == "test_acc_epoch") test_acc_ = m.value, seen_ |= 8;
+  // One summary line per epoch, once its four epoch metrics are in.
+  if (seen_ == 15 && m.epoch != last_epoch_logged_) {
+    Finish();
+    std::fprintf(out_,
+                 "INFO     Epoch %lld: val_loss_epoch=%.4f val_acc_epoch=%.4f "
+                 "test_loss_epoch=%.4f test_acc_epoch=%.4f\n",
+                 static_cast<long long>(m.epoch), val_loss_, val_acc_, test_loss_, test_acc_);
+    std::fflush(out_);
+    last_epoch_logged_ = m.epoch;
   }
 }
 

@@ -25,6 +25,8 @@ class ProgressPrinter : public TrainCallback {
   bool bar_open_ = false;
   double last_draw_ = -1.0;
   int64_t last_epoch_logged_ = -1;
+  int64_t metrics_epoch_ = -1;
+  int seen_ = 0;  // bit set of the epoch metrics received for metrics_epoch_
   TrainProgress last_{};
   double val_loss_ = -1, val_acc_ = -1, test_loss_ = -1, test_acc_ = -1;
 };
