@@ -3,11 +3,13 @@
 #include "worker/core/passes/pass_pipeline.h"
 
 #include <cmath>
+#include <filesystem>
 #include <random>
 
 #include <gtest/gtest.h>
 
 #include "worker/core/config/toml_json.h"
+#include "worker/core/config/train_config.h"
 
 namespace qsweep {
 namespace {
@@ -212,6 +214,43 @@ TEST(Pipeline, BadPassConfigs) {
   EXPECT_NE(s.message().find("'seq_blocks_7'"), std::string::npos) << s;
   auto bad_which = Passes("[passes.report_node_meta_param]\nwhich = [\"sw\"]\n");
   EXPECT_NE(ValidatePasses(bad_which, g).message().find("'sw'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace qsweep
+
+namespace qsweep {
+namespace {
+
+// Every examples/lab2 config loads with the training-config reader and its
+// passes validate against the model it names.
+TEST(Examples, Lab2ConfigsValidate) {
+  int seen = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(QSWEEP_SOURCE_DIR "/examples/lab2")) {
+    if (entry.path().extension() != ".toml") continue;
+    ++seen;
+    SCOPED_TRACE(entry.path().string());
+    ConfigLayers layers = NewConfigLayers();
+    ASSERT_TRUE(LoadTomlConfigFile(entry.path().string(), layers).ok());
+    ASSERT_TRUE(CheckTransformTable(layers.tables).ok());
+    auto passes = ParsePassList(layers.tables["passes"]);
+    ASSERT_TRUE(passes.ok()) << passes.status();
+    EXPECT_EQ((*passes)[0].name, "profile_statistics");  // file order is kept
+    auto spec = ZooModel(layers.file["model"].get<std::string>());
+    ASSERT_TRUE(spec.ok());
+    Graph g = BuildGraph(*spec, layers.file["batch_size"].get<int64_t>());
+    EXPECT_TRUE(ValidatePasses(*passes, g).ok()) << ValidatePasses(*passes, g);
+    for (const auto& p : *passes) {
+      if (p.name != "quantize") continue;
+      auto q = QuantizeGraph(g, p.args);
+      ASSERT_TRUE(q.ok());
+      auto s = SummarizeQuantization(g, q->first);
+      int linears = spec->name == "jsc-toy" ? 3 : 1;
+      EXPECT_EQ(s.histogram[1].original_type, "Linear");
+      EXPECT_EQ(s.histogram[1].changed, linears);
+    }
+  }
+  EXPECT_EQ(seen, 4);
 }
 
 }  // namespace
