@@ -17,7 +17,7 @@ struct Result {
   std::string out;  // stdout and stderr together
 };
 
-Result Run(const std::string& args, const std::string& env = "") {
+Result RunQsweep(const std::string& args, const std::string& env = "") {
   std::string bin = std::string(QSWEEP_BINARY_DIR) + "/qsweep";
   std::string cmd = env + " " + bin + " " + args + " 2>&1";
   Result r;
@@ -46,7 +46,7 @@ class CliTest : public ::testing::Test {
 };
 
 TEST_F(CliTest, ModelsListsTheZooWithParameterCounts) {
-  Result r = Run("models --format json");
+  Result r = RunQsweep("models --format json");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("\"name\": \"jsc-toy\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"params\": 327"), std::string::npos) << r.out;
@@ -54,7 +54,7 @@ TEST_F(CliTest, ModelsListsTheZooWithParameterCounts) {
 }
 
 TEST_F(CliTest, ModelShowCustomFile) {
-  Result r = Run("model show " + std::string(QSWEEP_SOURCE_DIR) + "/examples/models/jsc-10x.toml");
+  Result r = RunQsweep("model show " + std::string(QSWEEP_SOURCE_DIR) + "/examples/models/jsc-10x.toml");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("4423 Trainable params"), std::string::npos) << r.out;
 }
@@ -79,7 +79,7 @@ TEST_F(CliTest, BadInputGivesOneClearLineAndNonZeroExit) {
       {"test --load /nonexistent.ckpt", "/nonexistent.ckpt"},
   };
   for (const auto& c : cases) {
-    Result r = Run(c.args, env_);
+    Result r = RunQsweep(c.args, env_);
     EXPECT_NE(r.code, 0) << c.args << "\n" << r.out;
     EXPECT_NE(r.out.find(c.must_mention), std::string::npos) << c.args << "\n" << r.out;
     EXPECT_EQ(r.out.find("terminate called"), std::string::npos) << c.args << "\n" << r.out;
@@ -89,17 +89,17 @@ TEST_F(CliTest, BadInputGivesOneClearLineAndNonZeroExit) {
 TEST_F(CliTest, WrongTomlTypesAreReportedWithTheFile) {
   fs::path cfg = dir_ / "bad.toml";
   std::ofstream(cfg) << "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\nbatch_size = \"large\"\n";
-  Result r = Run("train --config " + cfg.string(), env_);
+  Result r = RunQsweep("train --config " + cfg.string(), env_);
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("batch_size"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("bad.toml"), std::string::npos) << r.out;
 }
 
 TEST_F(CliTest, UnknownModelAndDatasetInTrain) {
-  Result r = Run("train jsc-huge jsc-synthetic --synthetic-rows 2000 --max-epochs 1", env_);
+  Result r = RunQsweep("train jsc-huge jsc-synthetic --synthetic-rows 2000 --max-epochs 1", env_);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("unknown model 'jsc-huge'"), std::string::npos) << r.out;
-  r = Run("train jsc-toy no-such-data --max-epochs 1", env_);
+  r = RunQsweep("train jsc-toy no-such-data --max-epochs 1", env_);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("no-such-data"), std::string::npos) << r.out;
 }
@@ -107,7 +107,7 @@ TEST_F(CliTest, UnknownModelAndDatasetInTrain) {
 // Train, test and export through the CLI on a small synthetic set.
 TEST_F(CliTest, TrainTestExportRoundTrip) {
   std::string proj = "--project-dir " + (dir_ / "out").string() + " --project p";
-  Result r = Run("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 2 "
+  Result r = RunQsweep("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 2 "
                  "--batch-size 128 --learning-rate 1e-3 " + proj, env_);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("SYNTHETIC"), std::string::npos) << r.out;
@@ -118,33 +118,33 @@ TEST_F(CliTest, TrainTestExportRoundTrip) {
   EXPECT_TRUE(fs::exists(dir_ / "out" / "p" / "software" / "metrics.csv"));
 
   // A second run in the same project keeps the first run's files (MASE's -v1 naming).
-  r = Run("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 1 " + proj, env_);
+  r = RunQsweep("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 1 " + proj, env_);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(fs::exists(ckpts / "best-v1.ckpt"));
   EXPECT_TRUE(fs::exists(ckpts / "best.ckpt"));
 
-  r = Run("test --load " + (ckpts / "best.ckpt").string(), env_);
+  r = RunQsweep("test --load " + (ckpts / "best.ckpt").string(), env_);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("test_acc_epoch"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Testing is completed"), std::string::npos) << r.out;
 
   fs::path pt = dir_ / "model.pt";
-  r = Run("checkpoint export " + (ckpts / "best.ckpt").string() + " -o " + pt.string(), env_);
+  r = RunQsweep("checkpoint export " + (ckpts / "best.ckpt").string() + " -o " + pt.string(), env_);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_GT(fs::file_size(pt), 100u);
 
   // A corrupt checkpoint is a clear error, not a crash.
   fs::path bad = dir_ / "bad.ckpt";
   std::ofstream(bad) << "not a checkpoint";
-  r = Run("test --load " + bad.string(), env_);
+  r = RunQsweep("test --load " + bad.string(), env_);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("bad.ckpt"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("terminate called"), std::string::npos) << r.out;
 }
 
 TEST_F(CliTest, DivergingRunEndsWithAClearResult) {
-  Result r = Run("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 2 "
-                 "--learning-rate 10 --project-dir " + (dir_ / "out").string(), env_);
+  Result r = RunQsweep("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 2 "
+                 "--learning-rate 1e20 --project-dir " + (dir_ / "out").string(), env_);
   EXPECT_EQ(r.code, 3) << r.out;
   EXPECT_NE(r.out.find("diverged: loss is"), std::string::npos) << r.out;
 }
