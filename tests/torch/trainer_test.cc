@@ -137,6 +137,13 @@ TEST(TrainerTest, LearnsWritesCheckpointsAndReloads) {
   EXPECT_EQ(EvaluateCheckpoint(dir.File("nope.ckpt"), Blobs(), "test", 128, "").status().code(),
             absl::StatusCode::kNotFound);
 
+  Dataset wrong = BlobDataset(20, 20);
+  wrong.n_classes = 6;
+  EXPECT_EQ(EvaluateCheckpoint(r->best_checkpoint, wrong, "test", 128, "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(EvaluateCheckpoint(r->best_checkpoint, Blobs(), "test", 0, "").status().code(),
+            absl::StatusCode::kInvalidArgument);
+
   // Export works on a trained checkpoint too.
   EXPECT_TRUE(ExportStateDict(r->best_checkpoint, dir.File("model.pt")).ok());
   EXPECT_GT(std::filesystem::file_size(dir.File("model.pt")), 1000u);

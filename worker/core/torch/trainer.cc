@@ -569,11 +569,11 @@ absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint_path
     QSWEEP_ASSIGN_OR_RETURN(std::shared_ptr<Network> net,
                             LoadCheckpointNetwork(checkpoint_path, dev, &info));
     QSWEEP_RETURN_IF_ERROR(CheckDataFitsModel(data, info.spec));
-    auto [x, y] = SplitTensors(*s, data.n_features, dev);
     if (s->rows == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("dataset '", data.name, "' split '", split, "' is empty"));
     }
+    auto [x, y] = SplitTensors(*s, data.n_features, dev);
     return Evaluate(*net, x, y, batch_size, -1);
   } catch (const std::exception& e) {
     return absl::InternalError(
