@@ -255,3 +255,96 @@ TEST(Examples, Lab2ConfigsValidate) {
 
 }  // namespace
 }  // namespace qsweep
+
+namespace qsweep {
+namespace {
+
+// MASE's configs/examples/jsc_toy_by_type.toml (M), as MASE.md §4.4 and §7.2
+// reproduce it: the transform reads it unchanged and ignores [search.*].
+constexpr char kMaseJscToyByType[] = R"(
+model = "jsc-tiny"
+dataset = "jsc"
+task = "cls"
+max_epochs = 5
+batch_size = 512
+learning_rate = 1e-2
+accelerator = "gpu"
+project = "jsc-tiny"
+seed = 42
+log_every_n_steps = 5
+# load_name = "../mase_output/jsc-tiny_classification_jsc_2023-11-15/software/training_ckpts/best.ckpt"
+# load_type = "pl"
+
+[passes.quantize]
+by = "type"
+[passes.quantize.default.config]
+name = "NA"
+[passes.quantize.linear.config]
+name = "integer"
+"data_in_width" = 8
+"data_in_frac_width" = 4
+"weight_width" = 8
+"weight_frac_width" = 4
+"bias_width" = 8
+"bias_frac_width" = 4
+
+[transform]
+style = "graph"
+
+[search.search_space]
+name = "graph/quantize/mixed_precision_ptq"
+[search.search_space.setup]
+by = "name"
+[search.search_space.seed.default.config]
+name = ["NA"]
+[search.search_space.seed.linear.config]
+name = ["integer"]
+data_in_width = [4, 8]
+data_in_frac_width = ["NA"]
+weight_width = [2, 4, 8]
+weight_frac_width = ["NA"]
+bias_width = [2, 4, 8]
+bias_frac_width = ["NA"]
+[search.search_space.seed.seq_blocks_2.config]
+name = ["integer"]
+data_in_width = [4, 8]
+data_in_frac_width = ["NA"]
+weight_width = [2, 4, 8]
+weight_frac_width = ["NA"]
+bias_width = [2, 4, 8]
+bias_frac_width = ["NA"]
+[search.strategy]
+name = "optuna"
+eval_mode = true
+[search.strategy.sw_runner.basic_evaluation]
+data_loader = "val_dataloader"
+num_samples = 512
+[search.strategy.hw_runner.average_bitwidth]
+compare_to = 32
+[search.strategy.setup]
+n_jobs = 1
+n_trials = 5
+timeout = 20000
+sampler = "tpe"
+sum_scaled_metrics = false
+[search.strategy.metrics]
+accuracy.scale = 1.0
+accuracy.direction = "maximize"
+average_bitwidth.scale = 0.2
+average_bitwidth.direction = "minimize"
+)";
+
+TEST(Examples, MaseJscToyByTypeTomlAcceptedUnchanged) {
+  ConfigLayers layers = NewConfigLayers();
+  auto s = LoadTomlConfig(kMaseJscToyByType, "jsc_toy_by_type.toml", layers);
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_TRUE(CheckTransformTable(layers.tables).ok());
+  auto passes = ParsePassList(layers.tables["passes"]);
+  ASSERT_TRUE(passes.ok()) << passes.status();
+  ASSERT_EQ(passes->size(), 1u);
+  Graph g = BuildGraph(*ZooModel("jsc-tiny"), 512);
+  EXPECT_TRUE(ValidatePasses(*passes, g).ok());
+}
+
+}  // namespace
+}  // namespace qsweep

@@ -110,6 +110,19 @@ TEST(ReportNodeMetaParam, ColumnsAndErrors) {
   EXPECT_NE(grid.find("\n+==="), std::string::npos);
 }
 
+TEST(NodeMetaParamToml, RoundTripsThroughTheTomlReader) {
+  Graph g = Quantized(BuildGraph(*ZooModel("jsc-tiny"), 8));
+  g.Find("seq_blocks_2")->args["weight"].stat["variance_online"] = {{"count", 1}, {"variance", nullptr}};
+  auto j = ParseTomlToJson(NodeMetaParamToml(g), "node_meta_param.toml");
+  ASSERT_TRUE(j.ok()) << j.status();
+  const auto& lin = (*j)["seq_blocks_2"];
+  EXPECT_EQ(lin["common"]["mase_op"], "linear");
+  EXPECT_EQ(lin["common"]["args"]["weight"]["precision"], nlohmann::ordered_json::array({8, 4}));
+  EXPECT_EQ(lin["common"]["args"]["weight"]["shape"], nlohmann::ordered_json::array({5, 16}));
+  EXPECT_TRUE(lin["software"]["args"]["weight"]["stat"]["variance_online"]["variance"].is_null());
+  EXPECT_EQ((*j)["x"]["common"]["mase_type"], "placeholder");
+}
+
 TEST(ReportNodeType, SimpleTable) {
   Graph g = Quantized(BuildGraph(*ZooModel("jsc-tiny"), 8));
   Table t = ReportNodeType(g);

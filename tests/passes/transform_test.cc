@@ -116,7 +116,8 @@ TEST(Transform, Lab2OnTrainedJscTiny) {
   for (const char* f : {"quantize/quantize_table.csv", "quantize/quantize_histogram.csv",
                         "report_graph.txt", "report_node_meta_param.txt",
                         "profile_statistics.json", "flops_bitops.json",
-                        "verify_quantization.json", "transform_report.json"})
+                        "verify_quantization.json", "transform_report.json",
+                        "transformed_ckpt/node_meta_param.toml", "transformed_ckpt/state_dict.pt"})
     EXPECT_TRUE(fs::exists(dir / f)) << f;
 
   auto stats = nlohmann::json::parse(Read(dir / "profile_statistics.json"));

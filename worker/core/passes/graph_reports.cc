@@ -1,6 +1,10 @@
 #include "worker/core/passes/graph_reports.h"
 
 #include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include <toml++/toml.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -132,6 +136,79 @@ PyValue SoftwareParam(const Node& node) {
 }
 
 PyValue HardwareParam(const Node&) { return PyValue::Dict(); }
+
+namespace {
+
+nlohmann::ordered_json PyToJson(const PyValue& v) {
+  using K = PyValue::Kind;
+  switch (v.kind) {
+    case K::kNone: return "NA";
+    case K::kBool: return v.b;
+    case K::kInt: return v.i;
+    case K::kFloat: return std::isfinite(v.f) ? nlohmann::ordered_json(v.f) : "NA";
+    case K::kStr:
+    case K::kRaw: return v.s;
+    case K::kList: {
+      auto a = nlohmann::ordered_json::array();
+      for (const auto& e : v.list) a.push_back(PyToJson(e));
+      return a;
+    }
+    case K::kDict: {
+      auto o = nlohmann::ordered_json::object();
+      for (const auto& [k, e] : v.dict) o[k] = PyToJson(e);
+      return o;
+    }
+  }
+  return "NA";
+}
+
+toml::table ToToml(const nlohmann::ordered_json& j);
+
+void Insert(toml::table& t, const std::string& k, const nlohmann::ordered_json& v);
+
+toml::array ToTomlArray(const nlohmann::ordered_json& j) {
+  toml::array a;
+  for (const auto& e : j) {
+    if (e.is_object()) a.push_back(ToToml(e));
+    else if (e.is_array()) a.push_back(ToTomlArray(e));
+    else if (e.is_boolean()) a.push_back(e.get<bool>());
+    else if (e.is_number_integer()) a.push_back(e.get<int64_t>());
+    else if (e.is_number()) a.push_back(e.get<double>());
+    else a.push_back(e.is_string() ? e.get<std::string>() : std::string("NA"));
+  }
+  return a;
+}
+
+void Insert(toml::table& t, const std::string& k, const nlohmann::ordered_json& v) {
+  if (v.is_object()) t.insert(k, ToToml(v));
+  else if (v.is_array()) t.insert(k, ToTomlArray(v));
+  else if (v.is_boolean()) t.insert(k, v.get<bool>());
+  else if (v.is_number_integer()) t.insert(k, v.get<int64_t>());
+  else if (v.is_number()) t.insert(k, v.get<double>());
+  else t.insert(k, v.is_string() ? v.get<std::string>() : std::string("NA"));
+}
+
+toml::table ToToml(const nlohmann::ordered_json& j) {
+  toml::table t;
+  for (auto it = j.begin(); it != j.end(); ++it) Insert(t, it.key(), it.value());
+  return t;
+}
+
+}  // namespace
+
+std::string NodeMetaParamToml(const Graph& graph) {
+  toml::table root;
+  for (const auto& n : graph.nodes) {
+    nlohmann::ordered_json p = nlohmann::ordered_json::object();
+    p["common"] = PyToJson(CommonParam(n));
+    p["software"] = PyToJson(SoftwareParam(n));
+    p["hardware"] = PyToJson(HardwareParam(n));
+    root.insert(n.name, ToToml(p));
+  }
+  std::ostringstream out;
+  out << root << "\n";
+  return out.str();
+}
 
 absl::StatusOr<std::vector<std::string>> ParseWhich(const nlohmann::ordered_json& args) {
   std::vector<std::string> which;

@@ -51,6 +51,10 @@ PyValue HardwareParam(const Node& node);
 // "software"; empty means {"all"}. INVALID_ARGUMENT naming the bad entry.
 absl::StatusOr<Table> ReportNodeMetaParam(const Graph& graph, const std::vector<std::string>& which);
 
+// MASE's node_meta_param.toml (save_node_meta_param): one table per node with
+// its common / software / hardware parameters; null written as "NA".
+std::string NodeMetaParamToml(const Graph& graph);
+
 // Parses `which` from the pass table ({"which": [...], "save_path": ...}).
 absl::StatusOr<std::vector<std::string>> ParseWhich(const nlohmann::ordered_json& args);
 

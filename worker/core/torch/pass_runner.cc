@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "worker/core/config/train_config.h"
+#include "worker/core/passes/graph_reports.h"
 #include "worker/core/passes/pass_pipeline.h"
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/optimizer.h"
@@ -325,6 +326,8 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   fs::create_directories(dir / "transformed_ckpt");
   QSWEEP_RETURN_IF_ERROR(WriteCheckpoint(res.checkpoint, *net, nullptr, meta));
   res.files.push_back(res.checkpoint);
+  QSWEEP_RETURN_IF_ERROR(WriteFile(dir / "transformed_ckpt" / "node_meta_param.toml",
+                                   NodeMetaParamToml(pipe.graph), res.files));
   res.state_dict = (dir / "transformed_ckpt" / "state_dict.pt").string();
   QSWEEP_RETURN_IF_ERROR(ExportStateDict(res.checkpoint, res.state_dict));
   res.files.push_back(res.state_dict);
