@@ -14,6 +14,7 @@
 #include "common/status_macros.h"
 #include "common/table.h"
 #include "worker/core/torch/checkpoint.h"
+#include "worker/core/torch/pass_runner.h"
 #include "worker/core/torch/trainer.h"
 #include "worker/local/progress.h"
 #include "worker/local/train_args.h"
@@ -172,6 +173,31 @@ absl::Status RunTest(const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
+absl::Status RunTransformCommand(const std::vector<std::string>& args) {
+  QSWEEP_ASSIGN_OR_RETURN(LocalArgs a, ParseLocalArgs("transform", args, true));
+  if (!a.help.empty()) {
+    std::printf("%s", a.help.c_str());
+    return absl::OkStatus();
+  }
+  if (a.config_path.empty())
+    return absl::InvalidArgumentError(
+        "qsweep transform: --config FILE.toml is required (it holds the [passes.*] tables)");
+  TransformOptions opts;
+  opts.config_path = a.config_path;
+  opts.overrides = a.layers.cli;
+  if (opts.overrides.contains("load_name") && opts.overrides["load_name"].is_string()) {
+    opts.load = opts.overrides["load_name"].get<std::string>();
+    opts.overrides.erase("load_name");
+  }
+  opts.evaluate = !a.no_eval;
+  opts.fine_tune_epochs = a.fine_tune_epochs;
+  QSWEEP_ASSIGN_OR_RETURN(TransformResult r, RunTransform(opts));
+  std::printf("%s", r.text.c_str());
+  if (!r.text.empty() && r.text.back() != '\n') std::printf("\n");
+  Info(absl::StrCat("Reports written to ", r.output_dir));
+  return absl::OkStatus();
+}
+
 absl::Status RunCheckpoint(const std::vector<std::string>& args) {
   if (args.size() < 1 || args[0] != "export")
     return absl::InvalidArgumentError("usage: qsweep checkpoint export CKPT -o FILE.pt");
@@ -191,7 +217,7 @@ absl::Status RunCheckpoint(const std::vector<std::string>& args) {
 }  // namespace
 
 bool IsLocalCommand(const std::string& name) {
-  return name == "train" || name == "test" || name == "checkpoint";
+  return name == "train" || name == "test" || name == "transform" || name == "checkpoint";
 }
 
 int RunLocalCommand(const std::vector<std::string>& argv) {
@@ -200,6 +226,7 @@ int RunLocalCommand(const std::vector<std::string>& argv) {
   absl::Status s;
   if (argv[0] == "train") s = RunTrain(rest);
   else if (argv[0] == "test") s = RunTest(rest);
+  else if (argv[0] == "transform") s = RunTransformCommand(rest);
   else if (argv[0] == "checkpoint") s = RunCheckpoint(rest);
   else s = absl::InvalidArgumentError(absl::StrCat("unknown local command '", argv[0], "'"));
   if (!s.ok()) {

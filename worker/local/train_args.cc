@@ -25,11 +25,16 @@ absl::StatusOr<LocalArgs> ParseLocalArgs(const std::string& command,
     app.add_option("positionals", out.positionals, "arguments")->expected(0, 3);
   }
   if (command != "train") app.add_option("-o,--output", out.output, "output file or folder");
+  if (command == "transform") {
+    app.add_option("--fine-tune-epochs", out.fine_tune_epochs,
+                   "quantization-aware fine-tuning epochs after the passes (default 0)");
+    app.add_flag("--no-eval", out.no_eval, "skip the test-split evaluation before/after");
+  }
 
   std::map<std::string, std::string> values;
   std::map<std::string, CLI::Option*> options;
   for (const auto& key : TrainKeys()) {
-    if (key.flag.empty() || key.name == "model" || key.name == "dataset") continue;
+    if (key.flag.empty()) continue;
     std::string names = key.flag;
     for (const auto& a : key.aliases) names += "," + a;
     CLI::Option* opt;
@@ -61,6 +66,9 @@ absl::StatusOr<LocalArgs> ParseLocalArgs(const std::string& command,
     return absl::InvalidArgumentError(
         absl::StrCat("qsweep ", command, ": ", e.what(), " (see 'qsweep ", command, " --help')"));
   }
+  if (out.fine_tune_epochs < 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flag --fine-tune-epochs must be >= 0, got ", out.fine_tune_epochs));
   if (!out.config_path.empty()) {
     QSWEEP_RETURN_IF_ERROR(LoadTomlConfigFile(out.config_path, out.layers));
   }

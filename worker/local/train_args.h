@@ -19,6 +19,8 @@ struct LocalArgs {
   std::string help;                   // non-empty when --help was asked: print it, exit 0
   // Extra options of the transform/test commands.
   std::string output;                 // -o / --output
+  int64_t fine_tune_epochs = 0;       // transform: --fine-tune-epochs N
+  bool no_eval = false;               // transform: --no-eval
 };
 
 // Parses `args` (the words after the command name). `positional_names` documents
