@@ -142,6 +142,34 @@ TEST_F(CliTest, TrainTestExportRoundTrip) {
   EXPECT_EQ(r.out.find("terminate called"), std::string::npos) << r.out;
 }
 
+TEST_F(CliTest, TransformLab2ConfigOnATrainedCheckpoint) {
+  std::string proj = "--project-dir " + (dir_ / "out").string();
+  Result r = RunQsweep("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 1 "
+                       "--learning-rate 1e-3 --project t " + proj, env_);
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::string ckpt = (dir_ / "out" / "t" / "software" / "training_ckpts" / "best.ckpt").string();
+  std::string cfg = std::string(QSWEEP_SOURCE_DIR) + "/examples/lab2/jsc_tiny_by_type.toml";
+  r = RunQsweep("transform --config " + cfg + " --load " + ckpt + " --dataset jsc-synthetic "
+                "--synthetic-rows 3000 " + proj, env_);
+  ASSERT_EQ(r.code, 0) << r.out;
+  // MASE's histogram rows for jsc-tiny with Linear quantized by type (MASE.md section 5.5).
+  EXPECT_NE(r.out.find("| Linear          | linear       |       1 |         1 |           0 |"),
+            std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "jsc-tiny" / "software" / "transform" / "quantize" /
+                         "quantize_histogram.csv"));
+
+  r = RunQsweep("transform --load " + ckpt, env_);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--config FILE.toml is required"), std::string::npos) << r.out;
+
+  fs::path bad = dir_ / "bad.toml";
+  std::ofstream(bad) << "[passes.quantize]\nby = \"colour\"\n[passes.quantize.default.config]\nname = \"NA\"\n";
+  r = RunQsweep("transform --config " + bad.string() + " --load " + ckpt, env_);
+  EXPECT_NE(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("colour"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("terminate called"), std::string::npos) << r.out;
+}
+
 TEST_F(CliTest, DivergingRunEndsWithAClearResult) {
   Result r = RunQsweep("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 2 "
                  "--learning-rate 1e20 --project-dir " + (dir_ / "out").string(), env_);
