@@ -66,6 +66,14 @@ TEST(NetworkTest, InitMatchesPyTorchAndCountsMatchSpec) {
         torch::Tensor ref = py.at(sd[i].first).toTensor();
         EXPECT_TRUE(torch::equal(sd[i].second, ref)) << sd[i].first;
       }
+      // Python's torch.save(dict(state_dict())) reads back as weights too.
+      auto weights = ReadWeights(state);
+      ASSERT_TRUE(weights.ok()) << weights.status();
+      ASSERT_EQ(weights->size(), sd.size());
+      for (size_t i = 0; i < sd.size(); ++i) {
+        EXPECT_EQ((*weights)[i].first, sd[i].first);
+        EXPECT_TRUE(torch::equal((*weights)[i].second, sd[i].second));
+      }
       EXPECT_EQ(net->NumTrainableParams(), net->spec().TrainableParams());
       int64_t buffer_entries = 0;
       for (const auto& b : net->buffers()) buffer_entries += b.numel();
@@ -321,6 +329,28 @@ TEST(CheckpointTest, BadFilesGiveClearErrors) {
   EXPECT_EQ(ReadCheckpointInfo(cut).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(LoadCheckpointNetwork(cut, torch::kCPU).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(ReadCheckpointInfo(dir.path()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CheckpointTest, ReadWeightsAcceptsPrefixedDictsAndRejectsOthers) {
+  TempDir dir("weights");
+  auto net = MakeNet("jsc-tiny", 2);
+  c10::Dict<std::string, torch::Tensor> prefixed;
+  for (const auto& [k, t] : net->StateDict()) prefixed.insert("model." + k, t);
+  SavePickled(prefixed, dir.File("lightning_style.pt"));
+  auto w = ReadWeights(dir.File("lightning_style.pt"));
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto other = MakeNet("jsc-tiny", 99);
+  ASSERT_TRUE(other->LoadStateDict(*w, "test").ok());
+  auto a = net->StateDict(), b = other->StateDict();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second));
+
+  EXPECT_EQ(ReadWeights(dir.File("none.pt")).status().code(), absl::StatusCode::kNotFound);
+  std::ofstream(dir.File("junk.pt")) << "junk";
+  auto junk = ReadWeights(dir.File("junk.pt"));
+  EXPECT_EQ(junk.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(junk.status().message()), HasSubstr("junk.pt"));
+  SavePickled(torch::ones({2}), dir.File("tensor.pt"));
+  EXPECT_EQ(ReadWeights(dir.File("tensor.pt")).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(CheckpointTest, ModelSpecJsonRejectsBadInput) {

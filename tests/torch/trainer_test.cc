@@ -144,6 +144,37 @@ TEST(TrainerTest, LearnsWritesCheckpointsAndReloads) {
   EXPECT_EQ(EvaluateCheckpoint(r->best_checkpoint, Blobs(), "test", 0, "").status().code(),
             absl::StatusCode::kInvalidArgument);
 
+  // load_name: start from the trained weights. With lr 0 nothing is learnt,
+  // so high accuracy can only come from the loaded weights.
+  for (const std::string& from : {r->best_checkpoint, dir.File("exported.pt")}) {
+    SCOPED_TRACE(from);
+    if (from == dir.File("exported.pt")) {
+      ASSERT_TRUE(ExportStateDict(r->best_checkpoint, from).ok());
+    }
+    TrainConfig resume = BaseConfig();
+    resume.load_name = from;
+    resume.learning_rate = 0;
+    resume.max_epochs = 1;
+    resume.debug = true;
+    auto rr = TrainModel(resume, *ZooModel("jsc-toy"), Blobs(), {});
+    ASSERT_TRUE(rr.ok()) << rr.status();
+    EXPECT_GT(rr->final_metrics.at("val_acc_epoch"), 0.95);
+  }
+  TrainConfig fresh = BaseConfig();
+  fresh.learning_rate = 0;
+  fresh.max_epochs = 1;
+  fresh.debug = true;
+  EXPECT_LT(TrainModel(fresh, *ZooModel("jsc-toy"), Blobs(), {})->final_metrics.at("val_acc_epoch"),
+            0.6);
+  fresh.load_name = dir.File("missing.ckpt");
+  auto missing = TrainModel(fresh, *ZooModel("jsc-toy"), Blobs(), {});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("missing.ckpt"));
+  fresh.load_name = r->best_checkpoint;  // jsc-toy weights into jsc-s
+  auto wrong_model = TrainModel(fresh, *ZooModel("jsc-s"), Blobs(), {});
+  EXPECT_EQ(wrong_model.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(wrong_model.status().message()), HasSubstr("load_name"));
+
   // Export works on a trained checkpoint too.
   EXPECT_TRUE(ExportStateDict(r->best_checkpoint, dir.File("model.pt")).ok());
   EXPECT_GT(std::filesystem::file_size(dir.File("model.pt")), 1000u);

@@ -2,6 +2,7 @@
 // PyTorch state dict. Format described in checkpoint_io.h.
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <system_error>
 
 #include <torch/version.h>
@@ -139,6 +140,53 @@ absl::StatusOr<CheckpointContents> ReadCheckpoint(const std::string& path) {
   } catch (const std::exception& e) {
     return NotACheckpoint(path, TorchMessage(e));
   }
+}
+
+namespace {
+
+// The tensors of a pickled Dict[str, Tensor] file, or DATA_LOSS.
+absl::StatusOr<std::vector<std::pair<std::string, torch::Tensor>>> ReadPickledStateDict(
+    const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string what = absl::StrCat("weights file '", path,
+                                        "' is neither a qsweep checkpoint nor a pickled "
+                                        "state dict (torch.save(dict(model.state_dict())))");
+  c10::IValue v;
+  try {
+    v = torch::pickle_load(bytes);
+  } catch (const std::exception& e) {
+    return absl::DataLossError(absl::StrCat(what, ": ", TorchMessage(e)));
+  }
+  if (!v.isGenericDict()) return absl::DataLossError(absl::StrCat(what, ": not a dict"));
+  std::vector<std::pair<std::string, torch::Tensor>> state;
+  for (const auto& entry : v.toGenericDict()) {
+    if (!entry.key().isString() || !entry.value().isTensor()) {
+      return absl::DataLossError(absl::StrCat(what, ": holds a non-tensor entry"));
+    }
+    state.emplace_back(entry.key().toStringRef(), entry.value().toTensor());
+  }
+  return state;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::pair<std::string, torch::Tensor>>> ReadWeights(
+    const std::string& path) {
+  QSWEEP_RETURN_IF_ERROR(CheckExists(path));
+  std::vector<std::pair<std::string, torch::Tensor>> state;
+  if (auto c = ReadCheckpoint(path); c.ok()) {
+    state = std::move(c->state);
+  } else {
+    QSWEEP_ASSIGN_OR_RETURN(state, ReadPickledStateDict(path));
+  }
+  const std::string prefix = "model.";
+  bool all_prefixed = !state.empty();
+  for (const auto& kv : state) all_prefixed &= kv.first.rfind(prefix, 0) == 0;
+  if (all_prefixed) {
+    for (auto& kv : state) kv.first = kv.first.substr(prefix.size());
+  }
+  return state;
 }
 
 absl::StatusOr<CheckpointInfo> ReadCheckpointInfo(const std::string& path) {

@@ -49,6 +49,14 @@ struct CheckpointContents {
 // readable qsweep checkpoint.
 absl::StatusOr<CheckpointContents> ReadCheckpoint(const std::string& path);
 
+// Reads model weights from `path`: a qsweep checkpoint, or a pickled dict of
+// tensors (ExportStateDict's output, or Python's
+// torch.save(dict(model.state_dict()))). A leading "model." on every key
+// (Lightning's prefix) is stripped. NOT_FOUND if missing; DATA_LOSS naming the
+// file if it is neither.
+absl::StatusOr<std::vector<std::pair<std::string, torch::Tensor>>> ReadWeights(
+    const std::string& path);
+
 // Builds a Network from the checkpoint's spec, loads its parameters and
 // buffers, moves it to `device` and puts it in eval mode. `info` (optional)
 // receives the spec and meta.

@@ -348,6 +348,12 @@ absl::Status Trainer::Setup() {
   // MASE: seed_everything(seed), then the model is built; the same default
   // generator later draws the shuffles.
   QSWEEP_ASSIGN_OR_RETURN(net_, Network::Create(spec_, static_cast<uint64_t>(config_.seed)));
+  if (!config_.load_name.empty()) {
+    // MASE's `train --load`: start from saved weights instead of the seeded init.
+    QSWEEP_ASSIGN_OR_RETURN(auto weights, ReadWeights(config_.load_name));
+    QSWEEP_RETURN_IF_ERROR(
+        net_->LoadStateDict(weights, absl::StrCat("load_name '", config_.load_name, "'")));
+  }
   net_->ToDevice(device_);
   QSWEEP_ASSIGN_OR_RETURN(
       opt_,
@@ -372,7 +378,8 @@ absl::Status Trainer::Setup() {
                 {"config", TrainConfigToJson(config_)},
                 {"device", device_.str()},
                 {"precision", config_.trainer_precision},
-                {"provenance", options_.provenance}};
+                {"provenance", options_.provenance},
+                {"loaded_from", config_.load_name}};
   return absl::OkStatus();
 }
 

@@ -88,7 +88,10 @@ struct TrainResult {
 // training split in eval mode, test every epoch, best (lowest
 // val_loss_epoch) and last checkpoints into options.checkpoint_dir (rewritten
 // after every epoch). Sets torch::set_num_threads(config.threads) (process
-// wide). Same seed, data and config give identical metrics on CPU.
+// wide). With config.load_name set, training starts from those weights (a
+// qsweep checkpoint or a pickled PyTorch state dict; "model." prefixes are
+// stripped, as MASE's load_type pl does) instead of the seeded init.
+// Same seed, data and config give identical metrics on CPU.
 // A NaN/inf training loss ends with status "diverged" and the message
 // "diverged: loss is NaN at step N" (N = 1-based optimizer step), not an
 // error; ShouldStop() ends with status "cancelled". Both keep the checkpoints
