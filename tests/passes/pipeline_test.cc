@@ -196,6 +196,45 @@ TEST(Pipeline, VerifyDetectsOffGridWeights) {
   EXPECT_NE(r->outputs.back().text.find("OFF THEIR GRID"), std::string::npos);
 }
 
+TEST(Pipeline, TernaryTakesThresholdsFromProfiledStatistics) {
+  const std::string quant = R"(
+[passes.quantize]
+by = "type"
+[passes.quantize.default.config]
+name = "NA"
+[passes.quantize.linear.config]
+name = "ternary"
+data_in_width = 2
+weight_width = 2
+bias_width = 2
+)";
+  const std::string profile = R"(
+[passes.profile_statistics]
+by = "type"
+target_weight_nodes = ["linear"]
+target_activation_nodes = ["linear"]
+num_samples = 16
+[passes.profile_statistics.weight_statistics.abs_mean]
+[passes.profile_statistics.activation_statistics.range_min_max]
+)";
+  Graph g = BuildGraph(*ZooModel("jsc-tiny"), 8);
+  FakeBackend without(g);
+  auto r = RunPasses(Passes(quant), g, without, PipelineOptions{});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("run profile_statistics before quantize"), std::string::npos)
+      << r.status();
+  FakeBackend with(g);
+  r = RunPasses(Passes(profile + quant), g, with, PipelineOptions{});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const auto* n = r->plan->Find("seq_blocks_2");
+  ASSERT_NE(n, nullptr);
+  const Node* node = r->graph.Find("seq_blocks_2");
+  EXPECT_EQ(*n->Operand("weight")->format.mean,
+            node->args.at("weight").stat["abs_mean"]["abs_mean"].get<double>());
+  EXPECT_TRUE(n->Operand("data_in")->format.max.has_value());
+  EXPECT_EQ(r->outputs.back().json["ok"], true);
+}
+
 TEST(Pipeline, BadPassConfigs) {
   auto j = ParseTomlToJson("[passes.quantise]\nby = \"type\"\n", "x.toml");
   auto p = ParsePassList((*j)["passes"]);

@@ -90,6 +90,16 @@ absl::StatusOr<PassOutput> RunOne(const PassSpec& p, PipelineResult& st, PassBac
     QSWEEP_ASSIGN_OR_RETURN(auto quantized, QuantizeGraph(g, p.args));
     QuantizePlan plan = std::move(quantized.second);
     FillTernaryStatistics(g, plan);
+    for (const auto& n : plan.nodes) {
+      if (n.arithmetic != Arithmetic::kTernary || n.bypass) continue;
+      for (const auto& o : n.operands)
+        if (!o.format.mean && !o.format.max && !o.format.median)
+          return absl::FailedPreconditionError(absl::StrCat(
+              "passes.quantize: ternary ", n.node, ".", o.name,
+              " needs a threshold statistic: run profile_statistics before quantize with "
+              "abs_mean or range_min_max for this ", o.name == "data_in" ? "activation" : "weight",
+              " (or set ", o.name, "_mean / _max / _median)"));
+    }
     QSWEEP_RETURN_IF_ERROR(backend.ApplyQuantization(plan));
     g = std::move(quantized.first);
     out.json = QuantizePlanToJson(plan);

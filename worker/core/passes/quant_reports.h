@@ -92,7 +92,7 @@ struct TensorVerification {
   std::string node, arg, format;
   int64_t numel = 0;
   double max_abs_change = 0.0;      // max |w - q(w)| (stored vs effective)
-  double max_grid_error = 0.0;      // max |q(w) - Q(q(w))|: 0 when on the grid
+  double max_grid_error = 0.0;      // max |q(w) - Q(q(w))| (ternary: distance to {-s, 0, s})
   double max_reference_error = 0.0; // max |effective - reference q(w)|
   int64_t distinct_levels = 0;      // distinct effective values
   double min = 0.0, max = 0.0;      // of the effective values
