@@ -31,8 +31,8 @@ absl::StatusOr<v1::SweepSummary> LoadSummary(Store& store, const std::string& sw
   return Summarize(sweep, jobs);
 }
 
-// Streams the sweep's summary and jobs now and every interval until the
-// sweep is finished or the client goes away. Exactly one write or one alarm
+// Streams the sweep's summary and jobs now and whenever they change (looked
+// at every interval) until the sweep is finished or the client goes away. Exactly one write or one alarm
 // is outstanding at any time, and Finish is called only from their
 // completions, so the reactor is never deleted under a pending callback.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> {
@@ -76,6 +76,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> 
       *event_.add_jobs() = std::move(j);
     }
     finished_sweep_ = SweepFinished(*summary);
+    std::string snapshot = event_.SerializeAsString();
+    if (snapshot == last_sent_ && !finished_sweep_) {  // nothing new: look again later
+      alarm_.Set(std::chrono::system_clock::now() + std::chrono::milliseconds(interval_ms_),
+                 [this](bool) { Poll(); });
+      return;
+    }
+    last_sent_ = std::move(snapshot);
     StartWrite(&event_);
   }
 
@@ -84,6 +91,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> 
   const int64_t interval_ms_;
   grpc::Alarm alarm_;
   v1::WatchSweepEvent event_;
+  std::string last_sent_;
   bool finished_sweep_ = false;
   std::atomic<bool> cancelled_{false};
 };

@@ -1,0 +1,49 @@
+// What the worker loop runs for a leased job. The loop owns leases,
+// heartbeats and uploads; a JobRunner only does the work and reports through
+// its JobContext. The TRAIN runner (train_job_runner.h) calls the ML core.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "qsweep/v1/common.pb.h"
+
+namespace qsweep {
+
+// Given to a runner for one job. Thread-safe.
+class JobContext {
+ public:
+  virtual ~JobContext() = default;
+  virtual void ReportMetric(const v1::Metric& metric) = 0;
+  virtual void ReportProgress(const v1::JobProgress& progress) = 0;
+  // True once the job must stop (cancelled, lease lost, or worker shutdown).
+  virtual bool ShouldStop() = 0;
+  // A private, existing folder for this attempt's files.
+  virtual const std::string& WorkDir() const = 0;
+};
+
+// A file the loop uploads after the job succeeded.
+struct OutputFile {
+  std::string name;  // "best", "last", "best_state_dict", ...
+  std::string kind;  // "checkpoint", "state_dict"
+  std::string path;
+};
+
+struct JobOutcome {
+  enum class Kind { kSucceeded, kFailed, kStopped };
+  Kind kind = Kind::kFailed;
+  std::map<std::string, double> final_metrics;
+  std::vector<OutputFile> outputs;
+  std::string error;        // kFailed: what went wrong, with context
+  std::string result_json;  // extra result fields (JSON object)
+};
+
+class JobRunner {
+ public:
+  virtual ~JobRunner() = default;
+  // Runs one job to the end, on a thread of the worker's. Never throws.
+  virtual JobOutcome Run(const v1::Job& job, JobContext& context) = 0;
+};
+
+}  // namespace qsweep

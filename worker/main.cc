@@ -1,0 +1,64 @@
+// qsweep-worker: runs jobs leased from a qsweep-server. Only fills options.
+//   qsweep-worker --server 127.0.0.1:7420 --device cpu --slots 2
+#include <signal.h>
+
+#include <cstdio>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "worker/coordinator_client.h"
+#include "worker/local/local_commands.h"
+#include "worker/train_job_runner.h"
+#include "worker/worker.h"
+
+int main(int argc, char** argv) {
+  // Local commands handed over by the qsweep CLI (train, test, checkpoint export).
+  if (argc > 1 && qsweep::IsLocalCommand(argv[1]))
+    return qsweep::RunLocalCommand(std::vector<std::string>(argv + 1, argv + argc));
+  std::string server = "127.0.0.1:7420";
+  qsweep::WorkerOptions options;
+  qsweep::TrainJobRunnerOptions runner_options;
+  CLI::App app{"qsweep worker: trains the jobs a qsweep-server leases to it"};
+  app.add_option("--server", server, "coordinator address host:port")->capture_default_str();
+  app.add_option("--device", options.device, "cpu or cuda:N")
+      ->check([](const std::string& d) -> std::string {
+        if (d == "cpu" || (d.rfind("cuda:", 0) == 0 && d.size() > 5)) return "";
+        return "device must be cpu or cuda:N, got '" + d + "'";
+      })
+      ->capture_default_str();
+  app.add_option("--slots", options.slots, "jobs run at once")
+      ->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_option("--name", options.name, "name shown by `qsweep workers`");
+  app.add_option("--work-dir", options.work_dir, "folder for checkpoints of running jobs");
+  app.add_option("--data-dir", runner_options.data_dir, "dataset cache folder");
+  CLI11_PARSE(app, argc, argv);
+  runner_options.device = options.device;
+  options.log = [](std::string_view line) {
+    std::fprintf(stderr, "qsweep-worker: %.*s\n", static_cast<int>(line.size()), line.data());
+  };
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  auto client = qsweep::NewGrpcCoordinatorClient(server);
+  qsweep::TrainJobRunner runner(runner_options);
+  qsweep::Worker worker(*client, runner, options);
+  std::thread waiter([&worker, signals]() mutable {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    worker.Stop();
+  });
+  waiter.detach();  // a clean Run() return ends the process; a signal ends Run()
+  auto status = worker.Run();
+  if (!status.ok()) {
+    std::fprintf(stderr, "qsweep-worker: %s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,137 @@
+#include "worker/train_job_runner.h"
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "worker/core/config/train_config.h"
+#include "worker/core/data/dataset.h"
+#include "worker/core/model/model_spec.h"
+#include "worker/core/torch/checkpoint.h"
+#include "worker/core/torch/trainer.h"
+
+namespace qsweep {
+namespace {
+
+// Forwards the trainer's callbacks to the worker's job context.
+class ContextCallback final : public TrainCallback {
+ public:
+  explicit ContextCallback(JobContext& context) : context_(context) {}
+  void OnMetric(const MetricPoint& m) override {
+    v1::Metric metric;
+    metric.set_name(m.name);
+    metric.set_step(m.step);
+    metric.set_epoch(m.epoch);
+    metric.set_value(m.value);
+    context_.ReportMetric(metric);
+  }
+  void OnProgress(const TrainProgress& p) override {
+    v1::JobProgress progress;
+    progress.set_epoch(p.epoch);
+    progress.set_max_epochs(p.max_epochs);
+    progress.set_batch_in_epoch(p.batch_in_epoch);
+    progress.set_batches_per_epoch(p.batches_per_epoch);
+    progress.set_global_step(p.global_step);
+    progress.set_train_loss(p.train_loss);
+    progress.set_train_acc(p.train_acc);
+    progress.set_val_acc(p.val_acc);
+    progress.set_elapsed_seconds(p.elapsed_seconds);
+    context_.ReportProgress(progress);
+  }
+  bool ShouldStop() override { return context_.ShouldStop(); }
+
+ private:
+  JobContext& context_;
+};
+
+JobOutcome Failed(const v1::Job& job, const std::string& what) {
+  JobOutcome o;
+  o.kind = JobOutcome::Kind::kFailed;
+  o.error = absl::StrCat("job ", job.id(), ": ", what);
+  return o;
+}
+
+}  // namespace
+
+TrainJobRunner::TrainJobRunner(TrainJobRunnerOptions options) : options_(std::move(options)) {}
+TrainJobRunner::~TrainJobRunner() = default;
+
+std::shared_ptr<const Dataset> TrainJobRunner::LoadCached(const std::string& key,
+                                                          const std::string& name,
+                                                          const std::string& dir, int64_t rows,
+                                                          int64_t seed, std::string& error) {
+  std::lock_guard<std::mutex> lock(mu_);  // one load at a time; later jobs reuse it
+  auto it = datasets_.find(key);
+  if (it != datasets_.end()) return it->second;
+  DatasetRequest request;
+  request.name = name;
+  request.cache_dir = dir;
+  request.synthetic_rows = rows;
+  request.synthetic_seed = static_cast<uint64_t>(seed);
+  auto data = LoadDataset(request);
+  if (!data.ok()) {
+    error = std::string(data.status().message());
+    return nullptr;
+  }
+  auto shared = std::make_shared<const Dataset>(std::move(*data));
+  datasets_[key] = shared;
+  return shared;
+}
+
+JobOutcome TrainJobRunner::Run(const v1::Job& job, JobContext& context) {
+  if (job.kind() != v1::TRAIN) return Failed(job, "only TRAIN jobs are supported by this worker");
+  nlohmann::json effective = nlohmann::json::parse(job.config_json(), nullptr, false);
+  if (effective.is_discarded() || !effective.is_object())
+    return Failed(job, "config_json is not a JSON object");
+  auto config = TrainConfigFromJson(effective);
+  if (!config.ok()) return Failed(job, std::string(config.status().message()));
+  config->device = options_.device;
+  config->project_dir = context.WorkDir();
+  const std::string dir = !options_.data_dir.empty() ? options_.data_dir : config->data_dir;
+  const std::string key = absl::StrCat(config->dataset, "|", dir, "|", config->synthetic_rows,
+                                       "|", config->synthetic_seed);
+  std::string error;
+  auto data = LoadCached(key, config->dataset, dir, config->synthetic_rows,
+                         config->synthetic_seed, error);
+  if (!data) return Failed(job, "loading dataset: " + error);
+  auto spec = ResolveModel(config->model, data->n_features, data->n_classes);
+  if (!spec.ok()) return Failed(job, std::string(spec.status().message()));
+
+  ContextCallback callback(context);
+  TrainOptions options;
+  options.checkpoint_dir = (std::filesystem::path(context.WorkDir()) / "checkpoints").string();
+  options.callback = &callback;
+  options.provenance = {{"job_id", job.id()}, {"sweep_id", job.sweep_id()},
+                        {"attempt", job.attempt()}};
+  auto result = TrainModel(*config, *spec, *data, options);
+  if (!result.ok()) return Failed(job, std::string(result.status().message()));
+  if (result->status == "cancelled") {
+    JobOutcome o;
+    o.kind = JobOutcome::Kind::kStopped;
+    return o;
+  }
+  JobOutcome o;
+  o.kind = JobOutcome::Kind::kSucceeded;  // a diverged trial is a result, not an error
+  o.final_metrics = result->final_metrics;
+  o.final_metrics["samples_per_second"] = result->samples_per_second;
+  o.final_metrics["wall_seconds"] = result->wall_seconds;
+  o.result_json = nlohmann::json{{"status", result->status},
+                                 {"message", result->message},
+                                 {"global_steps", result->global_steps},
+                                 {"epochs_completed", result->epochs_completed},
+                                 {"dataset", data->DisplayName()},
+                                 {"dataset_sha256", data->sha256}}
+                      .dump();
+  if (!result->best_checkpoint.empty()) {
+    o.outputs.push_back({"best", "checkpoint", result->best_checkpoint});
+    const std::string sd = result->best_checkpoint + ".state_dict.pt";
+    if (ExportStateDict(result->best_checkpoint, sd).ok())
+      o.outputs.push_back({"best_state_dict", "state_dict", sd});
+  }
+  if (!result->last_checkpoint.empty())
+    o.outputs.push_back({"last", "checkpoint", result->last_checkpoint});
+  return o;
+}
+
+}  // namespace qsweep

@@ -1,0 +1,345 @@
+#include "worker/worker.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/sha256.h"
+
+namespace qsweep {
+
+namespace fs = std::filesystem;
+
+enum StopReason { kRun = 0, kCancelled = 1, kLost = 2, kShutdown = 3 };
+
+struct Worker::RunningJob final : public JobContext {
+  v1::GrantedLease lease;
+  std::string work_dir;
+  std::atomic<int> stop{kRun};
+  std::atomic<bool> finished{false};
+  std::thread thread;
+  std::mutex mu;
+  std::vector<v1::Metric> metrics;  // not yet sent; guarded by mu
+  v1::JobProgress progress;         // guarded by mu
+
+  void ReportMetric(const v1::Metric& m) override {
+    std::lock_guard<std::mutex> lock(mu);
+    metrics.push_back(m);
+  }
+  void ReportProgress(const v1::JobProgress& p) override {
+    std::lock_guard<std::mutex> lock(mu);
+    progress = p;
+  }
+  bool ShouldStop() override { return stop.load() != kRun; }
+  const std::string& WorkDir() const override { return work_dir; }
+
+  std::vector<v1::Metric> TakeMetrics() {
+    std::lock_guard<std::mutex> lock(mu);
+    return std::exchange(metrics, {});
+  }
+  void PutBack(std::vector<v1::Metric> unsent) {
+    std::lock_guard<std::mutex> lock(mu);
+    unsent.insert(unsent.end(), metrics.begin(), metrics.end());
+    metrics = std::move(unsent);
+  }
+};
+
+namespace {
+
+bool Retryable(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) || absl::IsResourceExhausted(s);
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::NotFoundError(absl::StrCat("output file '", path, "' cannot be read"));
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+template <typename Req>
+void AddMetrics(Req& req, const std::vector<v1::Metric>& metrics) {
+  for (const auto& m : metrics) *req.add_metrics() = m;
+}
+
+}  // namespace
+
+Worker::Worker(CoordinatorClient& client, JobRunner& runner, WorkerOptions options)
+    : client_(client), runner_(runner), options_(std::move(options)),
+      rng_(std::random_device{}()) {
+  if (options_.name.empty()) {
+    char host[256] = {0};
+    gethostname(host, sizeof(host) - 1);
+    options_.name = absl::StrCat(host, ":", getpid());
+  }
+  if (options_.work_dir.empty())
+    options_.work_dir = (fs::temp_directory_path() / absl::StrCat("qsweep-worker-", getpid()))
+                            .string();
+}
+
+Worker::~Worker() {
+  Stop();
+  ReapFinished();
+}
+
+void Worker::Log(const std::string& line) {
+  if (options_.log) options_.log(line);
+}
+
+std::string Worker::RequestId() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return absl::StrFormat("%016x%016x", rng_(), rng_());
+}
+
+bool Worker::WaitOrStop(int64_t ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return !cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping_; });
+}
+
+void Worker::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = true;
+  for (auto& [id, job] : jobs_) {
+    int expected = kRun;
+    job->stop.compare_exchange_strong(expected, kShutdown);
+  }
+  cv_.notify_all();
+}
+
+absl::Status Worker::Retry(const std::function<absl::Status()>& call, int attempts) {
+  int64_t backoff = options_.initial_backoff_ms;
+  absl::Status s;
+  for (int i = 0; i < attempts; ++i) {
+    s = call();
+    if (!Retryable(s)) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff));  // not interruptible:
+    backoff = std::min(backoff * 2, options_.max_backoff_ms);         // results must go out
+  }
+  return s;
+}
+
+bool Worker::RegisterUntilDone() {
+  v1::RegisterRequest req;
+  req.set_request_id(RequestId());
+  req.set_name(options_.name);
+  req.set_device(options_.device);
+  req.set_slots(options_.slots);
+  int64_t backoff = options_.initial_backoff_ms;
+  while (true) {
+    auto resp = client_.Register(req);
+    if (resp.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      worker_id_ = resp->worker_id();
+      heartbeat_ms_ = options_.heartbeat_interval_ms > 0 ? options_.heartbeat_interval_ms
+                                                         : resp->heartbeat_interval_ms();
+      Log(absl::StrCat("registered as ", worker_id_, " (", options_.slots, " slot(s), ",
+                       options_.device, ")"));
+      return true;
+    }
+    Log(absl::StrCat("register failed: ", resp.status().ToString(), "; retrying in ", backoff,
+                     " ms"));
+    if (!WaitOrStop(backoff)) return false;
+    backoff = std::min(backoff * 2, options_.max_backoff_ms);
+  }
+}
+
+absl::Status Worker::Run() {
+  std::error_code ec;
+  fs::create_directories(options_.work_dir, ec);
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot create work folder '", options_.work_dir, "': ", ec.message()));
+  if (!RegisterUntilDone()) return absl::OkStatus();
+  std::thread heartbeats([this] { HeartbeatLoop(); });
+  int64_t backoff = options_.initial_backoff_ms;
+  while (true) {
+    ReapFinished();
+    int free_slots;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_) break;
+      free_slots = options_.slots - static_cast<int>(jobs_.size());
+      if (free_slots <= 0) {
+        cv_.wait_for(lock, std::chrono::milliseconds(500));
+        continue;
+      }
+    }
+    v1::LeaseRequest req;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      req.set_worker_id(worker_id_);
+    }
+    req.set_request_id(RequestId());
+    req.set_max_jobs(free_slots);
+    req.set_wait_ms(options_.lease_wait_ms);
+    auto resp = client_.Lease(req);
+    if (!resp.ok()) {
+      Log(absl::StrCat("lease failed: ", resp.status().ToString()));
+      if (absl::IsNotFound(resp.status()) && !RegisterUntilDone()) break;
+      if (!WaitOrStop(backoff)) break;
+      backoff = std::min(backoff * 2, options_.max_backoff_ms);
+      continue;
+    }
+    backoff = options_.initial_backoff_ms;
+    for (const auto& lease : resp->leases()) StartJob(lease);
+  }
+  // Stopping: running jobs were told to stop; each hands its job back.
+  std::vector<RunningJob*> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, job] : jobs_) left.push_back(job.get());
+  }
+  for (auto* job : left) job->thread.join();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.clear();
+  }
+  heartbeats.join();
+  return absl::OkStatus();
+}
+
+void Worker::StartJob(const v1::GrantedLease& lease) {
+  auto job = std::make_shared<RunningJob>();
+  job->lease = lease;
+  job->work_dir = (fs::path(options_.work_dir) / absl::StrCat(lease.job().id(), "-attempt",
+                                                              lease.job().attempt()))
+                      .string();
+  std::error_code ec;
+  fs::create_directories(job->work_dir, ec);
+  Log(absl::StrCat("leased ", lease.job().id(), " (lease ", lease.lease_id(), ")"));
+  RunningJob* raw = job.get();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) raw->stop = kShutdown;
+  jobs_[lease.lease_id()] = std::move(job);
+  raw->thread = std::thread([this, raw] { RunJob(raw); });
+}
+
+void Worker::RunJob(RunningJob* job) {
+  JobOutcome outcome = runner_.Run(job->lease.job(), *job);
+  ReportOutcome(*job, std::move(outcome));
+  job->finished = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  cv_.notify_all();
+}
+
+void Worker::ReportOutcome(RunningJob& job, JobOutcome outcome) {
+  const int reason = job.stop.load();
+  const std::string& id = job.lease.job().id();
+  if (reason == kCancelled || reason == kLost) {
+    Log(absl::StrCat(id, reason == kCancelled ? ": cancelled" : ": lease lost; dropped"));
+    return;
+  }
+  absl::Status s;
+  if (outcome.kind == JobOutcome::Kind::kSucceeded && reason == kRun) {
+    v1::CompleteRequest req;
+    for (const auto& out : outcome.outputs) {
+      auto bytes = ReadFile(out.path);
+      if (!bytes.ok()) continue;
+      v1::ArtifactInfo info;
+      info.set_sha256(Sha256Hex(*bytes));
+      info.set_kind(out.kind);
+      info.set_job_id(id);
+      info.set_name(out.name);
+      s = Retry([&] { return client_.UploadArtifact(info, *bytes); }, options_.report_attempts);
+      if (!s.ok()) Log(absl::StrCat(id, ": upload of ", out.name, " failed: ", s.ToString()));
+      if (s.ok() && out.name == "best") req.set_best_checkpoint_sha256(info.sha256());
+      if (s.ok() && out.name == "last") req.set_last_checkpoint_sha256(info.sha256());
+    }
+    req.set_request_id(RequestId());
+    req.set_lease_id(job.lease.lease_id());
+    req.set_epoch(job.lease.epoch());
+    req.mutable_final_metrics()->insert(outcome.final_metrics.begin(),
+                                        outcome.final_metrics.end());
+    req.set_result_json(outcome.result_json);
+    AddMetrics(req, job.TakeMetrics());
+    s = Retry([&] { return client_.Complete(req); }, options_.report_attempts);
+  } else {
+    v1::FailRequest req;
+    req.set_request_id(RequestId());
+    req.set_lease_id(job.lease.lease_id());
+    req.set_epoch(job.lease.epoch());
+    const bool hand_back = reason == kShutdown || outcome.kind == JobOutcome::Kind::kStopped;
+    req.set_hand_back(hand_back);
+    req.set_error(hand_back ? "worker shutting down" : outcome.error);
+    AddMetrics(req, job.TakeMetrics());
+    s = Retry([&] { return client_.Fail(req); }, hand_back ? 3 : options_.report_attempts);
+  }
+  if (s.ok()) ++jobs_reported_;
+  Log(absl::StrCat(id, ": ", outcome.kind == JobOutcome::Kind::kSucceeded ? "succeeded" : "ended",
+                   s.ok() ? "" : absl::StrCat(" (report failed: ", s.ToString(), ")")));
+}
+
+void Worker::ReapFinished() {
+  std::vector<std::shared_ptr<RunningJob>> done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = jobs_.begin(); it != jobs_.end();) {
+      if (it->second->finished) {
+        done.push_back(std::move(it->second));
+        it = jobs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& job : done) job->thread.join();
+}
+
+void Worker::HeartbeatLoop() {
+  while (true) {
+    int64_t period;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      period = heartbeat_ms_;
+    }
+    if (!WaitOrStop(period)) return;
+    SendHeartbeat();
+  }
+}
+
+void Worker::SendHeartbeat() {
+  v1::HeartbeatRequest req;
+  std::map<std::string, std::pair<std::shared_ptr<RunningJob>, std::vector<v1::Metric>>> sent;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    req.set_worker_id(worker_id_);
+    for (auto& [lease_id, job] : jobs_) {
+      if (job->finished || job->stop != kRun) continue;
+      auto* u = req.add_updates();
+      u->set_lease_id(lease_id);
+      u->set_epoch(job->lease.epoch());
+      std::vector<v1::Metric> metrics = job->TakeMetrics();
+      for (const auto& m : metrics) *u->add_metrics() = m;
+      {
+        std::lock_guard<std::mutex> job_lock(job->mu);
+        *u->mutable_progress() = job->progress;
+      }
+      sent[lease_id] = {job, std::move(metrics)};
+    }
+  }
+  req.set_request_id(RequestId());
+  auto resp = client_.Heartbeat(req);
+  // `sent` shares ownership, so a job reaped meanwhile stays alive here.
+  if (!resp.ok()) {
+    for (auto& [id, entry] : sent) entry.first->PutBack(std::move(entry.second));
+    Log(absl::StrCat("heartbeat failed: ", resp.status().ToString()));
+    return;
+  }
+  for (const auto& v : resp->verdicts()) {
+    auto it = sent.find(v.lease_id());
+    if (it == sent.end()) continue;
+    int expected = kRun;
+    if (v.action() == v1::CANCEL) it->second.first->stop.compare_exchange_strong(expected,
+                                                                                 kCancelled);
+    if (v.action() == v1::LOST) it->second.first->stop.compare_exchange_strong(expected, kLost);
+  }
+}
+
+}  // namespace qsweep

@@ -1,0 +1,97 @@
+// The worker process's loop: register, long-poll for leases, run each leased
+// job on its own thread through a JobRunner, renew leases with heartbeats that
+// carry progress and batched metrics, upload outputs, report the result,
+// honour cancellation, hand jobs back on Stop(), and retry with backoff while
+// the coordinator is away. Knows nothing of LibTorch.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "worker/coordinator_client.h"
+#include "worker/job_runner.h"
+
+namespace qsweep {
+
+struct WorkerOptions {
+  // Shown by `qsweep workers`. Default: "<hostname>:<pid>".
+  std::string name;
+  // "cpu" or "cuda:N". Default: "cpu".
+  std::string device = "cpu";
+  // Jobs run at once. Default: 1.
+  int slots = 1;
+  // Folder for attempts' files; created. Default: "$TMPDIR/qsweep-worker-<pid>".
+  std::string work_dir;
+  // Long-poll length of one Lease call. Default: 2000 ms.
+  int64_t lease_wait_ms = 2000;
+  // Heartbeat period; 0 = what the server asks at Register. Default: 0.
+  int64_t heartbeat_interval_ms = 0;
+  // Backoff between retries while the server is unreachable: starts here and
+  // doubles up to max_backoff_ms. Default: 100 and 5000 ms.
+  int64_t initial_backoff_ms = 100;
+  int64_t max_backoff_ms = 5000;
+  // Attempts per result report (Complete/Fail) before giving up. Default: 40.
+  int report_attempts = 40;
+  // Receives one line per notable event. Default: none.
+  std::function<void(std::string_view)> log;
+};
+
+class Worker {
+ public:
+  // `client` and `runner` are not owned and must outlive the worker.
+  Worker(CoordinatorClient& client, JobRunner& runner, WorkerOptions options);
+  ~Worker();
+
+  // Runs until Stop(); then stops running jobs, hands them back and returns.
+  // Returns an error only if the work folder cannot be made.
+  absl::Status Run();
+
+  // Asks Run() to finish. Thread-safe; returns at once.
+  void Stop();
+
+  // Jobs that ended with a report the server accepted (for tests and logs).
+  int jobs_reported() const { return jobs_reported_.load(); }
+
+ private:
+  struct RunningJob;
+  bool RegisterUntilDone();
+  void LeaseOnce();
+  void StartJob(const v1::GrantedLease& lease);
+  void RunJob(RunningJob* job);
+  void ReportOutcome(RunningJob& job, JobOutcome outcome);
+  void HeartbeatLoop();
+  void SendHeartbeat();
+  // Repeats `call` while it fails with UNAVAILABLE/DEADLINE_EXCEEDED/
+  // RESOURCE_EXHAUSTED, up to `attempts` times, with backoff.
+  absl::Status Retry(const std::function<absl::Status()>& call, int attempts);
+  // Waits `ms` or until Stop(); false if stopping.
+  bool WaitOrStop(int64_t ms);
+  std::string RequestId();
+  void Log(const std::string& line);
+  void ReapFinished();
+
+  CoordinatorClient& client_;
+  JobRunner& runner_;
+  WorkerOptions options_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;                                  // guarded by mu_
+  std::string worker_id_;                                  // guarded by mu_
+  int64_t heartbeat_ms_ = 5000;                            // guarded by mu_
+  std::map<std::string, std::shared_ptr<RunningJob>> jobs_;  // by lease id; guarded by mu_
+  std::mt19937_64 rng_;                                    // guarded by mu_
+  std::atomic<int> jobs_reported_{0};
+};
+
+}  // namespace qsweep
