@@ -157,6 +157,45 @@ TEST(Transform, Lab2OnTrainedJscTiny) {
                     (tmp / "y.bin").string() + " 64 bn,relu,linear,relu 8 4";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 
+  // Other arithmetics: minifloat ReLU inputs and a ternary Linear whose
+  // thresholds come from profiled statistics, re-applied when the
+  // transformed checkpoint is loaded.
+  std::ofstream(tmp / "mixed.toml") << R"toml(
+project = "mixed"
+[passes.profile_statistics]
+by = "type"
+target_weight_nodes = ["linear"]
+target_activation_nodes = ["linear"]
+num_samples = 16
+[passes.profile_statistics.weight_statistics.abs_mean]
+[passes.profile_statistics.activation_statistics.abs_mean]
+[passes.quantize]
+by = "regex_name"
+[passes.quantize.default.config]
+name = "NA"
+[passes.quantize."seq_blocks_(1|3)".config]
+name = "minifloat_ieee"
+data_in_width = 8
+data_in_exponent_width = 4
+[passes.quantize."seq_blocks_2".config]
+name = "ternary"
+data_in_width = 2
+weight_width = 2
+weight_scaling_factor = true
+bias_width = 2
+)toml";
+  o.config_path = (tmp / "mixed.toml").string();
+  o.fine_tune_epochs = 0;
+  auto mixed = RunTransform(o);
+  ASSERT_TRUE(mixed.ok()) << mixed.status();
+  auto mverify = nlohmann::json::parse(Read(fs::path(mixed->output_dir) / "verify_quantization.json"));
+  EXPECT_EQ(mverify["ok"], true) << mverify.dump(2);
+  EXPECT_LE(mverify["tensors"][0]["distinct_levels"].get<int>(), 3);  // ternary weight
+  EXPECT_NE(mixed->text.find("ReLUMinifloatIEEE"), std::string::npos);
+  auto m1 = RunCheckpointForward(mixed->checkpoint, x, rows);
+  ASSERT_TRUE(m1.ok()) << m1.status();
+  EXPECT_NE(*m1, *y);
+
   // A bad config surfaces as a clear error.
   std::ofstream(tmp / "bad.toml") << "[passes.quantize]\nby = \"name\"\n"
                                      "[passes.quantize.seq_blocks_9.config]\nname = \"integer\"\n";
