@@ -96,6 +96,7 @@ TEST(NetworkTest, FillGraphShapesRecordsRealShapes) {
   EXPECT_EQ(l2.args.at("data_in_0").shape, (std::vector<int64_t>{7, 16}));
   EXPECT_EQ(l2.args.at("weight").shape, (std::vector<int64_t>{8, 16}));
   EXPECT_EQ(l2.results.at("data_out_0").shape, (std::vector<int64_t>{7, 8}));
+  EXPECT_EQ(l2.results.at("data_out_0").torch_dtype, "torch.float32");
   EXPECT_EQ(g.LayerNode(3).type_name, "BatchNorm1d");
   EXPECT_EQ(g.LayerNode(3).args.at("running_var").shape, (std::vector<int64_t>{8}));
   EXPECT_EQ(g.nodes.back().args["data_in_0"].shape, (std::vector<int64_t>{7, 5}));

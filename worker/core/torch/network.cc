@@ -48,6 +48,24 @@ std::string ClassName(const torch::nn::Module& m) {
   return n;
 }
 
+// PyTorch's dtype spelling: "torch.float32".
+std::string DtypeName(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kFloat:
+      return "torch.float32";
+    case torch::kDouble:
+      return "torch.float64";
+    case torch::kHalf:
+      return "torch.float16";
+    case torch::kBFloat16:
+      return "torch.bfloat16";
+    case torch::kLong:
+      return "torch.int64";
+    default:
+      return std::string("torch.") + c10::toString(t.scalar_type());
+  }
+}
+
 std::vector<int64_t> Shape(const torch::Tensor& t) {
   return std::vector<int64_t>(t.sizes().begin(), t.sizes().end());
 }
@@ -181,6 +199,7 @@ absl::Status FillGraphShapes(Graph& graph, Network& net, int64_t batch) {
     node.type_name = ClassName(*module);
     h = net.ForwardLayer(i, h);
     node.results["data_out_0"].shape = Shape(h);
+    node.results["data_out_0"].torch_dtype = DtypeName(h);
   }
   graph.nodes.back().args["data_in_0"].shape = Shape(h);
   net.train(was_training);
