@@ -1,15 +1,14 @@
 // profile_statistics collectors and counts, and the pass pipeline run with a
 // fake tensor backend.
-#include "worker/core/passes/pass_pipeline.h"
+#include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <random>
 
-#include <gtest/gtest.h>
-
 #include "worker/core/config/toml_json.h"
 #include "worker/core/config/train_config.h"
+#include "worker/core/passes/pass_pipeline.h"
 
 namespace qsweep {
 namespace {
@@ -46,7 +45,8 @@ bias_frac_width = 4
 [passes.calculate_avg_bits]
 )";
 
-ojson Compute(const std::string& name, const ojson& kwargs, const std::vector<std::vector<float>>& samples) {
+ojson Compute(const std::string& name, const ojson& kwargs,
+              const std::vector<std::vector<float>>& samples) {
   auto c = MakeStatCollector(name, kwargs, "test");
   EXPECT_TRUE(c.ok()) << c.status();
   for (const auto& s : samples) (*c)->Update(s.data(), s.size());
@@ -116,7 +116,8 @@ class FakeBackend : public PassBackend {
     batches_fed += num_batches;
     return absl::OkStatus();
   }
-  absl::StatusOr<ParameterValues> Parameter(const std::string& node, const std::string& arg) override {
+  absl::StatusOr<ParameterValues> Parameter(const std::string& node,
+                                            const std::string& arg) override {
     ParameterValues v;
     v.shape = graph_.Find(node)->args.at(arg).shape;
     v.stored = Random(Numel(v.shape));
@@ -172,10 +173,9 @@ TEST(Pipeline, Lab2ProfileCountsAndFileOrder) {
   EXPECT_TRUE(out.Find("seq_blocks_2")->args.at("data_in_0").stat.empty());  // not an act target
   std::vector<std::string> order;
   for (const auto& o : r->outputs) order.push_back(o.pass);
-  EXPECT_EQ(order, (std::vector<std::string>{"profile_statistics", "quantize",
-                                             "summarize_quantization", "report_graph",
-                                             "calculate_avg_bits", "flops_bitops",
-                                             "verify_quantization"}));
+  EXPECT_EQ(order, (std::vector<std::string>{
+                       "profile_statistics", "quantize", "summarize_quantization", "report_graph",
+                       "calculate_avg_bits", "flops_bitops", "verify_quantization"}));
   EXPECT_NE(r->outputs[0].text.find("Profiling weight statistics: 6/6"), std::string::npos);
   EXPECT_NE(r->outputs[0].text.find("Profiling act statistics: 4/4"), std::string::npos);
   EXPECT_EQ(r->outputs[4].json["data_avg_bit"], 12.0);
@@ -247,8 +247,9 @@ TEST(Pipeline, BadPassConfigs) {
   j = ParseTomlToJson("[transform]\nstyle = \"module\"\n", "x.toml");
   EXPECT_NE(CheckTransformTable(*j).message().find("\"module\""), std::string::npos);
   Graph g = BuildGraph(*ZooModel("jsc-tiny"), 8);
-  auto bad_target = Passes("[passes.profile_statistics]\nby = \"name\"\n"
-                           "target_weight_nodes = [\"seq_blocks_7\"]\n");
+  auto bad_target = Passes(
+      "[passes.profile_statistics]\nby = \"name\"\n"
+      "target_weight_nodes = [\"seq_blocks_7\"]\n");
   auto s = ValidatePasses(bad_target, g);
   EXPECT_NE(s.message().find("'seq_blocks_7'"), std::string::npos) << s;
   auto bad_which = Passes("[passes.report_node_meta_param]\nwhich = [\"sw\"]\n");
@@ -265,7 +266,8 @@ namespace {
 // passes validate against the model it names.
 TEST(Examples, Lab2ConfigsValidate) {
   int seen = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(QSWEEP_SOURCE_DIR "/examples/lab2")) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(QSWEEP_SOURCE_DIR "/examples/lab2")) {
     if (entry.path().extension() != ".toml") continue;
     ++seen;
     SCOPED_TRACE(entry.path().string());

@@ -168,29 +168,34 @@ bypass = true
 
 TEST(QuantizeConfig, Errors) {
   Graph g = ZooGraph("jsc-tiny");
-  std::string head = "[passes.quantize]\nby = \"type\"\n[passes.quantize.default.config]\nname = \"NA\"\n";
+  std::string head =
+      "[passes.quantize]\nby = \"type\"\n[passes.quantize.default.config]\nname = \"NA\"\n";
   std::string e = ErrorOf(g, head + "[passes.quantize.linear.config]\nname = \"integr\"\n");
   EXPECT_NE(e.find("'integr'"), std::string::npos) << e;
   EXPECT_NE(e.find("allowed"), std::string::npos) << e;
 
-  e = ErrorOf(g, head + "[passes.quantize.linear.config]\nname = \"integer\"\ndata_in_width = 8\n"
-                        "bias_width = 8\n");
+  e = ErrorOf(g, head +
+                     "[passes.quantize.linear.config]\nname = \"integer\"\ndata_in_width = 8\n"
+                     "bias_width = 8\n");
   EXPECT_NE(e.find("missing required field 'weight_width'"), std::string::npos) << e;
 
-  e = ErrorOf(g, head + "[passes.quantize.linear.config]\nname = \"integer\"\ndata_in_width = 0\n"
-                        "weight_width = 8\nbias_width = 8\n");
+  e = ErrorOf(g, head +
+                     "[passes.quantize.linear.config]\nname = \"integer\"\ndata_in_width = 0\n"
+                     "weight_width = 8\nbias_width = 8\n");
   EXPECT_NE(e.find("data_in_width must be > 0"), std::string::npos) << e;
 
   e = ErrorOf(g, head + "[passes.quantize.Linear.config]\nname = \"integer\"\n");
   EXPECT_NE(e.find("did you mean 'linear'"), std::string::npos) << e;
 
-  e = ErrorOf(g, "[passes.quantize]\nby = \"regex_name\"\n[passes.quantize.\"seq_(\".config]\n"
-                 "name = \"NA\"\n");
+  e = ErrorOf(g,
+              "[passes.quantize]\nby = \"regex_name\"\n[passes.quantize.\"seq_(\".config]\n"
+              "name = \"NA\"\n");
   EXPECT_NE(e.find("regex 'seq_('"), std::string::npos) << e;
   EXPECT_NE(e.find("does not compile"), std::string::npos) << e;
 
-  e = ErrorOf(g, "[passes.quantize]\nby = \"name\"\n[passes.quantize.seq_blocks_9.config]\n"
-                 "name = \"NA\"\n");
+  e = ErrorOf(g,
+              "[passes.quantize]\nby = \"name\"\n[passes.quantize.seq_blocks_9.config]\n"
+              "name = \"NA\"\n");
   EXPECT_NE(e.find("'seq_blocks_9'"), std::string::npos) << e;
   EXPECT_NE(e.find("x, seq_blocks_0, seq_blocks_1, seq_blocks_2, seq_blocks_3, output"),
             std::string::npos)
@@ -201,7 +206,8 @@ TEST(QuantizeConfig, Errors) {
   e = ErrorOf(g, "[passes.quantize]\n[passes.quantize.linear.config]\nname = \"integer\"\n");
   EXPECT_NE(e.find("passes.quantize.by is required"), std::string::npos) << e;
 
-  e = ErrorOf(g, "[passes.quantize]\nby = \"type\"\n[passes.quantize.linear.config]\nname = \"NA\"\n");
+  e = ErrorOf(g,
+              "[passes.quantize]\nby = \"type\"\n[passes.quantize.linear.config]\nname = \"NA\"\n");
   EXPECT_NE(e.find("no [passes.quantize.default.config]"), std::string::npos) << e;
 }
 

@@ -1,9 +1,9 @@
 // Reference quantizer math against MASE.md §5.2-5.3 worked values.
 #include "worker/core/passes/quantizers.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 namespace qsweep {
 namespace {

@@ -69,13 +69,16 @@ TEST(FlopsBitops, EveryModelMatchesMaseTable) {
       {"layers = [{type = \"batch_norm\"}, {type = \"relu\"}, {type = \"linear\", width = 16},"
        " {type = \"linear\", width = 16}, {type = \"linear\"}, {type = \"relu\"}]",
        661, 592, 37888, 606208},
-      {"layers = [{type = \"linear\", width = 64}, {type = \"relu\"}, {type = \"linear\", width = 32},"
-       " {type = \"relu\"}, {type = \"linear\", width = 32}, {type = \"relu\"}, {type = \"linear\"}]",
+      {"layers = [{type = \"linear\", width = 64}, {type = \"relu\"}, {type = \"linear\", width = "
+       "32},"
+       " {type = \"relu\"}, {type = \"linear\", width = 32}, {type = \"relu\"}, {type = "
+       "\"linear\"}]",
        4389, 4256, 272384, 4358144},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.model);
-    auto spec = c.model.rfind("jsc-", 0) == 0 ? ZooModel(c.model) : ModelFromToml(c.model, "custom");
+    auto spec =
+        c.model.rfind("jsc-", 0) == 0 ? ZooModel(c.model) : ModelFromToml(c.model, "custom");
     ASSERT_TRUE(spec.ok()) << spec.status();
     EXPECT_EQ(spec->TrainableParams(), c.params);
     Graph g = BuildGraph(*spec, 8);
@@ -94,9 +97,10 @@ TEST(ReportNodeMetaParam, ColumnsAndErrors) {
   Graph g = BuildGraph(*ZooModel("jsc-tiny"), 8);
   auto t = ReportNodeMetaParam(g, {"software"});
   ASSERT_TRUE(t.ok());
-  EXPECT_EQ(t->headers, (std::vector<std::string>{"Node name", "Fx Node op", "Mase type",
-                                                  "Mase op", "Software Param"}));
-  EXPECT_EQ(t->rows[2][4], "{'args': {'data_in_0': {'stat': {}}}, 'results': {'data_out_0': {'stat': {}}}}");
+  EXPECT_EQ(t->headers, (std::vector<std::string>{"Node name", "Fx Node op", "Mase type", "Mase op",
+                                                  "Software Param"}));
+  EXPECT_EQ(t->rows[2][4],
+            "{'args': {'data_in_0': {'stat': {}}}, 'results': {'data_out_0': {'stat': {}}}}");
   auto all = ReportNodeMetaParam(g, {});
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->headers.size(), 7u);
@@ -112,7 +116,8 @@ TEST(ReportNodeMetaParam, ColumnsAndErrors) {
 
 TEST(NodeMetaParamToml, RoundTripsThroughTheTomlReader) {
   Graph g = Quantized(BuildGraph(*ZooModel("jsc-tiny"), 8));
-  g.Find("seq_blocks_2")->args["weight"].stat["variance_online"] = {{"count", 1}, {"variance", nullptr}};
+  g.Find("seq_blocks_2")->args["weight"].stat["variance_online"] = {{"count", 1},
+                                                                    {"variance", nullptr}};
   auto j = ParseTomlToJson(NodeMetaParamToml(g), "node_meta_param.toml");
   ASSERT_TRUE(j.ok()) << j.status();
   const auto& lin = (*j)["seq_blocks_2"];
@@ -148,9 +153,10 @@ TEST(PyRepr, FloatsAndPformat) {
   d.Set("b", PyValue::Str(std::string(50, 'y')));
   d.Set("a", PyValue::Str(std::string(50, 'x')));
   // pprint sorts keys and breaks after each item once the line exceeds 80.
-  EXPECT_EQ(PyPformat(d), "{'a': '" + std::string(50, 'x') + "',\n 'b': '" +
-                              std::string(50, 'y') + "'}");
-  EXPECT_EQ(PyRepr(d), "{'b': '" + std::string(50, 'y') + "', 'a': '" + std::string(50, 'x') + "'}");
+  EXPECT_EQ(PyPformat(d),
+            "{'a': '" + std::string(50, 'x') + "',\n 'b': '" + std::string(50, 'y') + "'}");
+  EXPECT_EQ(PyRepr(d),
+            "{'b': '" + std::string(50, 'y') + "', 'a': '" + std::string(50, 'x') + "'}");
   PyValue small = PyValue::Dict();
   small.Set("count", PyValue::Int(5));
   small.Set("mean", PyValue::Float(0.5));

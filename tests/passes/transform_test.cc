@@ -2,7 +2,7 @@
 // run Lab 2's passes with `RunTransform`, check the reports and files, and
 // cross-check the transformed checkpoint's outputs with an independent numpy
 // computation of MASE's integer formula (Debian's /usr/bin/python3).
-#include "worker/core/torch/pass_runner.h"
+#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -11,9 +11,8 @@
 #include <random>
 #include <sstream>
 
-#include <gtest/gtest.h>
-
 #include "worker/core/torch/checkpoint.h"
+#include "worker/core/torch/pass_runner.h"
 
 namespace qsweep {
 namespace {
@@ -63,7 +62,8 @@ style = "graph"
 )";
 
 TEST(Transform, Lab2OnTrainedJscTiny) {
-  fs::path tmp = fs::temp_directory_path() / ("qsweep_transform_test_" + std::to_string(::getpid()));
+  fs::path tmp =
+      fs::temp_directory_path() / ("qsweep_transform_test_" + std::to_string(::getpid()));
   fs::remove_all(tmp);
   fs::create_directories(tmp);
 
@@ -101,22 +101,20 @@ TEST(Transform, Lab2OnTrainedJscTiny) {
   if (std::getenv("QSWEEP_TEST_VERBOSE")) std::cout << r->text;
 
   // MASE.md §5.5's histogram, printed in the run's text.
-  EXPECT_NE(r->text.find(
-                "| Original type   | OP           |   Total |   Changed |   Unchanged |\n"
-                "|-----------------+--------------+---------+-----------+-------------|\n"
-                "| BatchNorm1d     | batch_norm1d |       1 |         0 |           1 |\n"
-                "| Linear          | linear       |       1 |         1 |           0 |\n"
-                "| ReLU            | relu         |       2 |         0 |           2 |\n"
-                "| output          | output       |       1 |         0 |           1 |\n"
-                "| x               | placeholder  |       1 |         0 |           1 |"),
+  EXPECT_NE(r->text.find("| Original type   | OP           |   Total |   Changed |   Unchanged |\n"
+                         "|-----------------+--------------+---------+-----------+-------------|\n"
+                         "| BatchNorm1d     | batch_norm1d |       1 |         0 |           1 |\n"
+                         "| Linear          | linear       |       1 |         1 |           0 |\n"
+                         "| ReLU            | relu         |       2 |         0 |           2 |\n"
+                         "| output          | output       |       1 |         0 |           1 |\n"
+                         "| x               | placeholder  |       1 |         0 |           1 |"),
             std::string::npos)
       << r->text;
   fs::path dir = r->output_dir;
   EXPECT_EQ(dir, fs::absolute(tmp / "out" / "lab2-tiny" / "software" / "transform"));
   for (const char* f : {"quantize/quantize_table.csv", "quantize/quantize_histogram.csv",
-                        "report_graph.txt", "report_node_meta_param.txt",
-                        "profile_statistics.json", "flops_bitops.json",
-                        "verify_quantization.json", "transform_report.json",
+                        "report_graph.txt", "report_node_meta_param.txt", "profile_statistics.json",
+                        "flops_bitops.json", "verify_quantization.json", "transform_report.json",
                         "transformed_ckpt/node_meta_param.toml", "transformed_ckpt/state_dict.pt"})
     EXPECT_TRUE(fs::exists(dir / f)) << f;
 
@@ -188,7 +186,8 @@ bias_width = 2
   o.fine_tune_epochs = 0;
   auto mixed = RunTransform(o);
   ASSERT_TRUE(mixed.ok()) << mixed.status();
-  auto mverify = nlohmann::json::parse(Read(fs::path(mixed->output_dir) / "verify_quantization.json"));
+  auto mverify =
+      nlohmann::json::parse(Read(fs::path(mixed->output_dir) / "verify_quantization.json"));
   EXPECT_EQ(mverify["ok"], true) << mverify.dump(2);
   EXPECT_LE(mverify["tensors"][0]["distinct_levels"].get<int>(), 3);  // ternary weight
   EXPECT_NE(mixed->text.find("ReLUMinifloatIEEE"), std::string::npos);

@@ -1,10 +1,10 @@
 #include "worker/core/passes/graph_reports.h"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
-
-#include <toml++/toml.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -53,8 +53,8 @@ std::string ModuleRepr(const Graph& graph, const Node& node) {
 GraphReport ReportGraph(const Graph& graph) {
   GraphReport r;
   r.fx_graph = FxGraphText(graph);
-  const char* kOps[] = {"placeholder", "get_attr", "call_function", "call_method",
-                        "call_module", "output"};
+  const char* kOps[] = {"placeholder", "get_attr",    "call_function",
+                        "call_method", "call_module", "output"};
   for (const char* op : kOps) {
     int64_t n = std::count_if(graph.nodes.begin(), graph.nodes.end(),
                               [&](const Node& node) { return node.op == op; });
@@ -86,8 +86,8 @@ Table ReportNodeType(const Graph& graph) {
   t.headers = {"Node name", "Fx Node op", "Mase type", "Mase op", "Value type"};
   for (const auto& n : graph.nodes) {
     auto it = n.args.find("data_in_0");
-    t.rows.push_back({n.name, n.op, n.mase_type, n.mase_op,
-                      it == n.args.end() ? "NA" : it->second.type});
+    t.rows.push_back(
+        {n.name, n.op, n.mase_type, n.mase_op, it == n.args.end() ? "NA" : it->second.type});
   }
   return t;
 }
@@ -142,12 +142,17 @@ namespace {
 nlohmann::ordered_json PyToJson(const PyValue& v) {
   using K = PyValue::Kind;
   switch (v.kind) {
-    case K::kNone: return "NA";
-    case K::kBool: return v.b;
-    case K::kInt: return v.i;
-    case K::kFloat: return std::isfinite(v.f) ? nlohmann::ordered_json(v.f) : "NA";
+    case K::kNone:
+      return "NA";
+    case K::kBool:
+      return v.b;
+    case K::kInt:
+      return v.i;
+    case K::kFloat:
+      return std::isfinite(v.f) ? nlohmann::ordered_json(v.f) : "NA";
     case K::kStr:
-    case K::kRaw: return v.s;
+    case K::kRaw:
+      return v.s;
     case K::kList: {
       auto a = nlohmann::ordered_json::array();
       for (const auto& e : v.list) a.push_back(PyToJson(e));
@@ -169,23 +174,35 @@ void Insert(toml::table& t, const std::string& k, const nlohmann::ordered_json& 
 toml::array ToTomlArray(const nlohmann::ordered_json& j) {
   toml::array a;
   for (const auto& e : j) {
-    if (e.is_object()) a.push_back(ToToml(e));
-    else if (e.is_array()) a.push_back(ToTomlArray(e));
-    else if (e.is_boolean()) a.push_back(e.get<bool>());
-    else if (e.is_number_integer()) a.push_back(e.get<int64_t>());
-    else if (e.is_number()) a.push_back(e.get<double>());
-    else a.push_back(e.is_string() ? e.get<std::string>() : std::string("NA"));
+    if (e.is_object())
+      a.push_back(ToToml(e));
+    else if (e.is_array())
+      a.push_back(ToTomlArray(e));
+    else if (e.is_boolean())
+      a.push_back(e.get<bool>());
+    else if (e.is_number_integer())
+      a.push_back(e.get<int64_t>());
+    else if (e.is_number())
+      a.push_back(e.get<double>());
+    else
+      a.push_back(e.is_string() ? e.get<std::string>() : std::string("NA"));
   }
   return a;
 }
 
 void Insert(toml::table& t, const std::string& k, const nlohmann::ordered_json& v) {
-  if (v.is_object()) t.insert(k, ToToml(v));
-  else if (v.is_array()) t.insert(k, ToTomlArray(v));
-  else if (v.is_boolean()) t.insert(k, v.get<bool>());
-  else if (v.is_number_integer()) t.insert(k, v.get<int64_t>());
-  else if (v.is_number()) t.insert(k, v.get<double>());
-  else t.insert(k, v.is_string() ? v.get<std::string>() : std::string("NA"));
+  if (v.is_object())
+    t.insert(k, ToToml(v));
+  else if (v.is_array())
+    t.insert(k, ToTomlArray(v));
+  else if (v.is_boolean())
+    t.insert(k, v.get<bool>());
+  else if (v.is_number_integer())
+    t.insert(k, v.get<int64_t>());
+  else if (v.is_number())
+    t.insert(k, v.get<double>());
+  else
+    t.insert(k, v.is_string() ? v.get<std::string>() : std::string("NA"));
 }
 
 toml::table ToToml(const nlohmann::ordered_json& j) {
@@ -241,9 +258,9 @@ absl::StatusOr<Table> ReportNodeMetaParam(const Graph& graph,
     } else if (w == "software") {
       software = true;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "passes.report_node_meta_param.which: '", w,
-          "' is not allowed; allowed: all, common, hardware, software"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("passes.report_node_meta_param.which: '", w,
+                       "' is not allowed; allowed: all, common, hardware, software"));
     }
   }
   Table t;

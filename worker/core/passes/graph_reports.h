@@ -5,11 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "common/table.h"
@@ -49,7 +48,8 @@ PyValue HardwareParam(const Node& node);
 
 // report_node_meta_param. `which` entries: "all", "common", "hardware",
 // "software"; empty means {"all"}. INVALID_ARGUMENT naming the bad entry.
-absl::StatusOr<Table> ReportNodeMetaParam(const Graph& graph, const std::vector<std::string>& which);
+absl::StatusOr<Table> ReportNodeMetaParam(const Graph& graph,
+                                          const std::vector<std::string>& which);
 
 // MASE's node_meta_param.toml (save_node_meta_param): one table per node with
 // its common / software / hardware parameters; null written as "NA".

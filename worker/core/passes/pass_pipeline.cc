@@ -38,10 +38,11 @@ PassOutput Summarize(const Graph& ori, const Graph& q) {
   out.pass = "summarize_quantization";
   out.text = "Quantized graph histogram:\n" + s.HistogramText();
   out.json = s.ToJson();
-  out.files = {{"quantize/quantize_table.csv", s.TableCsv()},
-               {"quantize/quantize_histogram.csv", s.HistogramCsv()},
-               {"quantize/quantize_table.txt", RenderTable(s.NodeTable(), TableStyle::kOrgtbl) + "\n"},
-               {"quantize/quantize_histogram.txt", s.HistogramText() + "\n"}};
+  out.files = {
+      {"quantize/quantize_table.csv", s.TableCsv()},
+      {"quantize/quantize_histogram.csv", s.HistogramCsv()},
+      {"quantize/quantize_table.txt", RenderTable(s.NodeTable(), TableStyle::kOrgtbl) + "\n"},
+      {"quantize/quantize_histogram.txt", s.HistogramText() + "\n"}};
   return out;
 }
 
@@ -80,8 +81,7 @@ absl::StatusOr<PassOutput> Verify(const PipelineResult& st, PassBackend& backend
 }
 
 absl::StatusOr<PassOutput> RunOne(const PassSpec& p, PipelineResult& st, PassBackend& backend,
-                                  const PipelineOptions& options,
-                                  std::vector<PassOutput>& extra) {
+                                  const PipelineOptions& options, std::vector<PassOutput>& extra) {
   PassOutput out;
   out.pass = p.name;
   Graph& g = st.graph;
@@ -97,8 +97,9 @@ absl::StatusOr<PassOutput> RunOne(const PassSpec& p, PipelineResult& st, PassBac
           return absl::FailedPreconditionError(absl::StrCat(
               "passes.quantize: ternary ", n.node, ".", o.name,
               " needs a threshold statistic: run profile_statistics before quantize with "
-              "abs_mean or range_min_max for this ", o.name == "data_in" ? "activation" : "weight",
-              " (or set ", o.name, "_mean / _max / _median)"));
+              "abs_mean or range_min_max for this ",
+              o.name == "data_in" ? "activation" : "weight", " (or set ", o.name,
+              "_mean / _max / _median)"));
     }
     QSWEEP_RETURN_IF_ERROR(backend.ApplyQuantization(plan));
     g = std::move(quantized.first);
@@ -107,10 +108,9 @@ absl::StatusOr<PassOutput> RunOne(const PassSpec& p, PipelineResult& st, PassBac
     for (const auto& n : plan.nodes) {
       std::vector<std::string> formats;
       for (const auto& o : n.operands) formats.push_back(o.name + " " + o.format.Describe());
-      lines.push_back(absl::StrCat(n.node, " (", n.mase_op, ") -> ",
-                                   QuantizedTypeName(n.mase_op, n.arithmetic),
-                                   n.bypass ? " [bypass]" : "", ": ",
-                                   absl::StrJoin(formats, ", ")));
+      lines.push_back(
+          absl::StrCat(n.node, " (", n.mase_op, ") -> ", QuantizedTypeName(n.mase_op, n.arithmetic),
+                       n.bypass ? " [bypass]" : "", ": ", absl::StrJoin(formats, ", ")));
     }
     for (const auto& w : plan.warnings) lines.push_back("warning: " + w);
     out.text = absl::StrJoin(lines, "\n");
@@ -125,8 +125,10 @@ absl::StatusOr<PassOutput> RunOne(const PassSpec& p, PipelineResult& st, PassBac
     int64_t batches = profiler.NumBatches(backend.batch_size());
     QSWEEP_RETURN_IF_ERROR(backend.Profile(profiler, batches));
     profiler.WriteResults(g);
-    out.json = {{"num_samples", cfg.num_samples}, {"batch_size", backend.batch_size()},
-                {"act_batches", batches}, {"weight_nodes", profiler.weight_nodes_profiled()},
+    out.json = {{"num_samples", cfg.num_samples},
+                {"batch_size", backend.batch_size()},
+                {"act_batches", batches},
+                {"weight_nodes", profiler.weight_nodes_profiled()},
                 {"stats", profiler.Results()}};
     out.text = absl::StrCat("Profiling weight statistics: ", g.nodes.size(), "/", g.nodes.size(),
                             "\nProfiling act statistics: ", batches, "/", batches);
@@ -181,10 +183,9 @@ absl::StatusOr<PassOutput> RunOne(const PassSpec& p, PipelineResult& st, PassBac
 
 const std::vector<std::string>& KnownPassNames() {
   static const std::vector<std::string> kNames = {
-      "quantize",          "profile_statistics", "report_graph",
-      "report_node_type",  "report_node_shape",  "report_node_meta_param",
-      "summarize_quantization", "calculate_avg_bits", "flops_bitops",
-      "verify_quantization"};
+      "quantize",          "profile_statistics",     "report_graph",           "report_node_type",
+      "report_node_shape", "report_node_meta_param", "summarize_quantization", "calculate_avg_bits",
+      "flops_bitops",      "verify_quantization"};
   return kNames;
 }
 
@@ -192,18 +193,24 @@ absl::StatusOr<std::vector<PassSpec>> ParsePassList(const ojson& passes) {
   std::vector<PassSpec> out;
   if (passes.is_null()) return out;
   if (!passes.is_object()) return absl::InvalidArgumentError("[passes] must be a table");
-  static const std::vector<std::string> kMaseOnly = {
-      "report_node_hardware_type", "save_mase_graph", "load_mase_graph", "save_node_meta_param",
-      "load_node_meta_param", "prune", "conv_bn_fusion", "logicnets_fusion", "tensorrt",
-      "onnxruntime"};
+  static const std::vector<std::string> kMaseOnly = {"report_node_hardware_type",
+                                                     "save_mase_graph",
+                                                     "load_mase_graph",
+                                                     "save_node_meta_param",
+                                                     "load_node_meta_param",
+                                                     "prune",
+                                                     "conv_bn_fusion",
+                                                     "logicnets_fusion",
+                                                     "tensorrt",
+                                                     "onnxruntime"};
   for (auto it = passes.begin(); it != passes.end(); ++it) {
     const std::string& name = it.key();
     if (!Known(name)) {
       bool mase = std::find(kMaseOnly.begin(), kMaseOnly.end(), name) != kMaseOnly.end();
-      return absl::InvalidArgumentError(absl::StrCat(
-          "passes.", name, ": ", mase ? "a MASE pass qsweep does not implement"
-                                      : "unknown pass name",
-          "; known passes: ", absl::StrJoin(KnownPassNames(), ", ")));
+      return absl::InvalidArgumentError(
+          absl::StrCat("passes.", name, ": ",
+                       mase ? "a MASE pass qsweep does not implement" : "unknown pass name",
+                       "; known passes: ", absl::StrJoin(KnownPassNames(), ", ")));
     }
     if (!it.value().is_object())
       return absl::InvalidArgumentError(

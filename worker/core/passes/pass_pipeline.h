@@ -7,12 +7,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "worker/core/graph/graph.h"
@@ -81,7 +80,7 @@ struct PipelineResult {
   Graph original;  // before any pass
   Graph graph;     // after all passes
   std::optional<QuantizePlan> plan;
-  std::vector<PassOutput> outputs;  // in run order
+  std::vector<PassOutput> outputs;        // in run order
   nlohmann::ordered_json ToJson() const;  // {pass: json} in run order
 };
 

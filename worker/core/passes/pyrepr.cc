@@ -89,12 +89,18 @@ std::vector<std::pair<std::string, PyValue>> SortedItems(const PyValue& v) {
 std::string Repr(const PyValue& v, bool sort_dicts) {
   using K = PyValue::Kind;
   switch (v.kind) {
-    case K::kNone: return "None";
-    case K::kBool: return v.b ? "True" : "False";
-    case K::kInt: return std::to_string(v.i);
-    case K::kFloat: return PyFloatRepr(v.f);
-    case K::kStr: return PyStrRepr(v.s);
-    case K::kRaw: return v.s;
+    case K::kNone:
+      return "None";
+    case K::kBool:
+      return v.b ? "True" : "False";
+    case K::kInt:
+      return std::to_string(v.i);
+    case K::kFloat:
+      return PyFloatRepr(v.f);
+    case K::kStr:
+      return PyStrRepr(v.s);
+    case K::kRaw:
+      return v.s;
     case K::kList: {
       std::string out = "[";
       for (size_t i = 0; i < v.list.size(); ++i) {
@@ -126,8 +132,10 @@ class Pformatter {
     std::string rep = Repr(v, true);
     int max_width = width_ - indent - allowance;
     if (static_cast<int>(rep.size()) > max_width) {
-      if (v.kind == PyValue::Kind::kDict && !v.dict.empty()) return FormatDict(v, indent, allowance);
-      if (v.kind == PyValue::Kind::kList && !v.list.empty()) return FormatList(v, indent, allowance);
+      if (v.kind == PyValue::Kind::kDict && !v.dict.empty())
+        return FormatDict(v, indent, allowance);
+      if (v.kind == PyValue::Kind::kList && !v.list.empty())
+        return FormatList(v, indent, allowance);
     }
     out_ += rep;
   }

@@ -61,8 +61,8 @@ QuantizationSummary SummarizeQuantization(const Graph& ori, const Graph& q) {
 
 Table QuantizationSummary::NodeTable() const {
   Table t;
-  t.headers = {"Ori name", "New name", "MASE_TYPE", "Mase_OP", "Original type", "Quantized type",
-               "Changed"};
+  t.headers = {"Ori name",      "New name",       "MASE_TYPE", "Mase_OP",
+               "Original type", "Quantized type", "Changed"};
   for (const auto& r : rows)
     t.rows.push_back({r.ori_name, r.new_name, r.mase_type, r.mase_op, r.original_type,
                       r.quantized_type, r.changed ? "True" : "False"});
@@ -95,14 +95,19 @@ ojson QuantizationSummary::ToJson() const {
   ojson j;
   j["nodes"] = ojson::array();
   for (const auto& r : rows)
-    j["nodes"].push_back({{"Ori name", r.ori_name}, {"New name", r.new_name},
-                          {"MASE_TYPE", r.mase_type}, {"Mase_OP", r.mase_op},
-                          {"Original type", r.original_type}, {"Quantized type", r.quantized_type},
+    j["nodes"].push_back({{"Ori name", r.ori_name},
+                          {"New name", r.new_name},
+                          {"MASE_TYPE", r.mase_type},
+                          {"Mase_OP", r.mase_op},
+                          {"Original type", r.original_type},
+                          {"Quantized type", r.quantized_type},
                           {"Changed", r.changed}});
   j["histogram"] = ojson::array();
   for (const auto& h : histogram)
-    j["histogram"].push_back({{"Original type", h.original_type}, {"OP", h.op},
-                              {"Total", h.total}, {"Changed", h.changed},
+    j["histogram"].push_back({{"Original type", h.original_type},
+                              {"OP", h.op},
+                              {"Total", h.total},
+                              {"Changed", h.changed},
                               {"Unchanged", h.unchanged}});
   return j;
 }
@@ -178,22 +183,24 @@ FlopsBitopsReport FlopsBitops(const Graph& graph) {
     r.bitops += c.bitops;
     r.layers.push_back(c);
   }
-  r.notes.push_back("BitOPs = MACs x weight bits x input bits per Linear (qsweep's definition; "
-                    "MASE has none); float operands count 32 bits; BN/ReLU/Dropout count 0.");
+  r.notes.push_back(
+      "BitOPs = MACs x weight bits x input bits per Linear (qsweep's definition; "
+      "MASE has none); float operands count 32 bits; BN/ReLU/Dropout count 0.");
   if (bn_note)
-    r.notes.push_back("computations follow MASE's flop estimator, which does not support "
-                      "BatchNorm1d (counted as 0).");
+    r.notes.push_back(
+        "computations follow MASE's flop estimator, which does not support "
+        "BatchNorm1d (counted as 0).");
   return r;
 }
 
 Table FlopsBitopsReport::LayerTable() const {
   Table t;
-  t.headers = {"Node name", "Type", "Mase op", "MACs", "Computations", "W bits", "A bits",
-               "BitOPs"};
+  t.headers = {"Node name",    "Type",   "Mase op", "MACs",
+               "Computations", "W bits", "A bits",  "BitOPs"};
   for (const auto& c : layers)
-    t.rows.push_back({c.node, c.type, c.op, std::to_string(c.macs),
-                      std::to_string(c.computations), std::to_string(c.weight_bits),
-                      std::to_string(c.data_in_bits), std::to_string(c.bitops)});
+    t.rows.push_back({c.node, c.type, c.op, std::to_string(c.macs), std::to_string(c.computations),
+                      std::to_string(c.weight_bits), std::to_string(c.data_in_bits),
+                      std::to_string(c.bitops)});
   t.rows.push_back({"total", "", "", std::to_string(macs), std::to_string(computations), "", "",
                     std::to_string(bitops)});
   return t;
@@ -209,9 +216,13 @@ ojson FlopsBitopsReport::ToJson() const {
   j["per_sample"] = {{"macs", macs}, {"computations", computations}, {"bitops", bitops}};
   j["layers"] = ojson::array();
   for (const auto& c : layers)
-    j["layers"].push_back({{"node", c.node}, {"type", c.type}, {"mase_op", c.op},
-                           {"macs", c.macs}, {"computations", c.computations},
-                           {"weight_bits", c.weight_bits}, {"data_in_bits", c.data_in_bits},
+    j["layers"].push_back({{"node", c.node},
+                           {"type", c.type},
+                           {"mase_op", c.op},
+                           {"macs", c.macs},
+                           {"computations", c.computations},
+                           {"weight_bits", c.weight_bits},
+                           {"data_in_bits", c.data_in_bits},
                            {"bitops", c.bitops}});
   j["notes"] = notes;
   return j;
@@ -279,25 +290,24 @@ bool VerificationReport::ok() const {
 
 std::string VerificationReport::Text() const {
   Table t;
-  t.headers = {"Node name", "Arg", "Format", "Numel", "Levels", "Min", "Max", "max |w-q(w)|",
-               "Grid error", "On grid"};
+  t.headers = {"Node name", "Arg", "Format",       "Numel",      "Levels",
+               "Min",       "Max", "max |w-q(w)|", "Grid error", "On grid"};
   for (const auto& v : tensors)
-    t.rows.push_back({v.node, v.arg, v.format, std::to_string(v.numel),
-                      std::to_string(v.distinct_levels), PyFloatRepr(v.min), PyFloatRepr(v.max),
-                      PyFloatRepr(v.max_abs_change),
-                      PyFloatRepr(std::max(v.max_grid_error, v.max_reference_error)),
-                      v.on_grid ? "yes" : "NO"});
+    t.rows.push_back(
+        {v.node, v.arg, v.format, std::to_string(v.numel), std::to_string(v.distinct_levels),
+         PyFloatRepr(v.min), PyFloatRepr(v.max), PyFloatRepr(v.max_abs_change),
+         PyFloatRepr(std::max(v.max_grid_error, v.max_reference_error)), v.on_grid ? "yes" : "NO"});
   Table p;
-  p.headers = {"Node name", "Arg", "Type before", "Precision before", "Type after",
-               "Precision after"};
+  p.headers = {"Node name",        "Arg",        "Type before",
+               "Precision before", "Type after", "Precision after"};
   for (const auto& c : precision)
-    p.rows.push_back({c.node, c.arg, c.type_before, PrecisionText(c.precision_before),
-                      c.type_after, PrecisionText(c.precision_after)});
-  return absl::StrCat("Quantized parameters (effective values used in the forward pass):\n",
-                      RenderTable(t, TableStyle::kOrgtbl), "\n\nArgument precision:\n",
-                      RenderTable(p, TableStyle::kOrgtbl), "\n\nResult: ",
-                      ok() ? "every quantized parameter lies on its grid"
-                           : "SOME PARAMETERS ARE OFF THEIR GRID");
+    p.rows.push_back({c.node, c.arg, c.type_before, PrecisionText(c.precision_before), c.type_after,
+                      PrecisionText(c.precision_after)});
+  return absl::StrCat(
+      "Quantized parameters (effective values used in the forward pass):\n",
+      RenderTable(t, TableStyle::kOrgtbl), "\n\nArgument precision:\n",
+      RenderTable(p, TableStyle::kOrgtbl), "\n\nResult: ",
+      ok() ? "every quantized parameter lies on its grid" : "SOME PARAMETERS ARE OFF THEIR GRID");
 }
 
 ojson VerificationReport::ToJson() const {
@@ -305,15 +315,22 @@ ojson VerificationReport::ToJson() const {
   j["ok"] = ok();
   j["tensors"] = ojson::array();
   for (const auto& v : tensors)
-    j["tensors"].push_back({{"node", v.node}, {"arg", v.arg}, {"format", v.format},
-                            {"numel", v.numel}, {"distinct_levels", v.distinct_levels},
-                            {"min", v.min}, {"max", v.max}, {"max_abs_change", v.max_abs_change},
+    j["tensors"].push_back({{"node", v.node},
+                            {"arg", v.arg},
+                            {"format", v.format},
+                            {"numel", v.numel},
+                            {"distinct_levels", v.distinct_levels},
+                            {"min", v.min},
+                            {"max", v.max},
+                            {"max_abs_change", v.max_abs_change},
                             {"max_grid_error", v.max_grid_error},
                             {"max_reference_error", v.max_reference_error},
                             {"on_grid", v.on_grid}});
   j["precision"] = ojson::array();
   for (const auto& c : precision)
-    j["precision"].push_back({{"node", c.node}, {"arg", c.arg}, {"type_before", c.type_before},
+    j["precision"].push_back({{"node", c.node},
+                              {"arg", c.arg},
+                              {"type_before", c.type_before},
                               {"precision_before", c.precision_before},
                               {"type_after", c.type_after},
                               {"precision_after", c.precision_after}});

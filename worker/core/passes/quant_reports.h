@@ -6,10 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "common/table.h"
@@ -31,11 +30,12 @@ struct HistogramRow {
 };
 
 struct QuantizationSummary {
-  std::vector<QuantSummaryRow> rows;     // graph order
-  std::vector<HistogramRow> histogram;   // sorted by original type (byte order)
+  std::vector<QuantSummaryRow> rows;    // graph order
+  std::vector<HistogramRow> histogram;  // sorted by original type (byte order)
 
-  Table NodeTable() const;        // Ori name | New name | MASE_TYPE | Mase_OP | Original type | Quantized type | Changed
-  Table HistogramTable() const;   // Original type | OP | Total | Changed | Unchanged
+  Table NodeTable() const;  // Ori name | New name | MASE_TYPE | Mase_OP | Original type | Quantized
+                            // type | Changed
+  Table HistogramTable() const;  // Original type | OP | Total | Changed | Unchanged
   // tabulate orgtbl rendering of the histogram (MASE's logged table).
   std::string HistogramText() const;
   // pandas to_csv of the per-node table (leading unnamed index column).
@@ -72,11 +72,11 @@ struct LayerCost {
   int64_t macs = 0;          // per sample: in*out for Linear, 0 otherwise
   int64_t computations = 0;  // MASE flop estimator: Linear MACs, ReLU numel, BN unsupported (0)
   int weight_bits = 32, data_in_bits = 32;  // quantized width, or 32 for float
-  int64_t bitops = 0;        // macs * weight_bits * data_in_bits
+  int64_t bitops = 0;                       // macs * weight_bits * data_in_bits
 };
 
 struct FlopsBitopsReport {
-  std::vector<LayerCost> layers;  // call_module nodes in graph order
+  std::vector<LayerCost> layers;                   // call_module nodes in graph order
   int64_t macs = 0, computations = 0, bitops = 0;  // per sample, totals
   std::vector<std::string> notes;
 
@@ -91,12 +91,12 @@ FlopsBitopsReport FlopsBitops(const Graph& graph);
 struct TensorVerification {
   std::string node, arg, format;
   int64_t numel = 0;
-  double max_abs_change = 0.0;      // max |w - q(w)| (stored vs effective)
-  double max_grid_error = 0.0;      // max |q(w) - Q(q(w))| (ternary: distance to {-s, 0, s})
-  double max_reference_error = 0.0; // max |effective - reference q(w)|
-  int64_t distinct_levels = 0;      // distinct effective values
-  double min = 0.0, max = 0.0;      // of the effective values
-  bool on_grid = false;             // both errors are 0
+  double max_abs_change = 0.0;       // max |w - q(w)| (stored vs effective)
+  double max_grid_error = 0.0;       // max |q(w) - Q(q(w))| (ternary: distance to {-s, 0, s})
+  double max_reference_error = 0.0;  // max |effective - reference q(w)|
+  int64_t distinct_levels = 0;       // distinct effective values
+  double min = 0.0, max = 0.0;       // of the effective values
+  bool on_grid = false;              // both errors are 0
 };
 
 // Checks one tensor: `stored` are the full-precision values, `effective` the

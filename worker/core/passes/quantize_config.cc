@@ -33,28 +33,32 @@ const std::vector<FieldSpec>& OperandFields(Arithmetic a) {
       {"exponent_bias", false, FieldKind::kIntOrNull}};
   static const std::vector<FieldSpec> kLog = {{"width", true, FieldKind::kInt},
                                               {"exponent_bias", false, FieldKind::kIntOrNull}};
-  static const std::vector<FieldSpec> kBlockFp = {
-      {"width", true, FieldKind::kInt},
-      {"exponent_width", false, FieldKind::kIntOrNull},
-      {"exponent_bias", false, FieldKind::kIntOrNull},
-      {"block_size", false, FieldKind::kIntList}};
+  static const std::vector<FieldSpec> kBlockFp = {{"width", true, FieldKind::kInt},
+                                                  {"exponent_width", false, FieldKind::kIntOrNull},
+                                                  {"exponent_bias", false, FieldKind::kIntOrNull},
+                                                  {"block_size", false, FieldKind::kIntList}};
   static const std::vector<FieldSpec> kBinary = {{"width", false, FieldKind::kInt},
                                                  {"stochastic", false, FieldKind::kBool},
                                                  {"bipolar", false, FieldKind::kBool}};
-  static const std::vector<FieldSpec> kTernary = {
-      {"width", false, FieldKind::kInt},
-      {"scaling_factor", false, FieldKind::kBool},
-      {"mean", false, FieldKind::kNumberOrNull},
-      {"median", false, FieldKind::kNumberOrNull},
-      {"max", false, FieldKind::kNumberOrNull}};
+  static const std::vector<FieldSpec> kTernary = {{"width", false, FieldKind::kInt},
+                                                  {"scaling_factor", false, FieldKind::kBool},
+                                                  {"mean", false, FieldKind::kNumberOrNull},
+                                                  {"median", false, FieldKind::kNumberOrNull},
+                                                  {"max", false, FieldKind::kNumberOrNull}};
   switch (a) {
-    case Arithmetic::kInteger: return kInteger;
+    case Arithmetic::kInteger:
+      return kInteger;
     case Arithmetic::kMinifloatIeee:
-    case Arithmetic::kMinifloatDenorm: return kMinifloat;
-    case Arithmetic::kLog: return kLog;
-    case Arithmetic::kBlockFp: return kBlockFp;
-    case Arithmetic::kBinary: return kBinary;
-    case Arithmetic::kTernary: return kTernary;
+    case Arithmetic::kMinifloatDenorm:
+      return kMinifloat;
+    case Arithmetic::kLog:
+      return kLog;
+    case Arithmetic::kBlockFp:
+      return kBlockFp;
+    case Arithmetic::kBinary:
+      return kBinary;
+    case Arithmetic::kTernary:
+      return kTernary;
   }
   return kInteger;
 }
@@ -140,7 +144,8 @@ OperandFormat BuildFormat(Arithmetic a, const ojson& cfg, const std::string& p) 
     f.block_size = b.is_array() ? b.get<std::vector<int>>() : std::vector<int>{b.get<int>()};
   }
   if (cfg.contains(p + "_bipolar")) f.bipolar = cfg[p + "_bipolar"].get<bool>();
-  if (cfg.contains(p + "_scaling_factor")) f.scaling_factor = cfg[p + "_scaling_factor"].get<bool>();
+  if (cfg.contains(p + "_scaling_factor"))
+    f.scaling_factor = cfg[p + "_scaling_factor"].get<bool>();
   f.mean = OptDouble(cfg, p + "_mean");
   f.median = OptDouble(cfg, p + "_median");
   f.max = OptDouble(cfg, p + "_max");
@@ -163,8 +168,8 @@ absl::Status NormalizeOperand(const ojson& config, const OperandSlot& slot, Arit
     if (!config.contains(key)) {
       if (f.required && required) {
         return absl::InvalidArgumentError(absl::StrCat(
-            where, ": missing required field '", key, "' for ", op, " with arithmetic '",
-            out.name, "' (required: name, ", absl::StrJoin(required_names, ", "),
+            where, ": missing required field '", key, "' for ", op, " with arithmetic '", out.name,
+            "' (required: name, ", absl::StrJoin(required_names, ", "),
             op == "linear" && std::string(slot.name) != "bias" ? ", and the weight/bias fields"
                                                                : "",
             ")"));
@@ -198,11 +203,34 @@ std::vector<std::string> NodeNames(const Graph& graph) {
 bool IsQuantizableOp(const std::string& op) { return op == "linear" || op == "relu"; }
 
 bool IsKnownMaseOp(const std::string& op) {
-  static const std::set<std::string> kOps = {
-      "add", "bmm", "conv1d", "conv2d", "matmul", "mul", "linear", "relu", "sub",
-      "batch_norm1d", "batch_norm2d", "layer_norm", "group_norm", "instance_norm2d", "rms_norm",
-      "selu", "tanh", "gelu", "softsign", "softplus", "convtranspose2d", "dropout",
-      "grouped_query_attention", "placeholder", "output", "flatten", "size", "constant"};
+  static const std::set<std::string> kOps = {"add",
+                                             "bmm",
+                                             "conv1d",
+                                             "conv2d",
+                                             "matmul",
+                                             "mul",
+                                             "linear",
+                                             "relu",
+                                             "sub",
+                                             "batch_norm1d",
+                                             "batch_norm2d",
+                                             "layer_norm",
+                                             "group_norm",
+                                             "instance_norm2d",
+                                             "rms_norm",
+                                             "selu",
+                                             "tanh",
+                                             "gelu",
+                                             "softsign",
+                                             "softplus",
+                                             "convtranspose2d",
+                                             "dropout",
+                                             "grouped_query_attention",
+                                             "placeholder",
+                                             "output",
+                                             "flatten",
+                                             "size",
+                                             "constant"};
   return kOps.count(op) > 0;
 }
 
@@ -228,8 +256,8 @@ absl::StatusOr<NodeQuantConfig> NormalizeNodeConfig(const ojson& config, const s
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": missing required field 'name' (an arithmetic or \"NA\")"));
   if (!config["name"].is_string())
-    return absl::InvalidArgumentError(absl::StrCat(where, ".name must be a string, got ",
-                                                   TypeName(config["name"])));
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".name must be a string, got ", TypeName(config["name"])));
   out.name = config["name"].get<std::string>();
   auto arith = ParseArithmetic(out.name);
   if (!arith.ok())
@@ -243,8 +271,8 @@ absl::StatusOr<NodeQuantConfig> NormalizeNodeConfig(const ojson& config, const s
   for (const auto& slot : OpOperands(op)) {
     // The bias of a linear layer is read unconditionally by the quantized
     // modules, so its fields are required like data_in's and weight's.
-    QSWEEP_RETURN_IF_ERROR(NormalizeOperand(config, slot, out.arithmetic, op, !out.bypass, where,
-                                            out));
+    QSWEEP_RETURN_IF_ERROR(
+        NormalizeOperand(config, slot, out.arithmetic, op, !out.bypass, where, out));
   }
   for (const auto& prefix : OptionalPrefixes(op)) {
     for (auto it = config.begin(); it != config.end(); ++it)
@@ -263,8 +291,8 @@ absl::StatusOr<QuantizeConfig> ParseQuantizeConfig(const ojson& args) {
   if (!args.contains("by"))
     return absl::InvalidArgumentError(
         where + ".by is required; allowed: \"type\", \"name\", \"regex_name\"");
-  if (!args["by"].is_string() || (args["by"] != "type" && args["by"] != "name" &&
-                                  args["by"] != "regex_name"))
+  if (!args["by"].is_string() ||
+      (args["by"] != "type" && args["by"] != "name" && args["by"] != "regex_name"))
     return absl::InvalidArgumentError(absl::StrCat(where, ".by = ", args["by"].dump(),
                                                    " is not allowed; allowed: \"type\", "
                                                    "\"name\", \"regex_name\""));
@@ -274,8 +302,8 @@ absl::StatusOr<QuantizeConfig> ParseQuantizeConfig(const ojson& args) {
     if (!it.value().is_object()) continue;  // by, report, baseline_weight_path, ...: not entries
     const std::string entry_where = absl::StrCat(where, ".", key);
     if (!it.value().contains("config") || !it.value()["config"].is_object())
-      return absl::InvalidArgumentError(absl::StrCat(
-          entry_where, " must contain a 'config' table ([", entry_where, ".config])"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(entry_where, " must contain a 'config' table ([", entry_where, ".config])"));
     const ojson& c = it.value()["config"];
     if (key == "default") {
       cfg.has_default = true;
@@ -283,19 +311,21 @@ absl::StatusOr<QuantizeConfig> ParseQuantizeConfig(const ojson& args) {
       continue;
     }
     if (cfg.by == "type" && !IsKnownMaseOp(key)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          entry_where, ": '", key, "' is not a MASE op (by = \"type\" keys are ops such as "
-          "\"linear\" and \"relu\"", key != absl::AsciiStrToLower(key)
-              ? absl::StrCat("; did you mean '", absl::AsciiStrToLower(key), "'?")
-              : "",
-          ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(entry_where, ": '", key,
+                       "' is not a MASE op (by = \"type\" keys are ops such as "
+                       "\"linear\" and \"relu\"",
+                       key != absl::AsciiStrToLower(key)
+                           ? absl::StrCat("; did you mean '", absl::AsciiStrToLower(key), "'?")
+                           : "",
+                       ")"));
     }
     if (cfg.by == "regex_name") {
       try {
         std::regex re(key);
       } catch (const std::regex_error& e) {
-        return absl::InvalidArgumentError(absl::StrCat(entry_where, ": regex '", key,
-                                                       "' does not compile: ", e.what()));
+        return absl::InvalidArgumentError(
+            absl::StrCat(entry_where, ": regex '", key, "' does not compile: ", e.what()));
       }
     }
     cfg.entries.emplace_back(key, c);
@@ -326,7 +356,7 @@ absl::Status CheckByNameKeys(const QuantizeConfig& cfg, const Graph& graph, Quan
   for (const auto& [k, c] : cfg.entries) {
     bool any = false, quantizable = false;
     for (const auto& n : graph.nodes) {
-      bool hit = cfg.by == "name" ? n.name == k
+      bool hit = cfg.by == "name"   ? n.name == k
                  : cfg.by == "type" ? n.mase_op == k
                                     : std::regex_match(n.name, std::regex(k));
       if (!hit) continue;
@@ -335,14 +365,14 @@ absl::Status CheckByNameKeys(const QuantizeConfig& cfg, const Graph& graph, Quan
     }
     if (cfg.by != "type" && !any) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "passes.quantize.", k, ": by = \"", cfg.by, "\" key '", k,
-          "' matches no node of model '", graph.spec.name, "'; nodes: ",
-          absl::StrJoin(NodeNames(graph), ", ")));
+          "passes.quantize.", k, ": by = \"", cfg.by, "\" key '", k, "' matches no node of model '",
+          graph.spec.name, "'; nodes: ", absl::StrJoin(NodeNames(graph), ", ")));
     }
     if (!quantizable) {
-      plan.warnings.push_back(absl::StrCat(
-          "passes.quantize.", k, ": matches no quantizable node (only linear and relu are "
-          "quantized; batch_norm1d never is); ignored"));
+      plan.warnings.push_back(
+          absl::StrCat("passes.quantize.", k,
+                       ": matches no quantizable node (only linear and relu are "
+                       "quantized; batch_norm1d never is); ignored"));
     }
   }
   return absl::OkStatus();
@@ -359,10 +389,10 @@ absl::StatusOr<QuantizePlan> ResolveQuantizeConfig(const QuantizeConfig& cfg, co
     std::string key;
     const ojson* c = Lookup(cfg, node, key);
     if (c == nullptr)
-      return absl::InvalidArgumentError(absl::StrCat(
-          "passes.quantize: node '", node.name, "' (", node.mase_op,
-          ") matches no entry and there is no [passes.quantize.default.config] "
-          "(add one, e.g. name = \"NA\" to leave other nodes in float)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("passes.quantize: node '", node.name, "' (", node.mase_op,
+                       ") matches no entry and there is no [passes.quantize.default.config] "
+                       "(add one, e.g. name = \"NA\" to leave other nodes in float)"));
     if (!c->contains("name") && key == "default" && c->empty()) {
       plan.skipped.push_back(node.name);
       continue;
@@ -378,8 +408,8 @@ absl::StatusOr<QuantizePlan> ResolveQuantizeConfig(const QuantizeConfig& cfg, co
     n.matched_key = key;
     if (!n.ignored_fields.empty())
       plan.warnings.push_back(absl::StrCat("passes.quantize.", key, ".config: fields ignored for ",
-                                           node.mase_op, " ('", node.name, "'): ",
-                                           absl::StrJoin(n.ignored_fields, ", ")));
+                                           node.mase_op, " ('", node.name,
+                                           "'): ", absl::StrJoin(n.ignored_fields, ", ")));
     plan.nodes.push_back(std::move(n));
   }
   return plan;
@@ -388,13 +418,20 @@ absl::StatusOr<QuantizePlan> ResolveQuantizeConfig(const QuantizeConfig& cfg, co
 std::string QuantizedTypeName(const std::string& op, Arithmetic a) {
   std::string base = op == "linear" ? "Linear" : (op == "relu" ? "ReLU" : op);
   switch (a) {
-    case Arithmetic::kInteger: return base + "Integer";
-    case Arithmetic::kMinifloatIeee: return base + "MinifloatIEEE";
-    case Arithmetic::kMinifloatDenorm: return base + "MinifloatDenorm";
-    case Arithmetic::kLog: return base + "Log";
-    case Arithmetic::kBlockFp: return base + "BlockFP";
-    case Arithmetic::kBinary: return base + "Binary";
-    case Arithmetic::kTernary: return base + "Ternary";
+    case Arithmetic::kInteger:
+      return base + "Integer";
+    case Arithmetic::kMinifloatIeee:
+      return base + "MinifloatIEEE";
+    case Arithmetic::kMinifloatDenorm:
+      return base + "MinifloatDenorm";
+    case Arithmetic::kLog:
+      return base + "Log";
+    case Arithmetic::kBlockFp:
+      return base + "BlockFP";
+    case Arithmetic::kBinary:
+      return base + "Binary";
+    case Arithmetic::kTernary:
+      return base + "Ternary";
   }
   return base;
 }
@@ -414,7 +451,8 @@ void ApplyQuantizePlan(const QuantizePlan& plan, Graph& graph) {
   }
 }
 
-absl::StatusOr<std::pair<Graph, QuantizePlan>> QuantizeGraph(const Graph& graph, const ojson& args) {
+absl::StatusOr<std::pair<Graph, QuantizePlan>> QuantizeGraph(const Graph& graph,
+                                                             const ojson& args) {
   QSWEEP_ASSIGN_OR_RETURN(QuantizeConfig cfg, ParseQuantizeConfig(args));
   QSWEEP_ASSIGN_OR_RETURN(QuantizePlan plan, ResolveQuantizeConfig(cfg, graph));
   Graph out = graph;

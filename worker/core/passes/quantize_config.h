@@ -4,11 +4,10 @@
 // normalisation (required and optional fields per operand). Torch-free.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "worker/core/graph/graph.h"
@@ -24,20 +23,20 @@ bool IsKnownMaseOp(const std::string& mase_op);
 
 // One operand of a quantized node: "data_in", "weight" or "bias".
 struct QuantOperand {
-  std::string name;     // "data_in", "weight", "bias"
-  std::string arg;      // metadata key: "data_in_0", "weight", "bias"
+  std::string name;       // "data_in", "weight", "bias"
+  std::string arg;        // metadata key: "data_in_0", "weight", "bias"
   bool is_signed = true;  // false only for a ReLU's data_in (MASE's unsigned quantizer)
   OperandFormat format;
 };
 
 // The resolved configuration of one quantized node.
 struct NodeQuantConfig {
-  std::string node;        // "seq_blocks_2"
-  std::string mase_op;     // "linear" or "relu"
-  std::string matched_key; // the config key that applied: op, node name, regex or "default"
-  std::string name;        // arithmetic name as written ("integer", "fixed", ...)
+  std::string node;         // "seq_blocks_2"
+  std::string mase_op;      // "linear" or "relu"
+  std::string matched_key;  // the config key that applied: op, node name, regex or "default"
+  std::string name;         // arithmetic name as written ("integer", "fixed", ...)
   Arithmetic arithmetic = Arithmetic::kInteger;
-  bool bypass = false;     // module replaced but does no quantization
+  bool bypass = false;                 // module replaced but does no quantization
   std::vector<QuantOperand> operands;  // data_in, weight, bias (those the op has)
   // MASE's normalised config (parse_node_config output), null for "NA" fields.
   nlohmann::ordered_json normalized = nlohmann::ordered_json::object();

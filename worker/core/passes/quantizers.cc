@@ -86,9 +86,9 @@ absl::StatusOr<std::vector<float>> QuantizeTernary(const std::vector<float>& val
 }  // namespace
 
 const std::vector<std::string>& ArithmeticNames() {
-  static const std::vector<std::string> kNames = {
-      "integer", "fixed", "minifloat_ieee", "minifloat_denorm", "log", "block_fp", "binary",
-      "ternary"};
+  static const std::vector<std::string> kNames = {"integer",          "fixed",  "minifloat_ieee",
+                                                  "minifloat_denorm", "log",    "block_fp",
+                                                  "binary",           "ternary"};
   return kNames;
 }
 
@@ -100,32 +100,39 @@ absl::StatusOr<Arithmetic> ParseArithmetic(const std::string& name) {
   if (name == "block_fp") return Arithmetic::kBlockFp;
   if (name == "binary") return Arithmetic::kBinary;
   if (name == "ternary") return Arithmetic::kTernary;
-  static const std::vector<std::string> kMaseOnly = {
-      "block_minifloat", "block_log", "binary_residual", "lutnet", "logicnets"};
+  static const std::vector<std::string> kMaseOnly = {"block_minifloat", "block_log",
+                                                     "binary_residual", "lutnet", "logicnets"};
   std::string why = std::find(kMaseOnly.begin(), kMaseOnly.end(), name) != kMaseOnly.end()
                         ? "is a MASE arithmetic that qsweep does not implement"
                         : "is not a known arithmetic";
-  return absl::InvalidArgumentError(absl::StrCat("arithmetic '", name, "' ", why,
-                                                 "; allowed: ",
-                                                 absl::StrJoin(ArithmeticNames(), ", ")));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "arithmetic '", name, "' ", why, "; allowed: ", absl::StrJoin(ArithmeticNames(), ", ")));
 }
 
 std::string ArithmeticName(Arithmetic a) {
   switch (a) {
-    case Arithmetic::kInteger: return "integer";
-    case Arithmetic::kMinifloatIeee: return "minifloat_ieee";
-    case Arithmetic::kMinifloatDenorm: return "minifloat_denorm";
-    case Arithmetic::kLog: return "log";
-    case Arithmetic::kBlockFp: return "block_fp";
-    case Arithmetic::kBinary: return "binary";
-    case Arithmetic::kTernary: return "ternary";
+    case Arithmetic::kInteger:
+      return "integer";
+    case Arithmetic::kMinifloatIeee:
+      return "minifloat_ieee";
+    case Arithmetic::kMinifloatDenorm:
+      return "minifloat_denorm";
+    case Arithmetic::kLog:
+      return "log";
+    case Arithmetic::kBlockFp:
+      return "block_fp";
+    case Arithmetic::kBinary:
+      return "binary";
+    case Arithmetic::kTernary:
+      return "ternary";
   }
   return "?";
 }
 
 std::vector<int> OperandFormat::Precision() const {
   switch (arithmetic) {
-    case Arithmetic::kInteger: return {width, FracWidth()};
+    case Arithmetic::kInteger:
+      return {width, FracWidth()};
     case Arithmetic::kMinifloatIeee:
     case Arithmetic::kMinifloatDenorm: {
       int e = exponent_width.value_or(0);
@@ -135,9 +142,11 @@ std::vector<int> OperandFormat::Precision() const {
       int e = exponent_width.value_or(8);
       return {width, e, exponent_bias.value_or(DefaultBias(e))};
     }
-    case Arithmetic::kLog: return {width, exponent_bias.value_or(DefaultBias(width - 1))};
+    case Arithmetic::kLog:
+      return {width, exponent_bias.value_or(DefaultBias(width - 1))};
     case Arithmetic::kBinary:
-    case Arithmetic::kTernary: return {width};
+    case Arithmetic::kTernary:
+      return {width};
   }
   return {width};
 }
@@ -145,14 +154,18 @@ std::vector<int> OperandFormat::Precision() const {
 std::string OperandFormat::Describe() const {
   std::vector<int> p = Precision();
   switch (arithmetic) {
-    case Arithmetic::kInteger: return absl::StrCat("integer ", p[0], "/", p[1]);
+    case Arithmetic::kInteger:
+      return absl::StrCat("integer ", p[0], "/", p[1]);
     case Arithmetic::kMinifloatIeee:
     case Arithmetic::kMinifloatDenorm:
     case Arithmetic::kBlockFp:
       return absl::StrCat(ArithmeticName(arithmetic), " w", p[0], " e", p[1], " b", p[2]);
-    case Arithmetic::kLog: return absl::StrCat("log w", p[0], " b", p[1]);
-    case Arithmetic::kBinary: return bipolar ? "binary {-1,+1}" : "binary {0,1}";
-    case Arithmetic::kTernary: return scaling_factor ? "ternary {-m,0,+m}" : "ternary {-1,0,+1}";
+    case Arithmetic::kLog:
+      return absl::StrCat("log w", p[0], " b", p[1]);
+    case Arithmetic::kBinary:
+      return bipolar ? "binary {-1,+1}" : "binary {0,1}";
+    case Arithmetic::kTernary:
+      return scaling_factor ? "ternary {-m,0,+m}" : "ternary {-1,0,+1}";
   }
   return "?";
 }
@@ -231,8 +244,8 @@ absl::Status ValidateFormat(const OperandFormat& f, const std::string& prefix) {
     case Arithmetic::kMinifloatDenorm:
       if (!f.exponent_width) return bad("exponent_width", "is required for minifloat");
       if (*f.exponent_width <= 0 || *f.exponent_width > 11 || *f.exponent_width >= f.width)
-        return bad("exponent_width", absl::StrCat("must be in [1, min(11, width - 1)], got ",
-                                                  *f.exponent_width));
+        return bad("exponent_width",
+                   absl::StrCat("must be in [1, min(11, width - 1)], got ", *f.exponent_width));
       break;
     case Arithmetic::kBlockFp:
       if (f.exponent_width && (*f.exponent_width <= 0 || *f.exponent_width > 11))
@@ -257,7 +270,8 @@ absl::StatusOr<std::vector<float>> QuantizeArray(const std::vector<float>& value
   switch (f.arithmetic) {
     case Arithmetic::kInteger: {
       int frac = f.FracWidth();
-      return MapValues(values, [&](double x) { return QuantizeInteger(x, f.width, frac, is_signed); });
+      return MapValues(values,
+                       [&](double x) { return QuantizeInteger(x, f.width, frac, is_signed); });
     }
     case Arithmetic::kMinifloatIeee:
       return MapValues(values, [&](double x) {
@@ -269,10 +283,12 @@ absl::StatusOr<std::vector<float>> QuantizeArray(const std::vector<float>& value
       });
     case Arithmetic::kLog:
       return MapValues(values, [&](double x) { return QuantizeLog(x, f.width, f.exponent_bias); });
-    case Arithmetic::kBlockFp: return QuantizeBlockFp(values, shape, f);
+    case Arithmetic::kBlockFp:
+      return QuantizeBlockFp(values, shape, f);
     case Arithmetic::kBinary:
       return MapValues(values, [&](double x) { return QuantizeBinary(x, f.bipolar); });
-    case Arithmetic::kTernary: return QuantizeTernary(values, f);
+    case Arithmetic::kTernary:
+      return QuantizeTernary(values, f);
   }
   return absl::InternalError("unhandled arithmetic");
 }

@@ -77,7 +77,8 @@ class VariancePrecise : public StatCollector {
  public:
   void Update(const float* d, size_t n) override { rec_.Update(d, n, false); }
   ojson Compute() const override {
-    return {{"mean", F32(rec_.Mean())}, {"variance", F32(rec_.UnbiasedVar())},
+    return {{"mean", F32(rec_.Mean())},
+            {"variance", F32(rec_.UnbiasedVar())},
             {"count", static_cast<int64_t>(rec_.data.size())}};
   }
 
@@ -90,7 +91,8 @@ class VarianceOnline : public StatCollector {
   void Update(const float* d, size_t n) override { v_.Update(d, n, false); }
   ojson Compute() const override {
     return {{"mean", v_.count ? F32(v_.mean) : ojson(nullptr)},
-            {"variance", F32(v_.Variance())}, {"count", v_.count}};
+            {"variance", F32(v_.Variance())},
+            {"count", v_.count}};
   }
 
  private:
@@ -182,9 +184,9 @@ absl::Status CheckKwargs(const ojson& kw, const std::vector<std::string>& allowe
   if (!kw.is_object()) return absl::InvalidArgumentError(where + " must be a table of kwargs");
   for (auto it = kw.begin(); it != kw.end(); ++it) {
     if (std::find(allowed.begin(), allowed.end(), it.key()) == allowed.end())
-      return absl::InvalidArgumentError(absl::StrCat(where, ".", it.key(),
-                                                     " is not a kwarg of this statistic; allowed: ",
-                                                     absl::StrJoin(allowed, ", ")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".", it.key(),
+          " is not a kwarg of this statistic; allowed: ", absl::StrJoin(allowed, ", ")));
   }
   if (kw.contains("dims") && !(kw["dims"].is_string() && kw["dims"] == "all"))
     return absl::InvalidArgumentError(
@@ -252,8 +254,7 @@ absl::StatusOr<std::unique_ptr<StatCollector>> MakeStatCollector(const std::stri
     return std::make_unique<RangeQuantile>(use_abs, q);
   }
   if (name == "range_n_sigma") {
-    QSWEEP_RETURN_IF_ERROR(
-        CheckKwargs(kw, {"device", "dims", "abs", "var_mode", "num_sigma"}, w));
+    QSWEEP_RETURN_IF_ERROR(CheckKwargs(kw, {"device", "dims", "abs", "var_mode", "num_sigma"}, w));
     std::string mode = kw.value("var_mode", std::string("online"));
     if (mode != "online" && mode != "precise")
       return absl::InvalidArgumentError(w + ".var_mode must be \"online\" or \"precise\"");
@@ -297,14 +298,18 @@ absl::StatusOr<ProfileStatisticsConfig> ParseProfileStatisticsConfig(const ojson
       return absl::InvalidArgumentError(where + ".num_samples must be a positive integer");
     c.num_samples = args["num_samples"].get<int64_t>();
   }
-  static const std::vector<std::string> kKnown = {
-      "by", "target_weight_nodes", "target_activation_nodes", "weight_statistics",
-      "activation_statistics", "num_samples", "profile_output_activation", "input_generator"};
+  static const std::vector<std::string> kKnown = {"by",
+                                                  "target_weight_nodes",
+                                                  "target_activation_nodes",
+                                                  "weight_statistics",
+                                                  "activation_statistics",
+                                                  "num_samples",
+                                                  "profile_output_activation",
+                                                  "input_generator"};
   for (auto it = args.begin(); it != args.end(); ++it)
     if (std::find(kKnown.begin(), kKnown.end(), it.key()) == kKnown.end())
-      return absl::InvalidArgumentError(absl::StrCat(where, ".", it.key(),
-                                                     " is not a known field; allowed: ",
-                                                     absl::StrJoin(kKnown, ", ")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".", it.key(), " is not a known field; allowed: ", absl::StrJoin(kKnown, ", ")));
   return c;
 }
 
@@ -331,8 +336,8 @@ absl::StatusOr<Profiler> Profiler::Create(const ProfileStatisticsConfig& c, cons
     slot->arg = arg;
     slot->weight = weight;
     for (auto it = stats.begin(); it != stats.end(); ++it) {
-      QSWEEP_ASSIGN_OR_RETURN(auto col, MakeStatCollector(it.key(), it.value(),
-                                                          "passes.profile_statistics"));
+      QSWEEP_ASSIGN_OR_RETURN(auto col,
+                              MakeStatCollector(it.key(), it.value(), "passes.profile_statistics"));
       slot->stats.emplace_back(it.key(), std::move(col));
     }
     p.slots_.push_back(std::move(slot));
@@ -381,8 +386,8 @@ void Profiler::UpdateWeight(const std::string& node, const std::string& arg, con
     for (auto& [name, col] : s->stats) col->Update(data, n);
 }
 
-void Profiler::UpdateActivation(const std::string& node, const std::string& arg,
-                                const float* data, int64_t rows, int64_t cols) {
+void Profiler::UpdateActivation(const std::string& node, const std::string& arg, const float* data,
+                                int64_t rows, int64_t cols) {
   Slot* s = Find(node, arg, false);
   if (s == nullptr) return;
   for (int64_t r = 0; r < rows; ++r)

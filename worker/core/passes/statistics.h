@@ -8,10 +8,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "worker/core/graph/graph.h"
@@ -44,8 +43,8 @@ absl::StatusOr<std::unique_ptr<StatCollector>> MakeStatCollector(
     const std::string& name, const nlohmann::ordered_json& kwargs, const std::string& where);
 
 struct ProfileStatisticsConfig {
-  std::string by = "type";                         // "type" (mase_op) or "name"
-  std::vector<std::string> target_weight_nodes;    // ops or node names
+  std::string by = "type";                       // "type" (mase_op) or "name"
+  std::vector<std::string> target_weight_nodes;  // ops or node names
   std::vector<std::string> target_activation_nodes;
   nlohmann::ordered_json weight_statistics = nlohmann::ordered_json::object();
   nlohmann::ordered_json activation_statistics = nlohmann::ordered_json::object();
@@ -62,8 +61,7 @@ class Profiler {
   // Validates stat names/kwargs and selects targets. Only call_module nodes
   // qualify as weight targets; activation targets record their data_in args
   // only (never parameters).
-  static absl::StatusOr<Profiler> Create(const ProfileStatisticsConfig& config,
-                                         const Graph& graph);
+  static absl::StatusOr<Profiler> Create(const ProfileStatisticsConfig& config, const Graph& graph);
 
   // Number of whole batches the act pass runs: ceil(num_samples / batch_size).
   int64_t NumBatches(int64_t batch_size) const;
