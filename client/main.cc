@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "client/model_commands.h"
+#include "client/plot.h"
 #include "client/worker_exec.h"
 
 #ifdef QSWEEP_HAVE_DATA_CLI
@@ -31,6 +32,7 @@ Local (no server), like MASE's `ch`:
   checkpoint export CKPT -o model.pt              write a PyTorch-loadable state dict
 
 Models and data:
+  plot RUN... --metric M -o FILE.png|svg          curves of local runs (project folders)
   models [--format table|json]                    the model zoo with parameter counts
   model show NAME|FILE.toml [--format table|json] layer table and parameter count
   data fetch jsc | data list | data info NAME     datasets (jsc-synthetic is generated)
@@ -64,6 +66,15 @@ int main(int argc, char** argv) {
 #endif
     }
     return qsweep::ExecWorker(argv[0], args);
+  }
+  if (cmd == "plot") {
+    // Local runs are given as folders or metrics.csv files; anything else is a sweep id.
+    bool local = rest.empty();
+    for (const auto& a : rest) local |= std::filesystem::exists(a);
+#ifdef QSWEEP_HAVE_SERVICE_CLI
+    if (!local) return qsweep::RunServiceCommand(cmd, rest);
+#endif
+    return qsweep::RunLocalPlotCommand(rest);
   }
   if (cmd == "models") return qsweep::RunModelsCommand(rest);
   if (cmd == "model") return qsweep::RunModelCommand(rest);

@@ -170,6 +170,31 @@ TEST_F(CliTest, TransformLab2ConfigOnATrainedCheckpoint) {
   EXPECT_EQ(r.out.find("terminate called"), std::string::npos) << r.out;
 }
 
+TEST_F(CliTest, PlotLocalRuns) {
+  fs::path run = dir_ / "run";
+  fs::create_directories(run / "software");
+  std::ofstream(run / "software" / "metrics.csv")
+      << "name,step,epoch,value\nval_acc_epoch,10,0,0.5\nval_acc_epoch,20,1,0.6\n";
+  fs::path png = dir_ / "curves.png";
+  Result r = RunQsweep("plot " + run.string() + " --metric val_acc_epoch -o " + png.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream f(png, std::ios::binary);
+  char magic[4] = {};
+  f.read(magic, 4);
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+
+  r = RunQsweep("plot " + run.string() + " -o " + (dir_ / "x.gif").string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("must end in .png or .svg"), std::string::npos) << r.out;
+  r = RunQsweep("plot " + run.string() + " --metric test_acc_epoch -o " + png.string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("no values of metric 'test_acc_epoch'"), std::string::npos) << r.out;
+  std::ofstream(run / "software" / "metrics.csv") << "name,step,epoch,value\nval_acc_epoch,x,0,0.5\n";
+  r = RunQsweep("plot " + run.string() + " -o " + png.string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("metrics.csv:2"), std::string::npos) << r.out;
+}
+
 TEST_F(CliTest, DivergingRunEndsWithAClearResult) {
   Result r = RunQsweep("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 2 "
                  "--learning-rate 1e20 --project-dir " + (dir_ / "out").string(), env_);

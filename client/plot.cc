@@ -1,0 +1,156 @@
+#include "client/plot.h"
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+
+namespace qsweep {
+namespace fs = std::filesystem;
+namespace {
+
+std::string Quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+absl::Status DrawPlot(const std::vector<PlotSeries>& series, const PlotOptions& o) {
+  std::string ext = fs::path(o.output).extension().string();
+  std::string terminal;
+  if (ext == ".png") terminal = "pngcairo size 1000,600";
+  else if (ext == ".svg") terminal = "svg size 1000,600 dynamic";
+  else
+    return absl::InvalidArgumentError(
+        absl::StrCat("plot output '", o.output, "' must end in .png or .svg"));
+  size_t total = 0;
+  for (const auto& s : series) total += s.points.size();
+  if (total == 0)
+    return absl::InvalidArgumentError(absl::StrCat("no values of metric '", o.metric, "' to plot"));
+
+  std::ostringstream script;
+  script << "set terminal " << terminal << "\n"
+         << "set output " << Quote(o.output) << "\n"
+         << "set title " << Quote(o.title.empty() ? o.metric : o.title) << " noenhanced\n"
+         << "set xlabel \"step\"\nset ylabel " << Quote(o.metric) << " noenhanced\n"
+         << "set key outside right noenhanced\nset grid\n";
+  script << "plot ";
+  bool first = true;
+  for (size_t i = 0; i < series.size(); ++i) {
+    if (series[i].points.empty()) continue;
+    script << (first ? "" : ", ") << "'-' using 1:2 with linespoints pt 7 ps 0.5 title "
+           << Quote(series[i].label);
+    first = false;
+  }
+  script << "\n";
+  for (const auto& s : series) {
+    if (s.points.empty()) continue;
+    auto pts = s.points;
+    std::sort(pts.begin(), pts.end());
+    for (const auto& [x, y] : pts) script << x << " " << y << "\n";
+    script << "e\n";
+  }
+  std::string cmd = o.gnuplot + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "w");
+  if (!p) return absl::FailedPreconditionError("cannot start gnuplot");
+  std::string text = script.str();
+  std::fwrite(text.data(), 1, text.size(), p);
+  int status = pclose(p);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return absl::FailedPreconditionError(absl::StrCat(
+        "gnuplot failed (exit ", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+        "); is it installed? (Debian package gnuplot-nox)"));
+  if (!fs::exists(o.output))
+    return absl::FailedPreconditionError(absl::StrCat("gnuplot wrote no file at ", o.output));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PlotSeries> ReadMetricsCsv(const std::string& path, const std::string& metric) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("metrics file '", path, "' cannot be opened"));
+  PlotSeries s;
+  std::string line;
+  int64_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    if (n == 1) {
+      if (line != "name,step,epoch,value")
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ":1: expected the header 'name,step,epoch,value' of a qsweep metrics.csv"));
+      continue;
+    }
+    if (line.empty()) continue;
+    std::vector<std::string> f = absl::StrSplit(line, ',');
+    if (f.size() != 4)
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", n, ": expected 4 columns, found ", f.size()));
+    if (f[0] != metric) continue;
+    char* e1 = nullptr;
+    char* e2 = nullptr;
+    double step = std::strtod(f[1].c_str(), &e1);
+    double value = std::strtod(f[3].c_str(), &e2);
+    if (*e1 != '\0' || *e2 != '\0' || f[1].empty() || f[3].empty())
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", n, ": step and value must be numbers"));
+    s.points.emplace_back(step, value);
+  }
+  return s;
+}
+
+int RunLocalPlotCommand(const std::vector<std::string>& args) {
+  PlotOptions o;
+  o.metric = "val_acc_epoch";
+  std::vector<std::string> runs;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if ((a == "--metric" || a == "-o" || a == "--output" || a == "--title") && i + 1 < args.size()) {
+      (a == "--metric" ? o.metric : a == "--title" ? o.title : o.output) = args[++i];
+    } else if (a.rfind("-", 0) == 0) {
+      std::fprintf(stderr, "error: qsweep plot: unknown flag '%s'; allowed: --metric M, -o FILE, --title T\n", a.c_str());
+      return 2;
+    } else {
+      runs.push_back(a);
+    }
+  }
+  if (runs.empty() || o.output.empty()) {
+    std::fprintf(stderr,
+                 "usage: qsweep plot RUN... --metric val_acc_epoch -o curves.png|svg\n"
+                 "  RUN: a project folder of qsweep train, or its software/metrics.csv\n");
+    return 2;
+  }
+  std::vector<PlotSeries> series;
+  for (const auto& run : runs) {
+    fs::path csv = run;
+    if (fs::is_directory(csv)) csv = csv / "software" / "metrics.csv";
+    auto s = ReadMetricsCsv(csv.string(), o.metric);
+    if (!s.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(s.status().message()).c_str());
+      return 2;
+    }
+    s->label = fs::is_directory(run) ? fs::path(run).lexically_normal().filename().string() : run;
+    if (s->label.empty()) s->label = run;
+    series.push_back(std::move(*s));
+  }
+  absl::Status st = DrawPlot(series, o);
+  if (!st.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(st.message()).c_str());
+    return absl::IsInvalidArgument(st) ? 2 : 1;
+  }
+  std::printf("wrote %s (%zu runs, metric %s)\n", o.output.c_str(), series.size(), o.metric.c_str());
+  return 0;
+}
+
+}  // namespace qsweep
