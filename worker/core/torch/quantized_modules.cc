@@ -75,19 +75,23 @@ absl::Status ApplyQuantizationToNetwork(Network& net, const QuantizePlan& plan) 
           absl::StrCat("quantize: node '", q.node, "' is not a layer of model '", spec.name, "'"));
     const LayerSpec& l = spec.layers[i];
     if (l.kind == LayerKind::kLinear && q.mase_op == "linear") {
-      auto old = std::dynamic_pointer_cast<torch::nn::LinearImpl>(net.LayerModule(i));
-      auto m = std::make_shared<QuantLinearImpl>(l.in, l.out, q);
-      torch::NoGradGuard no_grad;
-      if (old) {
-        m->weight.copy_(old->weight);
-        m->bias.copy_(old->bias);
+      // The stored weights come from the float Linear, or from an earlier
+      // quantized replacement when a checkpoint is transformed again.
+      torch::Tensor w, b;
+      if (auto old = std::dynamic_pointer_cast<torch::nn::LinearImpl>(net.LayerModule(i))) {
+        w = old->weight;
+        b = old->bias;
       } else if (auto prev = std::dynamic_pointer_cast<QuantLinearImpl>(net.LayerModule(i))) {
-        m->weight.copy_(prev->weight);
-        m->bias.copy_(prev->bias);
+        w = prev->weight;
+        b = prev->bias;
       } else {
         return absl::InternalError(absl::StrCat("quantize: layer ", q.node, " is not a Linear"));
       }
-      m->to(m->weight.device());
+      auto m = std::make_shared<QuantLinearImpl>(l.in, l.out, q);
+      m->to(w.device());  // before copying, so the new parameters live where the old ones did
+      torch::NoGradGuard no_grad;
+      m->weight.copy_(w);
+      m->bias.copy_(b);
       QSWEEP_RETURN_IF_ERROR(net.ReplaceLayer(i, torch::nn::AnyModule(m), m));
     } else if (l.kind == LayerKind::kReLU && q.mase_op == "relu") {
       auto m = std::make_shared<QuantReLUImpl>(q);
