@@ -123,6 +123,33 @@ const Population& PickPopulation(int cls, double u) {
 }
 
 // Writes one row of 16 features (rounded to float32) and returns its class.
+
+// Latent sign pairs whose product, not either sign, depends on the class
+// (+1 aligned, -1 opposed, 0 random; classes g,q,w,z,t). Each pair is
+// carried by two features (multiplying them by exp(+-amp)), so only networks
+// wide enough to model the interactions use them.
+constexpr int kSignAlign[4][5] = {
+    {+1, -1, +1, -1, 0}, {-1, +1, 0, +1, -1}, {+1, +1, -1, -1, 0}, {0, -1, +1, -1, +1}};
+// The feature indices (into the 16) that carry each pair.
+constexpr int kSignFeatures[4][2] = {{2, 12}, {4, 13}, {8, 1}, {10, 5}};
+// Strength of the sign pairs and the fraction of rows whose pair disagrees
+// with its class (tuned together with SyntheticOptions::overlap).
+constexpr double kSignAmp = 0.18;
+constexpr double kSignFlip = 0.15;
+
+double Sign(Rng& rng) { return rng.Uniform() < 0.5 ? 1.0 : -1.0; }
+
+void ApplySignPairs(Rng& rng, int cls, double* f) {
+  for (int k = 0; k < 4; ++k) {
+    const double s1 = Sign(rng);
+    const double flip = rng.Uniform() < kSignFlip ? -1.0 : 1.0;
+    const int align = kSignAlign[k][cls];
+    const double s2 = align == 0 ? Sign(rng) : flip * align * s1;
+    f[kSignFeatures[k][0]] *= DetExp(kSignAmp * s1);
+    f[kSignFeatures[k][1]] *= DetExp(kSignAmp * s2);
+  }
+}
+
 int64_t GenerateRow(Rng& rng, double overlap, double* out) {
   const int cls = static_cast<int>(rng.Uniform() * 5.0);
   const Population& pop = PickPopulation(cls, rng.Uniform());
@@ -139,6 +166,7 @@ int64_t GenerateRow(Rng& rng, double overlap, double* out) {
     const Ratio& r = kRatios[j];
     f[1 + j] = DetExp(r.offset + r.a_w * width + r.a_2 * p2 + r.a_3 * p3 + r.sd * rng.Normal());
   }
+  ApplySignPairs(rng, cls, f);
   f[14] = DetExp(log_mass);
   f[15] = mult < 1.0 ? 1.0 : mult;
   for (int j = 0; j < 16; ++j) out[j] = static_cast<double>(static_cast<float>(f[j]));
