@@ -22,7 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kSynthetic[] = "jsc-synthetic";
-constexpr char kGeneratorVersion[] = "jsc-synthetic-v1";
+constexpr char kGeneratorVersion[] = "jsc-synthetic-v2";
 constexpr int64_t kMaxSyntheticRows = 50'000'000;
 constexpr char kSplitText[] =
     "80/20 split as sklearn train_test_split(test_size=0.2, random_state=42); "

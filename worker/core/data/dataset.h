@@ -33,13 +33,13 @@ struct Dataset {
   DataSplit train_val;  // the training split; MASE validates on it too
   DataSplit test;
   std::vector<float> scaler_mean, scaler_std;  // StandardScaler fitted on train_val
-  std::string sha256;                          // of the prepared file
+  std::string sha256;  // of the prepared file's content (see prepared_file.h)
   std::string description;  // human-readable provenance (source, seed, rows, ...)
   // Where the rows came from, used to detect a stale cache: the source file
   // with its size and mtime, or the generator with its seed and rows.
   std::string source;
 
-  // "jsc-synthetic (SYNTHETIC data, seed 0, 986880 rows)" or "jsc".
+  // "jsc-synthetic (SYNTHETIC data, not JSC; seed 0, 986880 rows)" or "jsc".
   std::string DisplayName() const;
 };
 
