@@ -1,5 +1,8 @@
 // qsweep-worker: runs jobs leased from a qsweep-server. Only fills options.
 //   qsweep-worker --server 127.0.0.1:7420 --device cpu --slots 2
+// With a local command first (train, test, transform, checkpoint) it runs
+// that command instead, so `qsweep train` and a service run share one
+// implementation.
 #include <signal.h>
 
 #include <cstdio>
@@ -9,6 +12,9 @@
 
 #include <CLI/CLI.hpp>
 
+#ifdef QSWEEP_HAVE_LOCAL_COMMANDS
+#include "worker/local/local_commands.h"
+#endif
 #include "worker/coordinator_client.h"
 #include "worker/local/local_commands.h"
 #include "worker/train_job_runner.h"

@@ -1,0 +1,661 @@
+#include "client/service_cli.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/table.h"
+#include "qsweep/v1/experiments.grpc.pb.h"
+
+namespace qsweep {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+// Command-line state shared by every command.
+struct Common {
+  std::string server;
+  std::string format = "table";
+  std::ostream* out;
+  std::ostream* err;
+};
+
+// A failed RPC as one line.
+int RpcError(const Common& c, const grpc::Status& s) {
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
+    *c.err << "qsweep: cannot reach qsweep-server at " << c.server << " (" << s.error_message()
+           << "); start one with `qsweep up` or pass --server HOST:PORT\n";
+  else
+    *c.err << "qsweep: " << s.error_message() << "\n";
+  return 1;
+}
+
+std::unique_ptr<v1::Experiments::Stub> Stub(const Common& c) {
+  return v1::Experiments::NewStub(grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials()));
+}
+
+// A deadline for unary calls.
+void Deadline(grpc::ClientContext& ctx, int seconds = 30) {
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+}
+
+std::string RequestId() {
+  static std::mt19937_64 rng(std::random_device{}());
+  return absl::StrFormat("%016x%016x", rng(), rng());
+}
+
+const char* StateName(v1::JobState s) {
+  switch (s) {
+    case v1::PENDING: return "PENDING";
+    case v1::LEASED: return "LEASED";
+    case v1::RUNNING: return "RUNNING";
+    case v1::SUCCEEDED: return "SUCCEEDED";
+    case v1::FAILED: return "FAILED";
+    case v1::CANCELLED: return "CANCELLED";
+    default: return "?";
+  }
+}
+
+std::string Num(double v) { return absl::StrFormat("%.4f", v); }
+
+std::string ValueText(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_float()) return absl::StrFormat("%g", v.get<double>());
+  return v.dump();
+}
+
+std::string TimeText(int64_t unix_ms) {
+  if (unix_ms <= 0) return "";
+  time_t t = static_cast<time_t>(unix_ms / 1000);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", std::gmtime(&t));
+  return buf;
+}
+
+// Prints a table in the chosen format (table or csv).
+void PrintTable(const Common& c, const Table& t) {
+  if (c.format == "csv") *c.out << RenderCsv(t);
+  else *c.out << RenderTable(t, TableStyle::kSimple) << "\n";
+}
+
+json SummaryJson(const v1::SweepSummary& s) {
+  return {{"id", s.sweep().id()},           {"name", s.sweep().name()},
+          {"jobs", s.sweep().num_jobs()},   {"pending", s.pending()},
+          {"leased", s.leased()},           {"running", s.running()},
+          {"succeeded", s.succeeded()},     {"failed", s.failed()},
+          {"cancelled", s.cancelled()},     {"priority", s.sweep().priority()},
+          {"max_concurrency", s.sweep().max_concurrency()},
+          {"created", TimeText(s.sweep().created_unix_ms())}};
+}
+
+json JobJson(const v1::Job& j) {
+  json metrics = json::object();
+  std::map<std::string, double> sorted(j.final_metrics().begin(), j.final_metrics().end());
+  for (const auto& [k, v] : sorted) metrics[k] = v;
+  json o = {{"id", j.id()},
+            {"sweep_id", j.sweep_id()},
+            {"index", j.index()},
+            {"state", StateName(j.state())},
+            {"trial", json::parse(j.trial_json().empty() ? "{}" : j.trial_json(), nullptr, false)},
+            {"final_metrics", metrics},
+            {"attempt", j.attempt()},
+            {"max_attempts", j.max_attempts()},
+            {"worker_id", j.worker_id()},
+            {"error", j.error()},
+            {"best_checkpoint_sha256", j.best_checkpoint_sha256()}};
+  if (!j.config_json().empty()) o["config"] = json::parse(j.config_json(), nullptr, false);
+  if (!j.result_json().empty()) o["result"] = json::parse(j.result_json(), nullptr, false);
+  return o;
+}
+
+// ---- the commands -------------------------------------------------------------------------
+
+int Submit(Common& c, const std::string& path, const std::string& key, const std::string& name,
+           bool watch, const std::function<int(Common&, const std::string&)>& watcher) {
+  std::ifstream f(path);
+  if (!f) {
+    *c.err << "qsweep: sweep file '" << path << "' cannot be opened\n";
+    return 1;
+  }
+  std::stringstream text;
+  text << f.rdbuf();
+  v1::SubmitSweepRequest req;
+  req.set_request_id(RequestId());
+  req.set_idempotency_key(key);
+  req.set_name(name);
+  req.set_sweep_toml(text.str());
+  req.set_source_name(fs::path(path).filename().string());
+  v1::SubmitSweepResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  grpc::Status s = Stub(c)->SubmitSweep(&ctx, req, &resp);
+  if (!s.ok()) return RpcError(c, s);
+  if (c.format == "json") {
+    *c.out << json{{"id", resp.sweep().id()}, {"name", resp.sweep().name()},
+                   {"jobs", resp.sweep().num_jobs()}, {"existing", resp.existing()}}
+                  .dump(2)
+           << "\n";
+  } else {
+    *c.out << (resp.existing() ? "existing sweep " : "submitted sweep ") << resp.sweep().id()
+           << " (" << resp.sweep().num_jobs() << " jobs"
+           << (resp.sweep().name().empty() ? "" : ", " + resp.sweep().name()) << ")\n";
+  }
+  return watch ? watcher(c, resp.sweep().id()) : 0;
+}
+
+int Status(Common& c, const std::string& sweep_id) {
+  auto stub = Stub(c);
+  std::vector<v1::SweepSummary> sweeps;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  grpc::Status s;
+  if (sweep_id.empty()) {
+    v1::ListSweepsResponse resp;
+    s = stub->ListSweeps(&ctx, v1::ListSweepsRequest(), &resp);
+    sweeps.assign(resp.sweeps().begin(), resp.sweeps().end());
+  } else {
+    v1::GetSweepRequest req;
+    req.set_sweep_id(sweep_id);
+    v1::SweepSummary one;
+    s = stub->GetSweep(&ctx, req, &one);
+    sweeps.push_back(one);
+  }
+  if (!s.ok()) return RpcError(c, s);
+  if (c.format == "json") {
+    json arr = json::array();
+    for (const auto& w : sweeps) arr.push_back(SummaryJson(w));
+    *c.out << (sweep_id.empty() ? arr : arr[0]).dump(2) << "\n";
+    return 0;
+  }
+  Table t;
+  t.headers = {"sweep", "name", "jobs", "pending", "running", "succeeded", "failed", "cancelled",
+               "created"};
+  for (const auto& w : sweeps)
+    t.rows.push_back({w.sweep().id(), w.sweep().name(), std::to_string(w.sweep().num_jobs()),
+                      std::to_string(w.pending()), std::to_string(w.running() + w.leased()),
+                      std::to_string(w.succeeded()), std::to_string(w.failed()),
+                      std::to_string(w.cancelled()), TimeText(w.sweep().created_unix_ms())});
+  PrintTable(c, t);
+  return 0;
+}
+
+// Fraction of the sweep's work done, counting running jobs' epochs.
+double Fraction(const v1::WatchSweepEvent& e) {
+  if (e.jobs_size() == 0) return 1.0;
+  double done = 0;
+  for (const auto& j : e.jobs()) {
+    if (j.state() == v1::SUCCEEDED || j.state() == v1::FAILED || j.state() == v1::CANCELLED) {
+      done += 1;
+    } else if (j.state() == v1::RUNNING && j.progress().max_epochs() > 0) {
+      const auto& p = j.progress();
+      double batches = p.batches_per_epoch() > 0
+                           ? double(p.batch_in_epoch()) / double(p.batches_per_epoch()) : 0.0;
+      done += std::min(1.0, (double(p.epoch()) + batches) / double(p.max_epochs()));
+    }
+  }
+  return done / e.jobs_size();
+}
+
+std::string ProgressLine(const v1::WatchSweepEvent& e, double seconds, bool bar) {
+  const auto& s = e.summary();
+  const double f = Fraction(e);
+  std::string line;
+  if (bar) {
+    const int width = 30, filled = static_cast<int>(f * width + 0.5);
+    line = "[" + std::string(filled, '#') + std::string(width - filled, '.') + "] ";
+  }
+  absl::StrAppendFormat(&line, "%3.0f%%  %d/%d done, %d running, %d pending, %d failed", f * 100,
+                        s.succeeded() + s.failed() + s.cancelled(), s.sweep().num_jobs(),
+                        s.running() + s.leased(), s.pending(), s.failed());
+  if (f > 0.01 && f < 1.0) absl::StrAppendFormat(&line, ", ETA %.0fs", seconds * (1 - f) / f);
+  return line;
+}
+
+int Watch(Common& c, const std::string& sweep_id) {
+  grpc::ClientContext ctx;
+  v1::WatchSweepRequest req;
+  req.set_sweep_id(sweep_id);
+  auto reader = Stub(c)->WatchSweep(&ctx, req);
+  const bool tty = c.out == &std::cout && isatty(STDOUT_FILENO);
+  const auto start = std::chrono::steady_clock::now();
+  v1::WatchSweepEvent e, last;
+  bool any = false;
+  while (reader->Read(&e)) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (c.format == "json") *c.out << SummaryJson(e.summary()).dump() << "\n";
+    else if (tty) *c.out << "\r" << ProgressLine(e, secs, true) << "\033[K" << std::flush;
+    else *c.out << ProgressLine(e, secs, false) << "\n";
+    last = e;
+    any = true;
+  }
+  if (tty && c.format != "json") *c.out << "\n";
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return RpcError(c, s);
+  if (any && c.format != "json")
+    *c.out << "sweep " << sweep_id << " finished: " << last.summary().succeeded()
+           << " succeeded, " << last.summary().failed() << " failed, "
+           << last.summary().cancelled() << " cancelled\n";
+  return 0;
+}
+
+absl::StatusOr<std::vector<v1::Job>> FetchJobs(Common& c, const std::string& sweep_id,
+                                               const std::string& sort, bool asc,
+                                               v1::JobState state, grpc::Status& status) {
+  v1::ListJobsRequest req;
+  req.set_sweep_id(sweep_id);
+  req.set_sort_by(sort);
+  req.set_descending(!asc && sort != "index" && sort != "state");
+  req.set_state(state);
+  v1::ListJobsResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  status = Stub(c)->ListJobs(&ctx, req, &resp);
+  if (!status.ok()) return absl::UnknownError("rpc");
+  return std::vector<v1::Job>(resp.jobs().begin(), resp.jobs().end());
+}
+
+int Jobs(Common& c, const std::string& sweep_id, const std::string& sort, bool asc,
+         const std::string& state_name) {
+  v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
+  if (!state_name.empty() && !v1::JobState_Parse(state_name, &state)) {
+    *c.err << "qsweep: --state is '" << state_name
+           << "'; allowed: PENDING, LEASED, RUNNING, SUCCEEDED, FAILED, CANCELLED\n";
+    return 2;
+  }
+  grpc::Status status;
+  auto jobs = FetchJobs(c, sweep_id, sort, asc, state, status);
+  if (!jobs.ok()) return RpcError(c, status);
+  if (c.format == "json") {
+    json arr = json::array();
+    for (const auto& j : *jobs) arr.push_back(JobJson(j));
+    *c.out << arr.dump(2) << "\n";
+    return 0;
+  }
+  std::vector<std::string> keys;  // swept keys, in first-seen order
+  for (const auto& j : *jobs) {
+    const json trial = json::parse(j.trial_json(), nullptr, false);
+    if (!trial.is_object()) continue;
+    for (const auto& [k, v] : trial.items())
+      if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+  }
+  const std::vector<std::string> metrics = {"test_acc_epoch", "test_loss_epoch", "val_acc_epoch",
+                                            "val_loss_epoch"};
+  Table t;
+  t.headers = {"job", "state"};
+  t.headers.insert(t.headers.end(), keys.begin(), keys.end());
+  t.headers.insert(t.headers.end(), metrics.begin(), metrics.end());
+  t.headers.push_back("attempts");
+  for (const auto& j : *jobs) {
+    const json trial = json::parse(j.trial_json(), nullptr, false);
+    std::vector<std::string> row = {std::to_string(j.index()), StateName(j.state())};
+    for (const auto& k : keys)
+      row.push_back(trial.is_object() && trial.contains(k) ? ValueText(trial[k]) : "");
+    for (const auto& m : metrics) {
+      auto it = j.final_metrics().find(m);
+      row.push_back(it == j.final_metrics().end() ? "" : Num(it->second));
+    }
+    row.push_back(std::to_string(j.attempt()));
+    t.rows.push_back(std::move(row));
+  }
+  PrintTable(c, t);
+  return 0;
+}
+
+int Show(Common& c, const std::string& job_id) {
+  auto stub = Stub(c);
+  v1::GetJobRequest req;
+  req.set_job_id(job_id);
+  v1::GetJobResponse job;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  grpc::Status s = stub->GetJob(&ctx, req, &job);
+  if (!s.ok()) return RpcError(c, s);
+  v1::GetMetricsRequest mreq;
+  mreq.set_job_id(job_id);
+  v1::GetMetricsResponse metrics;
+  grpc::ClientContext mctx;
+  Deadline(mctx);
+  s = stub->GetMetrics(&mctx, mreq, &metrics);
+  if (!s.ok()) return RpcError(c, s);
+  // Per-epoch table: epoch metrics by epoch.
+  std::map<int64_t, std::map<std::string, double>> epochs;
+  std::set<std::string> epoch_names;
+  for (const auto& m : metrics.metrics()) {
+    if (m.name().size() < 6 || m.name().substr(m.name().size() - 6) != "_epoch") continue;
+    epochs[m.epoch()][m.name()] = m.value();
+    epoch_names.insert(m.name());
+  }
+  if (c.format == "json") {
+    json o = JobJson(job.job());
+    json attempts = json::array(), artifacts = json::array(), per_epoch = json::array();
+    for (const auto& a : job.attempts())
+      attempts.push_back({{"number", a.number()}, {"worker_id", a.worker_id()},
+                          {"state", StateName(a.state())}, {"error", a.error()},
+                          {"started", TimeText(a.started_unix_ms())},
+                          {"finished", TimeText(a.finished_unix_ms())}});
+    for (const auto& a : job.artifacts())
+      artifacts.push_back({{"name", a.name()}, {"kind", a.kind()}, {"sha256", a.sha256()},
+                           {"size_bytes", a.size_bytes()}});
+    for (const auto& [e, values] : epochs) {
+      json row = {{"epoch", e}};
+      for (const auto& [k, v] : values) row[k] = v;
+      per_epoch.push_back(row);
+    }
+    o["attempts"] = attempts;
+    o["artifacts"] = artifacts;
+    o["epochs"] = per_epoch;
+    *c.out << o.dump(2) << "\n";
+    return 0;
+  }
+  const v1::Job& j = job.job();
+  *c.out << "job " << j.id() << "  " << StateName(j.state()) << "  attempt " << j.attempt() << "/"
+         << j.max_attempts() << (j.worker_id().empty() ? "" : "  worker " + j.worker_id())
+         << "\n";
+  if (!j.error().empty()) *c.out << "error: " << j.error() << "\n";
+  *c.out << "trial: " << j.trial_json() << "\n\n";
+  Table config{{"key", "value"}, {}};
+  const json config_json = json::parse(j.config_json(), nullptr, false);
+  if (config_json.is_object())
+    for (const auto& [k, v] : config_json.items())
+      config.rows.push_back({k, v.is_null() ? "NA" : ValueText(v)});
+  *c.out << RenderTable(config, TableStyle::kSimple) << "\n\n";
+  if (!j.final_metrics().empty()) {
+    Table fm{{"final metric", "value"}, {}};
+    std::map<std::string, double> sorted(j.final_metrics().begin(), j.final_metrics().end());
+    for (const auto& [k, v] : sorted) fm.rows.push_back({k, Num(v)});
+    *c.out << RenderTable(fm, TableStyle::kSimple) << "\n\n";
+  }
+  if (!epochs.empty()) {
+    Table pe;
+    pe.headers = {"epoch"};
+    pe.headers.insert(pe.headers.end(), epoch_names.begin(), epoch_names.end());
+    for (const auto& [e, values] : epochs) {
+      std::vector<std::string> row = {std::to_string(e)};
+      for (const auto& n : epoch_names) row.push_back(values.count(n) ? Num(values.at(n)) : "");
+      pe.rows.push_back(std::move(row));
+    }
+    *c.out << RenderTable(pe, TableStyle::kSimple) << "\n\n";
+  }
+  Table at{{"attempt", "worker", "state", "started", "finished", "error"}, {}};
+  for (const auto& a : job.attempts())
+    at.rows.push_back({std::to_string(a.number()), a.worker_id(), StateName(a.state()),
+                       TimeText(a.started_unix_ms()), TimeText(a.finished_unix_ms()), a.error()});
+  *c.out << RenderTable(at, TableStyle::kSimple) << "\n";
+  if (job.artifacts_size() > 0) {
+    Table ar{{"artifact", "kind", "bytes", "sha256"}, {}};
+    for (const auto& a : job.artifacts())
+      ar.rows.push_back({a.name(), a.kind(), std::to_string(a.size_bytes()), a.sha256()});
+    *c.out << "\n" << RenderTable(ar, TableStyle::kSimple) << "\n";
+  }
+  return 0;
+}
+
+bool IsSweepId(const std::string& id) {
+  return id.rfind("sw-", 0) == 0 && id.find('-', 3) == std::string::npos;
+}
+
+int Cancel(Common& c, const std::string& id) {
+  v1::CancelResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  grpc::Status s;
+  if (IsSweepId(id)) {
+    v1::CancelSweepRequest req;
+    req.set_request_id(RequestId());
+    req.set_sweep_id(id);
+    s = Stub(c)->CancelSweep(&ctx, req, &resp);
+  } else {
+    v1::CancelJobRequest req;
+    req.set_request_id(RequestId());
+    req.set_job_id(id);
+    s = Stub(c)->CancelJob(&ctx, req, &resp);
+  }
+  if (!s.ok()) return RpcError(c, s);
+  *c.out << "cancelled " << resp.cancelled() << " job(s) (running ones stop at their next "
+         << "heartbeat)\n";
+  return 0;
+}
+
+int Retry(Common& c, const std::string& id, bool failed, bool cancelled) {
+  if (!failed && !cancelled) {
+    *c.err << "qsweep: retry needs --failed and/or --cancelled\n";
+    return 2;
+  }
+  v1::RetryJobsRequest req;
+  req.set_request_id(RequestId());
+  if (IsSweepId(id)) req.set_sweep_id(id);
+  else req.add_job_ids(id);
+  req.set_include_cancelled(cancelled);
+  v1::RetryJobsResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  grpc::Status s = Stub(c)->RetryJobs(&ctx, req, &resp);
+  if (!s.ok()) return RpcError(c, s);
+  *c.out << "retrying " << resp.retried() << " job(s)\n";
+  return 0;
+}
+
+int CheckpointGet(Common& c, const std::string& job_id, const std::string& name,
+                  std::string out_path) {
+  if (out_path.empty()) out_path = job_id + "-" + name + ".pt";
+  v1::DownloadArtifactRequest req;
+  req.set_job_id(job_id);
+  req.set_name(name);
+  grpc::ClientContext ctx;
+  Deadline(ctx, 300);
+  auto reader = Stub(c)->DownloadArtifact(&ctx, req);
+  std::string bytes;
+  v1::ArtifactChunk chunk;
+  std::string sha;
+  while (reader->Read(&chunk)) {
+    if (chunk.has_info()) sha = chunk.info().sha256();
+    bytes += chunk.data();
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return RpcError(c, s);
+  std::ofstream f(out_path, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!f) {
+    *c.err << "qsweep: cannot write '" << out_path << "'\n";
+    return 1;
+  }
+  *c.out << "wrote " << out_path << " (" << bytes.size() << " bytes, sha256 " << sha << ")\n";
+  return 0;
+}
+
+int Report(Common& c, const std::string& job_id, const std::string& pass) {
+  v1::GetReportRequest req;
+  req.set_job_id(job_id);
+  req.set_pass_name(pass);
+  v1::Report resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  grpc::Status s = Stub(c)->GetReport(&ctx, req, &resp);
+  if (!s.ok()) return RpcError(c, s);
+  *c.out << (c.format == "json" ? resp.json() : resp.text()) << "\n";
+  return 0;
+}
+
+int Workers(Common& c) {
+  v1::ListWorkersResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  grpc::Status s = Stub(c)->ListWorkers(&ctx, v1::ListWorkersRequest(), &resp);
+  if (!s.ok()) return RpcError(c, s);
+  if (c.format == "json") {
+    json arr = json::array();
+    for (const auto& w : resp.workers())
+      arr.push_back({{"id", w.id()}, {"name", w.name()}, {"device", w.device()},
+                     {"slots", w.slots()}, {"busy", w.busy_slots()},
+                     {"last_seen", TimeText(w.last_seen_unix_ms())}});
+    *c.out << arr.dump(2) << "\n";
+    return 0;
+  }
+  Table t{{"worker", "name", "device", "slots", "busy", "last seen"}, {}};
+  for (const auto& w : resp.workers())
+    t.rows.push_back({w.id(), w.name(), w.device(), std::to_string(w.slots()),
+                      std::to_string(w.busy_slots()), TimeText(w.last_seen_unix_ms())});
+  PrintTable(c, t);
+  return 0;
+}
+
+// $QSWEEP_SERVER_BIN, next to this program (or ../server/ in a build tree), or PATH.
+std::string FindServerBinary() {
+  if (const char* env = std::getenv("QSWEEP_SERVER_BIN"); env && *env) return env;
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec)
+    for (const fs::path& p : {self.parent_path() / "qsweep-server",
+                              self.parent_path().parent_path() / "server" / "qsweep-server"})
+      if (fs::exists(p, ec)) return p.string();
+  return "qsweep-server";
+}
+
+std::string DefaultDbPath() {
+  const char* xdg = std::getenv("XDG_DATA_HOME");
+  const char* home = std::getenv("HOME");
+  fs::path dir = xdg && *xdg ? fs::path(xdg) / "qsweep"
+                             : fs::path(home ? home : ".") / ".local" / "share" / "qsweep";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  return (dir / "qsweep.db").string();
+}
+
+int Up(Common& c, std::string db, const std::string& listen, int workers) {
+  if (db.empty()) db = DefaultDbPath();
+  const std::string bin = FindServerBinary();
+  std::vector<std::string> args = {bin, "--listen", listen, "--db", db, "--local-workers",
+                                   std::to_string(workers)};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  *c.out << "qsweep up: " << bin << " on " << listen << ", database " << db << ", " << workers
+         << " local worker(s)" << std::endl;
+  execvp(bin.c_str(), argv.data());
+  *c.err << "qsweep: cannot run " << bin << ": " << std::strerror(errno)
+         << " (set QSWEEP_SERVER_BIN to its path)\n";
+  return 1;
+}
+
+const std::vector<std::string>& Commands() {
+  static const std::vector<std::string> kCommands = {
+      "submit", "status", "watch", "jobs", "show", "report", "cancel", "retry",
+      "checkpoint", "workers", "up"};
+  return kCommands;
+}
+
+}  // namespace
+
+bool IsServiceCommand(const std::string& command) {
+  const auto& all = Commands();
+  return std::find(all.begin(), all.end(), command) != all.end();
+}
+
+int RunServiceCommand(const std::string& command, const std::vector<std::string>& args,
+                      std::ostream& out, std::ostream& err) {
+  Common c;
+  c.out = &out;
+  c.err = &err;
+  const char* env = std::getenv("QSWEEP_SERVER");
+  c.server = env && *env ? env : "127.0.0.1:7420";
+  CLI::App app{"qsweep " + command, "qsweep " + command};
+  app.add_option("--server", c.server, "qsweep-server address host:port");
+  app.add_option("--format", c.format, "output format")
+      ->check(CLI::IsMember({"table", "csv", "json"}));
+  std::string id, path, key, name, sort = "index", state, out_path, pass, db;
+  std::string listen = "127.0.0.1:7420";
+  bool watch = false, asc = false, failed = false, cancelled = false;
+  int workers = 2;
+  std::function<int()> run;
+  if (command == "submit") {
+    app.add_option("file", path, "sweep TOML file")->required();
+    app.add_option("--key", key, "idempotency key: the same key submits once");
+    app.add_option("--name", name, "sweep name (default: [sweep].name)");
+    app.add_flag("--watch", watch, "watch the sweep after submitting");
+    run = [&] { return Submit(c, path, key, name, watch, Watch); };
+  } else if (command == "status") {
+    app.add_option("sweep", id, "sweep id (default: all sweeps)");
+    run = [&] { return Status(c, id); };
+  } else if (command == "watch") {
+    app.add_option("sweep", id, "sweep id")->required();
+    run = [&] { return Watch(c, id); };
+  } else if (command == "jobs") {
+    app.add_option("sweep", id, "sweep id")->required();
+    app.add_option("--sort", sort, "index, state, or a final metric (e.g. test_acc_epoch)");
+    app.add_flag("--asc", asc, "ascending metric order (default: best first, descending)");
+    app.add_option("--state", state, "only jobs in this state");
+    run = [&] { return Jobs(c, id, sort, asc, state); };
+  } else if (command == "show") {
+    app.add_option("job", id, "job id")->required();
+    run = [&] { return Show(c, id); };
+  } else if (command == "report") {
+    app.add_option("job", id, "job id")->required();
+    app.add_option("--pass", pass, "pass name")->required();
+    run = [&] { return Report(c, id, pass); };
+  } else if (command == "cancel") {
+    app.add_option("id", id, "sweep or job id")->required();
+    run = [&] { return Cancel(c, id); };
+  } else if (command == "retry") {
+    app.add_option("id", id, "sweep or job id")->required();
+    app.add_flag("--failed", failed, "retry FAILED jobs");
+    app.add_flag("--cancelled", cancelled, "retry CANCELLED jobs too");
+    run = [&] { return Retry(c, id, failed, cancelled); };
+  } else if (command == "checkpoint") {
+    std::string action;
+    name = "best_state_dict";
+    app.add_option("action", action, "get")->required()->check(CLI::IsMember({"get"}));
+    app.add_option("job", id, "job id")->required();
+    app.add_option("-o,--output", out_path, "output file (default: JOB-NAME.pt)");
+    app.add_option("--name", name, "best_state_dict (for torch.load), best or last")
+        ->capture_default_str();
+    run = [&] { return CheckpointGet(c, id, name, out_path); };
+  } else if (command == "workers") {
+    run = [&] { return Workers(c); };
+  } else if (command == "up") {
+    app.add_option("--db", db, "SQLite file (default: ~/.local/share/qsweep/qsweep.db)");
+    app.add_option("--listen", listen, "address to serve on")->capture_default_str();
+    app.add_option("--local-workers", workers, "local CPU workers")
+        ->check(CLI::Range(0, 256))->capture_default_str();
+    run = [&] { return Up(c, db, listen, workers); };
+  } else {
+    err << "qsweep: unknown command '" << command << "'\n";
+    return 2;
+  }
+  try {
+    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 wants them reversed
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    err << "qsweep " << command << ": " << e.what() << "\n";
+    return 2;
+  }
+  return run();
+}
+
+int RunServiceCommand(const std::string& command, const std::vector<std::string>& args) {
+  return RunServiceCommand(command, args, std::cout, std::cerr);
+}
+
+}  // namespace qsweep
