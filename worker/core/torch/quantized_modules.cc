@@ -38,7 +38,11 @@ torch::Tensor MaybeQuantize(const torch::Tensor& x, const QuantOperand* op) {
 
 torch::Tensor FakeQuantize(const torch::Tensor& x, const OperandFormat& format, bool is_signed) {
   torch::Tensor q = QuantizeValues(x.detach(), format, is_signed);
-  return x + (q - x).detach();
+  // Straight-through estimator. Written as q + (x - x.detach()) rather than
+  // x + (q - x).detach(): the gradient is the same identity, but the value is
+  // exactly q (x - x.detach() is exactly 0), whereas x + (q - x) can be off
+  // by one ulp when q is not close to x.
+  return q + (x - x.detach());
 }
 
 QuantLinearImpl::QuantLinearImpl(int64_t in, int64_t out, NodeQuantConfig config)

@@ -3,7 +3,8 @@
 // Quantized modules for the quantize pass, as MASE's LinearInteger /
 // ReLUInteger family: weights and biases stay full precision under the same
 // parameter names as the float modules ("weight", "bias"), are quantized on
-// every forward, gradients pass straight through (x + (q(x) - x).detach()),
+// every forward, gradients pass straight through (identity, as
+// x + (q(x) - x).detach(), computed so that the value is exactly q(x)),
 // and the output is not quantized. ReLU's input quantizer is unsigned.
 #pragma once
 
