@@ -36,11 +36,36 @@ struct CliResult {
 
 // A qsweep-server child with its stderr read by a thread (never sleeps:
 // the port comes from its "serving on" line).
+// A built executable: in the build root, or in its module's folder.
+std::string Executable(const std::string& module, const std::string& name) {
+  const fs::path root = fs::path(QSWEEP_BINARY_DIR) / name;
+  return fs::exists(root) ? root.string() : (fs::path(QSWEEP_BINARY_DIR) / module / name).string();
+}
+
+// Runs a shell command; returns its exit code and fills `out` with stdout.
+int RunCommand(const std::string& cmd, std::string& out) {
+  std::FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The value of `name` in a local run's metrics table ("| name | value |").
+double TableValue(const std::string& text, const std::string& name) {
+  auto at = text.find("| " + name + " ");
+  if (at == std::string::npos) return -1;
+  auto bar = text.find('|', at + 2);
+  return std::stod(text.substr(bar + 1));
+}
+
 class ServerProcess {
  public:
   bool Start(const fs::path& dir) {
-    const std::string bin = std::string(QSWEEP_BINARY_DIR) + "/server/qsweep-server";
-    const std::string worker = std::string(QSWEEP_BINARY_DIR) + "/worker/qsweep-worker";
+    const std::string bin = Executable("server", "qsweep-server");
+    const std::string worker = Executable("worker", "qsweep-worker");
     if (!fs::exists(bin) || !fs::exists(worker)) return false;
     int fds[2];
     if (pipe(fds) != 0) return false;
@@ -190,6 +215,23 @@ TEST_F(EndToEndTest, Lab1SmallSweepOnTwoWorkers) {
     EXPECT_EQ(std::system(cmd.c_str()), 0);
   }
 
+  // The same trial run locally (`qsweep train` runs this worker code) gives
+  // the same metrics as the service run.
+  const json* trial0 = nullptr;
+  for (const auto& j : jobs)
+    if (j["index"] == 0) trial0 = &j;
+  ASSERT_NE(trial0, nullptr);
+  std::string local;
+  const std::string cmd = Executable("worker", "qsweep-worker") +
+                          " train jsc-toy jsc-synthetic --synthetic-rows 2000 --max-epochs 2"
+                          " --batch-size 64 --learning-rate 0.001 --seed 0 --project-dir " +
+                          (dir_ / "local").string() + " 2>/dev/null";
+  ASSERT_EQ((*trial0)["trial"]["batch_size"], 64);
+  ASSERT_EQ((*trial0)["trial"]["learning_rate"], 0.001);
+  ASSERT_EQ(RunCommand(cmd, local), 0) << local;
+  for (const char* m : {"test_acc_epoch", "test_loss_epoch", "val_acc_epoch", "val_loss_epoch"})
+    EXPECT_NEAR(TableValue(local, m), (*trial0)["final_metrics"][m].get<double>(), 6e-6) << m;
+
   auto workers = Cli("workers", {"--format", "json"});
   ASSERT_EQ(workers.code, 0) << workers.err;
   EXPECT_EQ(json::parse(workers.out).size(), 2u);
@@ -213,15 +255,10 @@ TEST_F(EndToEndTest, PythonClientPrintsTheBestTrial) {
                           "/examples/python_client.py --server " + server_.address() +
                           " --stubs " + stubs + " " + std::string(QSWEEP_SOURCE_DIR) +
                           "/examples/lab1-small.toml 2>&1";
-  std::FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
   std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
+  const int code = RunCommand(cmd, out);
   if (out.find("nimplemented") != std::string::npos) GTEST_SKIP() << "core cannot train: " << out;
-  ASSERT_EQ(WEXITSTATUS(status), 0) << out;
+  ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, HasSubstr("submitted sweep"));
   EXPECT_THAT(out, HasSubstr("succeeded 9/9"));
   EXPECT_THAT(out, HasSubstr("best trial: sw-"));
