@@ -89,7 +89,8 @@ TEST(QuantizedModules, NetworkStateDictUnchangedAndMetaErrors) {
   ASSERT_TRUE(net.ok());
   auto before = (*net)->StateDict();
   auto j = ParseTomlToJson(std::string("[q]\nby = \"type\"\n[q.default.config]\nname = \"NA\"\n"
-                                       "[q.linear.config]\n") + k84,
+                                       "[q.linear.config]\n") +
+                               k84,
                            "t");
   Graph g = BuildGraph((*net)->spec(), 4);
   auto q = QuantizeGraph(g, (*j)["q"]);

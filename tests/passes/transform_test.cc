@@ -96,6 +96,11 @@ TEST(Transform, Lab2OnTrainedJscTiny) {
   o.load = trained->best_checkpoint;
   o.overrides = {{"batch_size", 8}, {"project_dir", (tmp / "out").string()}};
   o.fine_tune_epochs = 1;
+  struct Recorder : TrainCallback {
+    std::vector<std::string> names;
+    void OnMetric(const MetricPoint& m) override { names.push_back(m.name); }
+  } recorder;
+  o.callback = &recorder;
   auto r = RunTransform(o);
   ASSERT_TRUE(r.ok()) << r.status();
   if (std::getenv("QSWEEP_TEST_VERBOSE")) std::cout << r->text;
@@ -137,6 +142,12 @@ TEST(Transform, Lab2OnTrainedJscTiny) {
     EXPECT_LE(r->metrics[k], 1.0);
   }
   EXPECT_GT(r->metrics["test_acc_before"], 0.3);  // the model learned something
+  EXPECT_DOUBLE_EQ(r->metrics["accuracy_recovered_by_finetune"],
+                   r->metrics["test_acc_after_finetune"] - r->metrics["test_acc_after_passes"]);
+  EXPECT_EQ(recorder.names.size(), 6u);
+  EXPECT_EQ(recorder.names.front(), "test_loss_before");
+  EXPECT_EQ(recorder.names.back(), "test_acc_after_finetune");
+  o.callback = nullptr;
 
   // Cross-check the transformed checkpoint against numpy.
   std::mt19937 rng(3);

@@ -279,6 +279,10 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
     res.metrics["test_loss_" + key] = r.loss;
     res.metrics["test_acc_" + key] = r.accuracy;
     evals[key] = {{"test_loss", r.loss}, {"test_acc", r.accuracy}, {"rows", r.rows}};
+    if (o.callback != nullptr) {
+      o.callback->OnMetric({"test_loss_" + key, 0, 0, r.loss});
+      o.callback->OnMetric({"test_acc_" + key, 0, 0, r.accuracy});
+    }
     absl::StrAppend(&text, MetricLine(label, r));
   };
   if (o.evaluate) record("before", "Before passes");
@@ -297,6 +301,12 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
     QSWEEP_RETURN_IF_ERROR(FineTune(*net, data, cfg, o.fine_tune_epochs, device, tune_log));
     absl::StrAppend(&text, tune_log);
     record("after_finetune", "After quantization-aware fine-tuning");
+    if (o.evaluate) {
+      double gain = res.metrics["test_acc_after_finetune"] - res.metrics["test_acc_after_passes"];
+      res.metrics["accuracy_recovered_by_finetune"] = gain;
+      evals["accuracy_recovered_by_finetune"] = gain;
+      absl::StrAppend(&text, absl::StrFormat("Fine-tuning changed test accuracy by %+.5f\n", gain));
+    }
   }
 
   std::string project = cfg.project.empty() ? ProjectName(cfg, Today()) : cfg.project;

@@ -30,7 +30,9 @@ struct TransformOptions {
   // Quantization-aware fine-tuning epochs after the passes (Adam at the
   // config's learning_rate, straight-through gradients). Default: 0 = none.
   int64_t fine_tune_epochs = 0;
-  // Print-worthy progress lines go here as they happen. Not owned; may be null.
+  // Receives each evaluation as a MetricPoint (test_loss_before,
+  // test_acc_before, test_loss_after_passes, ..., test_acc_after_finetune) as
+  // it is computed. Not owned; may be null.
   TrainCallback* callback = nullptr;
 };
 
@@ -41,8 +43,10 @@ struct TransformResult {
   std::vector<std::string> passes;  // in run order, implicit ones included
   std::string text;                 // everything the CLI prints, in order
   nlohmann::ordered_json report;    // transform_report.json contents
-  std::map<std::string, double> metrics;  // test_loss/acc_before, _after_passes, _after_finetune
-  std::vector<std::string> files;         // files written (absolute paths)
+  // test_{loss,acc}_{before,after_passes,after_finetune}, and
+  // accuracy_recovered_by_finetune (after_finetune - after_passes).
+  std::map<std::string, double> metrics;
+  std::vector<std::string> files;  // files written (absolute paths)
 };
 
 // Runs the transform. Errors (bad config naming the field, missing
