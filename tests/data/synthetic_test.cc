@@ -52,6 +52,10 @@ TEST(Synthetic, ShapedLikeJsc) {
     mass[c] += x[14];
     mult[c] += x[15];
     for (int j = 1; j < 16; ++j) ASSERT_GT(x[j], 0.0) << "feature " << j << " is positive";
+    for (int j = 0; j < 16; ++j) {
+      ASSERT_EQ(x[j], static_cast<double>(static_cast<float>(x[j])))
+          << "row " << r << " feature " << j << " is rounded to float32";
+    }
     ASSERT_LT(x[0], 0.5) << "zlogz is mostly negative";
     ASSERT_EQ(x[15], std::nearbyint(x[15])) << "multiplicity is an integer";
   }
