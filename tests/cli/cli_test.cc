@@ -157,6 +157,26 @@ TEST_F(CliTest, TransformLab2ConfigOnATrainedCheckpoint) {
             std::string::npos) << r.out;
   EXPECT_TRUE(fs::exists(dir_ / "out" / "jsc-tiny" / "software" / "transform" / "quantize" /
                          "quantize_histogram.csv"));
+  // `qsweep test` on the transformed checkpoint evaluates the quantized network.
+  const std::string key = "After passes: test loss ";
+  size_t at = r.out.find(key);
+  ASSERT_NE(at, std::string::npos) << r.out;
+  size_t acc_at = r.out.find("test accuracy ", at);
+  ASSERT_NE(acc_at, std::string::npos) << r.out;
+  double after_acc = std::stod(r.out.substr(acc_at + 14));
+  std::string transformed = (dir_ / "out" / "jsc-tiny" / "software" / "transform" /
+                             "transformed_ckpt" / "transformed.ckpt").string();
+  Result t = RunQsweep("test --load " + transformed, env_);
+  ASSERT_EQ(t.code, 0) << t.out;
+  size_t row = t.out.find("| test_acc_epoch ");
+  ASSERT_NE(row, std::string::npos) << t.out;
+  double tested = std::stod(t.out.substr(t.out.find('|', row + 1) + 1));
+  EXPECT_NEAR(tested, after_acc, 1e-4) << r.out << t.out;
+  double after_loss = std::stod(r.out.substr(at + key.size()));
+  size_t loss_row = t.out.find("| test_loss_epoch ");
+  ASSERT_NE(loss_row, std::string::npos) << t.out;
+  double tested_loss = std::stod(t.out.substr(t.out.find('|', loss_row + 1) + 1));
+  EXPECT_NEAR(tested_loss, after_loss, 1e-4) << r.out << t.out;
 
   r = RunQsweep("transform --load " + ckpt, env_);
   EXPECT_EQ(r.code, 2) << r.out;

@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/network.h"
+#include "worker/core/torch/quantized_modules.h"
 #include "worker/core/torch/optimizer.h"
 
 namespace qsweep {
@@ -575,6 +576,10 @@ absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint_path
     CheckpointInfo info;
     QSWEEP_ASSIGN_OR_RETURN(std::shared_ptr<Network> net,
                             LoadCheckpointNetwork(checkpoint_path, dev, &info));
+    // A transformed checkpoint is evaluated as it was transformed: its
+    // stored quantization is re-applied (a no-op for a plain checkpoint).
+    QSWEEP_RETURN_IF_ERROR(
+        ApplyQuantizationMeta(*net, info.meta.value("quantization", nlohmann::json())));
     QSWEEP_RETURN_IF_ERROR(CheckDataFitsModel(data, info.spec));
     if (s->rows == 0) {
       return absl::InvalidArgumentError(
