@@ -1,7 +1,9 @@
 #include "client/service_cli.h"
 
+#include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,13 +14,10 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <sstream>
-
-#include <CLI/CLI.hpp>
-#include <grpcpp/grpcpp.h>
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -51,7 +50,8 @@ int RpcError(const Common& c, const grpc::Status& s) {
 }
 
 std::unique_ptr<v1::Experiments::Stub> Stub(const Common& c) {
-  return v1::Experiments::NewStub(grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials()));
+  return v1::Experiments::NewStub(
+      grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials()));
 }
 
 // A deadline for unary calls.
@@ -66,13 +66,20 @@ std::string RequestId() {
 
 const char* StateName(v1::JobState s) {
   switch (s) {
-    case v1::PENDING: return "PENDING";
-    case v1::LEASED: return "LEASED";
-    case v1::RUNNING: return "RUNNING";
-    case v1::SUCCEEDED: return "SUCCEEDED";
-    case v1::FAILED: return "FAILED";
-    case v1::CANCELLED: return "CANCELLED";
-    default: return "?";
+    case v1::PENDING:
+      return "PENDING";
+    case v1::LEASED:
+      return "LEASED";
+    case v1::RUNNING:
+      return "RUNNING";
+    case v1::SUCCEEDED:
+      return "SUCCEEDED";
+    case v1::FAILED:
+      return "FAILED";
+    case v1::CANCELLED:
+      return "CANCELLED";
+    default:
+      return "?";
   }
 }
 
@@ -94,16 +101,23 @@ std::string TimeText(int64_t unix_ms) {
 
 // Prints a table in the chosen format (table or csv).
 void PrintTable(const Common& c, const Table& t) {
-  if (c.format == "csv") *c.out << RenderCsv(t);
-  else *c.out << RenderTable(t, TableStyle::kSimple) << "\n";
+  if (c.format == "csv")
+    *c.out << RenderCsv(t);
+  else
+    *c.out << RenderTable(t, TableStyle::kSimple) << "\n";
 }
 
 json SummaryJson(const v1::SweepSummary& s) {
-  return {{"id", s.sweep().id()},           {"name", s.sweep().name()},
-          {"jobs", s.sweep().num_jobs()},   {"pending", s.pending()},
-          {"leased", s.leased()},           {"running", s.running()},
-          {"succeeded", s.succeeded()},     {"failed", s.failed()},
-          {"cancelled", s.cancelled()},     {"priority", s.sweep().priority()},
+  return {{"id", s.sweep().id()},
+          {"name", s.sweep().name()},
+          {"jobs", s.sweep().num_jobs()},
+          {"pending", s.pending()},
+          {"leased", s.leased()},
+          {"running", s.running()},
+          {"succeeded", s.succeeded()},
+          {"failed", s.failed()},
+          {"cancelled", s.cancelled()},
+          {"priority", s.sweep().priority()},
           {"max_concurrency", s.sweep().max_concurrency()},
           {"created", TimeText(s.sweep().created_unix_ms())}};
 }
@@ -151,8 +165,10 @@ int Submit(Common& c, const std::string& path, const std::string& key, const std
   grpc::Status s = Stub(c)->SubmitSweep(&ctx, req, &resp);
   if (!s.ok()) return RpcError(c, s);
   if (c.format == "json") {
-    *c.out << json{{"id", resp.sweep().id()}, {"name", resp.sweep().name()},
-                   {"jobs", resp.sweep().num_jobs()}, {"existing", resp.existing()}}
+    *c.out << json{{"id", resp.sweep().id()},
+                   {"name", resp.sweep().name()},
+                   {"jobs", resp.sweep().num_jobs()},
+                   {"existing", resp.existing()}}
                   .dump(2)
            << "\n";
   } else {
@@ -188,8 +204,8 @@ int Status(Common& c, const std::string& sweep_id) {
     return 0;
   }
   Table t;
-  t.headers = {"sweep", "name", "jobs", "pending", "running", "succeeded", "failed", "cancelled",
-               "created"};
+  t.headers = {"sweep",     "name",   "jobs",      "pending", "running",
+               "succeeded", "failed", "cancelled", "created"};
   for (const auto& w : sweeps)
     t.rows.push_back({w.sweep().id(), w.sweep().name(), std::to_string(w.sweep().num_jobs()),
                       std::to_string(w.pending()), std::to_string(w.running() + w.leased()),
@@ -209,7 +225,8 @@ double Fraction(const v1::WatchSweepEvent& e) {
     } else if (j.state() == v1::RUNNING && j.progress().max_epochs() > 0) {
       const auto& p = j.progress();
       double batches = p.batches_per_epoch() > 0
-                           ? double(p.batch_in_epoch()) / double(p.batches_per_epoch()) : 0.0;
+                           ? double(p.batch_in_epoch()) / double(p.batches_per_epoch())
+                           : 0.0;
       done += std::min(1.0, (double(p.epoch()) + batches) / double(p.max_epochs()));
     }
   }
@@ -242,9 +259,12 @@ int Watch(Common& c, const std::string& sweep_id) {
   bool any = false;
   while (reader->Read(&e)) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (c.format == "json") *c.out << SummaryJson(e.summary()).dump() << "\n";
-    else if (tty) *c.out << "\r" << ProgressLine(e, secs, true) << "\033[K" << std::flush;
-    else *c.out << ProgressLine(e, secs, false) << "\n";
+    if (c.format == "json")
+      *c.out << SummaryJson(e.summary()).dump() << "\n";
+    else if (tty)
+      *c.out << "\r" << ProgressLine(e, secs, true) << "\033[K" << std::flush;
+    else
+      *c.out << ProgressLine(e, secs, false) << "\n";
     last = e;
     any = true;
   }
@@ -252,9 +272,9 @@ int Watch(Common& c, const std::string& sweep_id) {
   grpc::Status s = reader->Finish();
   if (!s.ok()) return RpcError(c, s);
   if (any && c.format != "json")
-    *c.out << "sweep " << sweep_id << " finished: " << last.summary().succeeded()
-           << " succeeded, " << last.summary().failed() << " failed, "
-           << last.summary().cancelled() << " cancelled\n";
+    *c.out << "sweep " << sweep_id << " finished: " << last.summary().succeeded() << " succeeded, "
+           << last.summary().failed() << " failed, " << last.summary().cancelled()
+           << " cancelled\n";
   return 0;
 }
 
@@ -349,12 +369,16 @@ int Show(Common& c, const std::string& job_id) {
     json o = JobJson(job.job());
     json attempts = json::array(), artifacts = json::array(), per_epoch = json::array();
     for (const auto& a : job.attempts())
-      attempts.push_back({{"number", a.number()}, {"worker_id", a.worker_id()},
-                          {"state", StateName(a.state())}, {"error", a.error()},
+      attempts.push_back({{"number", a.number()},
+                          {"worker_id", a.worker_id()},
+                          {"state", StateName(a.state())},
+                          {"error", a.error()},
                           {"started", TimeText(a.started_unix_ms())},
                           {"finished", TimeText(a.finished_unix_ms())}});
     for (const auto& a : job.artifacts())
-      artifacts.push_back({{"name", a.name()}, {"kind", a.kind()}, {"sha256", a.sha256()},
+      artifacts.push_back({{"name", a.name()},
+                           {"kind", a.kind()},
+                           {"sha256", a.sha256()},
                            {"size_bytes", a.size_bytes()}});
     for (const auto& [e, values] : epochs) {
       json row = {{"epoch", e}};
@@ -369,8 +393,7 @@ int Show(Common& c, const std::string& job_id) {
   }
   const v1::Job& j = job.job();
   *c.out << "job " << j.id() << "  " << StateName(j.state()) << "  attempt " << j.attempt() << "/"
-         << j.max_attempts() << (j.worker_id().empty() ? "" : "  worker " + j.worker_id())
-         << "\n";
+         << j.max_attempts() << (j.worker_id().empty() ? "" : "  worker " + j.worker_id()) << "\n";
   if (!j.error().empty()) *c.out << "error: " << j.error() << "\n";
   *c.out << "trial: " << j.trial_json() << "\n\n";
   Table config{{"key", "value"}, {}};
@@ -443,8 +466,10 @@ int Retry(Common& c, const std::string& id, bool failed, bool cancelled) {
   }
   v1::RetryJobsRequest req;
   req.set_request_id(RequestId());
-  if (IsSweepId(id)) req.set_sweep_id(id);
-  else req.add_job_ids(id);
+  if (IsSweepId(id))
+    req.set_sweep_id(id);
+  else
+    req.add_job_ids(id);
   req.set_include_cancelled(cancelled);
   v1::RetryJobsResponse resp;
   grpc::ClientContext ctx;
@@ -505,8 +530,11 @@ int Workers(Common& c) {
   if (c.format == "json") {
     json arr = json::array();
     for (const auto& w : resp.workers())
-      arr.push_back({{"id", w.id()}, {"name", w.name()}, {"device", w.device()},
-                     {"slots", w.slots()}, {"busy", w.busy_slots()},
+      arr.push_back({{"id", w.id()},
+                     {"name", w.name()},
+                     {"device", w.device()},
+                     {"slots", w.slots()},
+                     {"busy", w.busy_slots()},
                      {"last_seen", TimeText(w.last_seen_unix_ms())}});
     *c.out << arr.dump(2) << "\n";
     return 0;
@@ -544,8 +572,8 @@ std::string DefaultDbPath() {
 int Up(Common& c, std::string db, const std::string& listen, int workers) {
   if (db.empty()) db = DefaultDbPath();
   const std::string bin = FindServerBinary();
-  std::vector<std::string> args = {bin, "--listen", listen, "--db", db, "--local-workers",
-                                   std::to_string(workers)};
+  std::vector<std::string> args = {
+      bin, "--listen", listen, "--db", db, "--local-workers", std::to_string(workers)};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -558,9 +586,9 @@ int Up(Common& c, std::string db, const std::string& listen, int workers) {
 }
 
 const std::vector<std::string>& Commands() {
-  static const std::vector<std::string> kCommands = {
-      "submit", "status", "watch", "jobs", "show", "report", "cancel", "retry",
-      "checkpoint", "workers", "up"};
+  static const std::vector<std::string> kCommands = {"submit",     "status",  "watch",  "jobs",
+                                                     "show",       "report",  "cancel", "retry",
+                                                     "checkpoint", "workers", "up"};
   return kCommands;
 }
 
@@ -635,7 +663,8 @@ int RunServiceCommand(const std::string& command, const std::vector<std::string>
     app.add_option("--db", db, "SQLite file (default: ~/.local/share/qsweep/qsweep.db)");
     app.add_option("--listen", listen, "address to serve on")->capture_default_str();
     app.add_option("--local-workers", workers, "local CPU workers")
-        ->check(CLI::Range(0, 256))->capture_default_str();
+        ->check(CLI::Range(0, 256))
+        ->capture_default_str();
     run = [&] { return Up(c, db, listen, workers); };
   } else {
     err << "qsweep: unknown command '" << command << "'\n";

@@ -3,9 +3,9 @@
 // checks its SHA-256 and stores it (UploadArtifact).
 #pragma once
 
-#include <string>
-
 #include <grpcpp/grpcpp.h>
+
+#include <string>
 
 #include "qsweep/v1/workers.pb.h"
 #include "storage/store.h"

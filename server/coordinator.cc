@@ -1,12 +1,11 @@
 // Boost 1.74 Asio with C++20 needs <utility> first (std::exchange).
-#include <utility>
-
 #include "server/coordinator.h"
 
 #include <boost/asio.hpp>
 #include <future>
 #include <optional>
 #include <thread>
+#include <utility>
 
 namespace qsweep {
 
@@ -14,7 +13,9 @@ namespace asio = boost::asio;
 
 struct Coordinator::Impl {
   Impl(Store& store, Clock& clock, CoordinatorOptions o)
-      : options(o), scheduler(store, clock, o.scheduler), strand(asio::make_strand(io)),
+      : options(o),
+        scheduler(store, clock, o.scheduler),
+        strand(asio::make_strand(io)),
         timer(strand) {}
 
   void ScheduleTick() {

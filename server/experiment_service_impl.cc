@@ -1,10 +1,10 @@
 #include "server/experiment_service_impl.h"
 
+#include <grpcpp/alarm.h>
+
 #include <atomic>
 #include <chrono>
 #include <mutex>
-
-#include <grpcpp/alarm.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -32,9 +32,9 @@ absl::StatusOr<v1::SweepSummary> LoadSummary(Store& store, const std::string& sw
 }
 
 // Streams the sweep's summary and jobs now and whenever they change (looked
-// at every interval) until the sweep is finished or the client goes away. Exactly one write or one alarm
-// is outstanding at any time, and Finish is called only from their
-// completions, so the reactor is never deleted under a pending callback.
+// at every interval) until the sweep is finished or the client goes away. Exactly one write or one
+// alarm is outstanding at any time, and Finish is called only from their completions, so the
+// reactor is never deleted under a pending callback.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> {
  public:
   WatchReactor(Store& store, std::string sweep_id, int64_t interval_ms)
@@ -109,9 +109,9 @@ ExperimentServiceImpl::ExperimentServiceImpl(Coordinator& coordinator, Store& st
                                              ExperimentServiceOptions options)
     : coordinator_(coordinator), store_(store), options_(options) {}
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitSweep(
-    grpc::CallbackServerContext* ctx, const v1::SubmitSweepRequest* request,
-    v1::SubmitSweepResponse* response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitSweep(grpc::CallbackServerContext* ctx,
+                                                             const v1::SubmitSweepRequest* request,
+                                                             v1::SubmitSweepResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   auto* reactor = ctx->DefaultReactor();
   coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
@@ -187,9 +187,9 @@ grpc::ServerWriteReactor<v1::WatchSweepEvent>* ExperimentServiceImpl::WatchSweep
   return new WatchReactor(store_, request->sweep_id(), options_.watch_interval_ms);
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelSweep(
-    grpc::CallbackServerContext* ctx, const v1::CancelSweepRequest* request,
-    v1::CancelResponse* response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelSweep(grpc::CallbackServerContext* ctx,
+                                                             const v1::CancelSweepRequest* request,
+                                                             v1::CancelResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   auto* reactor = ctx->DefaultReactor();
   coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
@@ -265,9 +265,9 @@ grpc::ServerWriteReactor<v1::ArtifactChunk>* ExperimentServiceImpl::DownloadArti
   return new BlobWriteReactor(std::move(info), std::move(*bytes));
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::ListWorkers(
-    grpc::CallbackServerContext* ctx, const v1::ListWorkersRequest* request,
-    v1::ListWorkersResponse* response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
+                                                             const v1::ListWorkersRequest* request,
+                                                             v1::ListWorkersResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   coordinator_.Post([response, reactor](Scheduler& scheduler) {
     for (auto& w : scheduler.Workers()) *response->add_workers() = std::move(w);

@@ -13,13 +13,26 @@ v1::SweepSummary Summarize(const v1::Sweep& sweep, const std::vector<v1::Job>& j
   *s.mutable_sweep() = sweep;
   for (const auto& j : jobs) {
     switch (j.state()) {
-      case v1::PENDING: s.set_pending(s.pending() + 1); break;
-      case v1::LEASED: s.set_leased(s.leased() + 1); break;
-      case v1::RUNNING: s.set_running(s.running() + 1); break;
-      case v1::SUCCEEDED: s.set_succeeded(s.succeeded() + 1); break;
-      case v1::FAILED: s.set_failed(s.failed() + 1); break;
-      case v1::CANCELLED: s.set_cancelled(s.cancelled() + 1); break;
-      default: break;
+      case v1::PENDING:
+        s.set_pending(s.pending() + 1);
+        break;
+      case v1::LEASED:
+        s.set_leased(s.leased() + 1);
+        break;
+      case v1::RUNNING:
+        s.set_running(s.running() + 1);
+        break;
+      case v1::SUCCEEDED:
+        s.set_succeeded(s.succeeded() + 1);
+        break;
+      case v1::FAILED:
+        s.set_failed(s.failed() + 1);
+        break;
+      case v1::CANCELLED:
+        s.set_cancelled(s.cancelled() + 1);
+        break;
+      default:
+        break;
     }
   }
   return s;
@@ -55,8 +68,8 @@ absl::StatusOr<v1::ListJobsResponse> QueryJobs(std::vector<v1::Job> jobs,
       request.page_token().empty() ? 0 : std::strtoull(request.page_token().c_str(), nullptr, 10);
   if (offset > jobs.size())
     return absl::InvalidArgumentError("field 'page_token' is past the last job");
-  const size_t size = request.page_size() > 0 ? static_cast<size_t>(request.page_size())
-                                              : jobs.size() - offset;
+  const size_t size =
+      request.page_size() > 0 ? static_cast<size_t>(request.page_size()) : jobs.size() - offset;
   v1::ListJobsResponse response;
   const size_t end = std::min(jobs.size(), offset + size);
   for (size_t i = offset; i < end; ++i) *response.add_jobs() = std::move(jobs[i]);

@@ -22,9 +22,9 @@ std::string FindWorkerBinary() {
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
   if (!ec) {
-    for (const fs::path& candidate : {self.parent_path() / "qsweep-worker",
-                                      self.parent_path().parent_path() / "worker" /
-                                          "qsweep-worker"}) {
+    for (const fs::path& candidate :
+         {self.parent_path() / "qsweep-worker",
+          self.parent_path().parent_path() / "worker" / "qsweep-worker"}) {
       if (fs::exists(candidate, ec)) return candidate.string();
     }
   }
@@ -34,9 +34,15 @@ std::string FindWorkerBinary() {
 absl::StatusOr<LocalWorkers> LocalWorkers::Start(const LocalWorkersOptions& options) {
   LocalWorkers workers;
   for (int i = 0; i < options.count; ++i) {
-    std::vector<std::string> args = {options.worker_binary, "--server", options.server_address,
-                                     "--device", "cpu", "--slots", std::to_string(options.slots),
-                                     "--name", absl::StrCat("local-", i)};
+    std::vector<std::string> args = {options.worker_binary,
+                                     "--server",
+                                     options.server_address,
+                                     "--device",
+                                     "cpu",
+                                     "--slots",
+                                     std::to_string(options.slots),
+                                     "--name",
+                                     absl::StrCat("local-", i)};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -44,8 +50,8 @@ absl::StatusOr<LocalWorkers> LocalWorkers::Start(const LocalWorkersOptions& opti
     int rc = posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
     if (rc != 0) {
       workers.StopAll();
-      return absl::InternalError(absl::StrCat("cannot start worker '", options.worker_binary,
-                                              "': ", std::strerror(rc)));
+      return absl::InternalError(
+          absl::StrCat("cannot start worker '", options.worker_binary, "': ", std::strerror(rc)));
     }
     workers.pids_.push_back(pid);
   }

@@ -2,8 +2,9 @@
 // `qsweep up`): each is `qsweep-worker --server ADDR --device cpu --slots 1`.
 #pragma once
 
-#include <string>
 #include <sys/types.h>
+
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -15,8 +16,8 @@ namespace qsweep {
 std::string FindWorkerBinary();
 
 struct LocalWorkersOptions {
-  std::string worker_binary;  // required
-  std::string server_address; // required, e.g. "127.0.0.1:7420"
+  std::string worker_binary;   // required
+  std::string server_address;  // required, e.g. "127.0.0.1:7420"
   int count = 1;
   // Slots per worker. Default: 1.
   int slots = 1;

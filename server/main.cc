@@ -2,10 +2,9 @@
 //   qsweep-server --listen 127.0.0.1:7420 --db qsweep.db [--local-workers N]
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "server/local_workers.h"
 #include "server/server.h"
@@ -24,10 +23,12 @@ int main(int argc, char** argv) {
   app.add_option("--worker-binary", worker_binary, "qsweep-worker to start for local workers");
   app.add_option("--lease-ttl-ms", options.coordinator.scheduler.lease_ttl_ms,
                  "lease lifetime without heartbeat")
-      ->check(CLI::Range(int64_t{1000}, int64_t{3600000}))->capture_default_str();
+      ->check(CLI::Range(int64_t{1000}, int64_t{3600000}))
+      ->capture_default_str();
   app.add_option("--heartbeat-ms", options.coordinator.scheduler.heartbeat_interval_ms,
                  "heartbeat period asked of workers")
-      ->check(CLI::Range(int64_t{100}, int64_t{600000}))->capture_default_str();
+      ->check(CLI::Range(int64_t{100}, int64_t{600000}))
+      ->capture_default_str();
   app.add_option("--port-file", port_file, "write the bound port to this file once serving");
   CLI11_PARSE(app, argc, argv);
 
@@ -58,8 +59,8 @@ int main(int argc, char** argv) {
   if (local_workers > 0) {
     qsweep::LocalWorkersOptions wo;
     wo.worker_binary = worker_binary.empty() ? qsweep::FindWorkerBinary() : worker_binary;
-    wo.server_address = (host == "0.0.0.0" ? "127.0.0.1" : host) + ":" +
-                        std::to_string((*server)->port());
+    wo.server_address =
+        (host == "0.0.0.0" ? "127.0.0.1" : host) + ":" + std::to_string((*server)->port());
     wo.count = local_workers;
     auto started = qsweep::LocalWorkers::Start(wo);
     if (!started.ok()) {

@@ -53,8 +53,10 @@ absl::Status Scheduler::Commit(const v1::Job& next_in, const v1::Attempt* attemp
   it->second = std::move(next);
   Index(it->second);
   if (attempt) {
-    if (IsActive(it->second.state())) open_attempts_[it->first] = *attempt;
-    else open_attempts_.erase(it->first);
+    if (IsActive(it->second.state()))
+      open_attempts_[it->first] = *attempt;
+    else
+      open_attempts_.erase(it->first);
   }
   return absl::OkStatus();
 }
@@ -107,8 +109,7 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
     }
     if (!absl::IsNotFound(existing.status())) return existing.status();
   }
-  const std::string source =
-      request.source_name().empty() ? "sweep_toml" : request.source_name();
+  const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
   auto plan = ExpandSweep(request.sweep_toml(), source);
   if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
 

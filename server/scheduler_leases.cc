@@ -125,9 +125,9 @@ absl::StatusOr<v1::Job*> Scheduler::JobOfLease(const std::string& lease_id, int6
     return absl::NotFoundError(absl::StrCat("lease_id '", lease_id, "' names no job"));
   v1::Job& job = it->second;
   if (job.lease_id() != lease_id || job.lease_epoch() != epoch)
-    return absl::FailedPreconditionError(
-        absl::StrCat("lease '", lease_id, "' epoch ", epoch, " is stale; job ", job.id(),
-                     " is at epoch ", job.lease_epoch()));
+    return absl::FailedPreconditionError(absl::StrCat("lease '", lease_id, "' epoch ", epoch,
+                                                      " is stale; job ", job.id(), " is at epoch ",
+                                                      job.lease_epoch()));
   return &job;
 }
 
@@ -215,9 +215,9 @@ absl::Status Scheduler::Fail(const v1::FailRequest& request) {
   } else {
     next.set_failures(next.failures() + 1);
     next.set_error(request.error());
-    next.set_state(next.cancel_requested()                     ? v1::CANCELLED
-                   : next.failures() < next.max_attempts()     ? v1::PENDING
-                                                               : v1::FAILED);
+    next.set_state(next.cancel_requested()                 ? v1::CANCELLED
+                   : next.failures() < next.max_attempts() ? v1::PENDING
+                                                           : v1::FAILED);
   }
   QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, attempt_state));
   ServeWaiters();
@@ -230,9 +230,9 @@ absl::Status Scheduler::ExpireLease(const std::string& job_id) {
   next.set_lease_expires_unix_ms(0);
   next.set_error(absl::StrCat("lease ", next.lease_id(), " expired (worker ", next.worker_id(),
                               " stopped renewing it)"));
-  next.set_state(next.cancel_requested()                     ? v1::CANCELLED
-                 : next.expiries() > options_.max_expiries   ? v1::FAILED
-                                                             : v1::PENDING);
+  next.set_state(next.cancel_requested()                   ? v1::CANCELLED
+                 : next.expiries() > options_.max_expiries ? v1::FAILED
+                                                           : v1::PENDING);
   return CommitClosingAttempt(next, v1::FAILED);
 }
 
@@ -246,8 +246,10 @@ void Scheduler::Tick() {
   std::deque<Waiter> still;
   std::vector<Waiter> overdue;
   for (auto& w : waiters_) {
-    if (w.deadline_ms <= now) overdue.push_back(std::move(w));
-    else still.push_back(std::move(w));
+    if (w.deadline_ms <= now)
+      overdue.push_back(std::move(w));
+    else
+      still.push_back(std::move(w));
   }
   waiters_ = std::move(still);
   if (freed) ServeWaiters();

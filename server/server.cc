@@ -9,8 +9,7 @@
 namespace qsweep {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
-                                                      std::unique_ptr<Store> store,
-                                                      Clock* clock) {
+                                                      std::unique_ptr<Store> store, Clock* clock) {
   std::unique_ptr<Server> server(new Server());
   if (!store) {
     QSWEEP_ASSIGN_OR_RETURN(store, OpenSqliteStore(SqliteStoreOptions(options.db_path)));

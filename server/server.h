@@ -2,10 +2,10 @@
 // both gRPC services, and the listening port. main.cc only fills options.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "server/clock.h"

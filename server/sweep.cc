@@ -49,8 +49,8 @@ absl::StatusOr<const KeySpec*> SweptKey(const std::string& source, const std::st
                                         const std::string& key) {
   const KeySpec* spec = FindTrainKey(key);
   if (spec == nullptr)
-    return FieldError(source, field, absl::StrCat("names unknown key '", key,
-                                                  "'; known keys: ", KnownKeys()));
+    return FieldError(source, field,
+                      absl::StrCat("names unknown key '", key, "'; known keys: ", KnownKeys()));
   return spec;
 }
 
@@ -60,8 +60,7 @@ absl::StatusOr<int32_t> SmallInt(const std::string& source, const std::string& f
     return FieldError(source, field, absl::StrCat("must be an integer, got ", v.dump()));
   int64_t n = v.get<int64_t>();
   if (n < min || n > max)
-    return FieldError(source, field,
-                      absl::StrCat("must be in [", min, ", ", max, "], got ", n));
+    return FieldError(source, field, absl::StrCat("must be in [", min, ", ", max, "], got ", n));
   return static_cast<int32_t>(n);
 }
 
@@ -125,10 +124,11 @@ absl::StatusOr<RandomParam> ParseRandomParam(const std::string& source, const st
   if (p.distribution == "int" && ks->type != KeyType::kInt)
     return FieldError(source, field, "uses distribution 'int' but the key is not an integer");
   if (p.distribution != "int" && ks->type != KeyType::kFloat)
-    return FieldError(source, field, absl::StrCat("uses distribution '", p.distribution,
-                                                  "' but the key is not a number; allowed "
-                                                  "for it: choice", ks->type == KeyType::kInt
-                                                                     ? ", int" : ""));
+    return FieldError(source, field,
+                      absl::StrCat("uses distribution '", p.distribution,
+                                   "' but the key is not a number; allowed "
+                                   "for it: choice",
+                                   ks->type == KeyType::kInt ? ", int" : ""));
   // Both ends must be legal values of the key (e.g. learning_rate > 0).
   for (double b : {p.low, p.high}) {
     json jb = p.distribution == "int" ? json(static_cast<int64_t>(std::llround(b))) : json(b);
@@ -138,8 +138,7 @@ absl::StatusOr<RandomParam> ParseRandomParam(const std::string& source, const st
 }
 
 absl::Status ParseRandom(const std::string& source, const ojson& random, SweepSpec& spec) {
-  if (!random.is_object())
-    return FieldError(source, "[sweep.random]", "must be a table");
+  if (!random.is_object()) return FieldError(source, "[sweep.random]", "must be a table");
   for (const auto& [key, value] : random.items()) {
     if (key == "trials") {
       QSWEEP_ASSIGN_OR_RETURN(int32_t n, SmallInt(source, "sweep.random.trials", value, 1, 100000));
@@ -155,8 +154,7 @@ absl::Status ParseRandom(const std::string& source, const ojson& random, SweepSp
   }
   if (spec.trials == 0)
     return FieldError(source, "sweep.random.trials", "is required (an integer >= 1)");
-  if (spec.random.empty())
-    return FieldError(source, "[sweep.random]", "names no key to sample");
+  if (spec.random.empty()) return FieldError(source, "[sweep.random]", "names no key to sample");
   return absl::OkStatus();
 }
 

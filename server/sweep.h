@@ -23,10 +23,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 
@@ -39,7 +38,7 @@ struct SweepPlanOptions {
 };
 
 struct SweepPlan {
-  std::string name;          // [sweep].name, "" if not given
+  std::string name;  // [sweep].name, "" if not given
   int32_t max_concurrency = 0;
   int32_t retries = 0;
   int32_t priority = 0;

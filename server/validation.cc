@@ -86,9 +86,7 @@ absl::Status Validate(const v1::ListJobsRequest& r) {
 }
 
 absl::Status Validate(const v1::GetJobRequest& r) { return Required("job_id", r.job_id()); }
-absl::Status Validate(const v1::WatchSweepRequest& r) {
-  return Required("sweep_id", r.sweep_id());
-}
+absl::Status Validate(const v1::WatchSweepRequest& r) { return Required("sweep_id", r.sweep_id()); }
 
 absl::Status Validate(const v1::CancelSweepRequest& r) {
   QSWEEP_RETURN_IF_ERROR(Optional("request_id", r.request_id()));

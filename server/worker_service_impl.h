@@ -16,8 +16,7 @@ class WorkerServiceImpl final : public v1::Workers::CallbackService {
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const v1::RegisterRequest* request,
                                      v1::RegisterResponse* response) override;
-  grpc::ServerUnaryReactor* Lease(grpc::CallbackServerContext* ctx,
-                                  const v1::LeaseRequest* request,
+  grpc::ServerUnaryReactor* Lease(grpc::CallbackServerContext* ctx, const v1::LeaseRequest* request,
                                   v1::LeaseResponse* response) override;
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
                                       const v1::HeartbeatRequest* request,
@@ -25,8 +24,7 @@ class WorkerServiceImpl final : public v1::Workers::CallbackService {
   grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* ctx,
                                      const v1::CompleteRequest* request,
                                      v1::CompleteResponse* response) override;
-  grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* ctx,
-                                 const v1::FailRequest* request,
+  grpc::ServerUnaryReactor* Fail(grpc::CallbackServerContext* ctx, const v1::FailRequest* request,
                                  v1::FailResponse* response) override;
   grpc::ServerReadReactor<v1::ArtifactChunk>* UploadArtifact(
       grpc::CallbackServerContext* ctx, v1::UploadArtifactResponse* response) override;

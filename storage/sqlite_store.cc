@@ -1,10 +1,10 @@
 #include "storage/sqlite_store.h"
 
+#include <sqlite3.h>
+
 #include <mutex>
 #include <utility>
 #include <vector>
-
-#include <sqlite3.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -83,8 +83,10 @@ class Stmt {
     return *this;
   }
   Stmt& TextOrNull(int i, const std::string& s) {
-    if (s.empty()) sqlite3_bind_null(stmt_, i);
-    else Text(i, s);
+    if (s.empty())
+      sqlite3_bind_null(stmt_, i);
+    else
+      Text(i, s);
     return *this;
   }
   Stmt& Blob(int i, const std::string& s) {
@@ -182,9 +184,9 @@ class SqliteStoreImpl final : public Store {
     QSWEEP_RETURN_IF_ERROR(v.status());
     const auto& migrations = Migrations();
     if (version > static_cast<int64_t>(migrations.size()))
-      return absl::FailedPreconditionError(
-          absl::StrCat("database schema version ", version, " is newer than this program's (",
-                       migrations.size(), ")"));
+      return absl::FailedPreconditionError(absl::StrCat("database schema version ", version,
+                                                        " is newer than this program's (",
+                                                        migrations.size(), ")"));
     for (size_t i = static_cast<size_t>(version); i < migrations.size(); ++i) {
       absl::Status migrated = InTransaction([&] {
         QSWEEP_RETURN_IF_ERROR(Exec(migrations[i]));
@@ -200,13 +202,17 @@ class SqliteStoreImpl final : public Store {
     return InTransaction([&]() -> absl::Status {
       {
         Stmt s(db_, "INSERT INTO sweeps(id, idempotency_key, data) VALUES (?, ?, ?)");
-        s.Text(1, sweep.id()).TextOrNull(2, sweep.idempotency_key())
+        s.Text(1, sweep.id())
+            .TextOrNull(2, sweep.idempotency_key())
             .Blob(3, sweep.SerializeAsString());
         QSWEEP_RETURN_IF_ERROR(s.Run());
       }
       for (const auto& j : jobs) {
         Stmt s(db_, "INSERT INTO jobs(id, sweep_id, idx, state, data) VALUES (?, ?, ?, ?, ?)");
-        s.Text(1, j.id()).Text(2, j.sweep_id()).Int(3, j.index()).Int(4, j.state())
+        s.Text(1, j.id())
+            .Text(2, j.sweep_id())
+            .Int(3, j.index())
+            .Int(4, j.state())
             .Blob(5, j.SerializeAsString());
         QSWEEP_RETURN_IF_ERROR(s.Run());
       }
@@ -295,7 +301,11 @@ class SqliteStoreImpl final : public Store {
              "INSERT OR REPLACE INTO metrics(job_id, attempt, name, step, epoch, value) "
              "VALUES (?, ?, ?, ?, ?, ?)");
       for (const auto& m : metrics) {
-        s.Text(1, job_id).Int(2, attempt).Text(3, m.name()).Int(4, m.step()).Int(5, m.epoch())
+        s.Text(1, job_id)
+            .Int(2, attempt)
+            .Text(3, m.name())
+            .Int(4, m.step())
+            .Int(5, m.epoch())
             .Real(6, m.value());
         QSWEEP_RETURN_IF_ERROR(s.Run());
         s.Reset();
@@ -327,9 +337,10 @@ class SqliteStoreImpl final : public Store {
   absl::Status PutArtifact(const v1::ArtifactInfo& info, const std::string& bytes) override {
     std::lock_guard<std::mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
-      Stmt s(db_,
-             "INSERT OR IGNORE INTO artifacts(sha256, kind, size, data) VALUES (?, ?, ?, ?)");
-      s.Text(1, info.sha256()).Text(2, info.kind()).Int(3, static_cast<int64_t>(bytes.size()))
+      Stmt s(db_, "INSERT OR IGNORE INTO artifacts(sha256, kind, size, data) VALUES (?, ?, ?, ?)");
+      s.Text(1, info.sha256())
+          .Text(2, info.kind())
+          .Int(3, static_cast<int64_t>(bytes.size()))
           .Blob(4, bytes);
       QSWEEP_RETURN_IF_ERROR(s.Run());
       if (info.job_id().empty()) return absl::OkStatus();
@@ -438,8 +449,8 @@ class SqliteStoreImpl final : public Store {
 absl::Status CheckOptions(const SqliteStoreOptions& o) {
   if (o.path.empty()) return absl::InvalidArgumentError("sqlite store: path is empty");
   if (o.synchronous != "FULL" && o.synchronous != "NORMAL")
-    return absl::InvalidArgumentError(absl::StrCat(
-        "sqlite store: synchronous is '", o.synchronous, "'; allowed: FULL, NORMAL"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("sqlite store: synchronous is '", o.synchronous, "'; allowed: FULL, NORMAL"));
   if (o.busy_timeout_ms < 0)
     return absl::InvalidArgumentError("sqlite store: busy_timeout_ms must be >= 0");
   return absl::OkStatus();
@@ -452,9 +463,9 @@ int SqliteSchemaVersion() { return static_cast<int>(Migrations().size()); }
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const SqliteStoreOptions& options) {
   QSWEEP_RETURN_IF_ERROR(CheckOptions(options));
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(options.path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(options.path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   auto store = std::make_unique<SqliteStoreImpl>(db);  // closes db on every path
   if (rc != SQLITE_OK)
     return absl::UnavailableError(absl::StrCat("cannot open database '", options.path,
@@ -462,8 +473,8 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const SqliteStoreOptions&
   sqlite3_busy_timeout(db, options.busy_timeout_ms);
   auto with_path = [&](absl::Status s) {
     return s.ok() ? s
-                  : absl::Status(s.code(), absl::StrCat("database '", options.path, "': ",
-                                                        s.message()));
+                  : absl::Status(s.code(),
+                                 absl::StrCat("database '", options.path, "': ", s.message()));
   };
   QSWEEP_RETURN_IF_ERROR(with_path(store->Exec("PRAGMA journal_mode = WAL")));
   QSWEEP_RETURN_IF_ERROR(

@@ -1,6 +1,6 @@
-#include <chrono>
-
 #include <grpcpp/grpcpp.h>
+
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "qsweep/v1/workers.grpc.pb.h"

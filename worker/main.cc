@@ -5,12 +5,11 @@
 // implementation.
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string_view>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #ifdef QSWEEP_HAVE_LOCAL_COMMANDS
 #include "worker/local/local_commands.h"
@@ -36,7 +35,8 @@ int main(int argc, char** argv) {
       })
       ->capture_default_str();
   app.add_option("--slots", options.slots, "jobs run at once")
-      ->check(CLI::Range(1, 64))->capture_default_str();
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   app.add_option("--name", options.name, "name shown by `qsweep workers`");
   app.add_option("--work-dir", options.work_dir, "folder for checkpoints of running jobs");
   app.add_option("--data-dir", runner_options.data_dir, "dataset cache folder");

@@ -1,7 +1,6 @@
 #include "worker/train_job_runner.h"
 
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -89,11 +88,11 @@ JobOutcome TrainJobRunner::Run(const v1::Job& job, JobContext& context) {
   config->device = options_.device;
   config->project_dir = context.WorkDir();
   const std::string dir = !options_.data_dir.empty() ? options_.data_dir : config->data_dir;
-  const std::string key = absl::StrCat(config->dataset, "|", dir, "|", config->synthetic_rows,
-                                       "|", config->synthetic_seed);
+  const std::string key = absl::StrCat(config->dataset, "|", dir, "|", config->synthetic_rows, "|",
+                                       config->synthetic_seed);
   std::string error;
-  auto data = LoadCached(key, config->dataset, dir, config->synthetic_rows,
-                         config->synthetic_seed, error);
+  auto data =
+      LoadCached(key, config->dataset, dir, config->synthetic_rows, config->synthetic_seed, error);
   if (!data) return Failed(job, "loading dataset: " + error);
   auto spec = ResolveModel(config->model, data->n_features, data->n_classes);
   if (!spec.ok()) return Failed(job, std::string(spec.status().message()));
@@ -102,8 +101,8 @@ JobOutcome TrainJobRunner::Run(const v1::Job& job, JobContext& context) {
   TrainOptions options;
   options.checkpoint_dir = (std::filesystem::path(context.WorkDir()) / "checkpoints").string();
   options.callback = &callback;
-  options.provenance = {{"job_id", job.id()}, {"sweep_id", job.sweep_id()},
-                        {"attempt", job.attempt()}};
+  options.provenance = {
+      {"job_id", job.id()}, {"sweep_id", job.sweep_id()}, {"attempt", job.attempt()}};
   auto result = TrainModel(*config, *spec, *data, options);
   if (!result.ok()) return Failed(job, std::string(result.status().message()));
   if (result->status == "cancelled") {
@@ -116,13 +115,14 @@ JobOutcome TrainJobRunner::Run(const v1::Job& job, JobContext& context) {
   o.final_metrics = result->final_metrics;
   o.final_metrics["samples_per_second"] = result->samples_per_second;
   o.final_metrics["wall_seconds"] = result->wall_seconds;
-  o.result_json = nlohmann::json{{"status", result->status},
-                                 {"message", result->message},
-                                 {"global_steps", result->global_steps},
-                                 {"epochs_completed", result->epochs_completed},
-                                 {"dataset", data->DisplayName()},
-                                 {"dataset_sha256", data->sha256}}
-                      .dump();
+  o.result_json = nlohmann::json{
+      {"status", result->status},
+      {"message", result->message},
+      {"global_steps", result->global_steps},
+      {"epochs_completed", result->epochs_completed},
+      {"dataset", data->DisplayName()},
+      {"dataset_sha256",
+       data->sha256}}.dump();
   if (!result->best_checkpoint.empty()) {
     o.outputs.push_back({"best", "checkpoint", result->best_checkpoint});
     const std::string sd = result->best_checkpoint + ".state_dict.pt";

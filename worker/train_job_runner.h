@@ -29,8 +29,8 @@ class TrainJobRunner final : public JobRunner {
  private:
   // Loaded datasets by (name, rows, seed, dir), shared by this worker's jobs.
   std::shared_ptr<const Dataset> LoadCached(const std::string& key, const std::string& name,
-                                            const std::string& dir, int64_t rows,
-                                            int64_t seed, std::string& error);
+                                            const std::string& dir, int64_t rows, int64_t seed,
+                                            std::string& error);
   TrainJobRunnerOptions options_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<const Dataset>> datasets_;  // guarded by mu_

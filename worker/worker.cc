@@ -72,16 +72,15 @@ void AddMetrics(Req& req, const std::vector<v1::Metric>& metrics) {
 }  // namespace
 
 Worker::Worker(CoordinatorClient& client, JobRunner& runner, WorkerOptions options)
-    : client_(client), runner_(runner), options_(std::move(options)),
-      rng_(std::random_device{}()) {
+    : client_(client), runner_(runner), options_(std::move(options)), rng_(std::random_device{}()) {
   if (options_.name.empty()) {
     char host[256] = {0};
     gethostname(host, sizeof(host) - 1);
     options_.name = absl::StrCat(host, ":", getpid());
   }
   if (options_.work_dir.empty())
-    options_.work_dir = (fs::temp_directory_path() / absl::StrCat("qsweep-worker-", getpid()))
-                            .string();
+    options_.work_dir =
+        (fs::temp_directory_path() / absl::StrCat("qsweep-worker-", getpid())).string();
 }
 
 Worker::~Worker() {
@@ -208,8 +207,8 @@ absl::Status Worker::Run() {
 void Worker::StartJob(const v1::GrantedLease& lease) {
   auto job = std::make_shared<RunningJob>();
   job->lease = lease;
-  job->work_dir = (fs::path(options_.work_dir) / absl::StrCat(lease.job().id(), "-attempt",
-                                                              lease.job().attempt()))
+  job->work_dir = (fs::path(options_.work_dir) /
+                   absl::StrCat(lease.job().id(), "-attempt", lease.job().attempt()))
                       .string();
   std::error_code ec;
   fs::create_directories(job->work_dir, ec);
@@ -255,8 +254,7 @@ void Worker::ReportOutcome(RunningJob& job, JobOutcome outcome) {
     req.set_request_id(RequestId());
     req.set_lease_id(job.lease.lease_id());
     req.set_epoch(job.lease.epoch());
-    req.mutable_final_metrics()->insert(outcome.final_metrics.begin(),
-                                        outcome.final_metrics.end());
+    req.mutable_final_metrics()->insert(outcome.final_metrics.begin(), outcome.final_metrics.end());
     req.set_result_json(outcome.result_json);
     AddMetrics(req, job.TakeMetrics());
     s = Retry([&] { return client_.Complete(req); }, options_.report_attempts);
@@ -336,8 +334,8 @@ void Worker::SendHeartbeat() {
     auto it = sent.find(v.lease_id());
     if (it == sent.end()) continue;
     int expected = kRun;
-    if (v.action() == v1::CANCEL) it->second.first->stop.compare_exchange_strong(expected,
-                                                                                 kCancelled);
+    if (v.action() == v1::CANCEL)
+      it->second.first->stop.compare_exchange_strong(expected, kCancelled);
     if (v.action() == v1::LOST) it->second.first->stop.compare_exchange_strong(expected, kLost);
   }
 }

@@ -86,11 +86,11 @@ class Worker {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                                  // guarded by mu_
-  std::string worker_id_;                                  // guarded by mu_
-  int64_t heartbeat_ms_ = 5000;                            // guarded by mu_
+  bool stopping_ = false;                                    // guarded by mu_
+  std::string worker_id_;                                    // guarded by mu_
+  int64_t heartbeat_ms_ = 5000;                              // guarded by mu_
   std::map<std::string, std::shared_ptr<RunningJob>> jobs_;  // by lease id; guarded by mu_
-  std::mt19937_64 rng_;                                    // guarded by mu_
+  std::mt19937_64 rng_;                                      // guarded by mu_
   std::atomic<int> jobs_reported_{0};
 };
 

@@ -2,6 +2,8 @@
 // local qsweep-worker processes runs examples/lab1-small.toml (9 trials on a
 // small synthetic set), and the service CLI queries the results as JSON.
 // Skips when the ML core cannot train yet (its jobs fail as unimplemented).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -11,12 +13,9 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "client/service_cli.h"
 
@@ -73,9 +72,17 @@ class ServerProcess {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], 2);
     posix_spawn_file_actions_addclose(&actions, fds[0]);
-    std::vector<std::string> args = {bin, "--listen", "127.0.0.1:0", "--db",
-                                     (dir / "q.db").string(), "--local-workers", "2",
-                                     "--worker-binary", worker, "--heartbeat-ms", "300"};
+    std::vector<std::string> args = {bin,
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--db",
+                                     (dir / "q.db").string(),
+                                     "--local-workers",
+                                     "2",
+                                     "--worker-binary",
+                                     worker,
+                                     "--heartbeat-ms",
+                                     "300"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -252,8 +259,8 @@ TEST_F(EndToEndTest, PythonClientPrintsTheBestTrial) {
   if (!fs::exists("/usr/bin/python3") || !fs::exists(stubs + "/qsweep/v1/experiments_pb2.py"))
     GTEST_SKIP() << "no /usr/bin/python3 or no generated Python stubs";
   const std::string cmd = "/usr/bin/python3 " + std::string(QSWEEP_SOURCE_DIR) +
-                          "/examples/python_client.py --server " + server_.address() +
-                          " --stubs " + stubs + " " + std::string(QSWEEP_SOURCE_DIR) +
+                          "/examples/python_client.py --server " + server_.address() + " --stubs " +
+                          stubs + " " + std::string(QSWEEP_SOURCE_DIR) +
                           "/examples/lab1-small.toml 2>&1";
   std::string out;
   const int code = RunCommand(cmd, out);

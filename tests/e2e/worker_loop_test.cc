@@ -1,15 +1,15 @@
 // The worker loop against a real in-process server, with hand-written job
 // runners (no LibTorch) and fault injection by wrapping the client.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
-#include <unistd.h>
 
 #include "absl/strings/str_cat.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
@@ -129,9 +129,9 @@ class WorkerLoopTest : public ::testing::Test {
     options.lease_wait_ms = 200;
     options.initial_backoff_ms = 1;
     options.max_backoff_ms = 5;
-    options.work_dir = (std::filesystem::temp_directory_path() /
-                        absl::StrCat("qsweep_worker_loop_", getpid()))
-                           .string();
+    options.work_dir =
+        (std::filesystem::temp_directory_path() / absl::StrCat("qsweep_worker_loop_", getpid()))
+            .string();
     worker_ = std::make_unique<Worker>(client, runner, options);
     worker_thread_ = std::thread([this] { ASSERT_TRUE(worker_->Run().ok()); });
   }

@@ -1,9 +1,9 @@
 #include "server/scheduler.h"
 
-#include <optional>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "server/job_state.h"

@@ -1,12 +1,12 @@
 // The two gRPC services over an in-process channel, with a fake clock and
 // the scheduler's periodic tick turned off: tests move time themselves.
-#include <filesystem>
-#include <future>
-
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
+
+#include <filesystem>
+#include <future>
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
@@ -301,8 +301,9 @@ TEST_F(ServiceTest, WatchStreamsUntilTheSweepFinishes) {
 }
 
 TEST_F(ServiceTest, RecoversFromSqliteAfterRestart) {
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            absl::StrCat("qsweep_service_", getpid(), ".db")).string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / absl::StrCat("qsweep_service_", getpid(), ".db"))
+          .string();
   std::filesystem::remove(path);
   server_.reset();
   StartServer(*OpenSqliteStore(SqliteStoreOptions(path)));

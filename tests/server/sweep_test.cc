@@ -1,12 +1,12 @@
 #include "server/sweep.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <tuple>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 namespace qsweep {
 namespace {
@@ -170,10 +170,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep.random]\ntrials = 2\n"
                 "learning_rate = { distribution = \"uniform\", high = 0.2 }\n",
                 "sweep.random.learning_rate.low must be a finite number"},
-        BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep.grid]\nseed = [1,2,3,4,5,6,7,8,9,10]\n"
-                "batch_size = [1,2,3,4,5,6,7,8,9,10]\nmax_epochs = [1,2,3,4,5,6,7,8,9,10]\n"
-                "max_steps = [1,2,3,4,5,6,7,8,9,10,11]\n",
-                "expands to more than 10000 trials"},
+        BadCase{
+            "model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep.grid]\nseed = [1,2,3,4,5,6,7,8,9,10]\n"
+            "batch_size = [1,2,3,4,5,6,7,8,9,10]\nmax_epochs = [1,2,3,4,5,6,7,8,9,10]\n"
+            "max_steps = [1,2,3,4,5,6,7,8,9,10,11]\n",
+            "expands to more than 10000 trials"},
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep\n", "bad.toml"}));
 
 }  // namespace

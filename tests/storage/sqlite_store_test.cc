@@ -1,11 +1,10 @@
 #include "storage/sqlite_store.h"
 
+#include <gmock/gmock.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
-
-#include <gmock/gmock.h>
-#include <sqlite3.h>
 
 #include "tests/storage/store_conformance.h"
 
@@ -23,8 +22,8 @@ std::unique_ptr<Store> MakeMemorySqlite() {
 
 // A fresh file per test, under the test's temporary folder.
 std::string TempDbPath(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() /
-                 ("qsweep_sqlite_" + std::to_string(getpid()) + "_" + name);
+  fs::path dir =
+      fs::temp_directory_path() / ("qsweep_sqlite_" + std::to_string(getpid()) + "_" + name);
   fs::remove_all(dir);
   fs::create_directories(dir);
   return (dir / "q.db").string();

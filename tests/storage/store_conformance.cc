@@ -51,8 +51,8 @@ TEST_P(StoreConformanceTest, SweepAndJobsRoundTrip) {
 }
 
 TEST_P(StoreConformanceTest, ListJobsOrdersBySweepThenIndexAndFilters) {
-  ASSERT_TRUE(store_->CreateSweep(TestSweep("b"), {TestJob("b", 1), TestJob("b", 0, v1::FAILED)})
-                  .ok());
+  ASSERT_TRUE(
+      store_->CreateSweep(TestSweep("b"), {TestJob("b", 1), TestJob("b", 0, v1::FAILED)}).ok());
   ASSERT_TRUE(store_->CreateSweep(TestSweep("a"), {TestJob("a", 0, v1::RUNNING)}).ok());
   auto all = store_->ListJobs({});
   ASSERT_TRUE(all.ok());
@@ -140,9 +140,9 @@ v1::Metric M(const std::string& name, int64_t step, double value) {
 }
 
 TEST_P(StoreConformanceTest, MetricsAreIdempotentPerAttempt) {
-  ASSERT_TRUE(store_->AppendMetrics("j", 1, {M("loss", 20, 0.5), M("loss", 10, 0.9),
-                                             M("acc", 10, 0.3)})
-                  .ok());
+  ASSERT_TRUE(
+      store_->AppendMetrics("j", 1, {M("loss", 20, 0.5), M("loss", 10, 0.9), M("acc", 10, 0.3)})
+          .ok());
   // A resent batch replaces, never duplicates.
   ASSERT_TRUE(store_->AppendMetrics("j", 1, {M("loss", 20, 0.4)}).ok());
   ASSERT_TRUE(store_->AppendMetrics("j", 2, {M("loss", 10, 7.0)}).ok());
