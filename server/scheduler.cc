@@ -10,6 +10,8 @@
 #include "server/job_state.h"
 #include "server/sweep.h"
 
+#include <nlohmann/json.hpp>
+
 namespace qsweep {
 
 Scheduler::Scheduler(Store& store, Clock& clock, SchedulerOptions options)
@@ -139,6 +141,8 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
     j.set_updated_unix_ms(sweep.created_unix_ms());
     jobs.push_back(std::move(j));
   }
+  if (plan->transform) AddTransformJobs(*plan, request.sweep_toml(), jobs);
+  sweep.set_num_jobs(static_cast<int32_t>(jobs.size()));
   QSWEEP_RETURN_IF_ERROR(store_.CreateSweep(sweep, jobs));
   sweep_seq_[sweep.id()] = next_sweep_seq_++;
   sweeps_[sweep.id()] = sweep;
@@ -149,6 +153,40 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   *response.mutable_sweep() = std::move(sweep);
   ServeWaiters();
   return response;
+}
+
+void Scheduler::AddTransformJobs(const SweepPlan& plan, const std::string& toml,
+                                 std::vector<v1::Job>& jobs) {
+  const size_t trains = jobs.size();
+  const std::string options = nlohmann::json{{"fine_tune_epochs", plan.fine_tune_epochs}}.dump();
+  for (size_t i = 0; i < trains; ++i) {
+    v1::Job t = jobs[i];
+    t.set_index(static_cast<int32_t>(trains + i));
+    t.set_id(absl::StrCat(t.sweep_id(), "-", t.index()));
+    t.set_kind(v1::TRANSFORM);
+    t.set_depends_on(jobs[i].id());
+    t.set_transform_toml(toml);
+    t.set_transform_json(options);
+    jobs.push_back(std::move(t));
+  }
+}
+
+void Scheduler::ResolveDependents(const v1::Job& dep) {
+  if (!IsTerminal(dep.state())) return;
+  for (const auto& [id, job] : jobs_) {
+    if (job.depends_on() != dep.id() || job.state() != v1::PENDING) continue;
+    v1::Job next = job;
+    if (dep.state() == v1::SUCCEEDED && !dep.best_checkpoint_sha256().empty()) {
+      next.set_input_checkpoint_sha256(dep.best_checkpoint_sha256());
+    } else {
+      next.set_state(v1::CANCELLED);
+      next.set_error(dep.state() == v1::SUCCEEDED
+                         ? absl::StrCat("job ", dep.id(), " produced no best checkpoint")
+                         : absl::StrCat("job ", dep.id(), " it depends on is ",
+                                        JobStateName(dep.state())));
+    }
+    Commit(next, nullptr).IgnoreError();  // stays PENDING-and-blocked if this fails
+  }
 }
 
 absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterRequest& request) {
@@ -175,6 +213,7 @@ absl::StatusOr<int> Scheduler::CancelOne(const std::string& job_id) {
     next.set_state(v1::CANCELLED);
     next.set_error("cancelled before it started");
     QSWEEP_RETURN_IF_ERROR(Commit(next, nullptr));
+    ResolveDependents(jobs_.at(job_id));
     return 1;
   }
   if (IsActive(job.state()) && !job.cancel_requested()) {
@@ -216,13 +255,19 @@ absl::StatusOr<int> Scheduler::RetryJobs(const v1::RetryJobsRequest& request) {
     auto it = jobs_.find(id);
     if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", id, "'"));
     const v1::JobState s = it->second.state();
-    if (s != v1::FAILED && !(s == v1::CANCELLED && request.include_cancelled())) continue;
+    const bool blocked_dependent = s == v1::CANCELLED && !it->second.depends_on().empty() &&
+                                   !IsTerminal(jobs_.at(it->second.depends_on()).state());
+    if (s != v1::FAILED && !(s == v1::CANCELLED && request.include_cancelled()) &&
+        !blocked_dependent)
+      continue;
     v1::Job next = it->second;
     next.set_state(v1::PENDING);
     next.set_failures(0);
     next.set_expiries(0);
     next.set_cancel_requested(false);
     next.clear_error();
+    if (!next.depends_on().empty() && jobs_.at(next.depends_on()).state() != v1::SUCCEEDED)
+      next.clear_input_checkpoint_sha256();
     QSWEEP_RETURN_IF_ERROR(Commit(next, nullptr));
     ++n;
   }

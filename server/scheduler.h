@@ -30,6 +30,8 @@
 
 namespace qsweep {
 
+struct SweepPlan;
+
 struct SchedulerOptions {
   // How long a lease lives without a heartbeat. Default: 30000 ms.
   int64_t lease_ttl_ms = 30000;
@@ -133,6 +135,12 @@ class Scheduler {
   absl::Status ExpireLease(const std::string& job_id);
   absl::StatusOr<int> CancelOne(const std::string& job_id);
   std::string NewId(const char* prefix);
+  // Appends one TRANSFORM job per TRAIN job in `jobs`.
+  void AddTransformJobs(const SweepPlan& plan, const std::string& toml,
+                        std::vector<v1::Job>& jobs);
+  // After `dep` ended: gives its pending dependents their input checkpoint,
+  // or cancels them when it did not succeed.
+  void ResolveDependents(const v1::Job& dep);
 
   Store& store_;
   Clock& clock_;

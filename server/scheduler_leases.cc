@@ -15,6 +15,7 @@ std::vector<std::string> Scheduler::PickJobs(int32_t max_jobs) const {
   for (const auto& key : pending_) {
     if (static_cast<int32_t>(picked.size()) >= max_jobs) break;
     const v1::Job& job = jobs_.at(std::get<3>(key));
+    if (!job.depends_on().empty() && job.input_checkpoint_sha256().empty()) continue;  // blocked
     const int32_t limit = sweeps_.at(job.sweep_id()).max_concurrency();
     if (limit > 0) {
       auto active = active_per_sweep_.find(job.sweep_id());
@@ -152,7 +153,9 @@ v1::LeaseVerdict Scheduler::Renew(const v1::LeaseUpdate& update) {
   if (next.cancel_requested()) {
     next.set_state(v1::CANCELLED);
     next.set_error("cancelled by user");
-    verdict.set_action(CommitClosingAttempt(next, v1::CANCELLED).ok() ? v1::CANCEL : v1::CONTINUE);
+    const bool ok = CommitClosingAttempt(next, v1::CANCELLED).ok();
+    if (ok) ResolveDependents(jobs_.at(next.id()));
+    verdict.set_action(ok ? v1::CANCEL : v1::CONTINUE);
     return verdict;
   }
   *next.mutable_progress() = update.progress();
@@ -196,7 +199,12 @@ absl::Status Scheduler::Complete(const v1::CompleteRequest& request) {
   next.set_last_checkpoint_sha256(request.last_checkpoint_sha256());
   next.set_result_json(request.result_json());
   next.set_lease_expires_unix_ms(0);
+  for (v1::Report report : request.reports()) {
+    report.set_job_id(next.id());
+    QSWEEP_RETURN_IF_ERROR(store_.PutReport(report));
+  }
   QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, v1::SUCCEEDED));
+  ResolveDependents(jobs_.at(next.id()));
   ServeWaiters();  // a concurrency slot was freed
   return absl::OkStatus();
 }
@@ -220,6 +228,7 @@ absl::Status Scheduler::Fail(const v1::FailRequest& request) {
                                                            : v1::FAILED);
   }
   QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, attempt_state));
+  ResolveDependents(jobs_.at(next.id()));
   ServeWaiters();
   return absl::OkStatus();
 }
@@ -233,7 +242,9 @@ absl::Status Scheduler::ExpireLease(const std::string& job_id) {
   next.set_state(next.cancel_requested()                   ? v1::CANCELLED
                  : next.expiries() > options_.max_expiries ? v1::FAILED
                                                            : v1::PENDING);
-  return CommitClosingAttempt(next, v1::FAILED);
+  QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, v1::FAILED));
+  ResolveDependents(jobs_.at(job_id));
+  return absl::OkStatus();
 }
 
 void Scheduler::Tick() {

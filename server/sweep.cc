@@ -10,7 +10,9 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "worker/core/config/train_config.h"
+#include "worker/core/graph/graph.h"
 #include "worker/core/model/model_spec.h"
+#include "worker/core/passes/pass_pipeline.h"
 
 namespace qsweep {
 namespace {
@@ -158,9 +160,23 @@ absl::Status ParseRandom(const std::string& source, const ojson& random, SweepSp
   return absl::OkStatus();
 }
 
+absl::Status ParseTransformOptions(const std::string& source, const ojson& t, SweepPlan& plan) {
+  if (!t.is_object()) return FieldError(source, "[sweep.transform]", "must be a table");
+  for (const auto& [key, value] : t.items()) {
+    if (key != "fine_tune_epochs")
+      return FieldError(source, absl::StrCat("sweep.transform.", key),
+                        "is not a transform option; allowed: fine_tune_epochs");
+    QSWEEP_ASSIGN_OR_RETURN(int32_t n,
+                            SmallInt(source, "sweep.transform.fine_tune_epochs", value, 0, 1000));
+    plan.fine_tune_epochs = n;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseSweepTable(const std::string& source, const ojson& sweep, SweepPlan& plan,
                              SweepSpec& spec) {
-  static const char* kAllowed = "name, max_concurrency, retries, priority, grid, random";
+  static const char* kAllowed =
+      "name, max_concurrency, retries, priority, grid, random, transform";
   for (const auto& [key, value] : sweep.items()) {
     const std::string field = absl::StrCat("sweep.", key);
     if (key == "name") {
@@ -176,6 +192,8 @@ absl::Status ParseSweepTable(const std::string& source, const ojson& sweep, Swee
       QSWEEP_RETURN_IF_ERROR(ParseGrid(source, value, spec));
     } else if (key == "random") {
       QSWEEP_RETURN_IF_ERROR(ParseRandom(source, value, spec));
+    } else if (key == "transform") {
+      QSWEEP_RETURN_IF_ERROR(ParseTransformOptions(source, value, plan));
     } else {
       return FieldError(source, field, absl::StrCat("is not a sweep setting; allowed: ", kAllowed));
     }
@@ -245,6 +263,39 @@ absl::Status ValidateConfig(const std::string& source, size_t index, const json&
   return absl::OkStatus();
 }
 
+// The [passes.*] and [transform] tables, if any.
+absl::Status ParseTransformTables(const std::string& source, const ojson& tables, SweepPlan& plan,
+                                  std::vector<PassSpec>& passes) {
+  auto with_source = [&](const absl::Status& s) {
+    return s.ok() ? s : absl::Status(s.code(), absl::StrCat(source, ": ", s.message()));
+  };
+  QSWEEP_RETURN_IF_ERROR(with_source(CheckTransformTable(tables)));
+  if (!tables.contains("passes")) {
+    if (plan.fine_tune_epochs > 0)
+      return FieldError(source, "sweep.transform", "needs [passes.*] tables to run");
+    return absl::OkStatus();
+  }
+  auto parsed = ParsePassList(tables["passes"]);
+  QSWEEP_RETURN_IF_ERROR(with_source(parsed.status()));
+  passes = std::move(*parsed);
+  if (passes.empty()) return FieldError(source, "[passes]", "names no pass to run");
+  plan.transform = true;
+  return absl::OkStatus();
+}
+
+// Checks the passes against the trial's model graph (by-name targets etc.).
+absl::Status ValidateTransform(const std::string& source, const json& effective,
+                               const std::vector<PassSpec>& passes) {
+  auto model = ResolveModel(effective.value("model", std::string()));
+  if (!model.ok()) return model.status();
+  const int64_t batch = effective.value("batch_size", int64_t{1});
+  absl::Status s = ValidatePasses(passes, BuildGraph(*model, batch));
+  if (!s.ok())
+    return absl::InvalidArgumentError(absl::StrCat(source, ": [passes] for model '",
+                                                   model->name, "': ", s.message()));
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::string& source,
@@ -254,11 +305,15 @@ absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::s
   SweepPlan plan;
   SweepSpec spec;
   for (const auto& [table, value] : layers.tables.items()) {
+    if (table == "passes" || table == "transform") continue;  // checked below
     if (table != "sweep")
       return FieldError(source, absl::StrCat("[", table, "]"),
-                        "is not allowed in a sweep file; allowed tables: [sweep]");
+                        "is not allowed in a sweep file; allowed tables: [sweep], "
+                        "[passes.*], [transform]");
     QSWEEP_RETURN_IF_ERROR(ParseSweepTable(source, value, plan, spec));
   }
+  std::vector<PassSpec> passes;
+  QSWEEP_RETURN_IF_ERROR(ParseTransformTables(source, layers.tables, plan, passes));
   QSWEEP_ASSIGN_OR_RETURN(plan.trials, ExpandTrials(source, spec, options.max_trials));
   const json base = layers.Effective();
   std::set<std::string> models_checked;
@@ -266,6 +321,7 @@ absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::s
     json effective = base;
     for (const auto& [key, value] : plan.trials[i].items()) effective[key] = value;
     QSWEEP_RETURN_IF_ERROR(ValidateConfig(source, i, effective, models_checked));
+    if (plan.transform) QSWEEP_RETURN_IF_ERROR(ValidateTransform(source, effective, passes));
     plan.configs.push_back(std::move(effective));
   }
   return plan;

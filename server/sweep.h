@@ -20,6 +20,12 @@
 //   weight_decay = { distribution = "uniform", low = 0.0, high = 0.1 }
 //   max_epochs = { distribution = "int", low = 5, high = 20 }     # inclusive
 //   training_optimizer = { distribution = "choice", values = ["adam", "sgd"] }
+//   [sweep.transform]                  # options of the dependent transform jobs
+//   fine_tune_epochs = 0               # quantization-aware fine-tuning epochs
+//   [passes.quantize]                  # MASE transform tables: when present, each
+//   ...                                # trial's best checkpoint is transformed by a
+//   [transform]                        # dependent TRANSFORM job
+//   style = "graph"
 #pragma once
 
 #include <cstdint>
@@ -46,6 +52,10 @@ struct SweepPlan {
   // effective config (defaults < base < swept values).
   std::vector<nlohmann::json> trials;
   std::vector<nlohmann::json> configs;
+  // True when the file has [passes.*] tables: every trial gets a dependent
+  // TRANSFORM job running them on its best checkpoint.
+  bool transform = false;
+  int64_t fine_tune_epochs = 0;  // [sweep.transform].fine_tune_epochs
 };
 
 // Parses and expands a sweep file's text. `source` names the file in errors.

@@ -325,6 +325,59 @@ TEST_F(SchedulerTest, RecoveryKeepsLeasesForOneTtlThenRequeues) {
   EXPECT_EQ(StateOf(s + "-2"), v1::PENDING);
 }
 
+constexpr char kPasses[] = R"(
+[passes.quantize]
+by = "type"
+[passes.quantize.default.config]
+name = "NA"
+[passes.report_graph]
+)";
+
+TEST_F(SchedulerTest, TransformWaitsForItsTrainJobsBestCheckpoint) {
+  std::string s = Submit(SweepToml(2) + kPasses);
+  EXPECT_EQ(store_->GetSweep(s)->num_jobs(), 4);
+  const v1::Job* t = scheduler_->FindJob(s + "-2");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->kind(), v1::TRANSFORM);
+  EXPECT_EQ(t->depends_on(), s + "-0");
+  EXPECT_THAT(t->transform_toml(), HasSubstr("[passes.quantize]"));
+  std::string w = RegisterWorker();
+  auto trains = LeaseNow(w, 10);  // only the two TRAIN jobs are leasable
+  ASSERT_EQ(trains.leases_size(), 2);
+  EXPECT_EQ(trains.leases(0).job().kind(), v1::TRAIN);
+  v1::CompleteRequest done;
+  done.set_lease_id(trains.leases(0).lease_id());
+  done.set_epoch(1);
+  done.set_best_checkpoint_sha256(std::string(64, 'a'));
+  auto* report = done.add_reports();
+  report->set_pass_name("train_summary");
+  report->set_text("ok");
+  ASSERT_TRUE(scheduler_->Complete(done).ok());
+  EXPECT_EQ(store_->GetReport(s + "-0", "train_summary")->text(), "ok");
+  auto transform = LeaseNow(w, 10);
+  ASSERT_EQ(transform.leases_size(), 1);
+  EXPECT_EQ(transform.leases(0).job().id(), s + "-2");
+  EXPECT_EQ(transform.leases(0).job().input_checkpoint_sha256(), std::string(64, 'a'));
+}
+
+TEST_F(SchedulerTest, FailedTrainCancelsItsTransformUntilRetried) {
+  std::string s = Submit(SweepToml(1) + kPasses);
+  std::string w = RegisterWorker();
+  ASSERT_TRUE(Fail(LeaseNow(w, 10).leases(0)).ok());
+  EXPECT_EQ(StateOf(s + "-0"), v1::FAILED);
+  EXPECT_EQ(StateOf(s + "-1"), v1::CANCELLED);
+  EXPECT_THAT(store_->GetJob(s + "-1")->error(), HasSubstr("FAILED"));
+  v1::RetryJobsRequest retry;
+  retry.set_sweep_id(s);
+  EXPECT_EQ(*scheduler_->RetryJobs(retry), 2);
+  EXPECT_EQ(StateOf(s + "-1"), v1::PENDING);
+  auto again = LeaseNow(w, 10);
+  ASSERT_EQ(again.leases_size(), 1);  // the transform still waits for its input
+  ASSERT_TRUE(Complete(again.leases(0)).ok());  // succeeded but without a checkpoint
+  EXPECT_EQ(StateOf(s + "-1"), v1::CANCELLED);
+  EXPECT_THAT(store_->GetJob(s + "-1")->error(), HasSubstr("no best checkpoint"));
+}
+
 TEST(JobStateTest, TransitionRejectsIllegalMoves) {
   EXPECT_TRUE(Transition(v1::PENDING, v1::LEASED).ok());
   EXPECT_TRUE(Transition(v1::RUNNING, v1::PENDING).ok());

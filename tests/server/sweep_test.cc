@@ -121,6 +121,49 @@ TEST(SweepTest, RandomSamplesStayInRangeAndAreSeeded) {
   EXPECT_NE(reseeded->trials, plan->trials);
 }
 
+constexpr char kQuantizeByName[] = R"(
+[passes.quantize]
+by = "name"
+[passes.quantize.default.config]
+name = "NA"
+[passes.quantize.seq_blocks_2.config]
+name = "integer"
+data_in_width = 8
+data_in_frac_width = 4
+weight_width = 8
+weight_frac_width = 4
+bias_width = 8
+bias_frac_width = 4
+[passes.report_graph]
+[transform]
+style = "graph"
+)";
+
+TEST(SweepTest, PassesTablesAddATransformPerTrial) {
+  auto plan = ExpandSweep(std::string("model = \"jsc-toy\"\ndataset = \"jsc\"\n"
+                                      "[sweep.grid]\nseed = [1, 2]\n"
+                                      "[sweep.transform]\nfine_tune_epochs = 2\n") +
+                              kQuantizeByName,
+                          "t.toml");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE(plan->transform);
+  EXPECT_EQ(plan->fine_tune_epochs, 2);
+  EXPECT_EQ(plan->configs.size(), 2u);
+  auto none = ExpandSweep("model = \"jsc-toy\"\ndataset = \"jsc\"\n", "n.toml");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->transform);
+}
+
+TEST(SweepTest, PassArgumentsAreCheckedAgainstTheModelGraph) {
+  std::string bad = kQuantizeByName;
+  bad.replace(bad.find("name = \"integer\""), 16, "name = \"integr\"");
+  auto plan = ExpandSweep("model = \"jsc-toy\"\ndataset = \"jsc\"\n" + bad, "t.toml");
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(plan.status().message()), HasSubstr("integr"));
+  EXPECT_THAT(std::string(plan.status().message()), HasSubstr("jsc-toy"));
+}
+
 struct BadCase {
   const char* toml;
   const char* message_part;
@@ -153,8 +196,14 @@ INSTANTIATE_TEST_SUITE_P(
                 "sweep.retries must be in [0, 100]"},
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep]\nretry = 1\n",
                 "allowed: name, max_concurrency, retries, priority, grid, random"},
-        BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[passes]\nx = 1\n",
-                "allowed tables: [sweep]"},
+        BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[data]\nx = 1\n",
+                "allowed tables: [sweep], [passes.*], [transform]"},
+        BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[passes.quantise]\nby = \"type\"\n",
+                "unknown pass name"},
+        BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep.transform]\nfine_tune_epochs = 1\n",
+                "sweep.transform needs [passes.*] tables"},
+        BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep.transform]\nepochs = 1\n",
+                "allowed: fine_tune_epochs"},
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep.random]\nseed = 1\n"
                 "learning_rate = { distribution = \"uniform\", low = 0.1, high = 0.2 }\n",
                 "sweep.random.trials is required"},
