@@ -129,6 +129,9 @@ json JobJson(const v1::Job& j) {
   json o = {{"id", j.id()},
             {"sweep_id", j.sweep_id()},
             {"index", j.index()},
+            {"kind", j.kind() == v1::TRANSFORM ? "TRANSFORM"
+                     : j.kind() == v1::EVAL    ? "EVAL"
+                                               : "TRAIN"},
             {"state", StateName(j.state())},
             {"trial", json::parse(j.trial_json().empty() ? "{}" : j.trial_json(), nullptr, false)},
             {"final_metrics", metrics},
@@ -139,6 +142,7 @@ json JobJson(const v1::Job& j) {
             {"best_checkpoint_sha256", j.best_checkpoint_sha256()}};
   if (!j.config_json().empty()) o["config"] = json::parse(j.config_json(), nullptr, false);
   if (!j.result_json().empty()) o["result"] = json::parse(j.result_json(), nullptr, false);
+  if (!j.depends_on().empty()) o["depends_on"] = j.depends_on();
   return o;
 }
 
@@ -318,16 +322,23 @@ int Jobs(Common& c, const std::string& sweep_id, const std::string& sort, bool a
     for (const auto& [k, v] : trial.items())
       if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
   }
-  const std::vector<std::string> metrics = {"test_acc_epoch", "test_loss_epoch", "val_acc_epoch",
-                                            "val_loss_epoch"};
+  std::vector<std::string> metrics = {"test_acc_epoch", "test_loss_epoch", "val_acc_epoch",
+                                      "val_loss_epoch"};
+  bool transforms = false;
+  for (const auto& j : *jobs) transforms |= j.kind() == v1::TRANSFORM;
+  if (transforms)
+    for (const char* m : {"test_acc_before", "test_acc_after_passes", "test_acc_after_finetune"})
+      metrics.push_back(m);
   Table t;
-  t.headers = {"job", "state"};
+  t.headers = {"job", "kind", "state"};
   t.headers.insert(t.headers.end(), keys.begin(), keys.end());
   t.headers.insert(t.headers.end(), metrics.begin(), metrics.end());
   t.headers.push_back("attempts");
   for (const auto& j : *jobs) {
     const json trial = json::parse(j.trial_json(), nullptr, false);
-    std::vector<std::string> row = {std::to_string(j.index()), StateName(j.state())};
+    std::vector<std::string> row = {std::to_string(j.index()),
+                                    j.kind() == v1::TRANSFORM ? "transform" : "train",
+                                    StateName(j.state())};
     for (const auto& k : keys)
       row.push_back(trial.is_object() && trial.contains(k) ? ValueText(trial[k]) : "");
     for (const auto& m : metrics) {
@@ -638,7 +649,9 @@ int RunServiceCommand(const std::string& command, const std::vector<std::string>
     run = [&] { return Show(c, id); };
   } else if (command == "report") {
     app.add_option("job", id, "job id")->required();
-    app.add_option("--pass", pass, "pass name")->required();
+    pass = "transform";
+    app.add_option("--pass", pass, "report name (transform jobs store \"transform\")")
+        ->capture_default_str();
     run = [&] { return Report(c, id, pass); };
   } else if (command == "cancel") {
     app.add_option("id", id, "sweep or job id")->required();

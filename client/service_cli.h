@@ -4,7 +4,7 @@
 //   watch SWEEP                        live progress until the sweep ends
 //   jobs SWEEP [--sort KEY] [--asc] [--state S]
 //   show JOB                           config, final metrics, attempts, per-epoch table
-//   report JOB --pass NAME
+//   report JOB [--pass NAME]               (default: the transform report)
 //   cancel SWEEP|JOB
 //   retry SWEEP --failed [--cancelled]
 //   checkpoint get JOB [-o FILE] [--name best_state_dict|best|last]

@@ -2,6 +2,7 @@
 // Lease operations are in scheduler_leases.cc.
 #include "server/scheduler.h"
 
+#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -9,8 +10,6 @@
 #include "common/status_macros.h"
 #include "server/job_state.h"
 #include "server/sweep.h"
-
-#include <nlohmann/json.hpp>
 
 namespace qsweep {
 
@@ -180,10 +179,10 @@ void Scheduler::ResolveDependents(const v1::Job& dep) {
       next.set_input_checkpoint_sha256(dep.best_checkpoint_sha256());
     } else {
       next.set_state(v1::CANCELLED);
-      next.set_error(dep.state() == v1::SUCCEEDED
-                         ? absl::StrCat("job ", dep.id(), " produced no best checkpoint")
-                         : absl::StrCat("job ", dep.id(), " it depends on is ",
-                                        JobStateName(dep.state())));
+      next.set_error(
+          dep.state() == v1::SUCCEEDED
+              ? absl::StrCat("job ", dep.id(), " produced no best checkpoint")
+              : absl::StrCat("job ", dep.id(), " it depends on is ", JobStateName(dep.state())));
     }
     Commit(next, nullptr).IgnoreError();  // stays PENDING-and-blocked if this fails
   }

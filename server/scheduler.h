@@ -136,8 +136,7 @@ class Scheduler {
   absl::StatusOr<int> CancelOne(const std::string& job_id);
   std::string NewId(const char* prefix);
   // Appends one TRANSFORM job per TRAIN job in `jobs`.
-  void AddTransformJobs(const SweepPlan& plan, const std::string& toml,
-                        std::vector<v1::Job>& jobs);
+  void AddTransformJobs(const SweepPlan& plan, const std::string& toml, std::vector<v1::Job>& jobs);
   // After `dep` ended: gives its pending dependents their input checkpoint,
   // or cancels them when it did not succeed.
   void ResolveDependents(const v1::Job& dep);

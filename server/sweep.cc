@@ -175,8 +175,7 @@ absl::Status ParseTransformOptions(const std::string& source, const ojson& t, Sw
 
 absl::Status ParseSweepTable(const std::string& source, const ojson& sweep, SweepPlan& plan,
                              SweepSpec& spec) {
-  static const char* kAllowed =
-      "name, max_concurrency, retries, priority, grid, random, transform";
+  static const char* kAllowed = "name, max_concurrency, retries, priority, grid, random, transform";
   for (const auto& [key, value] : sweep.items()) {
     const std::string field = absl::StrCat("sweep.", key);
     if (key == "name") {
@@ -291,8 +290,8 @@ absl::Status ValidateTransform(const std::string& source, const json& effective,
   const int64_t batch = effective.value("batch_size", int64_t{1});
   absl::Status s = ValidatePasses(passes, BuildGraph(*model, batch));
   if (!s.ok())
-    return absl::InvalidArgumentError(absl::StrCat(source, ": [passes] for model '",
-                                                   model->name, "': ", s.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": [passes] for model '", model->name, "': ", s.message()));
   return absl::OkStatus();
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "qsweep/v1/common.pb.h"
 
 namespace qsweep {
@@ -21,6 +22,9 @@ class JobContext {
   virtual bool ShouldStop() = 0;
   // A private, existing folder for this attempt's files.
   virtual const std::string& WorkDir() const = 0;
+  // Content stored on the coordinator (e.g. the input checkpoint of a
+  // TRANSFORM job). NOT_FOUND if it has none with this hash.
+  virtual absl::StatusOr<std::string> FetchArtifact(const std::string& sha256) = 0;
 };
 
 // A file the loop uploads after the job succeeded.
@@ -30,11 +34,19 @@ struct OutputFile {
   std::string path;
 };
 
+// A report the loop stores on the coordinator with the result.
+struct OutputReport {
+  std::string name;  // e.g. "transform"
+  std::string json;
+  std::string text;
+};
+
 struct JobOutcome {
   enum class Kind { kSucceeded, kFailed, kStopped };
   Kind kind = Kind::kFailed;
   std::map<std::string, double> final_metrics;
   std::vector<OutputFile> outputs;
+  std::vector<OutputReport> reports;
   std::string error;        // kFailed: what went wrong, with context
   std::string result_json;  // extra result fields (JSON object)
 };

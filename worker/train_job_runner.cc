@@ -1,6 +1,7 @@
 #include "worker/train_job_runner.h"
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -8,6 +9,7 @@
 #include "worker/core/data/dataset.h"
 #include "worker/core/model/model_spec.h"
 #include "worker/core/torch/checkpoint.h"
+#include "worker/core/torch/pass_runner.h"
 #include "worker/core/torch/trainer.h"
 
 namespace qsweep {
@@ -79,7 +81,45 @@ std::shared_ptr<const Dataset> TrainJobRunner::LoadCached(const std::string& key
 }
 
 JobOutcome TrainJobRunner::Run(const v1::Job& job, JobContext& context) {
-  if (job.kind() != v1::TRAIN) return Failed(job, "only TRAIN jobs are supported by this worker");
+  if (job.kind() == v1::TRANSFORM) return RunTransformJob(job, context);
+  if (job.kind() != v1::TRAIN) return Failed(job, "job kind is not TRAIN or TRANSFORM");
+  return RunTrain(job, context);
+}
+
+JobOutcome TrainJobRunner::RunTransformJob(const v1::Job& job, JobContext& context) {
+  if (job.input_checkpoint_sha256().empty()) return Failed(job, "no input checkpoint");
+  auto bytes = context.FetchArtifact(job.input_checkpoint_sha256());
+  if (!bytes.ok())
+    return Failed(job, absl::StrCat("fetching input checkpoint ", job.input_checkpoint_sha256(),
+                                    ": ", bytes.status().message()));
+  const std::filesystem::path dir(context.WorkDir());
+  const std::string load = (dir / "input.ckpt").string();
+  const std::string config = (dir / "transform.toml").string();
+  std::ofstream(load, std::ios::binary) << *bytes;
+  std::ofstream(config) << job.transform_toml();
+  nlohmann::json opts = nlohmann::json::parse(job.transform_json(), nullptr, false);
+  ContextCallback callback(context);
+  TransformOptions options;
+  options.config_path = config;
+  options.load = load;
+  options.overrides = {{"project_dir", (dir / "out").string()}};
+  if (opts.is_object()) options.fine_tune_epochs = opts.value("fine_tune_epochs", int64_t{0});
+  options.callback = &callback;
+  auto result = RunTransform(options);
+  if (!result.ok()) return Failed(job, std::string(result.status().message()));
+  JobOutcome o;
+  o.kind = JobOutcome::Kind::kSucceeded;
+  o.final_metrics = result->metrics;
+  o.result_json = nlohmann::json{{"passes", result->passes}}.dump();
+  if (!result->checkpoint.empty())
+    o.outputs.push_back({"transformed", "checkpoint", result->checkpoint});
+  if (!result->state_dict.empty())
+    o.outputs.push_back({"transformed_state_dict", "state_dict", result->state_dict});
+  o.reports.push_back({"transform", result->report.dump(2), result->text});
+  return o;
+}
+
+JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
   nlohmann::json effective = nlohmann::json::parse(job.config_json(), nullptr, false);
   if (effective.is_discarded() || !effective.is_object())
     return Failed(job, "config_json is not a JSON object");

@@ -1,4 +1,5 @@
-// Runs TRAIN jobs through the ML core: LoadDataset, ResolveModel, TrainModel.
+// Runs TRAIN jobs through the ML core (LoadDataset, ResolveModel, TrainModel)
+// and TRANSFORM jobs through the pass runner (RunTransform).
 // This header and its .cc are torch-free; the torch layer is linked in.
 #pragma once
 
@@ -27,6 +28,9 @@ class TrainJobRunner final : public JobRunner {
   JobOutcome Run(const v1::Job& job, JobContext& context) override;
 
  private:
+  JobOutcome RunTrain(const v1::Job& job, JobContext& context);
+  // Runs the job's [passes.*] on its input checkpoint (fetched by hash).
+  JobOutcome RunTransformJob(const v1::Job& job, JobContext& context);
   // Loaded datasets by (name, rows, seed, dir), shared by this worker's jobs.
   std::shared_ptr<const Dataset> LoadCached(const std::string& key, const std::string& name,
                                             const std::string& dir, int64_t rows, int64_t seed,

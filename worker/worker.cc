@@ -19,6 +19,7 @@ namespace fs = std::filesystem;
 enum StopReason { kRun = 0, kCancelled = 1, kLost = 2, kShutdown = 3 };
 
 struct Worker::RunningJob final : public JobContext {
+  CoordinatorClient* client = nullptr;
   v1::GrantedLease lease;
   std::string work_dir;
   std::atomic<int> stop{kRun};
@@ -38,6 +39,9 @@ struct Worker::RunningJob final : public JobContext {
   }
   bool ShouldStop() override { return stop.load() != kRun; }
   const std::string& WorkDir() const override { return work_dir; }
+  absl::StatusOr<std::string> FetchArtifact(const std::string& sha256) override {
+    return client->FetchArtifact(sha256);
+  }
 
   std::vector<v1::Metric> TakeMetrics() {
     std::lock_guard<std::mutex> lock(mu);
@@ -206,6 +210,7 @@ absl::Status Worker::Run() {
 
 void Worker::StartJob(const v1::GrantedLease& lease) {
   auto job = std::make_shared<RunningJob>();
+  job->client = &client_;
   job->lease = lease;
   job->work_dir = (fs::path(options_.work_dir) /
                    absl::StrCat(lease.job().id(), "-attempt", lease.job().attempt()))
@@ -256,6 +261,12 @@ void Worker::ReportOutcome(RunningJob& job, JobOutcome outcome) {
     req.set_epoch(job.lease.epoch());
     req.mutable_final_metrics()->insert(outcome.final_metrics.begin(), outcome.final_metrics.end());
     req.set_result_json(outcome.result_json);
+    for (const auto& r : outcome.reports) {
+      v1::Report* report = req.add_reports();
+      report->set_pass_name(r.name);
+      report->set_json(r.json);
+      report->set_text(r.text);
+    }
     AddMetrics(req, job.TakeMetrics());
     s = Retry([&] { return client_.Complete(req); }, options_.report_attempts);
   } else {

@@ -253,6 +253,60 @@ TEST_F(EndToEndTest, Lab1SmallSweepOnTwoWorkers) {
   EXPECT_EQ(server_.Stop(), 0) << server_.log();
 }
 
+// A sweep with [passes.*]: each trial's best checkpoint is quantized by a
+// dependent TRANSFORM job, whose report and checkpoint are queryable.
+TEST_F(EndToEndTest, TransformJobsQuantizeEachTrial) {
+  const std::string path = (dir_ / "quant.toml").string();
+  std::ofstream(path) << R"(
+model = "jsc-toy"
+dataset = "jsc-synthetic"
+synthetic_rows = 2000
+max_epochs = 1
+batch_size = 64
+[sweep.grid]
+learning_rate = [1e-3, 1e-2]
+[passes.quantize]
+by = "type"
+[passes.quantize.default.config]
+name = "NA"
+[passes.quantize.linear.config]
+name = "integer"
+data_in_width = 8
+data_in_frac_width = 4
+weight_width = 8
+weight_frac_width = 4
+bias_width = 8
+bias_frac_width = 4
+[passes.report_graph]
+[transform]
+style = "graph"
+)";
+  auto submit = Cli("submit", {path, "--format", "json"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  const std::string id = json::parse(submit.out)["id"];
+  EXPECT_EQ(json::parse(submit.out)["jobs"], 4);
+  ASSERT_EQ(Cli("watch", {id}).code, 0);
+  json jobs = json::parse(Cli("jobs", {id, "--format", "json"}).out);
+  ASSERT_EQ(jobs.size(), 4u);
+  for (const auto& j : jobs) ASSERT_EQ(j["state"], "SUCCEEDED") << j.dump() << server_.log();
+  const json& t = jobs[2];
+  ASSERT_EQ(t["kind"], "TRANSFORM");
+  EXPECT_EQ(t["depends_on"], jobs[0]["id"]);
+  const double before = t["final_metrics"]["test_acc_before"];
+  const double after = t["final_metrics"]["test_acc_after_passes"];
+  // Evaluating the fetched checkpoint reproduces the trial's own test accuracy.
+  EXPECT_NEAR(before, jobs[0]["final_metrics"]["test_acc_epoch"].get<double>(), 1e-6);
+  EXPECT_GE(after, 0.0);
+  EXPECT_LE(after, 1.0);
+  auto report = Cli("report", {t["id"].get<std::string>()});
+  ASSERT_EQ(report.code, 0) << report.err;
+  EXPECT_THAT(report.out, HasSubstr("quantize"));
+  const std::string pt = (dir_ / "q.pt").string();
+  auto get = Cli("checkpoint", {"get", t["id"], "--name", "transformed_state_dict", "-o", pt});
+  ASSERT_EQ(get.code, 0) << get.err;
+  EXPECT_GT(fs::file_size(pt), 100u);
+}
+
 // examples/python_client.py with the stubs generated at build time.
 TEST_F(EndToEndTest, PythonClientPrintsTheBestTrial) {
   const std::string stubs = std::string(QSWEEP_BINARY_DIR) + "/proto/python";

@@ -372,7 +372,7 @@ TEST_F(SchedulerTest, FailedTrainCancelsItsTransformUntilRetried) {
   EXPECT_EQ(*scheduler_->RetryJobs(retry), 2);
   EXPECT_EQ(StateOf(s + "-1"), v1::PENDING);
   auto again = LeaseNow(w, 10);
-  ASSERT_EQ(again.leases_size(), 1);  // the transform still waits for its input
+  ASSERT_EQ(again.leases_size(), 1);            // the transform still waits for its input
   ASSERT_TRUE(Complete(again.leases(0)).ok());  // succeeded but without a checkpoint
   EXPECT_EQ(StateOf(s + "-1"), v1::CANCELLED);
   EXPECT_THAT(store_->GetJob(s + "-1")->error(), HasSubstr("no best checkpoint"));
