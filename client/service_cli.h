@@ -8,6 +8,7 @@
 //   cancel SWEEP|JOB
 //   retry SWEEP --failed [--cancelled]
 //   checkpoint get JOB [-o FILE] [--name best_state_dict|best|last]
+//   plot SWEEP [--metric val_acc_epoch] [--x step|epoch] -o curves.svg|png   (gnuplot)
 //   workers
 //   up [--db FILE] [--listen ADDR] [--local-workers N]   (runs qsweep-server)
 // Every command takes --server ADDR (default $QSWEEP_SERVER or

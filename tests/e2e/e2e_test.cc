@@ -239,6 +239,19 @@ TEST_F(EndToEndTest, Lab1SmallSweepOnTwoWorkers) {
   for (const char* m : {"test_acc_epoch", "test_loss_epoch", "val_acc_epoch", "val_loss_epoch"})
     EXPECT_NEAR(TableValue(local, m), (*trial0)["final_metrics"][m].get<double>(), 6e-6) << m;
 
+  // Accuracy curves of every trial, drawn by gnuplot.
+  const std::string svg = (dir_ / "curves.svg").string();
+  auto plot = Cli("plot", {id, "--metric", "val_acc_epoch", "--x", "epoch", "-o", svg});
+  ASSERT_EQ(plot.code, 0) << plot.err;
+  EXPECT_THAT(plot.out, HasSubstr("9 curves"));
+  std::ifstream svg_file(svg);
+  std::stringstream svg_text;
+  svg_text << svg_file.rdbuf();
+  EXPECT_NE(svg_text.str().find("<svg"), std::string::npos);
+  EXPECT_NE(svg_text.str().find(">batch_size=64 learning_rate=0.001<"), std::string::npos);
+  EXPECT_EQ(Cli("plot", {id, "--metric", "nope", "-o", svg}).code, 1);
+  EXPECT_EQ(Cli("plot", {id, "-o", (dir_ / "curves.pdf").string()}).code, 2);
+
   auto workers = Cli("workers", {"--format", "json"});
   ASSERT_EQ(workers.code, 0) << workers.err;
   EXPECT_EQ(json::parse(workers.out).size(), 2u);
