@@ -519,6 +519,34 @@ int CheckpointGet(Common& c, const std::string& job_id, const std::string& name,
   return 0;
 }
 
+int TransformSubmit(Common& c, const std::string& from, const std::string& path, int epochs,
+                    bool watch) {
+  std::ifstream f(path);
+  if (!f) {
+    *c.err << "qsweep: transform config '" << path << "' cannot be opened\n";
+    return 1;
+  }
+  std::stringstream text;
+  text << f.rdbuf();
+  v1::SubmitTransformRequest req;
+  req.set_request_id(RequestId());
+  req.set_from_job_id(from);
+  req.set_config_toml(text.str());
+  req.set_source_name(fs::path(path).filename().string());
+  req.set_fine_tune_epochs(epochs);
+  v1::SubmitTransformResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  grpc::Status s = Stub(c)->SubmitTransform(&ctx, req, &resp);
+  if (!s.ok()) return RpcError(c, s);
+  if (c.format == "json")
+    *c.out << json{{"sweep_id", resp.sweep().id()}, {"job_id", resp.job().id()}}.dump(2) << "\n";
+  else
+    *c.out << "submitted transform job " << resp.job().id() << " (sweep " << resp.sweep().id()
+           << ") on the best checkpoint of " << from << "\n";
+  return watch ? Watch(c, resp.sweep().id()) : 0;
+}
+
 int Report(Common& c, const std::string& job_id, const std::string& pass) {
   v1::GetReportRequest req;
   req.set_job_id(job_id);
@@ -675,6 +703,11 @@ const std::vector<std::string>& Commands() {
 
 }  // namespace
 
+bool IsServiceCommand(const std::string& command, const std::vector<std::string>& args) {
+  if (command == "transform") return !args.empty() && args[0] == "submit";
+  return IsServiceCommand(command);
+}
+
 bool IsServiceCommand(const std::string& command) {
   const auto& all = Commands();
   return std::find(all.begin(), all.end(), command) != all.end();
@@ -749,6 +782,16 @@ int RunServiceCommand(const std::string& command, const std::vector<std::string>
         ->capture_default_str();
     app.add_option("-o,--output", out_path, "curves.svg or curves.png")->required();
     run = [&] { return Plot(c, id, metric, x, out_path); };
+  } else if (command == "transform") {
+    std::string action;
+    app.add_option("action", action, "submit")->required()->check(CLI::IsMember({"submit"}));
+    app.add_option("--from", id, "TRAIN job whose best checkpoint to transform")->required();
+    app.add_option("--config", path, "transform config ([passes.*] tables)")->required();
+    app.add_option("--fine-tune-epochs", workers, "quantization-aware fine-tuning epochs")
+        ->check(CLI::Range(0, 1000));
+    app.add_flag("--watch", watch, "watch the transform job");
+    workers = 0;
+    run = [&] { return TransformSubmit(c, id, path, workers, watch); };
   } else if (command == "workers") {
     run = [&] { return Workers(c); };
   } else if (command == "up") {

@@ -9,6 +9,7 @@
 //   retry SWEEP --failed [--cancelled]
 //   checkpoint get JOB [-o FILE] [--name best_state_dict|best|last]
 //   plot SWEEP [--metric val_acc_epoch] [--x step|epoch] -o curves.svg|png   (gnuplot)
+//   transform submit --from JOB --config FILE [--fine-tune-epochs N] [--watch]
 //   workers
 //   up [--db FILE] [--listen ADDR] [--local-workers N]   (runs qsweep-server)
 // Every command takes --server ADDR (default $QSWEEP_SERVER or
@@ -21,8 +22,11 @@
 
 namespace qsweep {
 
-// True for the command names RunServiceCommand handles.
+// True for the command names RunServiceCommand handles ("transform" is not
+// one: plain `qsweep transform` is the local command).
 bool IsServiceCommand(const std::string& command);
+// Also true for `transform submit ...`, which goes to the server.
+bool IsServiceCommand(const std::string& command, const std::vector<std::string>& args);
 
 // Runs one command; `args` are the words after the command name. Output goes
 // to `out`; an error is one line on `err`. Returns 0 on success, 1 on any

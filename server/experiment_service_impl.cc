@@ -238,6 +238,19 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetMetrics(grpc::CallbackServer
   return Done(ctx, absl::OkStatus());
 }
 
+grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitTransform(
+    grpc::CallbackServerContext* ctx, const v1::SubmitTransformRequest* request,
+    v1::SubmitTransformResponse* response) {
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto* reactor = ctx->DefaultReactor();
+  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
+    auto result = scheduler.SubmitTransform(*request);
+    if (result.ok()) *response = std::move(*result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  });
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetReport(grpc::CallbackServerContext* ctx,
                                                            const v1::GetReportRequest* request,
                                                            v1::Report* response) {

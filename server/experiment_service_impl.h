@@ -50,6 +50,9 @@ class ExperimentServiceImpl final : public v1::Experiments::CallbackService {
   grpc::ServerUnaryReactor* GetMetrics(grpc::CallbackServerContext* ctx,
                                        const v1::GetMetricsRequest* request,
                                        v1::GetMetricsResponse* response) override;
+  grpc::ServerUnaryReactor* SubmitTransform(grpc::CallbackServerContext* ctx,
+                                            const v1::SubmitTransformRequest* request,
+                                            v1::SubmitTransformResponse* response) override;
   grpc::ServerUnaryReactor* GetReport(grpc::CallbackServerContext* ctx,
                                       const v1::GetReportRequest* request,
                                       v1::Report* response) override;

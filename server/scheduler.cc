@@ -154,6 +154,69 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   return response;
 }
 
+absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
+    const v1::SubmitTransformRequest& request) {
+  auto from = jobs_.find(request.from_job_id());
+  if (from == jobs_.end())
+    return absl::NotFoundError(absl::StrCat("no job '", request.from_job_id(), "'"));
+  if (from->second.kind() != v1::TRAIN)
+    return absl::InvalidArgumentError(
+        absl::StrCat("field 'from_job_id': job ", from->first, " is not a TRAIN job"));
+  v1::SubmitTransformResponse response;
+  const std::string key =
+      request.request_id().empty() ? "" : "transform-request:" + request.request_id();
+  if (!key.empty()) {
+    if (auto existing = store_.FindSweepByIdempotencyKey(key); existing.ok()) {
+      *response.mutable_sweep() = *existing;
+      if (auto job = jobs_.find(existing->id() + "-0"); job != jobs_.end())
+        *response.mutable_job() = job->second;
+      return response;
+    }
+  }
+  const nlohmann::json config = nlohmann::json::parse(from->second.config_json(), nullptr, false);
+  const std::string model = config.is_object() ? config.value("model", std::string()) : "";
+  const int64_t batch = config.is_object() ? config.value("batch_size", int64_t{1}) : 1;
+  const std::string source = request.source_name().empty() ? "config_toml" : request.source_name();
+  QSWEEP_RETURN_IF_ERROR(ValidateTransformConfig(request.config_toml(), source, model, batch));
+
+  v1::Sweep sweep;
+  sweep.set_id(NewId("sw-"));
+  sweep.set_name(absl::StrCat("transform of ", from->first));
+  sweep.set_idempotency_key(key);
+  sweep.set_source_toml(request.config_toml());
+  sweep.set_created_unix_ms(clock_.NowMs());
+  sweep.set_num_jobs(1);
+  v1::Job job;
+  job.set_id(sweep.id() + "-0");
+  job.set_sweep_id(sweep.id());
+  job.set_kind(v1::TRANSFORM);
+  job.set_state(v1::PENDING);
+  job.set_config_json(from->second.config_json());
+  job.set_trial_json(from->second.trial_json());
+  job.set_max_attempts(1);
+  job.set_depends_on(from->first);
+  job.set_transform_toml(request.config_toml());
+  job.set_transform_json(nlohmann::json{{"fine_tune_epochs", request.fine_tune_epochs()}}.dump());
+  job.set_created_unix_ms(sweep.created_unix_ms());
+  if (from->second.state() == v1::SUCCEEDED)
+    job.set_input_checkpoint_sha256(from->second.best_checkpoint_sha256());
+  const bool dead = IsTerminal(from->second.state()) && job.input_checkpoint_sha256().empty();
+  if (dead) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", from->first, " is ", JobStateName(from->second.state()),
+                     from->second.state() == v1::SUCCEEDED ? " but has no best checkpoint" : ""));
+  }
+  QSWEEP_RETURN_IF_ERROR(store_.CreateSweep(sweep, {job}));
+  sweep_seq_[sweep.id()] = next_sweep_seq_++;
+  sweeps_[sweep.id()] = sweep;
+  Index(job);
+  jobs_[job.id()] = job;
+  *response.mutable_sweep() = sweep;
+  *response.mutable_job() = job;
+  ServeWaiters();
+  return response;
+}
+
 void Scheduler::AddTransformJobs(const SweepPlan& plan, const std::string& toml,
                                  std::vector<v1::Job>& jobs) {
   const size_t trains = jobs.size();

@@ -64,6 +64,12 @@ class Scheduler {
   // bad sweep file.
   absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SubmitSweepRequest& request);
 
+  // Adds a one-job sweep with a TRANSFORM job on from_job_id's best
+  // checkpoint. NOT_FOUND for an unknown job, INVALID_ARGUMENT for a job that
+  // is not TRAIN or a bad config. A repeated request id returns the first one.
+  absl::StatusOr<v1::SubmitTransformResponse> SubmitTransform(
+      const v1::SubmitTransformRequest& request);
+
   absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
 
   // Grants up to max_jobs leases. When none is available and wait_ms > 0,

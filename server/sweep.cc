@@ -326,4 +326,16 @@ absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::s
   return plan;
 }
 
+absl::Status ValidateTransformConfig(const std::string& toml_text, const std::string& source,
+                                     const std::string& model, int64_t batch_size) {
+  ConfigLayers layers = NewConfigLayers();
+  QSWEEP_RETURN_IF_ERROR(LoadTomlConfig(toml_text, source, layers));
+  SweepPlan plan;
+  std::vector<PassSpec> passes;
+  QSWEEP_RETURN_IF_ERROR(ParseTransformTables(source, layers.tables, plan, passes));
+  if (!plan.transform) return FieldError(source, "[passes]", "is required (no pass to run)");
+  json effective = {{"model", model}, {"batch_size", batch_size}};
+  return ValidateTransform(source, effective, passes);
+}
+
 }  // namespace qsweep

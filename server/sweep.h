@@ -64,4 +64,10 @@ struct SweepPlan {
 absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::string& source,
                                       const SweepPlanOptions& options = {});
 
+// Checks a stand-alone transform config (MASE keys, [passes.*], optional
+// [transform]) for a checkpoint of `model` trained with `batch_size`.
+// INVALID_ARGUMENT naming the field on any error.
+absl::Status ValidateTransformConfig(const std::string& toml_text, const std::string& source,
+                                     const std::string& model, int64_t batch_size);
+
 }  // namespace qsweep

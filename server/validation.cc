@@ -114,6 +114,16 @@ absl::Status Validate(const v1::GetReportRequest& r) {
   return Required("pass_name", r.pass_name());
 }
 
+absl::Status Validate(const v1::SubmitTransformRequest& r) {
+  QSWEEP_RETURN_IF_ERROR(Optional("request_id", r.request_id()));
+  QSWEEP_RETURN_IF_ERROR(Required("from_job_id", r.from_job_id()));
+  QSWEEP_RETURN_IF_ERROR(Optional("source_name", r.source_name()));
+  if (r.config_toml().empty()) return Bad("config_toml", "is required (the transform config)");
+  if (r.config_toml().size() > kMaxSweepTomlBytes)
+    return Bad("config_toml", absl::StrCat("is larger than ", kMaxSweepTomlBytes, " bytes"));
+  return Range("fine_tune_epochs", r.fine_tune_epochs(), 0, 1000);
+}
+
 absl::Status Validate(const v1::DownloadArtifactRequest& r) {
   if (!r.sha256().empty()) return Sha256Field("sha256", r.sha256());
   if (r.job_id().empty()) return Bad("sha256", "or job_id with name is required");

@@ -20,6 +20,7 @@ absl::Status Validate(const v1::CancelJobRequest& r);
 absl::Status Validate(const v1::RetryJobsRequest& r);
 absl::Status Validate(const v1::GetMetricsRequest& r);
 absl::Status Validate(const v1::GetReportRequest& r);
+absl::Status Validate(const v1::SubmitTransformRequest& r);
 absl::Status Validate(const v1::DownloadArtifactRequest& r);
 
 absl::Status Validate(const v1::RegisterRequest& r);

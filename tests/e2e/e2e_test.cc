@@ -318,6 +318,20 @@ style = "graph"
   auto get = Cli("checkpoint", {"get", t["id"], "--name", "transformed_state_dict", "-o", pt});
   ASSERT_EQ(get.code, 0) << get.err;
   EXPECT_GT(fs::file_size(pt), 100u);
+
+  // One more transform of a finished trial, submitted on its own.
+  const std::string config = (dir_ / "report_only.toml").string();
+  std::ofstream(config) << "[passes.report_graph]\n";
+  auto more = Cli("transform", {"submit", "--from", jobs[1]["id"].get<std::string>(), "--config",
+                                config, "--watch"});
+  ASSERT_EQ(more.code, 0) << more.err;
+  EXPECT_THAT(more.out, HasSubstr("1 succeeded"));
+  EXPECT_EQ(
+      Cli("transform", {"submit", "--from", jobs[2]["id"].get<std::string>(), "--config", config})
+          .code,
+      1);  // a TRANSFORM job is not a TRAIN job
+  EXPECT_TRUE(IsServiceCommand("transform", {"submit"}));
+  EXPECT_FALSE(IsServiceCommand("transform", {"--config", "x.toml"}));
 }
 
 // examples/python_client.py with the stubs generated at build time.

@@ -378,6 +378,39 @@ TEST_F(SchedulerTest, FailedTrainCancelsItsTransformUntilRetried) {
   EXPECT_THAT(store_->GetJob(s + "-1")->error(), HasSubstr("no best checkpoint"));
 }
 
+TEST_F(SchedulerTest, SubmitTransformOnATrainJob) {
+  std::string s = Submit(SweepToml(1));
+  std::string w = RegisterWorker();
+  v1::SubmitTransformRequest req;
+  req.set_request_id("r1");
+  req.set_from_job_id(s + "-0");
+  req.set_config_toml(kPasses);
+  auto t = scheduler_->SubmitTransform(req);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->job().depends_on(), s + "-0");
+  EXPECT_EQ(scheduler_->SubmitTransform(req)->job().id(), t->job().id());  // same request id
+  auto train = LeaseNow(w, 5);
+  ASSERT_EQ(train.leases_size(), 1);  // the transform waits
+  v1::CompleteRequest done;
+  done.set_lease_id(train.leases(0).lease_id());
+  done.set_epoch(1);
+  done.set_best_checkpoint_sha256(std::string(64, 'b'));
+  ASSERT_TRUE(scheduler_->Complete(done).ok());
+  auto transform = LeaseNow(w, 5);
+  ASSERT_EQ(transform.leases_size(), 1);
+  EXPECT_EQ(transform.leases(0).job().id(), t->job().id());
+  req.set_request_id("r2");
+  req.set_from_job_id(t->job().id());
+  EXPECT_EQ(scheduler_->SubmitTransform(req).status().code(), absl::StatusCode::kInvalidArgument);
+  req.set_from_job_id("nope");
+  EXPECT_EQ(scheduler_->SubmitTransform(req).status().code(), absl::StatusCode::kNotFound);
+  req.set_from_job_id(s + "-0");
+  req.set_config_toml("[passes.quantise]\n");
+  auto bad = scheduler_->SubmitTransform(req);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("quantise"));
+}
+
 TEST(JobStateTest, TransitionRejectsIllegalMoves) {
   EXPECT_TRUE(Transition(v1::PENDING, v1::LEASED).ok());
   EXPECT_TRUE(Transition(v1::RUNNING, v1::PENDING).ok());

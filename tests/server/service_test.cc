@@ -356,6 +356,9 @@ TEST_F(ServiceTest, MalformedRequestsNameTheField) {
   E(&X::CancelJob, v1::CancelJobRequest(), v1::CancelResponse(), "job_id");
   E(&X::RetryJobs, v1::RetryJobsRequest(), v1::RetryJobsResponse(), "sweep_id");
   E(&X::GetMetrics, v1::GetMetricsRequest(), v1::GetMetricsResponse(), "job_id");
+  v1::SubmitTransformRequest st;
+  st.set_from_job_id("j");
+  E(&X::SubmitTransform, st, v1::SubmitTransformResponse(), "config_toml");
   v1::GetReportRequest gr;
   gr.set_job_id("j");
   E(&X::GetReport, gr, v1::Report(), "pass_name");
