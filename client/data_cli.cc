@@ -1,6 +1,7 @@
 #include "client/data_cli.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <charconv>
 #include <cstdio>
 #include <iostream>
@@ -120,6 +121,7 @@ struct Commands {
   std::string split, format = "csv", output;
   CLI::App* imp;
   CsvImportOptions import;
+  bool replace = false;
   CLI::App* list;
   std::string list_dir;
   LoadFlags info_flags;
@@ -145,6 +147,8 @@ struct Commands {
     imp->add_option("--name", import.name, "dataset name")->required();
     imp->add_option("--label-column", import.label_column, "label column (default: last)");
     imp->add_option("--data-dir", import.cache_dir, "dataset directory (default: cache dir)");
+    imp->add_flag("--replace", replace,
+                  "replace an existing dataset of the same name (its old file is removed)");
 
     list = app.add_subcommand("list", "list known datasets");
     list->add_option("--data-dir", list_dir, "dataset directory (default: the cache dir)");
@@ -197,6 +201,17 @@ int RunDataCommand(const std::vector<std::string>& args, std::ostream& out, std:
   if (c.fetch->parsed()) return RunFetch(c, out, err);
   if (c.exp->parsed()) return RunExport(c, out, err);
   if (c.imp->parsed()) {
+    // A prepared dataset is immutable: checkpoints record its hash.
+    DatasetRequest existing;
+    existing.name = c.import.name;
+    existing.cache_dir = c.import.cache_dir;
+    std::error_code ec;
+    if (!c.replace && !c.import.name.empty() &&
+        std::filesystem::exists(PreparedPath(existing), ec)) {
+      err << "qsweep data import: dataset '" << c.import.name << "' already exists ("
+          << PreparedPath(existing) << "); choose another --name, or pass --replace\n";
+      return 2;
+    }
     auto d = ImportCsvDataset(c.import);
     if (!d.ok()) return Fail(err, "import", d.status());
     PrintInfo(*d, c.import.cache_dir, out);

@@ -68,9 +68,12 @@ int main(int argc, char** argv) {
     return qsweep::ExecWorker(argv[0], args);
   }
   if (cmd == "plot") {
-    // Local runs are given as folders or metrics.csv files; anything else is a sweep id.
+    // Local runs are given as folders or metrics.csv files; a bare word that is
+    // no file is a sweep id.
     bool local = rest.empty();
-    for (const auto& a : rest) local |= std::filesystem::exists(a);
+    for (const auto& a : rest)
+      local |= std::filesystem::exists(a) || a.find('/') != std::string::npos ||
+               a.size() > 4 && a.substr(a.size() - 4) == ".csv" || a == "-h" || a == "--help";
 #ifdef QSWEEP_HAVE_SERVICE_CLI
     if (!local) return qsweep::RunServiceCommand(cmd, rest);
 #endif

@@ -21,6 +21,10 @@ bool ParseFormat(const std::vector<std::string>& args, std::string& format,
                  std::vector<std::string>& positionals, std::string& error) {
   format = "table";
   for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "-h" || args[i] == "--help") {
+      error = "help";
+      return false;
+    }
     if (args[i] == "--format" || args[i].rfind("--format=", 0) == 0) {
       std::string v;
       if (args[i] == "--format") {
@@ -58,10 +62,22 @@ nlohmann::json LayerJson(const ModelSpec& s, size_t i) {
 
 }  // namespace
 
+constexpr const char* kModelsUsage =
+    "usage: qsweep models [--format table|json]\n"
+    "  lists the built-in JSC models with their trainable parameter counts\n";
+constexpr const char* kModelUsage =
+    "usage: qsweep model show NAME|FILE.toml [--format table|json]\n"
+    "  prints the layer table and parameter count of a zoo model or a model file\n";
+
+int Help(const char* usage) {
+  std::printf("%s", usage);
+  return 0;
+}
+
 int RunModelsCommand(const std::vector<std::string>& args) {
   std::string format, error;
   std::vector<std::string> pos;
-  if (!ParseFormat(args, format, pos, error)) return Fail(error);
+  if (!ParseFormat(args, format, pos, error)) return error == "help" ? Help(kModelsUsage) : Fail(error);
   if (!pos.empty()) return Fail(absl::StrCat("qsweep models takes no arguments, got '", pos[0], "'"));
   nlohmann::json arr = nlohmann::json::array();
   Table t;
@@ -87,11 +103,13 @@ int RunModelsCommand(const std::vector<std::string>& args) {
 }
 
 int RunModelCommand(const std::vector<std::string>& args) {
+  if (!args.empty() && (args[0] == "-h" || args[0] == "--help")) return Help(kModelUsage);
   if (args.empty() || args[0] != "show")
     return Fail("usage: qsweep model show NAME|FILE.toml [--format table|json]");
   std::string format, error;
   std::vector<std::string> pos;
-  if (!ParseFormat({args.begin() + 1, args.end()}, format, pos, error)) return Fail(error);
+  if (!ParseFormat({args.begin() + 1, args.end()}, format, pos, error))
+    return error == "help" ? Help(kModelUsage) : Fail(error);
   if (pos.size() != 1) return Fail("usage: qsweep model show NAME|FILE.toml [--format table|json]");
   auto spec = ResolveModel(pos[0]);
   if (!spec.ok()) return Fail(std::string(spec.status().message()));

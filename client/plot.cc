@@ -114,6 +114,14 @@ int RunLocalPlotCommand(const std::vector<std::string>& args) {
   PlotOptions o;
   o.metric = "val_acc_epoch";
   std::vector<std::string> runs;
+  constexpr const char* kUsage =
+      "usage: qsweep plot RUN... --metric val_acc_epoch -o curves.png|svg [--title T]\n"
+      "  RUN: a project folder of qsweep train, or its software/metrics.csv\n";
+  for (const auto& a : args)
+    if (a == "-h" || a == "--help") {
+      std::printf("%s", kUsage);
+      return 0;
+    }
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if ((a == "--metric" || a == "-o" || a == "--output" || a == "--title") && i + 1 < args.size()) {
@@ -126,9 +134,7 @@ int RunLocalPlotCommand(const std::vector<std::string>& args) {
     }
   }
   if (runs.empty() || o.output.empty()) {
-    std::fprintf(stderr,
-                 "usage: qsweep plot RUN... --metric val_acc_epoch -o curves.png|svg\n"
-                 "  RUN: a project folder of qsweep train, or its software/metrics.csv\n");
+    std::fprintf(stderr, "%s", kUsage);
     return 2;
   }
   std::vector<PlotSeries> series;

@@ -77,6 +77,9 @@ TEST_F(CliTest, BadInputGivesOneClearLineAndNonZeroExit) {
       {"train jsc-toy", "'dataset' is required"},
       {"test", "--load CKPT is required"},
       {"test --load /nonexistent.ckpt", "/nonexistent.ckpt"},
+      {"train jsc-toy jsc-synthetic --project ../escape", "contain '/'"},
+      {"checkpoint export", "usage: qsweep checkpoint export"},
+      {"data import /nonexistent.csv --name x", "/nonexistent.csv"},
   };
   for (const auto& c : cases) {
     Result r = RunQsweep(c.args, env_);
@@ -84,6 +87,32 @@ TEST_F(CliTest, BadInputGivesOneClearLineAndNonZeroExit) {
     EXPECT_NE(r.out.find(c.must_mention), std::string::npos) << c.args << "\n" << r.out;
     EXPECT_EQ(r.out.find("terminate called"), std::string::npos) << c.args << "\n" << r.out;
   }
+}
+
+TEST_F(CliTest, EveryCommandHasHelp) {
+  for (std::string cmd : {"--help", "train --help", "test --help", "transform --help",
+                          "checkpoint export --help", "models --help", "model show --help",
+                          "plot --help", "data --help"}) {
+    Result r = RunQsweep(cmd, env_);
+    EXPECT_EQ(r.code, 0) << cmd << "\n" << r.out;
+    EXPECT_NE(r.out.find("sage"), std::string::npos) << cmd << "\n" << r.out;
+  }
+}
+
+TEST_F(CliTest, ImportedDatasetsAreNotReplacedSilently) {
+  fs::path csv = dir_ / "small.csv";
+  {
+    std::ofstream out(csv);
+    out << "a,b,label\n";
+    for (int i = 0; i < 50; ++i) out << i << "," << (i * 7) % 13 << "," << (i % 3) << "\n";
+  }
+  Result r = RunQsweep("data import " + csv.string() + " --name small", env_);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = RunQsweep("data import " + csv.string() + " --name small", env_);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("already exists"), std::string::npos) << r.out;
+  r = RunQsweep("data import " + csv.string() + " --name small --replace", env_);
+  EXPECT_EQ(r.code, 0) << r.out;
 }
 
 TEST_F(CliTest, WrongTomlTypesAreReportedWithTheFile) {
@@ -122,10 +151,27 @@ TEST_F(CliTest, TrainTestExportRoundTrip) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_TRUE(fs::exists(ckpts / "best-v1.ckpt"));
   EXPECT_TRUE(fs::exists(ckpts / "best.ckpt"));
+  // ... and its metrics: the first run's 2 epochs stay in metrics.csv.
+  fs::path sw = dir_ / "out" / "p" / "software";
+  ASSERT_TRUE(fs::exists(sw / "metrics-v1.csv"));
+  auto count = [](const fs::path& p) {
+    std::ifstream in(p);
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) n += line.rfind("val_acc_epoch,", 0) == 0;
+    return n;
+  };
+  EXPECT_EQ(count(sw / "metrics.csv"), 2);
+  EXPECT_EQ(count(sw / "metrics-v1.csv"), 1);
 
-  r = RunQsweep("test --load " + (ckpts / "best.ckpt").string(), env_);
+  fs::path json = dir_ / "test.json";
+  r = RunQsweep("test --load " + (ckpts / "best.ckpt").string() + " -o " + json.string(), env_);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("test_acc_epoch"), std::string::npos) << r.out;
+  std::ifstream jin(json);
+  std::string jtext((std::istreambuf_iterator<char>(jin)), std::istreambuf_iterator<char>());
+  EXPECT_NE(jtext.find("\"test_acc_epoch\""), std::string::npos) << jtext;
+  EXPECT_NE(jtext.find("SYNTHETIC"), std::string::npos) << jtext;
   EXPECT_NE(r.out.find("Testing is completed"), std::string::npos) << r.out;
 
   fs::path pt = dir_ / "model.pt";
@@ -177,6 +223,13 @@ TEST_F(CliTest, TransformLab2ConfigOnATrainedCheckpoint) {
   ASSERT_NE(loss_row, std::string::npos) << t.out;
   double tested_loss = std::stod(t.out.substr(t.out.find('|', loss_row + 1) + 1));
   EXPECT_NEAR(tested_loss, after_loss, 1e-4) << r.out << t.out;
+
+  // A second transform into the same project keeps the first one's reports.
+  Result again = RunQsweep("transform --config " + cfg + " --load " + ckpt +
+                           " --dataset jsc-synthetic --synthetic-rows 3000 " + proj, env_);
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "jsc-tiny" / "software" / "transform-v1" / "quantize" /
+                         "quantize_histogram.csv"));
 
   r = RunQsweep("transform --load " + ckpt, env_);
   EXPECT_EQ(r.code, 2) << r.out;

@@ -160,7 +160,11 @@ INSTANTIATE_TEST_SUITE_P(
                       BadToml{"learnig_rate = 0.1\n", "unknown key 'learnig_rate'"},
                       BadToml{"to_debug = 1\n", "true or false"},
                       BadToml{"batch_size = [1, 2]\n", "batch_size"},
-                      BadToml{"batch_size = \n", "invalid TOML"}));
+                      BadToml{"batch_size = \n", "invalid TOML"},
+                      BadToml{"learning_rate = nan\n", "must be a number, got \"nan\""},
+                      BadToml{"learning_rate = inf\n", "must be a number"},
+                      BadToml{"passes = 3\n", "'passes' must be a table"},
+                      BadToml{"project = \"../up\"\n", "project"}));
 
 TEST(TrainConfigTest, MissingModelIsReported) {
   ConfigLayers layers = NewConfigLayers();

@@ -23,7 +23,12 @@ namespace qsweep {
 namespace fs = std::filesystem;
 namespace {
 
-void Info(const std::string& msg) { std::fprintf(stdout, "INFO     %s\n", msg.c_str()); }
+// Log lines go to stdout, flushed at once so that they interleave correctly
+// with the progress bar on stderr when both are redirected to one file.
+void Info(const std::string& msg) {
+  std::fprintf(stdout, "INFO     %s\n", msg.c_str());
+  std::fflush(stdout);
+}
 
 std::string Today() {
   std::time_t t = std::time(nullptr);
@@ -59,15 +64,22 @@ class MetricsCsv : public TrainCallback {
   std::ofstream out_;
 };
 
-// Moves best.ckpt/last.ckpt from `staging` into `dir`, adding MASE's -vN
-// suffix when earlier runs already wrote there, so nothing is overwritten.
-absl::StatusOr<std::pair<std::string, std::string>> PlaceCheckpoints(const fs::path& staging,
-                                                                     const fs::path& dir) {
+// MASE's -vN suffix for a run into a project that earlier runs wrote to:
+// "" for the first run, then "-v1", "-v2", ... so that nothing is overwritten.
+std::string RunSuffix(const fs::path& ckpt_dir, const fs::path& software_dir) {
   std::string suffix;
-  for (int v = 1; fs::exists(dir / absl::StrCat("best", suffix, ".ckpt")) ||
-                  fs::exists(dir / absl::StrCat("last", suffix, ".ckpt"));
+  for (int v = 1; fs::exists(ckpt_dir / absl::StrCat("best", suffix, ".ckpt")) ||
+                  fs::exists(ckpt_dir / absl::StrCat("last", suffix, ".ckpt")) ||
+                  fs::exists(software_dir / absl::StrCat("metrics", suffix, ".csv"));
        ++v)
     suffix = absl::StrCat("-v", v);
+  return suffix;
+}
+
+// Moves best.ckpt/last.ckpt from `staging` into `dir` with `suffix`.
+absl::StatusOr<std::pair<std::string, std::string>> PlaceCheckpoints(const fs::path& staging,
+                                                                     const fs::path& dir,
+                                                                     const std::string& suffix) {
   std::pair<std::string, std::string> out;
   std::error_code ec;
   for (const char* stem : {"best", "last"}) {
@@ -109,7 +121,10 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
   QSWEEP_ASSIGN_OR_RETURN(ModelSpec spec, ResolveModel(c.model, data.n_features, data.n_classes));
   Info(absl::StrCat("Model '", spec.name, "': ", spec.TrainableParams(), " trainable params"));
 
-  fs::path project = fs::path(c.project_dir) / ProjectName(c, Today());
+  // A model given as a file names the project by the model's name, not its path.
+  TrainConfig named = c;
+  named.model = spec.name;
+  fs::path project = fs::path(c.project_dir) / ProjectName(named, Today());
   fs::path ckpt_dir = project / "software" / "training_ckpts";
   fs::path staging = ckpt_dir / absl::StrCat(".staging-", getpid());
   std::error_code ec;
@@ -118,8 +133,10 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
   if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create ", staging.string(), ": ", ec.message()));
   Info(absl::StrCat("Project will be created at ", fs::absolute(project).string()));
 
-  ProgressPrinter printer(stderr, isatty(fileno(stderr)) != 0);
-  MetricsCsv metrics(&printer, (project / "software" / "metrics.csv").string());
+  const std::string suffix = RunSuffix(ckpt_dir, project / "software");
+  const fs::path metrics_path = project / "software" / absl::StrCat("metrics", suffix, ".csv");
+  ProgressPrinter printer(stderr, stdout, isatty(fileno(stderr)) != 0);
+  MetricsCsv metrics(&printer, metrics_path.string());
   TrainOptions opts;
   opts.checkpoint_dir = staging.string();
   opts.callback = &metrics;
@@ -131,13 +148,13 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
     fs::remove_all(staging, ec);
     return r.status();
   }
-  QSWEEP_ASSIGN_OR_RETURN(auto placed, PlaceCheckpoints(staging, ckpt_dir));
+  QSWEEP_ASSIGN_OR_RETURN(auto placed, PlaceCheckpoints(staging, ckpt_dir, suffix));
   std::printf("%s\n", MetricsTable(r->final_metrics).c_str());
   Info(absl::StrFormat("%lld steps, %.1f s, %.0f samples/s", static_cast<long long>(r->global_steps),
                        r->wall_seconds, r->samples_per_second));
   if (!placed.first.empty()) Info(absl::StrCat("Best checkpoint: ", placed.first));
   if (!placed.second.empty()) Info(absl::StrCat("Last checkpoint: ", placed.second));
-  Info(absl::StrCat("Metrics: ", (project / "software" / "metrics.csv").string()));
+  Info(absl::StrCat("Metrics: ", metrics_path.string()));
   if (r->status != "succeeded") return absl::AbortedError(r->message);
   Info("Training is completed");
   return absl::OkStatus();
@@ -164,11 +181,26 @@ absl::Status RunTest(const std::vector<std::string>& args) {
   QSWEEP_ASSIGN_OR_RETURN(TrainConfig c, TrainConfigFromJson(base));
   Info(absl::StrCat("Loading checkpoint ", load));
   QSWEEP_ASSIGN_OR_RETURN(Dataset data, LoadDataset(RequestFor(c)));
-  Info(absl::StrCat("Testing model '", info.spec.name, "' on ", data.DisplayName(), " (",
-                    data.test.rows, " test rows)"));
+  bool quantized = info.meta.contains("quantization") && !info.meta["quantization"].is_null() &&
+                   !info.meta["quantization"].empty();
+  Info(absl::StrCat("Testing model '", info.spec.name, "'", quantized ? " (quantized)" : "", " on ",
+                    data.DisplayName(), " (", data.test.rows, " test rows)"));
+  std::string trained_on = info.meta.value("dataset_sha256", std::string());
+  if (!trained_on.empty() && trained_on != data.sha256)
+    Info(absl::StrCat("WARNING: the checkpoint was trained on dataset sha256 ",
+                      trained_on.substr(0, 16), "; this dataset is ", data.sha256.substr(0, 16)));
   QSWEEP_ASSIGN_OR_RETURN(EvalResult r,
                           EvaluateCheckpoint(load, data, "test", c.batch_size, c.device));
   std::printf("%s\n", MetricsTable({{"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}}).c_str());
+  if (!a.output.empty()) {
+    nlohmann::json j = {{"checkpoint", load}, {"dataset", data.DisplayName()},
+                        {"dataset_sha256", data.sha256}, {"rows", r.rows},
+                        {"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}};
+    std::ofstream out(a.output);
+    if (!(out << j.dump(2) << "\n"))
+      return absl::PermissionDeniedError(absl::StrCat("cannot write ", a.output));
+    Info(absl::StrCat("Wrote ", a.output));
+  }
   Info("Testing is completed");
   return absl::OkStatus();
 }
@@ -190,6 +222,7 @@ absl::Status RunTransformCommand(const std::vector<std::string>& args) {
     opts.overrides.erase("load_name");
   }
   opts.evaluate = !a.no_eval;
+  opts.output_dir = a.output;
   opts.fine_tune_epochs = a.fine_tune_epochs;
   QSWEEP_ASSIGN_OR_RETURN(TransformResult r, RunTransform(opts));
   std::printf("%s", r.text.c_str());
@@ -199,6 +232,15 @@ absl::Status RunTransformCommand(const std::vector<std::string>& args) {
 }
 
 absl::Status RunCheckpoint(const std::vector<std::string>& args) {
+  constexpr const char* kUsage =
+      "usage: qsweep checkpoint export CKPT -o FILE.pt\n"
+      "  writes the parameters and buffers as a plain dict of tensors that PyTorch loads with\n"
+      "  torch.load + load_state_dict(strict=True)";
+  for (const auto& w : args)
+    if (w == "-h" || w == "--help") {
+      std::printf("%s\n", kUsage);
+      return absl::OkStatus();
+    }
   if (args.size() < 1 || args[0] != "export")
     return absl::InvalidArgumentError("usage: qsweep checkpoint export CKPT -o FILE.pt");
   std::string in, out;

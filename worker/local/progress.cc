@@ -6,8 +6,8 @@
 
 namespace qsweep {
 
-ProgressPrinter::ProgressPrinter(FILE* out, bool interactive)
-    : out_(out), interactive_(interactive) {}
+ProgressPrinter::ProgressPrinter(FILE* bar_out, FILE* log_out, bool interactive)
+    : out_(bar_out), log_(log_out), interactive_(interactive) {}
 
 std::string FormatDuration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--:--";
@@ -28,11 +28,11 @@ void ProgressPrinter::OnMetric(const MetricPoint& m) {
   // One summary line per epoch, once its four epoch metrics are in.
   if (seen_ == 15 && m.epoch != last_epoch_logged_) {
     Finish();
-    std::fprintf(out_,
+    std::fprintf(log_,
                  "INFO     Epoch %lld: val_loss_epoch=%.4f val_acc_epoch=%.4f "
                  "test_loss_epoch=%.4f test_acc_epoch=%.4f\n",
                  static_cast<long long>(m.epoch), val_loss_, val_acc_, test_loss_, test_acc_);
-    std::fflush(out_);
+    std::fflush(log_);
     last_epoch_logged_ = m.epoch;
   }
 }
@@ -56,7 +56,7 @@ void ProgressPrinter::OnProgress(const TrainProgress& p) {
   double eta = done > 0 ? p.elapsed_seconds * (total - done) / done : -1;
   std::string val = p.val_acc >= 0 ? absl::StrFormat(" val_acc_epoch=%.3f", p.val_acc) : "";
   std::fprintf(out_, "\rEpoch %lld/%lld [%s] %lld/%lld train_loss=%.3f train_acc_step=%.3f%s ETA %s ",
-               static_cast<long long>(p.epoch + 1), static_cast<long long>(p.max_epochs),
+               static_cast<long long>(p.epoch), static_cast<long long>(p.max_epochs - 1),
                bar.c_str(), static_cast<long long>(p.batch_in_epoch),
                static_cast<long long>(p.batches_per_epoch), p.train_loss, p.train_acc, val.c_str(),
                FormatDuration(eta).c_str());

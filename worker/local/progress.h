@@ -11,8 +11,9 @@ namespace qsweep {
 
 class ProgressPrinter : public TrainCallback {
  public:
-  // `out` is not owned. `interactive`: redraw a bar (use isatty).
-  ProgressPrinter(FILE* out, bool interactive);
+  // The bar goes to `bar_out` (redrawn only when `interactive`, e.g. isatty),
+  // one summary line per epoch to `log_out`. Neither is owned.
+  ProgressPrinter(FILE* bar_out, FILE* log_out, bool interactive);
 
   void OnMetric(const MetricPoint& metric) override;
   void OnProgress(const TrainProgress& progress) override;
@@ -21,6 +22,7 @@ class ProgressPrinter : public TrainCallback {
 
  private:
   FILE* out_;
+  FILE* log_;
   bool interactive_;
   bool bar_open_ = false;
   double last_draw_ = -1.0;

@@ -24,7 +24,11 @@ absl::StatusOr<LocalArgs> ParseLocalArgs(const std::string& command,
   } else {
     app.add_option("positionals", out.positionals, "arguments")->expected(0, 3);
   }
-  if (command != "train") app.add_option("-o,--output", out.output, "output file or folder");
+  if (command == "test") app.add_option("-o,--output", out.output, "also write the results as JSON to this file");
+  if (command == "transform")
+    app.add_option("-o,--output", out.output,
+                   "folder for reports and the transformed checkpoint (default "
+                   "<project-dir>/<project>/software/transform)");
   if (command == "transform") {
     app.add_option("--fine-tune-epochs", out.fine_tune_epochs,
                    "quantization-aware fine-tuning epochs after the passes (default 0)");

@@ -1,6 +1,7 @@
 #include "worker/core/config/toml_json.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -35,7 +36,12 @@ nlohmann::ordered_json Convert(const toml::node& node) {
     return *v;
   }
   if (auto v = node.value_exact<int64_t>()) return *v;
-  if (auto v = node.value_exact<double>()) return *v;
+  if (auto v = node.value_exact<double>()) {
+    // JSON has no NaN/inf (nlohmann would turn them into null, i.e. "NA"):
+    // keep them as text so that validation reports them as not a number.
+    if (!std::isfinite(*v)) return std::isnan(*v) ? "nan" : (*v > 0 ? "inf" : "-inf");
+    return *v;
+  }
   if (auto v = node.value_exact<bool>()) return *v;
   if (auto v = node.value_exact<toml::date>()) {
     std::ostringstream s;

@@ -156,6 +156,14 @@ absl::Status CheckKeyValue(const KeySpec& key, const json& v, const std::string&
   }
   if (!type_ok)
     return KeyError(key, where, absl::StrCat("must be ", TypeName(key.type), ", got ", v.dump()));
+  if (key.name == "project") {
+    std::string p = v.get<std::string>();
+    if (p.empty() || p == "." || p == ".." || p.find('/') != std::string::npos ||
+        p.find('\\') != std::string::npos)
+      return KeyError(key, where,
+                      absl::StrCat("is '", p, "'; it names one folder inside project_dir, so it "
+                                   "may not be empty, contain '/' or be '.' or '..'"));
+  }
   if (!key.allowed.empty()) {
     std::string s = v.get<std::string>();
     bool found = false;
@@ -225,6 +233,9 @@ absl::Status LoadTomlConfig(const std::string& text, const std::string& source,
       continue;
     }
     const KeySpec* spec = FindTrainKey(key);
+    if (!spec && (key == "passes" || key == "transform" || key == "search" || key == "sweep"))
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": '", key, "' must be a table ([", key, "] or [", key, ".NAME]), not a value"));
     if (!spec) {
       std::vector<std::string> names;
       for (const auto& k : TrainKeys())

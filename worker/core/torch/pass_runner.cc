@@ -260,6 +260,10 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
 
   std::string& text = res.text;
   absl::StrAppend(&text, "Transforming model '", info.spec.name, "' from ", load, "\n");
+  if (info.meta.value("synthetic", false))
+    absl::StrAppend(&text, "NOTE: the checkpoint was trained on SYNTHETIC data (",
+                    info.meta.value("dataset", std::string("jsc-synthetic")),
+                    "); its accuracies are not JSC results\n");
   Dataset data;
   bool have_data = NeedsData(passes, o);
   if (have_data) {
@@ -269,6 +273,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
     req.synthetic_rows = cfg.synthetic_rows;
     req.synthetic_seed = static_cast<uint64_t>(cfg.synthetic_seed);
     QSWEEP_ASSIGN_OR_RETURN(data, LoadDataset(req));
+    absl::StrAppend(&text, "Dataset: ", data.DisplayName(), "\n");
     if (info.meta.contains("dataset_sha256") && info.meta["dataset_sha256"] != data.sha256)
       absl::StrAppend(&text, "warning: dataset ", data.DisplayName(),
                       " differs from the one the checkpoint was trained on\n");
@@ -309,8 +314,18 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
     }
   }
 
-  std::string project = cfg.project.empty() ? ProjectName(cfg, Today()) : cfg.project;
-  fs::path dir = fs::absolute(fs::path(cfg.project_dir) / project / "software" / "transform");
+  fs::path dir;
+  if (!o.output_dir.empty()) {
+    dir = fs::absolute(o.output_dir);
+  } else {
+    // Earlier transforms of the project are kept: a rerun writes transform-v1, -v2, ...
+    std::string project = cfg.project.empty() ? ProjectName(cfg, Today()) : cfg.project;
+    fs::path base = fs::absolute(fs::path(cfg.project_dir) / project / "software");
+    dir = base / "transform";
+    std::error_code ec;
+    for (int v = 1; fs::exists(dir, ec) && !fs::is_empty(dir, ec); ++v)
+      dir = base / absl::StrCat("transform-v", v);
+  }
   res.output_dir = dir.string();
   for (const auto& out : pipe.outputs)
     for (const auto& [rel, content] : out.files) {

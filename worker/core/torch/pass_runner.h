@@ -30,6 +30,10 @@ struct TransformOptions {
   // Quantization-aware fine-tuning epochs after the passes (Adam at the
   // config's learning_rate, straight-through gradients). Default: 0 = none.
   int64_t fine_tune_epochs = 0;
+  // Folder for reports and the transformed checkpoint. Default: "" =
+  // <project_dir>/<project>/software/transform, or transform-vN when an
+  // earlier transform already wrote there.
+  std::string output_dir;
   // Receives each evaluation as a MetricPoint (test_loss_before,
   // test_acc_before, test_loss_after_passes, ..., test_acc_after_finetune) as
   // it is computed. Not owned; may be null.
