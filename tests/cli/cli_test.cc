@@ -178,6 +178,21 @@ TEST_F(CliTest, TrainTestExportRoundTrip) {
   r = RunQsweep("checkpoint export " + (ckpts / "best.ckpt").string() + " -o " + pt.string(), env_);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_GT(fs::file_size(pt), 100u);
+  // The exported state dict evaluates to the checkpoint's own test metrics.
+  Result pt_test = RunQsweep("test --load " + pt.string() +
+                             " --load-type pt --model jsc-tiny jsc-synthetic --synthetic-rows 3000",
+                             env_);
+  ASSERT_EQ(pt_test.code, 0) << pt_test.out;
+  auto acc_line = [](const std::string& out) {
+    size_t at = out.find("| test_acc_epoch ");
+    return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);
+  };
+  std::string ckpt_line = acc_line(RunQsweep("test --load " + (ckpts / "best.ckpt").string(), env_).out);
+  EXPECT_FALSE(ckpt_line.empty());
+  EXPECT_EQ(acc_line(pt_test.out), ckpt_line);
+  r = RunQsweep("test --load " + pt.string() + " --load-type pt", env_);
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("give --model MODEL"), std::string::npos) << r.out;
 
   // A corrupt checkpoint is a clear error, not a crash.
   fs::path bad = dir_ / "bad.ckpt";

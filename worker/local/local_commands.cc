@@ -160,6 +160,28 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
+// `qsweep test --load model.pt --load-type pt --model M [DATASET]`: a plain
+// PyTorch state dict needs the model and dataset from the command line or config.
+absl::Status RunTestStateDict(const LocalArgs& a, const std::string& load) {
+  nlohmann::json eff = a.layers.Effective();
+  if (!a.positionals.empty()) eff["dataset"] = a.positionals[0];
+  if (!eff.value("model", nlohmann::json()).is_string() ||
+      !eff.value("dataset", nlohmann::json()).is_string())
+    return absl::InvalidArgumentError(
+        "qsweep test --load-type pt: a state dict holds no model or dataset; give --model MODEL "
+        "and DATASET (or --dataset)");
+  QSWEEP_ASSIGN_OR_RETURN(TrainConfig c, TrainConfigFromJson(eff));
+  QSWEEP_ASSIGN_OR_RETURN(Dataset data, LoadDataset(RequestFor(c)));
+  QSWEEP_ASSIGN_OR_RETURN(ModelSpec spec, ResolveModel(c.model, data.n_features, data.n_classes));
+  Info(absl::StrCat("Testing state dict ", load, " as model '", spec.name, "' on ",
+                    data.DisplayName(), " (", data.test.rows, " test rows)"));
+  QSWEEP_ASSIGN_OR_RETURN(EvalResult r,
+                          EvaluateStateDict(spec, load, data, c.batch_size, c.device));
+  std::printf("%s\n", MetricsTable({{"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}}).c_str());
+  Info("Testing is completed");
+  return absl::OkStatus();
+}
+
 absl::Status RunTest(const std::vector<std::string>& args) {
   QSWEEP_ASSIGN_OR_RETURN(LocalArgs a, ParseLocalArgs("test", args, false));
   if (!a.help.empty()) {
@@ -171,6 +193,7 @@ absl::Status RunTest(const std::vector<std::string>& args) {
                          ? eff["load_name"].get<std::string>() : "";
   if (load.empty())
     return absl::InvalidArgumentError("qsweep test: --load CKPT is required (a qsweep checkpoint)");
+  if (eff.value("load_type", std::string()) == "pt") return RunTestStateDict(a, load);
   QSWEEP_ASSIGN_OR_RETURN(CheckpointInfo info, ReadCheckpointInfo(load));
   // The dataset defaults to the one the checkpoint was trained on.
   nlohmann::json base = info.meta.value("config", nlohmann::json::object());

@@ -260,6 +260,13 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
 
   std::string& text = res.text;
   absl::StrAppend(&text, "Transforming model '", info.spec.name, "' from ", load, "\n");
+  if (layers.file.contains("model") && layers.file["model"].is_string()) {
+    std::string named = layers.file["model"].get<std::string>();
+    std::string trained = info.meta.value("config", nlohmann::json::object()).value("model", "");
+    if (named != info.spec.name && named != trained)
+      absl::StrAppend(&text, "warning: the config names model '", named,
+                      "' but the checkpoint holds '", info.spec.name, "'; using the checkpoint's\n");
+  }
   if (info.meta.value("synthetic", false))
     absl::StrAppend(&text, "NOTE: the checkpoint was trained on SYNTHETIC data (",
                     info.meta.value("dataset", std::string("jsc-synthetic")),

@@ -593,4 +593,30 @@ absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint_path
   }
 }
 
+absl::StatusOr<EvalResult> EvaluateStateDict(const ModelSpec& spec, const std::string& weights_path,
+                                             const Dataset& data, int64_t batch_size,
+                                             const std::string& device) {
+  if (batch_size < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("batch_size must be >= 1, got ", batch_size));
+  }
+  if (data.test.rows == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("dataset '", data.name, "' has no test rows"));
+  }
+  try {
+    QSWEEP_ASSIGN_OR_RETURN(torch::Device dev, ResolveDevice(device, "auto"));
+    QSWEEP_ASSIGN_OR_RETURN(std::shared_ptr<Network> net, Network::Create(spec, 0));
+    QSWEEP_ASSIGN_OR_RETURN(auto weights, ReadWeights(weights_path));
+    QSWEEP_RETURN_IF_ERROR(
+        net->LoadStateDict(weights, absl::StrCat("state dict '", weights_path, "'")));
+    net->ToDevice(dev);
+    net->eval();
+    QSWEEP_RETURN_IF_ERROR(CheckDataFitsModel(data, spec));
+    auto [x, y] = SplitTensors(data.test, data.n_features, dev);
+    return Evaluate(*net, x, y, batch_size, -1);
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("evaluating state dict '", weights_path, "' failed: ", TorchMessage(e)));
+  }
+}
+
 }  // namespace qsweep

@@ -115,4 +115,11 @@ absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint_path
                                               const Dataset& data, const std::string& split,
                                               int64_t batch_size, const std::string& device);
 
+// Evaluates a PyTorch state dict (a pickled dict of tensors named as in the
+// PyTorch model, e.g. from `qsweep checkpoint export`; a "model." prefix is
+// stripped) loaded into `spec`, on the test split in eval mode.
+absl::StatusOr<EvalResult> EvaluateStateDict(const ModelSpec& spec, const std::string& weights_path,
+                                             const Dataset& data, int64_t batch_size,
+                                             const std::string& device);
+
 }  // namespace qsweep
