@@ -110,6 +110,9 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
   QSWEEP_ASSIGN_OR_RETURN(TrainConfig c, TrainConfigFromJson(a.layers.Effective()));
   std::printf("Seed set to %lld\n", static_cast<long long>(c.seed));
   std::printf("%s\n", RenderArgumentTable(a.layers).c_str());
+  if (c.device.empty() && (c.accelerator == "gpu" || c.accelerator == "cuda") && !CudaAvailable())
+    Info(absl::StrCat("WARNING: accelerator '", c.accelerator,
+                      "' asked for, but CUDA is not available here; training on the CPU"));
   Info(absl::StrCat("Initialising dataset '", c.dataset, "'..."));
   QSWEEP_ASSIGN_OR_RETURN(Dataset data, LoadDataset(RequestFor(c)));
   Info(absl::StrCat("Dataset: ", data.DisplayName(), ", ", data.train_val.rows,

@@ -619,4 +619,6 @@ absl::StatusOr<EvalResult> EvaluateStateDict(const ModelSpec& spec, const std::s
   }
 }
 
+bool CudaAvailable() { return torch::cuda::is_available(); }
+
 }  // namespace qsweep

@@ -122,4 +122,7 @@ absl::StatusOr<EvalResult> EvaluateStateDict(const ModelSpec& spec, const std::s
                                              const Dataset& data, int64_t batch_size,
                                              const std::string& device);
 
+// True when LibTorch was built with CUDA and a GPU is visible.
+bool CudaAvailable();
+
 }  // namespace qsweep
