@@ -39,8 +39,16 @@ Models and data:
   data export NAME --split train|test --format csv -o FILE
   data import FILE.csv --name NAME [--label-column COL]
 
-Service (qsweep-server):
-  up, submit, status, watch, jobs, show, report, cancel, retry, workers, ...
+Service (qsweep-server; --server ADDR or $QSWEEP_SERVER, default 127.0.0.1:7420):
+  up [--db FILE] [--local-workers N]              start a coordinator with local workers
+  submit SWEEP.toml [--watch]                     submit a sweep (examples/lab1.toml)
+  status [SWEEP] | watch SWEEP | workers          progress, live bars, registered workers
+  jobs SWEEP [--sort KEY] [--format table|csv|json]
+  show JOB | report JOB [--pass NAME]             one trial: config, metrics, pass reports
+  cancel SWEEP|JOB | retry SWEEP --failed
+  checkpoint get JOB -o model.pt                  the trial's best state dict
+  plot SWEEP --metric val_acc_epoch -o curves.png every trial's curve
+  transform submit --from JOB --config F.toml     quantize/analyse a trained trial
 
 Run 'qsweep <command> --help' for the flags of a command.
 )";
@@ -60,11 +68,12 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "train" || cmd == "test" || cmd == "transform" || cmd == "checkpoint") {
-    if (cmd == "checkpoint" && !rest.empty() && rest[0] == "get") {
 #ifdef QSWEEP_HAVE_SERVICE_CLI
+    // `checkpoint get JOB` and `transform submit --from JOB` talk to the server.
+    if (!rest.empty() && ((cmd == "checkpoint" && rest[0] == "get") ||
+                          (cmd == "transform" && rest[0] == "submit")))
       return qsweep::RunServiceCommand(cmd, rest);
 #endif
-    }
     return qsweep::ExecWorker(argv[0], args);
   }
   if (cmd == "plot") {

@@ -116,7 +116,8 @@ int RunLocalPlotCommand(const std::vector<std::string>& args) {
   std::vector<std::string> runs;
   constexpr const char* kUsage =
       "usage: qsweep plot RUN... --metric val_acc_epoch -o curves.png|svg [--title T]\n"
-      "  RUN: a project folder of qsweep train, or its software/metrics.csv\n";
+      "  RUN: a project folder of qsweep train, or its software/metrics.csv\n"
+      "usage: qsweep plot SWEEP --metric val_acc_epoch -o curves.png|svg   (a sweep on the server)\n";
   for (const auto& a : args)
     if (a == "-h" || a == "--help") {
       std::printf("%s", kUsage);
