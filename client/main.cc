@@ -77,12 +77,12 @@ int main(int argc, char** argv) {
     return qsweep::ExecWorker(argv[0], args);
   }
   if (cmd == "plot") {
-    // Local runs are given as folders or metrics.csv files; a bare word that is
-    // no file is a sweep id.
-    bool local = rest.empty();
-    for (const auto& a : rest)
-      local |= std::filesystem::exists(a) || a.find('/') != std::string::npos ||
-               a.size() > 4 && a.substr(a.size() - 4) == ".csv" || a == "-h" || a == "--help";
+    // Local runs are given as folders or metrics.csv files; a first argument
+    // that is no file (e.g. sw-1a2b3c4d) is a sweep on the server.
+    const std::string first = rest.empty() ? "" : rest[0];
+    bool local = rest.empty() || std::filesystem::exists(first) ||
+                 first.find('/') != std::string::npos || first.rfind("-", 0) == 0 ||
+                 (first.size() > 4 && first.substr(first.size() - 4) == ".csv");
 #ifdef QSWEEP_HAVE_SERVICE_CLI
     if (!local) return qsweep::RunServiceCommand(cmd, rest);
 #endif
