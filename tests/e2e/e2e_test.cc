@@ -3,6 +3,7 @@
 // small synthetic set), and the service CLI queries the results as JSON.
 // Skips when the ML core cannot train yet (its jobs fail as unimplemented).
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
@@ -12,12 +13,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
 #include "client/service_cli.h"
+#include "qsweep/v1/experiments.grpc.pb.h"
 
 extern char** environ;
 
@@ -62,7 +65,7 @@ double TableValue(const std::string& text, const std::string& name) {
 
 class ServerProcess {
  public:
-  bool Start(const fs::path& dir) {
+  bool Start(const fs::path& dir, const std::vector<std::string>& extra = {}) {
     const std::string bin = Executable("server", "qsweep-server");
     const std::string worker = Executable("worker", "qsweep-worker");
     if (!fs::exists(bin) || !fs::exists(worker)) return false;
@@ -83,6 +86,7 @@ class ServerProcess {
                                      worker,
                                      "--heartbeat-ms",
                                      "300"};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -130,6 +134,7 @@ class ServerProcess {
   }
   ~ServerProcess() { Stop(); }
   const std::string& address() const { return address_; }
+  pid_t pid() const { return pid_; }
   std::string log() {
     std::lock_guard<std::mutex> lock(mu_);
     return log_;
@@ -146,11 +151,13 @@ class ServerProcess {
 
 class EndToEndTest : public ::testing::Test {
  protected:
+  virtual std::vector<std::string> ServerArgs() { return {}; }
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("qsweep_e2e_" + std::to_string(getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    if (!server_.Start(dir_)) GTEST_SKIP() << "qsweep-server or qsweep-worker is not built";
+    if (!server_.Start(dir_, ServerArgs()))
+      GTEST_SKIP() << "qsweep-server or qsweep-worker is not built";
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -374,6 +381,76 @@ TEST_F(EndToEndTest, ErrorsAreOneLineAndNonZero) {
   std::ostringstream out, err;
   EXPECT_EQ(RunServiceCommand("status", {"--server", "127.0.0.1:1"}, out, err), 1);
   EXPECT_THAT(err.str(), HasSubstr("cannot reach qsweep-server at 127.0.0.1:1"));
+}
+
+// Fault test: a worker killed with SIGKILL in the middle of a job stops
+// renewing its lease; the lease expires and the other worker finishes the job.
+class WorkerCrashTest : public EndToEndTest {
+ protected:
+  std::vector<std::string> ServerArgs() override { return {"--lease-ttl-ms", "1000"}; }
+};
+
+// The server's child processes (its local workers).
+std::vector<pid_t> Children(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  pid_t child;
+  while (f >> child) out.push_back(child);
+  return out;
+}
+
+TEST_F(WorkerCrashTest, KilledWorkersJobIsRequeuedAndFinished) {
+  const std::string path = (dir_ / "slow.toml").string();
+  std::ofstream(path) << "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\n"
+                         "synthetic_rows = 50000\nmax_epochs = 4\nbatch_size = 64\n"
+                         "[sweep]\nmax_concurrency = 1\n[sweep.grid]\nseed = [1]\n";
+  auto submit = Cli("submit", {path, "--format", "json"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  const std::string id = json::parse(submit.out)["id"];
+  // Block on the watch stream until the job runs, then kill its worker.
+  grpc::ClientContext ctx;
+  auto stub = v1::Experiments::NewStub(
+      grpc::CreateChannel(server_.address(), grpc::InsecureChannelCredentials()));
+  v1::WatchSweepRequest req;
+  req.set_sweep_id(id);
+  auto reader = stub->WatchSweep(&ctx, req);
+  v1::WatchSweepEvent event;
+  std::string victim_worker;
+  while (reader->Read(&event)) {
+    if (event.summary().running() > 0) {
+      victim_worker = event.jobs(0).worker_id();
+      break;
+    }
+  }
+  ctx.TryCancel();
+  reader->Finish().IgnoreError();
+  ASSERT_FALSE(victim_worker.empty()) << server_.log();
+  auto workers = json::parse(Cli("workers", {"--format", "json"}).out);
+  std::string victim_name;
+  for (const auto& w : workers)
+    if (w["id"] == victim_worker) victim_name = w["name"];
+  ASSERT_FALSE(victim_name.empty());
+  // Local workers are named local-<i> in start order.
+  const std::vector<pid_t> children = Children(server_.pid());
+  ASSERT_EQ(children.size(), 2u);
+  const size_t index = victim_name == "local-0" ? 0 : 1;
+  ASSERT_EQ(kill(children[index], SIGKILL), 0);
+  if (std::getenv("QSWEEP_E2E_DEBUG"))
+    std::cerr << "killed pid " << children[index] << " (" << victim_name << ", " << victim_worker
+              << ") at " << time(nullptr) << "\n";
+
+  auto watch = Cli("watch", {id});
+  ASSERT_EQ(watch.code, 0) << watch.err;
+  auto show = Cli("show", {id + "-0", "--format", "json"});
+  json job = json::parse(show.out);
+  ASSERT_EQ(job["state"], "SUCCEEDED") << show.out << server_.log();
+  if (job["attempts"].size() == 1u && job["attempts"][0]["worker_id"] != victim_worker)
+    GTEST_SKIP() << "this machine finished the trial before the worker was killed";
+  ASSERT_EQ(job["attempts"].size(), 2u);
+  EXPECT_THAT(job["attempts"][0]["error"].get<std::string>(), HasSubstr("expired"));
+  EXPECT_EQ(job["attempts"][0]["worker_id"], victim_worker);
+  EXPECT_NE(job["attempts"][1]["worker_id"], victim_worker);
+  if (std::getenv("QSWEEP_E2E_DEBUG")) std::cerr << show.out << server_.log();
 }
 
 }  // namespace
