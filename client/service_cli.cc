@@ -22,90 +22,14 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/service_cli_internal.h"
 #include "common/table.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
 
 namespace qsweep {
 namespace {
 
-namespace fs = std::filesystem;
-using json = nlohmann::ordered_json;
-
-// Command-line state shared by every command.
-struct Common {
-  std::string server;
-  std::string format = "table";
-  std::ostream* out;
-  std::ostream* err;
-};
-
-// A failed RPC as one line.
-int RpcError(const Common& c, const grpc::Status& s) {
-  if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
-    *c.err << "qsweep: cannot reach qsweep-server at " << c.server << " (" << s.error_message()
-           << "); start one with `qsweep up` or pass --server HOST:PORT\n";
-  else
-    *c.err << "qsweep: " << s.error_message() << "\n";
-  return 1;
-}
-
-std::unique_ptr<v1::Experiments::Stub> Stub(const Common& c) {
-  return v1::Experiments::NewStub(
-      grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials()));
-}
-
-// A deadline for unary calls.
-void Deadline(grpc::ClientContext& ctx, int seconds = 30) {
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
-}
-
-std::string RequestId() {
-  static std::mt19937_64 rng(std::random_device{}());
-  return absl::StrFormat("%016x%016x", rng(), rng());
-}
-
-const char* StateName(v1::JobState s) {
-  switch (s) {
-    case v1::PENDING:
-      return "PENDING";
-    case v1::LEASED:
-      return "LEASED";
-    case v1::RUNNING:
-      return "RUNNING";
-    case v1::SUCCEEDED:
-      return "SUCCEEDED";
-    case v1::FAILED:
-      return "FAILED";
-    case v1::CANCELLED:
-      return "CANCELLED";
-    default:
-      return "?";
-  }
-}
-
-std::string Num(double v) { return absl::StrFormat("%.4f", v); }
-
-std::string ValueText(const json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_float()) return absl::StrFormat("%g", v.get<double>());
-  return v.dump();
-}
-
-std::string TimeText(int64_t unix_ms) {
-  if (unix_ms <= 0) return "";
-  time_t t = static_cast<time_t>(unix_ms / 1000);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", std::gmtime(&t));
-  return buf;
-}
-
-// Prints a table in the chosen format (table or csv).
-void PrintTable(const Common& c, const Table& t) {
-  if (c.format == "csv")
-    *c.out << RenderCsv(t);
-  else
-    *c.out << RenderTable(t, TableStyle::kSimple) << "\n";
-}
+using namespace service_cli_internal;  // NOLINT: this file's own helpers
 
 json SummaryJson(const v1::SweepSummary& s) {
   return {{"id", s.sweep().id()},
@@ -280,22 +204,6 @@ int Watch(Common& c, const std::string& sweep_id) {
            << last.summary().failed() << " failed, " << last.summary().cancelled()
            << " cancelled\n";
   return 0;
-}
-
-absl::StatusOr<std::vector<v1::Job>> FetchJobs(Common& c, const std::string& sweep_id,
-                                               const std::string& sort, bool asc,
-                                               v1::JobState state, grpc::Status& status) {
-  v1::ListJobsRequest req;
-  req.set_sweep_id(sweep_id);
-  req.set_sort_by(sort);
-  req.set_descending(!asc && sort != "index" && sort != "state");
-  req.set_state(state);
-  v1::ListJobsResponse resp;
-  grpc::ClientContext ctx;
-  Deadline(ctx);
-  status = Stub(c)->ListJobs(&ctx, req, &resp);
-  if (!status.ok()) return absl::UnknownError("rpc");
-  return std::vector<v1::Job>(resp.jobs().begin(), resp.jobs().end());
 }
 
 int Jobs(Common& c, const std::string& sweep_id, const std::string& sort, bool asc,
@@ -557,76 +465,6 @@ int Report(Common& c, const std::string& job_id, const std::string& pass) {
   grpc::Status s = Stub(c)->GetReport(&ctx, req, &resp);
   if (!s.ok()) return RpcError(c, s);
   *c.out << (c.format == "json" ? resp.json() : resp.text()) << "\n";
-  return 0;
-}
-
-// Short label of a trial: "batch_size=64 learning_rate=0.001".
-std::string TrialLabel(const v1::Job& j) {
-  const json trial = json::parse(j.trial_json(), nullptr, false);
-  std::string label;
-  if (trial.is_object())
-    for (const auto& [k, v] : trial.items())
-      absl::StrAppend(&label, label.empty() ? "" : " ", k, "=", ValueText(v));
-  return label.empty() ? j.id() : label;
-}
-
-// Draws `metric` against step (or epoch) for every job that logged it, with
-// gnuplot; the terminal follows the output's extension (.svg or .png).
-int Plot(Common& c, const std::string& sweep_id, const std::string& metric, const std::string& x,
-         const std::string& out_path) {
-  const std::string ext = fs::path(out_path).extension().string();
-  if (ext != ".svg" && ext != ".png") {
-    *c.err << "qsweep: -o must end in .svg or .png, got '" << out_path << "'\n";
-    return 2;
-  }
-  grpc::Status status;
-  auto jobs = FetchJobs(c, sweep_id, "index", true, v1::JOB_STATE_UNSPECIFIED, status);
-  if (!jobs.ok()) return RpcError(c, status);
-  auto stub = Stub(c);
-  std::string data, plots;
-  int block = 0;
-  for (const auto& j : *jobs) {
-    v1::GetMetricsRequest req;
-    req.set_job_id(j.id());
-    req.set_name(metric);
-    v1::GetMetricsResponse resp;
-    grpc::ClientContext ctx;
-    Deadline(ctx);
-    grpc::Status s = stub->GetMetrics(&ctx, req, &resp);
-    if (!s.ok()) return RpcError(c, s);
-    if (resp.metrics_size() == 0) continue;
-    // Inline data: each plotted '-' reads one block ended by "e".
-    for (const auto& m : resp.metrics())
-      absl::StrAppendFormat(&data, "%d %.9g\n", x == "epoch" ? m.epoch() : m.step(), m.value());
-    data += "e\n";
-    std::string title = TrialLabel(j);
-    std::replace(title.begin(), title.end(), '\'', ' ');
-    absl::StrAppend(&plots, block ? ", " : "", "'-' using 1:2 with linespoints title '", title,
-                    "'");
-    ++block;
-  }
-  if (block == 0) {
-    *c.err << "qsweep: no job of sweep " << sweep_id << " logged metric '" << metric
-           << "' (epoch metrics end in _epoch, e.g. val_acc_epoch)\n";
-    return 1;
-  }
-  std::string script = absl::StrCat(
-      ext == ".svg" ? "set terminal svg size 960,600 dynamic\n" : "set terminal png size 960,600\n",
-      "set termoption noenhanced\nset output '", out_path, "'\nset title '", sweep_id, ": ", metric,
-      "'\nset xlabel '", x, "'\nset ylabel '", metric, "'\nset key outside right\nset grid\nplot ",
-      plots, "\n");
-  std::FILE* gp = popen("gnuplot 2>&1", "w");
-  if (!gp) {
-    *c.err << "qsweep: cannot run gnuplot (apt install gnuplot-nox)\n";
-    return 1;
-  }
-  std::fputs((script + data).c_str(), gp);
-  const int rc = pclose(gp);
-  if (rc != 0 || !fs::exists(out_path)) {
-    *c.err << "qsweep: gnuplot failed to write '" << out_path << "'\n";
-    return 1;
-  }
-  *c.out << "wrote " << out_path << " (" << block << " curves of " << metric << ")\n";
   return 0;
 }
 

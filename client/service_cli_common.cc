@@ -1,0 +1,93 @@
+#include <ctime>
+#include <random>
+
+#include "absl/strings/str_format.h"
+#include "client/service_cli_internal.h"
+
+namespace qsweep::service_cli_internal {
+
+// A failed RPC as one line.
+int RpcError(const Common& c, const grpc::Status& s) {
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
+    *c.err << "qsweep: cannot reach qsweep-server at " << c.server << " (" << s.error_message()
+           << "); start one with `qsweep up` or pass --server HOST:PORT\n";
+  else
+    *c.err << "qsweep: " << s.error_message() << "\n";
+  return 1;
+}
+
+std::unique_ptr<v1::Experiments::Stub> Stub(const Common& c) {
+  return v1::Experiments::NewStub(
+      grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials()));
+}
+
+// A deadline for unary calls.
+void Deadline(grpc::ClientContext& ctx, int seconds) {
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
+}
+
+std::string RequestId() {
+  static std::mt19937_64 rng(std::random_device{}());
+  return absl::StrFormat("%016x%016x", rng(), rng());
+}
+
+const char* StateName(v1::JobState s) {
+  switch (s) {
+    case v1::PENDING:
+      return "PENDING";
+    case v1::LEASED:
+      return "LEASED";
+    case v1::RUNNING:
+      return "RUNNING";
+    case v1::SUCCEEDED:
+      return "SUCCEEDED";
+    case v1::FAILED:
+      return "FAILED";
+    case v1::CANCELLED:
+      return "CANCELLED";
+    default:
+      return "?";
+  }
+}
+
+std::string Num(double v) { return absl::StrFormat("%.4f", v); }
+
+std::string ValueText(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_float()) return absl::StrFormat("%g", v.get<double>());
+  return v.dump();
+}
+
+std::string TimeText(int64_t unix_ms) {
+  if (unix_ms <= 0) return "";
+  time_t t = static_cast<time_t>(unix_ms / 1000);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", std::gmtime(&t));
+  return buf;
+}
+
+// Prints a table in the chosen format (table or csv).
+void PrintTable(const Common& c, const Table& t) {
+  if (c.format == "csv")
+    *c.out << RenderCsv(t);
+  else
+    *c.out << RenderTable(t, TableStyle::kSimple) << "\n";
+}
+
+absl::StatusOr<std::vector<v1::Job>> FetchJobs(Common& c, const std::string& sweep_id,
+                                               const std::string& sort, bool asc,
+                                               v1::JobState state, grpc::Status& status) {
+  v1::ListJobsRequest req;
+  req.set_sweep_id(sweep_id);
+  req.set_sort_by(sort);
+  req.set_descending(!asc && sort != "index" && sort != "state");
+  req.set_state(state);
+  v1::ListJobsResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  status = Stub(c)->ListJobs(&ctx, req, &resp);
+  if (!status.ok()) return absl::UnknownError("rpc");
+  return std::vector<v1::Job>(resp.jobs().begin(), resp.jobs().end());
+}
+
+}  // namespace qsweep::service_cli_internal
