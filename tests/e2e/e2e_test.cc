@@ -265,6 +265,17 @@ TEST_F(EndToEndTest, Lab1SmallSweepOnTwoWorkers) {
   auto status = Cli("status", {id, "--format", "json"});
   ASSERT_EQ(status.code, 0);
   EXPECT_EQ(json::parse(status.out)["succeeded"], 9);
+  // Cancel and retry of a finished sweep change nothing, and say so.
+  auto cancel = Cli("cancel", {id});
+  ASSERT_EQ(cancel.code, 0) << cancel.err;
+  EXPECT_THAT(cancel.out, HasSubstr("cancelled 0 job(s)"));
+  auto retry = Cli("retry", {id, "--failed"});
+  ASSERT_EQ(retry.code, 0) << retry.err;
+  EXPECT_THAT(retry.out, HasSubstr("retrying 0 job(s)"));
+  EXPECT_EQ(Cli("retry", {id}).code, 2);
+  auto table = Cli("jobs", {id, "--format", "csv"});
+  ASSERT_EQ(table.code, 0);
+  EXPECT_EQ(std::count(table.out.begin(), table.out.end(), '\n'), 10);  // header + 9 rows
   // Submitting again with the same key does not create a second sweep.
   auto again = Cli("submit", {std::string(QSWEEP_SOURCE_DIR) + "/examples/lab1-small.toml",
                               "--format", "json", "--key", "e2e"});
