@@ -252,6 +252,14 @@ void Scheduler::ResolveDependents(const v1::Job& dep) {
 }
 
 absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterRequest& request) {
+  v1::RegisterResponse response;
+  response.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+  response.set_lease_ttl_ms(options_.lease_ttl_ms);
+  if (auto it = registered_.find(request.request_id());
+      !request.request_id().empty() && it != registered_.end()) {
+    response.set_worker_id(it->second);  // a retried call: the same worker
+    return response;
+  }
   v1::WorkerInfo w;
   w.set_id(NewId("w-"));
   w.set_name(request.name());
@@ -261,10 +269,8 @@ absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterReque
   w.set_last_seen_unix_ms(clock_.NowMs());
   QSWEEP_RETURN_IF_ERROR(store_.PutWorker(w));
   workers_[w.id()] = w;
-  v1::RegisterResponse response;
+  if (!request.request_id().empty()) registered_[request.request_id()] = w.id();
   response.set_worker_id(w.id());
-  response.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
-  response.set_lease_ttl_ms(options_.lease_ttl_ms);
   return response;
 }
 

@@ -70,6 +70,7 @@ class Scheduler {
   absl::StatusOr<v1::SubmitTransformResponse> SubmitTransform(
       const v1::SubmitTransformRequest& request);
 
+  // Registers a worker; a repeated request id returns the same worker id.
   absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
 
   // Grants up to max_jobs leases. When none is available and wait_ms > 0,
@@ -161,6 +162,7 @@ class Scheduler {
   std::map<std::string, std::string> leases_;  // lease id -> job id (LEASED/RUNNING)
   std::map<std::string, int> active_per_sweep_;
   std::map<std::string, v1::WorkerInfo> workers_;
+  std::map<std::string, std::string> registered_;  // Register request id -> worker id
   std::deque<Waiter> waiters_;
   bool closing_ = false;  // set by CloseWaiters: no more long-polls
   std::map<std::string, v1::LeaseResponse> lease_replay_;

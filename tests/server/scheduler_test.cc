@@ -291,6 +291,18 @@ TEST_F(SchedulerTest, RetriedLeaseRequestGetsTheSameLeases) {
   EXPECT_EQ(LeaseNow(w, 5, "req-2").leases_size(), 1);  // only one job was left
 }
 
+TEST_F(SchedulerTest, RetriedRegisterIsTheSameWorker) {
+  v1::RegisterRequest r;
+  r.set_request_id("reg-1");
+  r.set_device("cpu");
+  r.set_slots(1);
+  std::string a = scheduler_->Register(r)->worker_id();
+  EXPECT_EQ(scheduler_->Register(r)->worker_id(), a);
+  r.set_request_id("reg-2");
+  EXPECT_NE(scheduler_->Register(r)->worker_id(), a);
+  EXPECT_EQ(scheduler_->Workers().size(), 2u);
+}
+
 TEST_F(SchedulerTest, UnregisteredWorkerIsNotFound) {
   v1::LeaseRequest r;
   r.set_worker_id("w-ghost");
