@@ -205,6 +205,7 @@ absl::Status Worker::Run() {
     jobs_.clear();
   }
   heartbeats.join();
+  fs::remove(options_.work_dir, ec);  // only if empty
   return absl::OkStatus();
 }
 
@@ -228,6 +229,8 @@ void Worker::StartJob(const v1::GrantedLease& lease) {
 void Worker::RunJob(RunningJob* job) {
   JobOutcome outcome = runner_.Run(job->lease.job(), *job);
   ReportOutcome(*job, std::move(outcome));
+  std::error_code ec;
+  fs::remove_all(job->work_dir, ec);  // outputs were uploaded; the server keeps them
   job->finished = true;
   std::lock_guard<std::mutex> lock(mu_);
   cv_.notify_all();
