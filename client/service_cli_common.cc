@@ -32,22 +32,9 @@ std::string RequestId() {
 }
 
 const char* StateName(v1::JobState s) {
-  switch (s) {
-    case v1::PENDING:
-      return "PENDING";
-    case v1::LEASED:
-      return "LEASED";
-    case v1::RUNNING:
-      return "RUNNING";
-    case v1::SUCCEEDED:
-      return "SUCCEEDED";
-    case v1::FAILED:
-      return "FAILED";
-    case v1::CANCELLED:
-      return "CANCELLED";
-    default:
-      return "?";
-  }
+  // The proto's own names (PENDING, ..., CANCELLED); "?" for values it lacks.
+  const std::string& name = v1::JobState_Name(s);
+  return name.empty() ? "?" : name.c_str();
 }
 
 std::string Num(double v) { return absl::StrFormat("%.4f", v); }
