@@ -9,8 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/artifact_streams.h"
+#include "server/dataset_artifacts.h"
 #include "server/grpc_status_util.h"
 #include "server/job_query.h"
+#include "server/sweep.h"
 #include "server/validation.h"
 
 namespace qsweep {
@@ -113,13 +115,33 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitSweep(grpc::CallbackServe
                                                              const v1::SubmitSweepRequest* request,
                                                              v1::SubmitSweepResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  // Datasets are prepared here, on the calling thread, never on the strand.
+  auto hashes = ServeSweepDatasets(*request);
+  if (!hashes.ok()) return Done(ctx, hashes.status());
   auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
-    auto result = scheduler.SubmitSweep(*request);
+  coordinator_.Post([request, response, reactor,
+                     hashes = std::move(*hashes)](Scheduler& scheduler) {
+    auto result = scheduler.SubmitSweep(*request, hashes);
     if (result.ok()) *response = std::move(*result);
     reactor->Finish(ToGrpcStatus(result.status()));
   });
   return reactor;
+}
+
+absl::StatusOr<std::vector<std::string>> ExperimentServiceImpl::ServeSweepDatasets(
+    const v1::SubmitSweepRequest& request) {
+  if (!options_.serve_datasets) return std::vector<std::string>();
+  std::string key = request.idempotency_key();
+  if (key.empty() && !request.request_id().empty()) key = "request:" + request.request_id();
+  if (!key.empty() && store_.FindSweepByIdempotencyKey(key).ok())
+    return std::vector<std::string>();  // the scheduler answers with the earlier sweep
+  const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
+  auto plan = ExpandSweep(request.sweep_toml(), source);
+  if (!plan.ok()) return std::vector<std::string>();  // the scheduler reports the same error
+  DatasetServeOptions options;
+  options.data_dir = options_.data_dir;
+  QSWEEP_ASSIGN_OR_RETURN(ServedDatasets served, ServeDatasets(plan->configs, store_, options));
+  return std::move(served.sha256);
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetSweep(grpc::CallbackServerContext* ctx,

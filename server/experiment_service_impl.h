@@ -4,6 +4,10 @@
 // grpc::Status only through ToGrpcStatus.
 #pragma once
 
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
 #include "server/coordinator.h"
 #include "storage/store.h"
@@ -13,6 +17,14 @@ namespace qsweep {
 struct ExperimentServiceOptions {
   // How often WatchSweep re-reads the sweep. Default: 500 ms.
   int64_t watch_interval_ms = 500;
+  // Prepare each sweep's datasets at submission, store them as "dataset"
+  // artifacts and record their hash in the jobs (see dataset_artifacts.h);
+  // a dataset the server cannot prepare rejects the sweep. false = workers
+  // prepare datasets themselves (for in-process tests). Default: false;
+  // qsweep-server turns it on.
+  bool serve_datasets = false;
+  // Where served datasets are prepared. Default: "" = DefaultDataDir().
+  std::string data_dir;
 };
 
 class ExperimentServiceImpl final : public v1::Experiments::CallbackService {
@@ -63,6 +75,9 @@ class ExperimentServiceImpl final : public v1::Experiments::CallbackService {
                                         v1::ListWorkersResponse* response) override;
 
  private:
+  // One dataset hash per trial when options_.serve_datasets, else empty.
+  absl::StatusOr<std::vector<std::string>> ServeSweepDatasets(
+      const v1::SubmitSweepRequest& request);
   Coordinator& coordinator_;
   Store& store_;
   const ExperimentServiceOptions options_;

@@ -1,5 +1,5 @@
 // qsweep-server: the coordinator. Only fills options and waits for a signal.
-//   qsweep-server --listen 127.0.0.1:7420 --db qsweep.db [--local-workers N]
+//   qsweep-server --listen 127.0.0.1:7420 --db qsweep.db [--local-workers N] [--data-dir D]
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -30,7 +30,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{100}, int64_t{600000}))
       ->capture_default_str();
   app.add_option("--port-file", port_file, "write the bound port to this file once serving");
+  options.experiments.serve_datasets = true;
+  bool no_serve_datasets = false;
+  app.add_option("--data-dir", options.experiments.data_dir,
+                 "folder where the server prepares datasets it serves to workers "
+                 "(default: $QSWEEP_DATA_DIR, else ~/.cache/qsweep/datasets)");
+  app.add_flag("--no-serve-datasets", no_serve_datasets,
+               "do not prepare datasets at submission; each worker prepares its own");
   CLI11_PARSE(app, argc, argv);
+  if (no_serve_datasets) options.experiments.serve_datasets = false;
 
   // Signals are taken by a waiting thread, not a handler.
   sigset_t signals;

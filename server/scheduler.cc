@@ -97,7 +97,7 @@ absl::Status Scheduler::Recover() {
 }
 
 absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
-    const v1::SubmitSweepRequest& request) {
+    const v1::SubmitSweepRequest& request, const std::vector<std::string>& dataset_sha256) {
   std::string key = request.idempotency_key();
   if (key.empty() && !request.request_id().empty()) key = "request:" + request.request_id();
   v1::SubmitSweepResponse response;
@@ -113,6 +113,11 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
   auto plan = ExpandSweep(request.sweep_toml(), source);
   if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
+  if (!dataset_sha256.empty() && dataset_sha256.size() != plan->configs.size()) {
+    return absl::InternalError(absl::StrCat("got ", dataset_sha256.size(),
+                                            " dataset hashes for ", plan->configs.size(),
+                                            " trials"));
+  }
 
   v1::Sweep sweep;
   sweep.set_id(NewId("sw-"));
@@ -134,6 +139,7 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
     j.set_state(v1::PENDING);
     j.set_config_json(plan->configs[i].dump());
     j.set_trial_json(plan->trials[i].dump());
+    if (!dataset_sha256.empty()) j.set_dataset_sha256(dataset_sha256[i]);
     j.set_priority(plan->priority);
     j.set_max_attempts(1 + plan->retries);
     j.set_created_unix_ms(sweep.created_unix_ms());
@@ -193,6 +199,7 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
   job.set_state(v1::PENDING);
   job.set_config_json(from->second.config_json());
   job.set_trial_json(from->second.trial_json());
+  job.set_dataset_sha256(from->second.dataset_sha256());
   job.set_max_attempts(1);
   job.set_depends_on(from->first);
   job.set_transform_toml(request.config_toml());

@@ -61,8 +61,11 @@ class Scheduler {
   // Validates and expands the sweep, then stores it with its jobs. With a
   // non-empty idempotency key (or else request id) seen before, returns the
   // earlier sweep with `existing` set. INVALID_ARGUMENT naming the field for a
-  // bad sweep file.
-  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SubmitSweepRequest& request);
+  // bad sweep file. `dataset_sha256`, when not empty, has one hash per trial
+  // of the expansion (see dataset_artifacts.h); it is recorded in the trial's
+  // TRAIN job and its TRANSFORM job. INTERNAL if its size does not match.
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
+      const v1::SubmitSweepRequest& request, const std::vector<std::string>& dataset_sha256 = {});
 
   // Adds a one-job sweep with a TRANSFORM job on from_job_id's best
   // checkpoint. NOT_FOUND for an unknown job, INVALID_ARGUMENT for a job that

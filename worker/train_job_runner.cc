@@ -7,10 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "worker/core/config/train_config.h"
 #include "worker/core/data/dataset.h"
+#include "worker/core/data/prepared_file.h"
 #include "worker/core/model/model_spec.h"
 #include "worker/core/torch/checkpoint.h"
 #include "worker/core/torch/pass_runner.h"
 #include "worker/core/torch/trainer.h"
+#include "worker/dataset_cache.h"
 
 namespace qsweep {
 namespace {
@@ -80,6 +82,30 @@ std::shared_ptr<const Dataset> TrainJobRunner::LoadCached(const std::string& key
   return shared;
 }
 
+std::shared_ptr<const Dataset> TrainJobRunner::LoadServed(const std::string& sha256,
+                                                          const std::string& dir,
+                                                          JobContext& context,
+                                                          std::string& error) {
+  std::lock_guard<std::mutex> lock(mu_);  // one load at a time; later jobs reuse it
+  const std::string key = "sha256:" + sha256;
+  auto it = datasets_.find(key);
+  if (it != datasets_.end()) return it->second;
+  auto path = EnsureCachedDataset(
+      dir, sha256, [&context](const std::string& sha) { return context.FetchArtifact(sha); });
+  if (!path.ok()) {
+    error = std::string(path.status().message());
+    return nullptr;
+  }
+  auto data = ReadPreparedFile(*path);
+  if (!data.ok()) {
+    error = absl::StrCat("dataset ", sha256, ": ", data.status().message());
+    return nullptr;
+  }
+  auto shared = std::make_shared<const Dataset>(std::move(*data));
+  datasets_[key] = shared;
+  return shared;
+}
+
 JobOutcome TrainJobRunner::Run(const v1::Job& job, JobContext& context) {
   if (job.kind() == v1::TRANSFORM) return RunTransformJob(job, context);
   if (job.kind() != v1::TRAIN) return Failed(job, "job kind is not TRAIN or TRANSFORM");
@@ -128,11 +154,16 @@ JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
   config->device = options_.device;
   config->project_dir = context.WorkDir();
   const std::string dir = !options_.data_dir.empty() ? options_.data_dir : config->data_dir;
-  const std::string key = absl::StrCat(config->dataset, "|", dir, "|", config->synthetic_rows, "|",
-                                       config->synthetic_seed);
   std::string error;
-  auto data =
-      LoadCached(key, config->dataset, dir, config->synthetic_rows, config->synthetic_seed, error);
+  std::shared_ptr<const Dataset> data;
+  if (!job.dataset_sha256().empty()) {  // served by the coordinator
+    data = LoadServed(job.dataset_sha256(), dir.empty() ? DefaultDataDir() : dir, context, error);
+  } else {
+    const std::string key = absl::StrCat(config->dataset, "|", dir, "|", config->synthetic_rows,
+                                         "|", config->synthetic_seed);
+    data = LoadCached(key, config->dataset, dir, config->synthetic_rows, config->synthetic_seed,
+                      error);
+  }
   if (!data) return Failed(job, "loading dataset: " + error);
   auto spec = ResolveModel(config->model, data->n_features, data->n_classes);
   if (!spec.ok()) return Failed(job, std::string(spec.status().message()));

@@ -17,7 +17,8 @@ struct Dataset;
 struct TrainJobRunnerOptions {
   // "cpu" or "cuda:N"; overrides the job's device. Default: "cpu".
   std::string device = "cpu";
-  // Dataset cache folder; "" = the job's data_dir or the default. Default: "".
+  // Dataset cache folder (also of datasets fetched by hash); "" = the job's
+  // data_dir or DefaultDataDir(). Default: "".
   std::string data_dir;
 };
 
@@ -35,6 +36,10 @@ class TrainJobRunner final : public JobRunner {
   std::shared_ptr<const Dataset> LoadCached(const std::string& key, const std::string& name,
                                             const std::string& dir, int64_t rows, int64_t seed,
                                             std::string& error);
+  // A dataset served by the coordinator: from <dir>/by-sha256, fetched into
+  // it by hash when absent (see dataset_cache.h).
+  std::shared_ptr<const Dataset> LoadServed(const std::string& sha256, const std::string& dir,
+                                            JobContext& context, std::string& error);
   TrainJobRunnerOptions options_;
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<const Dataset>> datasets_;  // guarded by mu_

@@ -464,5 +464,56 @@ TEST_F(WorkerCrashTest, KilledWorkersJobIsRequeuedAndFinished) {
   if (std::getenv("QSWEEP_E2E_DEBUG")) std::cerr << show.out << server_.log();
 }
 
+// The server prepares the dataset in its own data dir and serves it; the
+// local workers start with an EMPTY data dir ($QSWEEP_DATA_DIR) and fetch the
+// prepared file by hash instead of generating it themselves.
+class ServedDatasetTest : public EndToEndTest {
+ protected:
+  std::vector<std::string> ServerArgs() override {
+    return {"--data-dir", (dir_ / "server-data").string()};
+  }
+};
+
+TEST_F(ServedDatasetTest, WorkerWithEmptyDataDirFetchesTheDataset) {
+  const std::string path = (dir_ / "served.toml").string();
+  std::ofstream(path) << "model = \"jsc-tiny\"\ndataset = \"jsc-synthetic\"\n"
+                         "synthetic_rows = 1500\nsynthetic_seed = 3\nmax_epochs = 1\n"
+                         "batch_size = 64\n[sweep.grid]\nlearning_rate = [1e-3, 1e-2]\n";
+  auto submit = Cli("submit", {path, "--format", "json"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  const std::string id = json::parse(submit.out)["id"];
+  ASSERT_EQ(Cli("watch", {id}).code, 0);
+
+  std::ifstream prepared(dir_ / "server-data" / "jsc-synthetic-r1500-s3.qsds", std::ios::binary);
+  ASSERT_TRUE(prepared) << "the server did not prepare the dataset";
+  std::ostringstream bytes;
+  bytes << prepared.rdbuf();
+  auto stub = v1::Experiments::NewStub(
+      grpc::CreateChannel(server_.address(), grpc::InsecureChannelCredentials()));
+  std::string served_sha;
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext ctx;
+    v1::GetJobRequest req;
+    req.set_job_id(id + "-" + std::to_string(i));
+    v1::GetJobResponse resp;
+    ASSERT_TRUE(stub->GetJob(&ctx, req, &resp).ok());
+    if (resp.job().state() == v1::FAILED &&
+        resp.job().error().find("nimplemented") != std::string::npos)
+      GTEST_SKIP() << "the ML core cannot train yet: " << resp.job().error();
+    EXPECT_EQ(resp.job().state(), v1::SUCCEEDED) << resp.job().error() << server_.log();
+    served_sha = resp.job().dataset_sha256();
+  }
+  ASSERT_EQ(served_sha.size(), 64u);
+  // The workers' cache holds exactly the server's file, under its hash, and
+  // the workers did not prepare the dataset themselves.
+  const fs::path cached = dir_ / "data" / "by-sha256" / (served_sha + ".qsds");
+  std::ifstream in(cached, std::ios::binary);
+  ASSERT_TRUE(in) << cached;
+  std::ostringstream got;
+  got << in.rdbuf();
+  EXPECT_TRUE(got.str() == bytes.str());
+  EXPECT_FALSE(fs::exists(dir_ / "data" / "jsc-synthetic-r1500-s3.qsds"));
+}
+
 }  // namespace
 }  // namespace qsweep
