@@ -1,0 +1,105 @@
+// TrainJobRunner with a served dataset: a worker whose data dir is EMPTY runs
+// a TRAIN job by fetching the prepared file by hash, and a corrupted transfer
+// fails the job with an error naming the job and the hash (no crash, nothing
+// cached). Links LibTorch, so it is one test case (one process).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/sha256.h"
+#include "worker/core/data/dataset.h"
+#include "worker/dataset_cache.h"
+#include "worker/train_job_runner.h"
+
+namespace qsweep {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class FakeContext final : public JobContext {
+ public:
+  FakeContext(std::string work_dir, std::string served) : work_dir_(std::move(work_dir)),
+                                                          served_(std::move(served)) {}
+  void ReportMetric(const v1::Metric&) override {}
+  void ReportProgress(const v1::JobProgress&) override {}
+  bool ShouldStop() override { return false; }
+  const std::string& WorkDir() const override { return work_dir_; }
+  absl::StatusOr<std::string> FetchArtifact(const std::string&) override {
+    ++fetches;
+    return served_;
+  }
+  int fetches = 0;
+
+ private:
+  std::string work_dir_;
+  std::string served_;
+};
+
+TEST(TrainRunnerDatasetTest, FetchesIntoAnEmptyDataDirAndRejectsCorruption) {
+  const fs::path dir = fs::temp_directory_path() / ("qsweep_trds_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "work");
+  // What the server would serve: the prepared file, made in its own folder.
+  DatasetRequest request;
+  request.name = "jsc-synthetic";
+  request.cache_dir = (dir / "server").string();
+  request.synthetic_rows = 400;
+  ASSERT_TRUE(LoadDataset(request).ok());
+  std::ifstream in(PreparedPath(request), std::ios::binary);
+  std::ostringstream file;
+  file << in.rdbuf();
+  const std::string bytes = file.str();
+  const std::string sha = Sha256Hex(bytes);
+
+  v1::Job job;
+  job.set_id("sw-1-0");
+  job.set_kind(v1::TRAIN);
+  job.set_config_json(nlohmann::json{{"model", "jsc-tiny"},
+                                     {"dataset", "jsc-synthetic"},
+                                     {"synthetic_rows", 400},
+                                     {"max_epochs", 1},
+                                     {"batch_size", 64}}
+                          .dump());
+  job.set_dataset_sha256(sha);
+
+  {  // A corrupted transfer: the job fails, naming itself and the hash.
+    TrainJobRunnerOptions options;
+    options.data_dir = (dir / "corrupt-worker").string();
+    TrainJobRunner runner(options);
+    std::string corrupted = bytes;
+    corrupted[corrupted.size() / 2] ^= 0x5a;
+    FakeContext ctx((dir / "work").string(), corrupted);
+    JobOutcome o = runner.Run(job, ctx);
+    EXPECT_EQ(o.kind, JobOutcome::Kind::kFailed);
+    EXPECT_THAT(o.error, HasSubstr("job sw-1-0"));
+    EXPECT_THAT(o.error, HasSubstr(sha));
+    EXPECT_FALSE(fs::exists(CachedDatasetPath(options.data_dir, sha)));
+  }
+  {  // An empty data dir: fetched once, verified, cached, trained on.
+    TrainJobRunnerOptions options;
+    options.data_dir = (dir / "worker").string();
+    TrainJobRunner runner(options);
+    FakeContext ctx((dir / "work").string(), bytes);
+    JobOutcome o = runner.Run(job, ctx);
+    ASSERT_EQ(o.kind, JobOutcome::Kind::kSucceeded) << o.error;
+    EXPECT_EQ(ctx.fetches, 1);
+    const auto result = nlohmann::json::parse(o.result_json);
+    EXPECT_THAT(result["dataset"].get<std::string>(), HasSubstr("400 rows"));
+    std::ifstream cached(CachedDatasetPath(options.data_dir, sha), std::ios::binary);
+    std::ostringstream got;
+    got << cached.rdbuf();
+    EXPECT_TRUE(got.str() == bytes);
+    // The worker did not prepare the dataset itself.
+    EXPECT_FALSE(fs::exists(dir / "worker" / "jsc-synthetic-r400-s0.qsds"));
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace qsweep
