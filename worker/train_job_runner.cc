@@ -55,6 +55,45 @@ JobOutcome Failed(const v1::Job& job, const std::string& what) {
   return o;
 }
 
+// TRANSFORM jobs with a served dataset: fetches it into the cache under
+// `data_dir`, places it in a folder of the job's work dir under the name the
+// pass runner looks for, and points `overrides` (data_dir and the trial's
+// dataset keys) at it, so the evaluation runs on the served file.
+absl::Status StageServedDataset(const v1::Job& job, JobContext& context,
+                                const std::string& data_dir, nlohmann::json& overrides) {
+  const nlohmann::json effective = nlohmann::json::parse(job.config_json(), nullptr, false);
+  if (!effective.is_object()) return absl::InvalidArgumentError("config_json is not a JSON object");
+  auto config = TrainConfigFromJson(effective);
+  if (!config.ok()) return config.status();
+  std::string dir = !data_dir.empty() ? data_dir : config->data_dir;
+  if (dir.empty()) dir = DefaultDataDir();
+  auto cached = EnsureCachedDataset(
+      dir, job.dataset_sha256(),
+      [&context](const std::string& sha) { return context.FetchArtifact(sha); });
+  if (!cached.ok()) return cached.status();
+  // The pass runner loads the dataset by name from a data dir: give it a
+  // private one holding the served file under the name it looks for.
+  DatasetRequest request;
+  request.name = config->dataset;
+  request.cache_dir = (std::filesystem::path(context.WorkDir()) / "served-data").string();
+  request.synthetic_rows = config->synthetic_rows;
+  request.synthetic_seed = static_cast<uint64_t>(config->synthetic_seed);
+  const std::filesystem::path target = PreparedPath(request);
+  std::error_code ec;
+  std::filesystem::create_directories(target.parent_path(), ec);
+  std::filesystem::remove(target, ec);
+  std::filesystem::create_hard_link(*cached, target, ec);
+  if (ec) std::filesystem::copy_file(*cached, target, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("cannot place dataset ", job.dataset_sha256(), " at ", target.string()));
+  }
+  overrides["data_dir"] = request.cache_dir;
+  for (const char* key : {"dataset", "synthetic_rows", "synthetic_seed"})
+    if (effective.contains(key) && !effective[key].is_null()) overrides[key] = effective[key];
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 TrainJobRunner::TrainJobRunner(TrainJobRunnerOptions options) : options_(std::move(options)) {}
@@ -129,6 +168,10 @@ JobOutcome TrainJobRunner::RunTransformJob(const v1::Job& job, JobContext& conte
   options.config_path = config;
   options.load = load;
   options.overrides = {{"project_dir", (dir / "out").string()}};
+  if (!job.dataset_sha256().empty()) {
+    if (auto s = StageServedDataset(job, context, options_.data_dir, options.overrides); !s.ok())
+      return Failed(job, absl::StrCat("loading dataset: ", s.message()));
+  }
   if (opts.is_object()) options.fine_tune_epochs = opts.value("fine_tune_epochs", int64_t{0});
   options.callback = &callback;
   auto result = RunTransform(options);

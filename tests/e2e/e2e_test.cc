@@ -466,7 +466,8 @@ TEST_F(WorkerCrashTest, KilledWorkersJobIsRequeuedAndFinished) {
 
 // The server prepares the dataset in its own data dir and serves it; the
 // local workers start with an EMPTY data dir ($QSWEEP_DATA_DIR) and fetch the
-// prepared file by hash instead of generating it themselves.
+// prepared file by hash instead of generating it themselves, for TRAIN and
+// for TRANSFORM jobs (whose evaluation runs on the served file).
 class ServedDatasetTest : public EndToEndTest {
  protected:
   std::vector<std::string> ServerArgs() override {
@@ -478,7 +479,12 @@ TEST_F(ServedDatasetTest, WorkerWithEmptyDataDirFetchesTheDataset) {
   const std::string path = (dir_ / "served.toml").string();
   std::ofstream(path) << "model = \"jsc-tiny\"\ndataset = \"jsc-synthetic\"\n"
                          "synthetic_rows = 1500\nsynthetic_seed = 3\nmax_epochs = 1\n"
-                         "batch_size = 64\n[sweep.grid]\nlearning_rate = [1e-3, 1e-2]\n";
+                         "batch_size = 64\n[sweep.grid]\nlearning_rate = [1e-3, 1e-2]\n"
+                         "[passes.quantize]\nby = \"type\"\n"
+                         "[passes.quantize.default.config]\nname = \"NA\"\n"
+                         "[passes.quantize.linear.config]\nname = \"integer\"\n"
+                         "data_in_width = 8\ndata_in_frac_width = 4\nweight_width = 8\n"
+                         "weight_frac_width = 4\nbias_width = 8\nbias_frac_width = 4\n";
   auto submit = Cli("submit", {path, "--format", "json"});
   ASSERT_EQ(submit.code, 0) << submit.err;
   const std::string id = json::parse(submit.out)["id"];
@@ -491,7 +497,7 @@ TEST_F(ServedDatasetTest, WorkerWithEmptyDataDirFetchesTheDataset) {
   auto stub = v1::Experiments::NewStub(
       grpc::CreateChannel(server_.address(), grpc::InsecureChannelCredentials()));
   std::string served_sha;
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < 4; ++i) {  // 2 TRAIN, then their 2 TRANSFORM jobs
     grpc::ClientContext ctx;
     v1::GetJobRequest req;
     req.set_job_id(id + "-" + std::to_string(i));
@@ -501,6 +507,9 @@ TEST_F(ServedDatasetTest, WorkerWithEmptyDataDirFetchesTheDataset) {
         resp.job().error().find("nimplemented") != std::string::npos)
       GTEST_SKIP() << "the ML core cannot train yet: " << resp.job().error();
     EXPECT_EQ(resp.job().state(), v1::SUCCEEDED) << resp.job().error() << server_.log();
+    if (i > 0) {
+      EXPECT_EQ(resp.job().dataset_sha256(), served_sha) << resp.job().id();
+    }
     served_sha = resp.job().dataset_sha256();
   }
   ASSERT_EQ(served_sha.size(), 64u);
