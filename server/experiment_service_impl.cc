@@ -11,6 +11,7 @@
 #include "server/artifact_streams.h"
 #include "server/dataset_artifacts.h"
 #include "server/grpc_status_util.h"
+#include "server/strand_reactor.h"
 #include "server/job_query.h"
 #include "server/sweep.h"
 #include "server/validation.h"
@@ -118,14 +119,10 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitSweep(grpc::CallbackServe
   // Datasets are prepared here, on the calling thread, never on the strand.
   auto hashes = ServeSweepDatasets(*request);
   if (!hashes.ok()) return Done(ctx, hashes.status());
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, response, reactor,
-                     hashes = std::move(*hashes)](Scheduler& scheduler) {
-    auto result = scheduler.SubmitSweep(*request, hashes);
-    if (result.ok()) *response = std::move(*result);
-    reactor->Finish(ToGrpcStatus(result.status()));
-  });
-  return reactor;
+  return FinishOnStrand(coordinator_, ctx,
+                        [request, response, hashes = std::move(*hashes)](Scheduler& scheduler) {
+                          return MoveInto(scheduler.SubmitSweep(*request, hashes), response);
+                        });
 }
 
 absl::StatusOr<std::vector<std::string>> ExperimentServiceImpl::ServeSweepDatasets(
@@ -213,39 +210,33 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelSweep(grpc::CallbackServe
                                                              const v1::CancelSweepRequest* request,
                                                              v1::CancelResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
+  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
     auto n = scheduler.CancelSweep(request->sweep_id());
     if (n.ok()) response->set_cancelled(*n);
-    reactor->Finish(ToGrpcStatus(n.status()));
+    return n.status();
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                            const v1::CancelJobRequest* request,
                                                            v1::CancelResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
+  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
     auto n = scheduler.CancelJob(request->job_id());
     if (n.ok()) response->set_cancelled(*n);
-    reactor->Finish(ToGrpcStatus(n.status()));
+    return n.status();
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::RetryJobs(grpc::CallbackServerContext* ctx,
                                                            const v1::RetryJobsRequest* request,
                                                            v1::RetryJobsResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
+  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
     auto n = scheduler.RetryJobs(*request);
     if (n.ok()) response->set_retried(*n);
-    reactor->Finish(ToGrpcStatus(n.status()));
+    return n.status();
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetMetrics(grpc::CallbackServerContext* ctx,
@@ -264,13 +255,9 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitTransform(
     grpc::CallbackServerContext* ctx, const v1::SubmitTransformRequest* request,
     v1::SubmitTransformResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
-    auto result = scheduler.SubmitTransform(*request);
-    if (result.ok()) *response = std::move(*result);
-    reactor->Finish(ToGrpcStatus(result.status()));
+  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
+    return MoveInto(scheduler.SubmitTransform(*request), response);
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetReport(grpc::CallbackServerContext* ctx,
@@ -303,12 +290,10 @@ grpc::ServerWriteReactor<v1::ArtifactChunk>* ExperimentServiceImpl::DownloadArti
 grpc::ServerUnaryReactor* ExperimentServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
                                                              const v1::ListWorkersRequest* request,
                                                              v1::ListWorkersResponse* response) {
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([response, reactor](Scheduler& scheduler) {
+  return FinishOnStrand(coordinator_, ctx, [response](Scheduler& scheduler) {
     for (auto& w : scheduler.Workers()) *response->add_workers() = std::move(w);
-    reactor->Finish(grpc::Status::OK);
+    return absl::OkStatus();
   });
-  return reactor;
 }
 
 }  // namespace qsweep

@@ -2,6 +2,7 @@
 
 #include "server/artifact_streams.h"
 #include "server/grpc_status_util.h"
+#include "server/strand_reactor.h"
 #include "server/validation.h"
 
 namespace qsweep {
@@ -28,13 +29,9 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContex
                                                       const v1::RegisterRequest* request,
                                                       v1::RegisterResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
-    auto result = scheduler.Register(*request);
-    if (result.ok()) *response = std::move(*result);
-    reactor->Finish(ToGrpcStatus(result.status()));
+  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
+    return MoveInto(scheduler.Register(*request), response);
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Lease(grpc::CallbackServerContext* ctx,
@@ -55,35 +52,27 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(grpc::CallbackServerConte
                                                        const v1::HeartbeatRequest* request,
                                                        v1::HeartbeatResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
-    auto result = scheduler.Heartbeat(*request);
-    if (result.ok()) *response = std::move(*result);
-    reactor->Finish(ToGrpcStatus(result.status()));
+  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
+    return MoveInto(scheduler.Heartbeat(*request), response);
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Complete(grpc::CallbackServerContext* ctx,
                                                       const v1::CompleteRequest* request,
                                                       v1::CompleteResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, reactor](Scheduler& scheduler) {
-    reactor->Finish(ToGrpcStatus(scheduler.Complete(*request)));
+  return FinishOnStrand(coordinator_, ctx, [request](Scheduler& scheduler) {
+    return scheduler.Complete(*request);
   });
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Fail(grpc::CallbackServerContext* ctx,
                                                   const v1::FailRequest* request,
                                                   v1::FailResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, reactor](Scheduler& scheduler) {
-    reactor->Finish(ToGrpcStatus(scheduler.Fail(*request)));
+  return FinishOnStrand(coordinator_, ctx, [request](Scheduler& scheduler) {
+    return scheduler.Fail(*request);
   });
-  return reactor;
 }
 
 grpc::ServerReadReactor<v1::ArtifactChunk>* WorkerServiceImpl::UploadArtifact(

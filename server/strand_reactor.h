@@ -1,0 +1,37 @@
+// The one shape of a unary RPC that needs the scheduler: post the work to the
+// scheduler strand and finish the call with the status the work returns.
+#pragma once
+
+#include <utility>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/coordinator.h"
+#include "server/grpc_status_util.h"
+
+namespace qsweep {
+
+// Runs `fn(Scheduler&) -> absl::Status` on the scheduler strand and finishes
+// the default unary reactor of `ctx` with that status. Call from a gRPC
+// callback; `fn` runs later on the strand and must not block. Whatever `fn`
+// captures (request, response) is owned by gRPC and lives until Finish.
+template <typename Fn>
+grpc::ServerUnaryReactor* FinishOnStrand(Coordinator& coordinator,
+                                         grpc::CallbackServerContext* ctx, Fn fn) {
+  auto* reactor = ctx->DefaultReactor();
+  coordinator.Post([reactor, fn = std::move(fn)](Scheduler& scheduler) mutable {
+    reactor->Finish(ToGrpcStatus(fn(scheduler)));
+  });
+  return reactor;
+}
+
+// Moves an OK `result` into `*out`; returns its status.
+template <typename T>
+absl::Status MoveInto(absl::StatusOr<T> result, T* out) {
+  if (result.ok()) *out = std::move(*result);
+  return result.status();
+}
+
+}  // namespace qsweep
