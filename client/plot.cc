@@ -30,9 +30,15 @@ std::string Quote(const std::string& s) {
 
 absl::Status DrawPlot(const std::vector<PlotSeries>& series, const PlotOptions& o) {
   std::string ext = fs::path(o.output).extension().string();
+  // Many curves (a sweep) get their legend below the plot on a taller canvas.
+  size_t curves = 0;
+  for (const auto& s : series) curves += s.points.empty() ? 0 : 1;
+  const bool key_below = curves > 8;
+  const int height = key_below ? 600 + 14 * static_cast<int>((curves + 2) / 3) : 600;
+  std::string size = absl::StrCat("size 1100,", height);
   std::string terminal;
-  if (ext == ".png") terminal = "pngcairo size 1000,600";
-  else if (ext == ".svg") terminal = "svg size 1000,600 dynamic";
+  if (ext == ".png") terminal = "pngcairo " + size;
+  else if (ext == ".svg") terminal = "svg " + size + " dynamic";
   else
     return absl::InvalidArgumentError(
         absl::StrCat("plot output '", o.output, "' must end in .png or .svg"));
@@ -45,8 +51,12 @@ absl::Status DrawPlot(const std::vector<PlotSeries>& series, const PlotOptions& 
   script << "set terminal " << terminal << "\n"
          << "set output " << Quote(o.output) << "\n"
          << "set title " << Quote(o.title.empty() ? o.metric : o.title) << " noenhanced\n"
-         << "set xlabel \"step\"\nset ylabel " << Quote(o.metric) << " noenhanced\n"
-         << "set key outside right noenhanced\nset grid\n";
+         << "set xlabel " << Quote(o.xlabel) << "\nset ylabel " << Quote(o.metric)
+         << " noenhanced\n"
+         << (key_below ? "set key below maxrows " + std::to_string((curves + 2) / 3) +
+                             " noenhanced font \",9\"\n"
+                       : std::string("set key outside right noenhanced\n"))
+         << "set format x \"%.0s%c\"\nset grid\n";
   script << "plot ";
   bool first = true;
   for (size_t i = 0; i < series.size(); ++i) {

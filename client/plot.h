@@ -21,6 +21,7 @@ struct PlotOptions {
   std::string output;  // required: FILE.png or FILE.svg
   std::string metric;  // y label, e.g. "val_acc_epoch"
   std::string title;   // Default: metric
+  std::string xlabel = "step";  // Default: "step"
   std::string gnuplot = "gnuplot";  // Default: gnuplot on PATH
 };
 

@@ -1,9 +1,11 @@
 // `qsweep plot SWEEP`: accuracy or loss curves of every trial, drawn by gnuplot.
 #include <algorithm>
 #include <cstdio>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/plot.h"
 #include "client/service_cli_internal.h"
 
 namespace qsweep::service_cli_internal {
@@ -34,8 +36,7 @@ int Plot(Common& c, const std::string& sweep_id, const std::string& metric, cons
   auto jobs = FetchJobs(c, sweep_id, "index", true, v1::JOB_STATE_UNSPECIFIED, status);
   if (!jobs.ok()) return RpcError(c, status);
   auto stub = Stub(c);
-  std::string data, plots;
-  int block = 0;
+  std::vector<PlotSeries> series;
   for (const auto& j : *jobs) {
     v1::GetMetricsRequest req;
     req.set_job_id(j.id());
@@ -46,37 +47,27 @@ int Plot(Common& c, const std::string& sweep_id, const std::string& metric, cons
     grpc::Status s = stub->GetMetrics(&ctx, req, &resp);
     if (!s.ok()) return RpcError(c, s);
     if (resp.metrics_size() == 0) continue;
-    // Inline data: each plotted '-' reads one block ended by "e".
+    PlotSeries one;
+    one.label = TrialLabel(j);
     for (const auto& m : resp.metrics())
-      absl::StrAppendFormat(&data, "%d %.9g\n", x == "epoch" ? m.epoch() : m.step(), m.value());
-    data += "e\n";
-    std::string title = TrialLabel(j);
-    std::replace(title.begin(), title.end(), '\'', ' ');
-    absl::StrAppend(&plots, block ? ", " : "", "'-' using 1:2 with linespoints title '", title,
-                    "'");
-    ++block;
+      one.points.emplace_back(static_cast<double>(x == "epoch" ? m.epoch() : m.step()), m.value());
+    series.push_back(std::move(one));
   }
-  if (block == 0) {
+  if (series.empty()) {
     *c.err << "qsweep: no job of sweep " << sweep_id << " logged metric '" << metric
            << "' (epoch metrics end in _epoch, e.g. val_acc_epoch)\n";
     return 1;
   }
-  std::string script = absl::StrCat(
-      ext == ".svg" ? "set terminal svg size 960,600 dynamic\n" : "set terminal png size 960,600\n",
-      "set termoption noenhanced\nset output '", out_path, "'\nset title '", sweep_id, ": ", metric,
-      "'\nset xlabel '", x, "'\nset ylabel '", metric, "'\nset key outside right\nset grid\nplot ",
-      plots, "\n");
-  std::FILE* gp = popen("gnuplot 2>&1", "w");
-  if (!gp) {
-    *c.err << "qsweep: cannot run gnuplot (apt install gnuplot-nox)\n";
+  PlotOptions options;
+  options.output = out_path;
+  options.metric = metric;
+  options.title = absl::StrCat(sweep_id, ": ", metric);
+  options.xlabel = x;
+  if (absl::Status drawn = DrawPlot(series, options); !drawn.ok()) {
+    *c.err << "qsweep: " << drawn.message() << "\n";
     return 1;
   }
-  std::fputs((script + data).c_str(), gp);
-  const int rc = pclose(gp);
-  if (rc != 0 || !fs::exists(out_path)) {
-    *c.err << "qsweep: gnuplot failed to write '" << out_path << "'\n";
-    return 1;
-  }
+  const size_t block = series.size();
   *c.out << "wrote " << out_path << " (" << block << " curves of " << metric << ")\n";
   return 0;
 }
