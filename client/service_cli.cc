@@ -185,14 +185,17 @@ int Watch(Common& c, const std::string& sweep_id) {
   const auto start = std::chrono::steady_clock::now();
   v1::WatchSweepEvent e, last;
   bool any = false;
+  std::string last_plain;  // without a terminal, a line only when the counts change
   while (reader->Read(&e)) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (c.format == "json")
       *c.out << SummaryJson(e.summary()).dump() << "\n";
     else if (tty)
       *c.out << "\r" << ProgressLine(e, secs, true) << "\033[K" << std::flush;
-    else
-      *c.out << ProgressLine(e, secs, false) << "\n";
+    else if (std::string counts = ProgressLine(e, 0, false); counts != last_plain) {
+      *c.out << ProgressLine(e, secs, false) << "\n" << std::flush;
+      last_plain = counts;
+    }
     last = e;
     any = true;
   }
