@@ -58,12 +58,13 @@ absl::Status DrawPlot(const std::vector<PlotSeries>& series, const PlotOptions& 
                        : std::string("set key outside right noenhanced\n"))
          << "set format x \"%.0s%c\"\nset grid\n";
   script << "plot ";
-  bool first = true;
+  // gnuplot cycles through 8 colours; every further 8 curves get another dash pattern.
+  size_t drawn = 0;
   for (size_t i = 0; i < series.size(); ++i) {
     if (series[i].points.empty()) continue;
-    script << (first ? "" : ", ") << "'-' using 1:2 with linespoints pt 7 ps 0.5 title "
-           << Quote(series[i].label);
-    first = false;
+    script << (drawn ? ", " : "") << "'-' using 1:2 with linespoints pt 7 ps 0.5 dt "
+           << (drawn / 8 + 1) << " title " << Quote(series[i].label);
+    ++drawn;
   }
   script << "\n";
   for (const auto& s : series) {
