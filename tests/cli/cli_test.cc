@@ -77,6 +77,7 @@ TEST_F(CliTest, BadInputGivesOneClearLineAndNonZeroExit) {
       {"train jsc-toy", "'dataset' is required"},
       {"test", "--load CKPT is required"},
       {"test --load /nonexistent.ckpt", "/nonexistent.ckpt"},
+      {"test --load x.ckpt --learning-rate 5", "unknown flag '--learning-rate'"},
       {"train jsc-toy jsc-synthetic --project ../escape", "contain '/'"},
       {"checkpoint export", "usage: qsweep checkpoint export"},
       {"data import /nonexistent.csv --name x", "/nonexistent.csv"},

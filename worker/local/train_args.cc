@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <map>
+#include <set>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -37,8 +38,14 @@ absl::StatusOr<LocalArgs> ParseLocalArgs(const std::string& command,
 
   std::map<std::string, std::string> values;
   std::map<std::string, CLI::Option*> options;
+  // `test` evaluates: only the keys that choose the checkpoint, data and device apply.
+  static const std::set<std::string> kTestKeys = {
+      "model",       "dataset",       "load_name",    "load_type",      "batch_size",
+      "accelerator", "device",        "threads",      "data_dir",       "synthetic_rows",
+      "synthetic_seed", "log_level",  "task",         "num_workers",    "to_debug"};
   for (const auto& key : TrainKeys()) {
     if (key.flag.empty()) continue;
+    if (command == "test" && !kTestKeys.count(key.name)) continue;
     std::string names = key.flag;
     for (const auto& a : key.aliases) names += "," + a;
     CLI::Option* opt;
