@@ -180,10 +180,13 @@ TEST_F(CliTest, TrainTestExportRoundTrip) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_GT(fs::file_size(pt), 100u);
   // The exported state dict evaluates to the checkpoint's own test metrics.
+  fs::path pt_json = dir_ / "pt.json";
   Result pt_test = RunQsweep("test --load " + pt.string() +
-                             " --load-type pt --model jsc-tiny jsc-synthetic --synthetic-rows 3000",
+                             " --load-type pt --model jsc-tiny jsc-synthetic --synthetic-rows 3000"
+                             " -o " + pt_json.string(),
                              env_);
   ASSERT_EQ(pt_test.code, 0) << pt_test.out;
+  EXPECT_TRUE(fs::exists(pt_json)) << pt_test.out;
   auto acc_line = [](const std::string& out) {
     size_t at = out.find("| test_acc_epoch ");
     return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);

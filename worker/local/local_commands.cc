@@ -163,6 +163,24 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
+// Prints a test result (and writes it as JSON with -o), for checkpoints and
+// state dicts alike.
+absl::Status ReportTest(const LocalArgs& a, const std::string& load, const Dataset& data,
+                        const EvalResult& r) {
+  std::printf("%s\n", MetricsTable({{"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}}).c_str());
+  if (!a.output.empty()) {
+    nlohmann::json j = {{"checkpoint", load}, {"dataset", data.DisplayName()},
+                        {"dataset_sha256", data.sha256}, {"rows", r.rows},
+                        {"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}};
+    std::ofstream out(a.output);
+    if (!(out << j.dump(2) << "\n"))
+      return absl::PermissionDeniedError(absl::StrCat("cannot write ", a.output));
+    Info(absl::StrCat("Wrote ", a.output));
+  }
+  Info("Testing is completed");
+  return absl::OkStatus();
+}
+
 // `qsweep test --load model.pt --load-type pt --model M [DATASET]`: a plain
 // PyTorch state dict needs the model and dataset from the command line or config.
 absl::Status RunTestStateDict(const LocalArgs& a, const std::string& load) {
@@ -180,9 +198,7 @@ absl::Status RunTestStateDict(const LocalArgs& a, const std::string& load) {
                     data.DisplayName(), " (", data.test.rows, " test rows)"));
   QSWEEP_ASSIGN_OR_RETURN(EvalResult r,
                           EvaluateStateDict(spec, load, data, c.batch_size, c.device));
-  std::printf("%s\n", MetricsTable({{"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}}).c_str());
-  Info("Testing is completed");
-  return absl::OkStatus();
+  return ReportTest(a, load, data, r);
 }
 
 absl::Status RunTest(const std::vector<std::string>& args) {
@@ -217,20 +233,8 @@ absl::Status RunTest(const std::vector<std::string>& args) {
                       trained_on.substr(0, 16), "; this dataset is ", data.sha256.substr(0, 16)));
   QSWEEP_ASSIGN_OR_RETURN(EvalResult r,
                           EvaluateCheckpoint(load, data, "test", c.batch_size, c.device));
-  std::printf("%s\n", MetricsTable({{"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}}).c_str());
-  if (!a.output.empty()) {
-    nlohmann::json j = {{"checkpoint", load}, {"dataset", data.DisplayName()},
-                        {"dataset_sha256", data.sha256}, {"rows", r.rows},
-                        {"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}};
-    std::ofstream out(a.output);
-    if (!(out << j.dump(2) << "\n"))
-      return absl::PermissionDeniedError(absl::StrCat("cannot write ", a.output));
-    Info(absl::StrCat("Wrote ", a.output));
-  }
-  Info("Testing is completed");
-  return absl::OkStatus();
+  return ReportTest(a, load, data, r);
 }
-
 absl::Status RunTransformCommand(const std::vector<std::string>& args) {
   QSWEEP_ASSIGN_OR_RETURN(LocalArgs a, ParseLocalArgs("transform", args, true));
   if (!a.help.empty()) {
