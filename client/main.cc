@@ -46,9 +46,16 @@ Service (qsweep-server; --server ADDR or $QSWEEP_SERVER, default 127.0.0.1:7420)
   jobs SWEEP [--sort KEY] [--format table|csv|json]
   show JOB | report JOB [--pass NAME]             one trial: config, metrics, pass reports
   cancel SWEEP|JOB | retry SWEEP --failed
-  checkpoint get JOB -o model.pt                  the trial's best state dict
+  checkpoint get JOB -o model.pt                  the trial's best state dict (hash verified)
   plot SWEEP --metric val_acc_epoch -o curves.png every trial's curve
   transform submit --from JOB --config F.toml     quantize/analyse a trained trial
+  token create --role user|worker|admin [--owner U] [--expires 30d] [-o FILE]
+  token list [--all] | token revoke ID            bearer tokens (admins: everyone's)
+
+  Every service command authenticates with the token in --token-file FILE,
+  $QSWEEP_TOKEN_FILE or ~/.config/qsweep/token (mode 0600); `qsweep up` writes
+  its admin token to ~/.local/share/qsweep/admin.token, used when you have none.
+  A server on another machine is reached over TLS: --tls-ca FILE or $QSWEEP_TLS_CA.
 
 Run 'qsweep <command> --help' for the flags of a command.
 )";
@@ -70,8 +77,8 @@ int main(int argc, char** argv) {
   if (cmd == "train" || cmd == "test" || cmd == "transform" || cmd == "checkpoint") {
 #ifdef QSWEEP_HAVE_SERVICE_CLI
     // `checkpoint get JOB` and `transform submit --from JOB` talk to the server.
-    if (!rest.empty() && ((cmd == "checkpoint" && rest[0] == "get") ||
-                          (cmd == "transform" && rest[0] == "submit")))
+    if (!rest.empty() &&
+        ((cmd == "checkpoint" && rest[0] == "get") || (cmd == "transform" && rest[0] == "submit")))
       return qsweep::RunServiceCommand(cmd, rest);
 #endif
     return qsweep::ExecWorker(argv[0], args);

@@ -3,11 +3,13 @@
 
 #include "absl/strings/str_format.h"
 #include "client/service_cli_internal.h"
+#include "common/channel.h"
+#include "common/secrets.h"
 
 namespace qsweep::service_cli_internal {
 
 // A failed RPC as one line.
-int RpcError(const Common& c, const grpc::Status& s) {
+int RpcError(const Common &c, const grpc::Status &s) {
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
     *c.err << "qsweep: cannot reach qsweep-server at " << c.server << " (" << s.error_message()
            << "); start one with `qsweep up` or pass --server HOST:PORT\n";
@@ -16,13 +18,60 @@ int RpcError(const Common& c, const grpc::Status& s) {
   return 1;
 }
 
-std::unique_ptr<v1::Experiments::Stub> Stub(const Common& c) {
-  return v1::Experiments::NewStub(
-      grpc::CreateChannel(c.server, grpc::InsecureChannelCredentials()));
+std::unique_ptr<v1::Experiments::Stub> Stub(const Common &c) {
+  return v1::Experiments::NewStub(c.channel);
+}
+
+fs::path EmbeddedStateDir() {
+  const char *xdg = std::getenv("XDG_DATA_HOME");
+  const char *home = std::getenv("HOME");
+  return xdg && *xdg ? fs::path(xdg) / "qsweep"
+                     : fs::path(home ? home : ".") / ".local" / "share" / "qsweep";
+}
+
+bool Connect(Common &c) {
+  const bool chosen = !c.token_file.empty() || std::getenv("QSWEEP_TOKEN_FILE");
+  std::string path = ResolveTokenPath(c.token_file);
+  auto token = ReadTokenFile(path);
+  // With no token configured, a local server started by `qsweep up` is
+  // reached with the admin token it wrote at its first start.
+  if (absl::IsNotFound(token.status()) && !chosen && IsLocalAddress(c.server)) {
+    const std::string embedded = (EmbeddedStateDir() / "admin.token").string();
+    auto fallback = ReadTokenFile(embedded);
+    if (!absl::IsNotFound(fallback.status())) {
+      path = embedded;
+      token = std::move(fallback);
+    }
+  }
+  if (!token.ok()) {
+    *c.err << "qsweep: " << token.status().message();
+    if (absl::IsNotFound(token.status()))
+      *c.err << "; pass --token-file FILE or set QSWEEP_TOKEN_FILE (an admin "
+                "creates tokens "
+                "with `qsweep token create`; `qsweep up` writes its admin "
+                "token to "
+             << (EmbeddedStateDir() / "admin.token").string() << ")";
+    *c.err << "\n";
+    return false;
+  }
+  ChannelOptions o;
+  o.address = c.server;
+  o.token = *token;
+  o.tls_ca_file = c.tls_ca;
+  o.tls_cert_file = c.tls_cert;
+  o.tls_key_file = c.tls_key;
+  o.insecure = c.insecure;
+  auto channel = MakeChannel(o);
+  if (!channel.ok()) {
+    *c.err << "qsweep: " << channel.status().message() << "\n";
+    return false;
+  }
+  c.channel = std::move(*channel);
+  return true;
 }
 
 // A deadline for unary calls.
-void Deadline(grpc::ClientContext& ctx, int seconds) {
+void Deadline(grpc::ClientContext &ctx, int seconds) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
 }
 
@@ -31,15 +80,15 @@ std::string RequestId() {
   return absl::StrFormat("%016x%016x", rng(), rng());
 }
 
-const char* StateName(v1::JobState s) {
+const char *StateName(v1::JobState s) {
   // The proto's own names (PENDING, ..., CANCELLED); "?" for values it lacks.
-  const std::string& name = v1::JobState_Name(s);
+  const std::string &name = v1::JobState_Name(s);
   return name.empty() ? "?" : name.c_str();
 }
 
 std::string Num(double v) { return absl::StrFormat("%.4f", v); }
 
-std::string ValueText(const json& v) {
+std::string ValueText(const json &v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_number_float()) return absl::StrFormat("%g", v.get<double>());
   return v.dump();
@@ -54,16 +103,16 @@ std::string TimeText(int64_t unix_ms) {
 }
 
 // Prints a table in the chosen format (table or csv).
-void PrintTable(const Common& c, const Table& t) {
+void PrintTable(const Common &c, const Table &t) {
   if (c.format == "csv")
     *c.out << RenderCsv(t);
   else
     *c.out << RenderTable(t, TableStyle::kSimple) << "\n";
 }
 
-absl::StatusOr<std::vector<v1::Job>> FetchJobs(Common& c, const std::string& sweep_id,
-                                               const std::string& sort, bool asc,
-                                               v1::JobState state, grpc::Status& status) {
+absl::StatusOr<std::vector<v1::Job>> FetchJobs(Common &c, const std::string &sweep_id,
+                                               const std::string &sort, bool asc,
+                                               v1::JobState state, grpc::Status &status) {
   v1::ListJobsRequest req;
   req.set_sweep_id(sweep_id);
   req.set_sort_by(sort);

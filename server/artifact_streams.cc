@@ -38,8 +38,9 @@ void BlobWriteReactor::OnWriteDone(bool ok) {
   WriteNext();
 }
 
-UploadReactor::UploadReactor(Store& store, v1::UploadArtifactResponse* response)
-    : store_(store), response_(response) {
+UploadReactor::UploadReactor(Store &store, Coordinator &coordinator, Caller caller,
+                             v1::UploadArtifactResponse *response)
+    : store_(store), coordinator_(coordinator), caller_(std::move(caller)), response_(response) {
   StartRead(&chunk_);
 }
 
@@ -48,21 +49,41 @@ void UploadReactor::OnReadDone(bool ok) {
     FinishUpload();
     return;
   }
-  if (!have_info_) {
-    if (auto s = ValidateUploadInfo(chunk_.info()); !s.ok()) {
-      Finish(ToGrpcStatus(s));
-      return;
-    }
-    info_ = chunk_.info();
-    have_info_ = true;
-  }
   if (bytes_.size() + chunk_.data().size() > kMaxArtifactBytes) {
     Finish(ToGrpcStatus(absl::InvalidArgumentError(
         absl::StrCat("field 'data' exceeds the artifact limit of ", kMaxArtifactBytes, " bytes"))));
     return;
   }
+  if (!have_info_) {
+    CheckFirstChunk();
+    return;
+  }
   bytes_ += chunk_.data();
   StartRead(&chunk_);
+}
+
+void UploadReactor::CheckFirstChunk() {
+  if (auto s = ValidateUploadInfo(chunk_.info()); !s.ok()) {
+    Finish(ToGrpcStatus(s));
+    return;
+  }
+  if (auto s = ValidateUploadLease(chunk_.lease_id(), chunk_.lease_epoch()); !s.ok()) {
+    Finish(ToGrpcStatus(s));
+    return;
+  }
+  info_ = chunk_.info();
+  lease_id_ = chunk_.lease_id();
+  lease_epoch_ = chunk_.lease_epoch();
+  have_info_ = true;
+  bytes_ += chunk_.data();
+  coordinator_.Post([this](Scheduler &scheduler) {
+    auto attempt = scheduler.CheckUpload(caller_, lease_id_, lease_epoch_, info_.job_id());
+    if (!attempt.ok()) {
+      Finish(ToGrpcStatus(attempt.status()));
+      return;
+    }
+    StartRead(&chunk_);
+  });
 }
 
 void UploadReactor::FinishUpload() {
@@ -77,9 +98,18 @@ void UploadReactor::FinishUpload() {
     return;
   }
   info_.set_size_bytes(static_cast<int64_t>(bytes_.size()));
-  absl::Status s = store_.PutArtifact(info_, bytes_);
-  if (s.ok()) *response_->mutable_info() = info_;
-  Finish(ToGrpcStatus(s));
+  // The link is made on the strand, under the lease check, so that no other
+  // grant or completion of the job can come between them.
+  coordinator_.Post([this](Scheduler &scheduler) {
+    auto attempt = scheduler.CheckUpload(caller_, lease_id_, lease_epoch_, info_.job_id());
+    absl::Status s = attempt.status();
+    if (s.ok()) {
+      info_.set_attempt(*attempt);
+      s = store_.PutArtifact(info_, bytes_);
+    }
+    if (s.ok()) *response_->mutable_info() = info_;
+    Finish(ToGrpcStatus(s));
+  });
 }
 
 }  // namespace qsweep

@@ -8,6 +8,8 @@
 #include <string>
 
 #include "qsweep/v1/workers.pb.h"
+#include "server/caller.h"
+#include "server/coordinator.h"
 #include "storage/store.h"
 
 namespace qsweep {
@@ -30,19 +32,28 @@ class BlobWriteReactor final : public grpc::ServerWriteReactor<v1::ArtifactChunk
 };
 
 // Reads an upload into memory (bounded), verifies it, stores it in `store`.
-// Deletes itself when done.
+// Only the caller holding the current lease of info.job_id may upload (checked
+// on the scheduler strand when the first chunk arrives, and again when the
+// content is stored, so a lease lost meanwhile stores nothing); the link is
+// recorded with that lease's attempt. Deletes itself when done.
 class UploadReactor final : public grpc::ServerReadReactor<v1::ArtifactChunk> {
  public:
-  UploadReactor(Store& store, v1::UploadArtifactResponse* response);
+  UploadReactor(Store &store, Coordinator &coordinator, Caller caller,
+                v1::UploadArtifactResponse *response);
   void OnReadDone(bool ok) override;
   void OnDone() override { delete this; }
 
  private:
+  void CheckFirstChunk();
   void FinishUpload();
-  Store& store_;
-  v1::UploadArtifactResponse* response_;
+  Store &store_;
+  Coordinator &coordinator_;
+  const Caller caller_;
+  v1::UploadArtifactResponse *response_;
   v1::ArtifactChunk chunk_;
   v1::ArtifactInfo info_;
+  std::string lease_id_;
+  int64_t lease_epoch_ = 0;
   std::string bytes_;
   bool have_info_ = false;
 };

@@ -2,6 +2,7 @@
 
 #include <grpcpp/alarm.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -9,10 +10,11 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/artifact_streams.h"
+#include "server/auth.h"
 #include "server/dataset_artifacts.h"
 #include "server/grpc_status_util.h"
-#include "server/strand_reactor.h"
 #include "server/job_query.h"
+#include "server/strand_reactor.h"
 #include "server/sweep.h"
 #include "server/validation.h"
 
@@ -20,13 +22,37 @@ namespace qsweep {
 namespace {
 
 // Finishes `ctx`'s default reactor with `s`.
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
-  auto* reactor = ctx->DefaultReactor();
+grpc::ServerUnaryReactor *Done(grpc::CallbackServerContext *ctx, const absl::Status &s) {
+  auto *reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(s));
   return reactor;
 }
 
-absl::StatusOr<v1::SweepSummary> LoadSummary(Store& store, const std::string& sweep_id) {
+#define QSWEEP_METHOD(name) "/qsweep.v1.Experiments/" #name
+
+// Lease ids are secrets between the server and the worker holding the lease.
+void Redact(v1::Job &job) { job.clear_lease_id(); }
+void Redact(v1::Attempt &attempt) { attempt.clear_lease_id(); }
+
+// The sweep, or NOT_FOUND (the store's own words for a missing one) when the
+// caller may not see it: another user's sweep is indistinguishable from none.
+absl::StatusOr<v1::Sweep> AccessibleSweep(Store &store, const Caller &caller,
+                                          const std::string &sweep_id) {
+  auto sweep = store.GetSweep(sweep_id);
+  if (sweep.ok() && !caller.MayAccess(sweep->owner()))
+    return absl::NotFoundError(absl::StrCat("no sweep '", sweep_id, "'"));
+  return sweep;
+}
+
+absl::StatusOr<v1::Job> AccessibleJob(Store &store, const Caller &caller,
+                                      const std::string &job_id) {
+  auto job = store.GetJob(job_id);
+  if (job.ok() && !AccessibleSweep(store, caller, job->sweep_id()).ok())
+    return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+  return job;
+}
+
+absl::StatusOr<v1::SweepSummary> LoadSummary(Store &store, const std::string &sweep_id) {
   QSWEEP_ASSIGN_OR_RETURN(v1::Sweep sweep, store.GetSweep(sweep_id));
   JobFilter filter;
   filter.sweep_id = sweep_id;
@@ -35,12 +61,13 @@ absl::StatusOr<v1::SweepSummary> LoadSummary(Store& store, const std::string& sw
 }
 
 // Streams the sweep's summary and jobs now and whenever they change (looked
-// at every interval) until the sweep is finished or the client goes away. Exactly one write or one
-// alarm is outstanding at any time, and Finish is called only from their completions, so the
-// reactor is never deleted under a pending callback.
+// at every interval) until the sweep is finished or the client goes away.
+// Exactly one write or one alarm is outstanding at any time, and Finish is
+// called only from their completions, so the reactor is never deleted under a
+// pending callback.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> {
  public:
-  WatchReactor(Store& store, std::string sweep_id, int64_t interval_ms)
+  WatchReactor(Store &store, std::string sweep_id, int64_t interval_ms)
       : store_(store), sweep_id_(std::move(sweep_id)), interval_ms_(interval_ms) {
     Poll();
   }
@@ -74,8 +101,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> 
     }
     event_.Clear();
     *event_.mutable_summary() = *summary;
-    for (auto& j : *jobs) {
+    for (auto &j : *jobs) {
       j.clear_config_json();  // keep the stream light; GetJob has the config
+      Redact(j);
       *event_.add_jobs() = std::move(j);
     }
     finished_sweep_ = SweepFinished(*summary);
@@ -89,7 +117,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> 
     StartWrite(&event_);
   }
 
-  Store& store_;
+  Store &store_;
   const std::string sweep_id_;
   const int64_t interval_ms_;
   grpc::Alarm alarm_;
@@ -102,36 +130,39 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> 
 template <typename Response>
 class ErrorWriter final : public grpc::ServerWriteReactor<Response> {
  public:
-  explicit ErrorWriter(const absl::Status& s) { this->Finish(ToGrpcStatus(s)); }
+  explicit ErrorWriter(const absl::Status &s) { this->Finish(ToGrpcStatus(s)); }
   void OnDone() override { delete this; }
 };
 
 }  // namespace
 
-ExperimentServiceImpl::ExperimentServiceImpl(Coordinator& coordinator, Store& store,
-                                             ExperimentServiceOptions options)
-    : coordinator_(coordinator), store_(store), options_(options) {}
+ExperimentServiceImpl::ExperimentServiceImpl(Coordinator &coordinator, Store &store,
+                                             Authenticator &auth, ExperimentServiceOptions options)
+    : coordinator_(coordinator), store_(store), auth_(auth), options_(options) {}
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitSweep(grpc::CallbackServerContext* ctx,
-                                                             const v1::SubmitSweepRequest* request,
-                                                             v1::SubmitSweepResponse* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::SubmitSweep(grpc::CallbackServerContext *ctx,
+                                                             const v1::SubmitSweepRequest *request,
+                                                             v1::SubmitSweepResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(SubmitSweep), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   // Datasets are prepared here, on the calling thread, never on the strand.
-  auto hashes = ServeSweepDatasets(*request);
+  auto hashes = ServeSweepDatasets(*caller, *request);
   if (!hashes.ok()) return Done(ctx, hashes.status());
-  return FinishOnStrand(coordinator_, ctx,
-                        [request, response, hashes = std::move(*hashes)](Scheduler& scheduler) {
-                          return MoveInto(scheduler.SubmitSweep(*request, hashes), response);
-                        });
+  return FinishOnStrand(
+      coordinator_, ctx,
+      [caller = *caller, request, response, hashes = std::move(*hashes)](Scheduler &scheduler) {
+        return MoveInto(scheduler.SubmitSweep(caller, *request, hashes), response);
+      });
 }
 
 absl::StatusOr<std::vector<std::string>> ExperimentServiceImpl::ServeSweepDatasets(
-    const v1::SubmitSweepRequest& request) {
+    const Caller &caller, const v1::SubmitSweepRequest &request) {
   if (!options_.serve_datasets) return std::vector<std::string>();
-  std::string key = request.idempotency_key();
-  if (key.empty() && !request.request_id().empty()) key = "request:" + request.request_id();
+  const std::string key = SweepIdempotencyKey(caller, request);
   if (!key.empty() && store_.FindSweepByIdempotencyKey(key).ok())
-    return std::vector<std::string>();  // the scheduler answers with the earlier sweep
+    return std::vector<std::string>();  // the scheduler answers with the earlier
+                                        // sweep
   const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
   auto plan = ExpandSweep(request.sweep_toml(), source);
   if (!plan.ok()) return std::vector<std::string>();  // the scheduler reports the same error
@@ -141,21 +172,28 @@ absl::StatusOr<std::vector<std::string>> ExperimentServiceImpl::ServeSweepDatase
   return std::move(served.sha256);
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::GetSweep(grpc::CallbackServerContext* ctx,
-                                                          const v1::GetSweepRequest* request,
-                                                          v1::SweepSummary* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::GetSweep(grpc::CallbackServerContext *ctx,
+                                                          const v1::GetSweepRequest *request,
+                                                          v1::SweepSummary *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(GetSweep), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  if (auto sweep = AccessibleSweep(store_, *caller, request->sweep_id()); !sweep.ok())
+    return Done(ctx, sweep.status());
   auto summary = LoadSummary(store_, request->sweep_id());
   if (summary.ok()) *response = std::move(*summary);
   return Done(ctx, summary.status());
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::ListSweeps(grpc::CallbackServerContext* ctx,
-                                                            const v1::ListSweepsRequest* request,
-                                                            v1::ListSweepsResponse* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::ListSweeps(grpc::CallbackServerContext *ctx,
+                                                            const v1::ListSweepsRequest *request,
+                                                            v1::ListSweepsResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(ListSweeps), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   auto sweeps = store_.ListSweeps();
   if (!sweeps.ok()) return Done(ctx, sweeps.status());
+  std::erase_if(*sweeps, [&](const v1::Sweep &s) { return !caller->MayAccess(s.owner()); });
   size_t first = 0;
   if (request->limit() > 0 && sweeps->size() > static_cast<size_t>(request->limit()))
     first = sweeps->size() - static_cast<size_t>(request->limit());  // the newest
@@ -167,119 +205,171 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::ListSweeps(grpc::CallbackServer
   return Done(ctx, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
-                                                          const v1::ListJobsRequest* request,
-                                                          v1::ListJobsResponse* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::ListJobs(grpc::CallbackServerContext *ctx,
+                                                          const v1::ListJobsRequest *request,
+                                                          v1::ListJobsResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(ListJobs), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  if (auto sweep = store_.GetSweep(request->sweep_id()); !sweep.ok())
+  if (auto sweep = AccessibleSweep(store_, *caller, request->sweep_id()); !sweep.ok())
     return Done(ctx, sweep.status());
   JobFilter filter;
   filter.sweep_id = request->sweep_id();
   auto jobs = store_.ListJobs(filter);
   if (!jobs.ok()) return Done(ctx, jobs.status());
   auto page = QueryJobs(std::move(*jobs), *request);
-  if (page.ok()) *response = std::move(*page);
+  if (page.ok()) {
+    *response = std::move(*page);
+    for (auto &j : *response->mutable_jobs()) Redact(j);
+  }
   return Done(ctx, page.status());
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
-                                                        const v1::GetJobRequest* request,
-                                                        v1::GetJobResponse* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::GetJob(grpc::CallbackServerContext *ctx,
+                                                        const v1::GetJobRequest *request,
+                                                        v1::GetJobResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(GetJob), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto job = store_.GetJob(request->job_id());
+  auto job = AccessibleJob(store_, *caller, request->job_id());
   if (!job.ok()) return Done(ctx, job.status());
   auto attempts = store_.ListAttempts(request->job_id());
   auto artifacts = store_.ListArtifacts(request->job_id());
   if (!attempts.ok()) return Done(ctx, attempts.status());
   if (!artifacts.ok()) return Done(ctx, artifacts.status());
+  Redact(*job);
   *response->mutable_job() = std::move(*job);
-  for (auto& a : *attempts) *response->add_attempts() = std::move(a);
-  for (auto& a : *artifacts) *response->add_artifacts() = std::move(a);
+  for (auto &a : *attempts) {
+    Redact(a);
+    *response->add_attempts() = std::move(a);
+  }
+  for (auto &a : *artifacts) *response->add_artifacts() = std::move(a);
   return Done(ctx, absl::OkStatus());
 }
 
-grpc::ServerWriteReactor<v1::WatchSweepEvent>* ExperimentServiceImpl::WatchSweep(
-    grpc::CallbackServerContext* ctx, const v1::WatchSweepRequest* request) {
+grpc::ServerWriteReactor<v1::WatchSweepEvent> *ExperimentServiceImpl::WatchSweep(
+    grpc::CallbackServerContext *ctx, const v1::WatchSweepRequest *request) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(WatchSweep), auth_);
+  if (!caller.ok()) return new ErrorWriter<v1::WatchSweepEvent>(caller.status());
   if (auto s = Validate(*request); !s.ok()) return new ErrorWriter<v1::WatchSweepEvent>(s);
-  if (auto sweep = store_.GetSweep(request->sweep_id()); !sweep.ok())
+  if (auto sweep = AccessibleSweep(store_, *caller, request->sweep_id()); !sweep.ok())
     return new ErrorWriter<v1::WatchSweepEvent>(sweep.status());
   return new WatchReactor(store_, request->sweep_id(), options_.watch_interval_ms);
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelSweep(grpc::CallbackServerContext* ctx,
-                                                             const v1::CancelSweepRequest* request,
-                                                             v1::CancelResponse* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::CancelSweep(grpc::CallbackServerContext *ctx,
+                                                             const v1::CancelSweepRequest *request,
+                                                             v1::CancelResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(CancelSweep), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
-    auto n = scheduler.CancelSweep(request->sweep_id());
-    if (n.ok()) response->set_cancelled(*n);
-    return n.status();
-  });
+  return FinishOnStrand(coordinator_, ctx,
+                        [caller = *caller, request, response](Scheduler &scheduler) {
+                          auto n = scheduler.CancelSweep(caller, request->sweep_id());
+                          if (n.ok()) response->set_cancelled(*n);
+                          return n.status();
+                        });
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
-                                                           const v1::CancelJobRequest* request,
-                                                           v1::CancelResponse* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::CancelJob(grpc::CallbackServerContext *ctx,
+                                                           const v1::CancelJobRequest *request,
+                                                           v1::CancelResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(CancelJob), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
-    auto n = scheduler.CancelJob(request->job_id());
-    if (n.ok()) response->set_cancelled(*n);
-    return n.status();
-  });
+  return FinishOnStrand(coordinator_, ctx,
+                        [caller = *caller, request, response](Scheduler &scheduler) {
+                          auto n = scheduler.CancelJob(caller, request->job_id());
+                          if (n.ok()) response->set_cancelled(*n);
+                          return n.status();
+                        });
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::RetryJobs(grpc::CallbackServerContext* ctx,
-                                                           const v1::RetryJobsRequest* request,
-                                                           v1::RetryJobsResponse* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::RetryJobs(grpc::CallbackServerContext *ctx,
+                                                           const v1::RetryJobsRequest *request,
+                                                           v1::RetryJobsResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(RetryJobs), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
-    auto n = scheduler.RetryJobs(*request);
-    if (n.ok()) response->set_retried(*n);
-    return n.status();
-  });
+  return FinishOnStrand(coordinator_, ctx,
+                        [caller = *caller, request, response](Scheduler &scheduler) {
+                          auto n = scheduler.RetryJobs(caller, *request);
+                          if (n.ok()) response->set_retried(*n);
+                          return n.status();
+                        });
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::GetMetrics(grpc::CallbackServerContext* ctx,
-                                                            const v1::GetMetricsRequest* request,
-                                                            v1::GetMetricsResponse* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::GetMetrics(grpc::CallbackServerContext *ctx,
+                                                            const v1::GetMetricsRequest *request,
+                                                            v1::GetMetricsResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(GetMetrics), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto job = store_.GetJob(request->job_id());
+  auto job = AccessibleJob(store_, *caller, request->job_id());
   if (!job.ok()) return Done(ctx, job.status());
   auto metrics = store_.ListMetrics(job->id(), job->attempt(), request->name());
   if (!metrics.ok()) return Done(ctx, metrics.status());
-  for (auto& m : *metrics) *response->add_metrics() = std::move(m);
+  for (auto &m : *metrics) *response->add_metrics() = std::move(m);
   return Done(ctx, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitTransform(
-    grpc::CallbackServerContext* ctx, const v1::SubmitTransformRequest* request,
-    v1::SubmitTransformResponse* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::SubmitTransform(
+    grpc::CallbackServerContext *ctx, const v1::SubmitTransformRequest *request,
+    v1::SubmitTransformResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(SubmitTransform), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
-    return MoveInto(scheduler.SubmitTransform(*request), response);
-  });
+  return FinishOnStrand(
+      coordinator_, ctx, [caller = *caller, request, response](Scheduler &scheduler) {
+        absl::Status s = MoveInto(scheduler.SubmitTransform(caller, *request), response);
+        Redact(*response->mutable_job());
+        return s;
+      });
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::GetReport(grpc::CallbackServerContext* ctx,
-                                                           const v1::GetReportRequest* request,
-                                                           v1::Report* response) {
+grpc::ServerUnaryReactor *ExperimentServiceImpl::GetReport(grpc::CallbackServerContext *ctx,
+                                                           const v1::GetReportRequest *request,
+                                                           v1::Report *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(GetReport), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  if (auto job = AccessibleJob(store_, *caller, request->job_id()); !job.ok())
+    return Done(ctx, job.status());
   auto report = store_.GetReport(request->job_id(), request->pass_name());
   if (report.ok()) *response = std::move(*report);
   return Done(ctx, report.status());
 }
 
-grpc::ServerWriteReactor<v1::ArtifactChunk>* ExperimentServiceImpl::DownloadArtifact(
-    grpc::CallbackServerContext* ctx, const v1::DownloadArtifactRequest* request) {
+grpc::ServerWriteReactor<v1::ArtifactChunk> *ExperimentServiceImpl::DownloadArtifact(
+    grpc::CallbackServerContext *ctx, const v1::DownloadArtifactRequest *request) {
   using Error = ErrorWriter<v1::ArtifactChunk>;
+  auto caller = Authorize(ctx, QSWEEP_METHOD(DownloadArtifact), auth_);
+  if (!caller.ok()) return new Error(caller.status());
   if (auto s = Validate(*request); !s.ok()) return new Error(s);
   v1::ArtifactInfo info;
+  if (!request->job_id().empty()) {
+    if (auto job = AccessibleJob(store_, *caller, request->job_id()); !job.ok())
+      return new Error(job.status());
+  }
   if (request->sha256().empty()) {
     auto found = store_.FindArtifact(request->job_id(), request->name());
     if (!found.ok()) return new Error(found.status());
     info = std::move(*found);
-  } else {
+  } else if (caller->is_admin()) {
     info.set_sha256(request->sha256());
+  } else {
+    // Users reach content only through a job of theirs that links it.
+    auto linked = store_.ListArtifacts(request->job_id());
+    if (!linked.ok()) return new Error(linked.status());
+    auto it = std::find_if(linked->begin(), linked->end(), [&](const v1::ArtifactInfo &a) {
+      return a.sha256() == request->sha256();
+    });
+    if (request->job_id().empty() || it == linked->end())
+      return new Error(absl::NotFoundError(
+          absl::StrCat("no artifact ", request->sha256(), " linked to job '", request->job_id(),
+                       "' (users download by job_id and name, or by sha256 "
+                       "with the job_id that links it)")));
+    info = *it;
   }
   auto bytes = store_.GetArtifactBytes(info.sha256());
   if (!bytes.ok()) return new Error(bytes.status());
@@ -287,11 +377,16 @@ grpc::ServerWriteReactor<v1::ArtifactChunk>* ExperimentServiceImpl::DownloadArti
   return new BlobWriteReactor(std::move(info), std::move(*bytes));
 }
 
-grpc::ServerUnaryReactor* ExperimentServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
-                                                             const v1::ListWorkersRequest* request,
-                                                             v1::ListWorkersResponse* response) {
-  return FinishOnStrand(coordinator_, ctx, [response](Scheduler& scheduler) {
-    for (auto& w : scheduler.Workers()) *response->add_workers() = std::move(w);
+grpc::ServerUnaryReactor *ExperimentServiceImpl::ListWorkers(grpc::CallbackServerContext *ctx,
+                                                             const v1::ListWorkersRequest *request,
+                                                             v1::ListWorkersResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(ListWorkers), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
+  return FinishOnStrand(coordinator_, ctx, [response](Scheduler &scheduler) {
+    for (auto &w : scheduler.Workers()) {
+      w.clear_token_id();
+      *response->add_workers() = std::move(w);
+    }
     return absl::OkStatus();
   });
 }

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
+#include "server/auth.h"
 #include "server/coordinator.h"
 #include "storage/store.h"
 
@@ -29,8 +30,8 @@ struct ExperimentServiceOptions {
 
 class ExperimentServiceImpl final : public v1::Experiments::CallbackService {
  public:
-  // Neither is owned; both must outlive the service.
-  ExperimentServiceImpl(Coordinator& coordinator, Store& store,
+  // None is owned; all must outlive the service.
+  ExperimentServiceImpl(Coordinator& coordinator, Store& store, Authenticator& auth,
                         ExperimentServiceOptions options = {});
 
   grpc::ServerUnaryReactor* SubmitSweep(grpc::CallbackServerContext* ctx,
@@ -77,9 +78,10 @@ class ExperimentServiceImpl final : public v1::Experiments::CallbackService {
  private:
   // One dataset hash per trial when options_.serve_datasets, else empty.
   absl::StatusOr<std::vector<std::string>> ServeSweepDatasets(
-      const v1::SubmitSweepRequest& request);
+      const Caller& caller, const v1::SubmitSweepRequest& request);
   Coordinator& coordinator_;
   Store& store_;
+  Authenticator& auth_;
   const ExperimentServiceOptions options_;
 };
 

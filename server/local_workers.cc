@@ -43,6 +43,10 @@ absl::StatusOr<LocalWorkers> LocalWorkers::Start(const LocalWorkersOptions& opti
                                      std::to_string(options.slots),
                                      "--name",
                                      absl::StrCat("local-", i)};
+    if (!options.token_file.empty()) {
+      args.push_back("--token-file");
+      args.push_back(options.token_file);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

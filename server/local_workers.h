@@ -1,5 +1,6 @@
 // Child worker processes started by `qsweep-server --local-workers N` (and
-// `qsweep up`): each is `qsweep-worker --server ADDR --device cpu --slots 1`.
+// `qsweep up`): each is `qsweep-worker --server ADDR --device cpu --slots 1
+// --token-file FILE`.
 #pragma once
 
 #include <sys/types.h>
@@ -21,6 +22,9 @@ struct LocalWorkersOptions {
   int count = 1;
   // Slots per worker. Default: 1.
   int slots = 1;
+  // The worker token file each worker is given (--token-file). Default: "" =
+  // the workers' own default.
+  std::string token_file;
 };
 
 class LocalWorkers {

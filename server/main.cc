@@ -1,23 +1,62 @@
 // qsweep-server: the coordinator. Only fills options and waits for a signal.
-//   qsweep-server --listen 127.0.0.1:7420 --db qsweep.db [--local-workers N] [--data-dir D]
+//   qsweep-server --listen 127.0.0.1:7420 --db qsweep.db [--local-workers N]
+//   [--data-dir D]
+//                 [--tls-cert F --tls-key F [--tls-client-ca F
+//                 [--require-worker-cert]]]
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
+#include "common/secrets.h"
 #include "server/local_workers.h"
 #include "server/server.h"
+#include "server/tokens.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+// The folder for the server's own secrets: --state-dir, else the database's
+// folder; "" for an in-memory database without --state-dir.
+std::string StateDir(const std::string &flag, const std::string &db_path) {
+  if (!flag.empty()) return flag;
+  if (db_path == ":memory:") return "";
+  std::filesystem::path dir = std::filesystem::absolute(db_path).parent_path();
+  return dir.string();
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
   qsweep::ServerOptions options;
   int local_workers = 0;
   std::string worker_binary;
   std::string port_file;
-  CLI::App app{"qsweep coordinator: schedules sweeps onto workers, stores results in SQLite"};
-  app.add_option("--listen", options.listen, "host:port to serve on (port 0 = any free port)")
+  std::string state_dir;
+  CLI::App app{
+      "qsweep coordinator: schedules sweeps onto workers, stores "
+      "results in SQLite"};
+  app.add_option("--listen", options.listen,
+                 "host:port or unix:PATH to serve on (port 0 = any free port); "
+                 "without TLS only "
+                 "127.0.0.1, ::1, localhost or unix: are allowed")
       ->capture_default_str();
   app.add_option("--db", options.db_path, "SQLite database file")->capture_default_str();
+  app.add_option("--state-dir", state_dir,
+                 "folder for admin.token (written once, at first start) and "
+                 "local-worker.token "
+                 "(default: the database's folder)");
+  app.add_option("--tls-cert", options.tls.cert_file, "PEM certificate chain: serve TLS");
+  app.add_option("--tls-key", options.tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", options.tls.client_ca_file,
+                 "PEM CA of client certificates (mutual TLS)");
+  app.add_flag("--require-worker-cert", options.tls.require_worker_cert,
+               "accept worker tokens only with a client certificate from "
+               "--tls-client-ca");
+  app.add_flag("--insecure-listen", options.insecure_listen,
+               "allow a non-local --listen without TLS (tokens cross the "
+               "network in clear)");
   app.add_option("--local-workers", local_workers, "start N local CPU workers")
       ->check(CLI::Range(0, 256));
   app.add_option("--worker-binary", worker_binary, "qsweep-worker to start for local workers");
@@ -39,6 +78,21 @@ int main(int argc, char** argv) {
                "do not prepare datasets at submission; each worker prepares its own");
   CLI11_PARSE(app, argc, argv);
   if (no_serve_datasets) options.experiments.serve_datasets = false;
+  state_dir = StateDir(state_dir, options.db_path);
+  if (!state_dir.empty()) options.admin_token_file = state_dir + "/admin.token";
+  if (local_workers > 0 && options.tls.enabled()) {
+    std::fprintf(stderr,
+                 "qsweep-server: --local-workers is for the local default; with TLS "
+                 "start "
+                 "workers yourself (qsweep-worker --tls-ca ... --token-file ...)\n");
+    return 2;
+  }
+  if (local_workers > 0 && state_dir.empty()) {
+    std::fprintf(stderr,
+                 "qsweep-server: --local-workers with an in-memory --db needs "
+                 "--state-dir for the workers' token file\n");
+    return 2;
+  }
 
   // Signals are taken by a waiting thread, not a handler.
   sigset_t signals;
@@ -52,12 +106,25 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "qsweep-server: %s\n", server.status().ToString().c_str());
     return 1;
   }
+  const bool unix_socket = options.listen.rfind("unix:", 0) == 0;
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
-  const std::string address = host + ":" + std::to_string((*server)->port());
-  std::fprintf(stderr, "qsweep-server: serving on %s, database %s\n", address.c_str(),
-               options.db_path.c_str());
+  const std::string address =
+      unix_socket ? options.listen : host + ":" + std::to_string((*server)->port());
+  std::fprintf(stderr, "qsweep-server: serving on %s, database %s; %s\n", address.c_str(),
+               options.db_path.c_str(),
+               options.tls.enabled()                    ? "TLS"
+               : qsweep::IsLocalAddress(options.listen) ? "local connections only"
+                                                        : "INSECURE: plaintext, --insecure-listen");
+  if ((*server)->wrote_admin_token())
+    std::fprintf(stderr,
+                 "qsweep-server: first start: wrote a one-time admin token to "
+                 "%s (mode 0600); "
+                 "use it with --token-file or copy it to "
+                 "~/.config/qsweep/token, then create "
+                 "user tokens with `qsweep token create`\n",
+                 options.admin_token_file.c_str());
   if (!port_file.empty()) {
-    std::FILE* f = std::fopen(port_file.c_str(), "w");
+    std::FILE *f = std::fopen(port_file.c_str(), "w");
     if (f) {
       std::fprintf(f, "%d\n", (*server)->port());
       std::fclose(f);
@@ -67,10 +134,15 @@ int main(int argc, char** argv) {
   if (local_workers > 0) {
     qsweep::LocalWorkersOptions wo;
     wo.worker_binary = worker_binary.empty() ? qsweep::FindWorkerBinary() : worker_binary;
-    wo.server_address =
-        (host == "0.0.0.0" ? "127.0.0.1" : host) + ":" + std::to_string((*server)->port());
+    wo.server_address = unix_socket ? options.listen
+                                    : (host == "0.0.0.0" ? "127.0.0.1" : host) + ":" +
+                                          std::to_string((*server)->port());
     wo.count = local_workers;
-    auto started = qsweep::LocalWorkers::Start(wo);
+    wo.token_file = state_dir + "/local-worker.token";
+    auto token =
+        qsweep::IssueLocalWorkerToken((*server)->store(), (*server)->clock(), wo.token_file);
+    auto started =
+        token.ok() ? qsweep::LocalWorkers::Start(wo) : absl::StatusOr<qsweep::LocalWorkers>(token);
     if (!started.ok()) {
       std::fprintf(stderr, "qsweep-server: %s\n", started.status().ToString().c_str());
       (*server)->Shutdown();

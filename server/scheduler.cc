@@ -13,19 +13,19 @@
 
 namespace qsweep {
 
-Scheduler::Scheduler(Store& store, Clock& clock, SchedulerOptions options)
+Scheduler::Scheduler(Store &store, Clock &clock, SchedulerOptions options)
     : store_(store), clock_(clock), options_(options), rng_(std::random_device{}()) {}
 
-std::string Scheduler::NewId(const char* prefix) {
+std::string Scheduler::NewId(const char *prefix) {
   return absl::StrFormat("%s%08x", prefix, static_cast<uint32_t>(rng_()));
 }
 
-Scheduler::PendingKey Scheduler::KeyOf(const v1::Job& job) const {
+Scheduler::PendingKey Scheduler::KeyOf(const v1::Job &job) const {
   auto seq = sweep_seq_.find(job.sweep_id());
   return {-job.priority(), seq == sweep_seq_.end() ? 0 : seq->second, job.index(), job.id()};
 }
 
-void Scheduler::Index(const v1::Job& job) {
+void Scheduler::Index(const v1::Job &job) {
   if (job.state() == v1::PENDING) pending_.insert(KeyOf(job));
   if (IsActive(job.state())) {
     leases_[job.lease_id()] = job.id();
@@ -33,7 +33,7 @@ void Scheduler::Index(const v1::Job& job) {
   }
 }
 
-void Scheduler::Unindex(const v1::Job& job) {
+void Scheduler::Unindex(const v1::Job &job) {
   if (job.state() == v1::PENDING) pending_.erase(KeyOf(job));
   if (IsActive(job.state())) {
     leases_.erase(job.lease_id());
@@ -41,7 +41,7 @@ void Scheduler::Unindex(const v1::Job& job) {
   }
 }
 
-absl::Status Scheduler::Commit(const v1::Job& next_in, const v1::Attempt* attempt) {
+absl::Status Scheduler::Commit(const v1::Job &next_in, const v1::Attempt *attempt) {
   auto it = jobs_.find(next_in.id());
   if (it == jobs_.end()) return absl::InternalError(absl::StrCat("no job ", next_in.id()));
   if (it->second.state() != next_in.state())
@@ -62,7 +62,7 @@ absl::Status Scheduler::Commit(const v1::Job& next_in, const v1::Attempt* attemp
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::CommitClosingAttempt(const v1::Job& next, v1::JobState attempt_state) {
+absl::Status Scheduler::CommitClosingAttempt(const v1::Job &next, v1::JobState attempt_state) {
   v1::Attempt attempt;
   auto open = open_attempts_.find(next.id());
   if (open != open_attempts_.end()) attempt = open->second;
@@ -76,15 +76,15 @@ absl::Status Scheduler::CommitClosingAttempt(const v1::Job& next, v1::JobState a
 
 absl::Status Scheduler::Recover() {
   QSWEEP_ASSIGN_OR_RETURN(auto workers, store_.ListWorkers());
-  for (auto& w : workers) workers_[w.id()] = std::move(w);
+  for (auto &w : workers) workers_[w.id()] = std::move(w);
   QSWEEP_ASSIGN_OR_RETURN(auto sweeps, store_.ListSweeps());
-  for (auto& s : sweeps) {
+  for (auto &s : sweeps) {
     sweep_seq_[s.id()] = next_sweep_seq_++;
     sweeps_[s.id()] = std::move(s);
   }
   QSWEEP_ASSIGN_OR_RETURN(auto jobs, store_.ListJobs({}));
   const int64_t grace = clock_.NowMs() + options_.lease_ttl_ms;
-  for (auto& j : jobs) {
+  for (auto &j : jobs) {
     if (IsActive(j.state())) {
       j.set_lease_expires_unix_ms(std::max(j.lease_expires_unix_ms(), grace));
       QSWEEP_ASSIGN_OR_RETURN(auto attempts, store_.ListAttempts(j.id()));
@@ -96,10 +96,32 @@ absl::Status Scheduler::Recover() {
   return absl::OkStatus();
 }
 
+std::string SweepIdempotencyKey(const Caller &caller, const v1::SubmitSweepRequest &request) {
+  if (!request.idempotency_key().empty())
+    return absl::StrCat(caller.owner, "/", request.idempotency_key());
+  if (!request.request_id().empty())
+    return absl::StrCat(caller.owner, "/request:", request.request_id());
+  return "";
+}
+
+absl::Status Scheduler::CheckSweepAccess(const Caller &caller, const std::string &sweep_id) const {
+  auto it = sweeps_.find(sweep_id);
+  if (it == sweeps_.end() || !caller.MayAccess(it->second.owner()))
+    return absl::NotFoundError(absl::StrCat("no sweep '", sweep_id, "'"));
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::CheckJobAccess(const Caller &caller, const std::string &job_id) const {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || !CheckSweepAccess(caller, it->second.sweep_id()).ok())
+    return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
-    const v1::SubmitSweepRequest& request, const std::vector<std::string>& dataset_sha256) {
-  std::string key = request.idempotency_key();
-  if (key.empty() && !request.request_id().empty()) key = "request:" + request.request_id();
+    const Caller &caller, const v1::SubmitSweepRequest &request,
+    const std::vector<std::string> &dataset_sha256) {
+  const std::string key = SweepIdempotencyKey(caller, request);
   v1::SubmitSweepResponse response;
   if (!key.empty()) {
     auto existing = store_.FindSweepByIdempotencyKey(key);
@@ -114,14 +136,14 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   auto plan = ExpandSweep(request.sweep_toml(), source);
   if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
   if (!dataset_sha256.empty() && dataset_sha256.size() != plan->configs.size()) {
-    return absl::InternalError(absl::StrCat("got ", dataset_sha256.size(),
-                                            " dataset hashes for ", plan->configs.size(),
-                                            " trials"));
+    return absl::InternalError(absl::StrCat("got ", dataset_sha256.size(), " dataset hashes for ",
+                                            plan->configs.size(), " trials"));
   }
 
   v1::Sweep sweep;
   sweep.set_id(NewId("sw-"));
   sweep.set_name(!request.name().empty() ? request.name() : plan->name);
+  sweep.set_owner(caller.owner);
   sweep.set_idempotency_key(key);
   sweep.set_source_toml(request.sweep_toml());
   sweep.set_max_concurrency(plan->max_concurrency);
@@ -151,7 +173,7 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   QSWEEP_RETURN_IF_ERROR(store_.CreateSweep(sweep, jobs));
   sweep_seq_[sweep.id()] = next_sweep_seq_++;
   sweeps_[sweep.id()] = sweep;
-  for (auto& j : jobs) {
+  for (auto &j : jobs) {
     Index(j);
     jobs_[j.id()] = std::move(j);
   }
@@ -161,16 +183,17 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
 }
 
 absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
-    const v1::SubmitTransformRequest& request) {
+    const Caller &caller, const v1::SubmitTransformRequest &request) {
+  QSWEEP_RETURN_IF_ERROR(CheckJobAccess(caller, request.from_job_id()));
   auto from = jobs_.find(request.from_job_id());
-  if (from == jobs_.end())
-    return absl::NotFoundError(absl::StrCat("no job '", request.from_job_id(), "'"));
   if (from->second.kind() != v1::TRAIN)
     return absl::InvalidArgumentError(
         absl::StrCat("field 'from_job_id': job ", from->first, " is not a TRAIN job"));
   v1::SubmitTransformResponse response;
   const std::string key =
-      request.request_id().empty() ? "" : "transform-request:" + request.request_id();
+      request.request_id().empty()
+          ? ""
+          : absl::StrCat(caller.owner, "/transform-request:", request.request_id());
   if (!key.empty()) {
     if (auto existing = store_.FindSweepByIdempotencyKey(key); existing.ok()) {
       *response.mutable_sweep() = *existing;
@@ -188,6 +211,7 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
   v1::Sweep sweep;
   sweep.set_id(NewId("sw-"));
   sweep.set_name(absl::StrCat("transform of ", from->first));
+  sweep.set_owner(caller.owner);
   sweep.set_idempotency_key(key);
   sweep.set_source_toml(request.config_toml());
   sweep.set_created_unix_ms(clock_.NowMs());
@@ -224,8 +248,8 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
   return response;
 }
 
-void Scheduler::AddTransformJobs(const SweepPlan& plan, const std::string& toml,
-                                 std::vector<v1::Job>& jobs) {
+void Scheduler::AddTransformJobs(const SweepPlan &plan, const std::string &toml,
+                                 std::vector<v1::Job> &jobs) {
   const size_t trains = jobs.size();
   const std::string options = nlohmann::json{{"fine_tune_epochs", plan.fine_tune_epochs}}.dump();
   for (size_t i = 0; i < trains; ++i) {
@@ -240,9 +264,9 @@ void Scheduler::AddTransformJobs(const SweepPlan& plan, const std::string& toml,
   }
 }
 
-void Scheduler::ResolveDependents(const v1::Job& dep) {
+void Scheduler::ResolveDependents(const v1::Job &dep) {
   if (!IsTerminal(dep.state())) return;
-  for (const auto& [id, job] : jobs_) {
+  for (const auto &[id, job] : jobs_) {
     if (job.depends_on() != dep.id() || job.state() != v1::PENDING) continue;
     v1::Job next = job;
     if (dep.state() == v1::SUCCEEDED && !dep.best_checkpoint_sha256().empty()) {
@@ -258,11 +282,13 @@ void Scheduler::ResolveDependents(const v1::Job& dep) {
   }
 }
 
-absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterRequest& request) {
+absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const Caller &caller,
+                                                         const v1::RegisterRequest &request) {
   v1::RegisterResponse response;
   response.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
   response.set_lease_ttl_ms(options_.lease_ttl_ms);
-  if (auto it = registered_.find(request.request_id());
+  const std::string replay_key = absl::StrCat(caller.token_id, "/", request.request_id());
+  if (auto it = registered_.find(replay_key);
       !request.request_id().empty() && it != registered_.end()) {
     response.set_worker_id(it->second);  // a retried call: the same worker
     return response;
@@ -272,17 +298,18 @@ absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterReque
   w.set_name(request.name());
   w.set_device(request.device());
   w.set_slots(request.slots());
+  w.set_token_id(caller.token_id);
   w.set_registered_unix_ms(clock_.NowMs());
   w.set_last_seen_unix_ms(clock_.NowMs());
   QSWEEP_RETURN_IF_ERROR(store_.PutWorker(w));
   workers_[w.id()] = w;
-  if (!request.request_id().empty()) registered_[request.request_id()] = w.id();
+  if (!request.request_id().empty()) registered_[replay_key] = w.id();
   response.set_worker_id(w.id());
   return response;
 }
 
-absl::StatusOr<int> Scheduler::CancelOne(const std::string& job_id) {
-  const v1::Job& job = jobs_.at(job_id);
+absl::StatusOr<int> Scheduler::CancelOne(const std::string &job_id) {
+  const v1::Job &job = jobs_.at(job_id);
   if (job.state() == v1::PENDING) {
     v1::Job next = job;
     next.set_state(v1::CANCELLED);
@@ -300,16 +327,15 @@ absl::StatusOr<int> Scheduler::CancelOne(const std::string& job_id) {
   return 0;
 }
 
-absl::StatusOr<int> Scheduler::CancelJob(const std::string& job_id) {
-  if (!jobs_.count(job_id)) return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+absl::StatusOr<int> Scheduler::CancelJob(const Caller &caller, const std::string &job_id) {
+  QSWEEP_RETURN_IF_ERROR(CheckJobAccess(caller, job_id));
   return CancelOne(job_id);
 }
 
-absl::StatusOr<int> Scheduler::CancelSweep(const std::string& sweep_id) {
-  if (!sweeps_.count(sweep_id))
-    return absl::NotFoundError(absl::StrCat("no sweep '", sweep_id, "'"));
+absl::StatusOr<int> Scheduler::CancelSweep(const Caller &caller, const std::string &sweep_id) {
+  QSWEEP_RETURN_IF_ERROR(CheckSweepAccess(caller, sweep_id));
   int n = 0;
-  for (const auto& [id, job] : jobs_) {
+  for (const auto &[id, job] : jobs_) {
     if (job.sweep_id() != sweep_id) continue;
     QSWEEP_ASSIGN_OR_RETURN(int c, CancelOne(id));
     n += c;
@@ -317,16 +343,17 @@ absl::StatusOr<int> Scheduler::CancelSweep(const std::string& sweep_id) {
   return n;
 }
 
-absl::StatusOr<int> Scheduler::RetryJobs(const v1::RetryJobsRequest& request) {
+absl::StatusOr<int> Scheduler::RetryJobs(const Caller &caller,
+                                         const v1::RetryJobsRequest &request) {
   std::vector<std::string> ids(request.job_ids().begin(), request.job_ids().end());
+  for (const auto &id : ids) QSWEEP_RETURN_IF_ERROR(CheckJobAccess(caller, id));
   if (ids.empty()) {
-    if (!sweeps_.count(request.sweep_id()))
-      return absl::NotFoundError(absl::StrCat("no sweep '", request.sweep_id(), "'"));
-    for (const auto& [id, job] : jobs_)
+    QSWEEP_RETURN_IF_ERROR(CheckSweepAccess(caller, request.sweep_id()));
+    for (const auto &[id, job] : jobs_)
       if (job.sweep_id() == request.sweep_id()) ids.push_back(id);
   }
   int n = 0;
-  for (const auto& id : ids) {
+  for (const auto &id : ids) {
     auto it = jobs_.find(id);
     if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", id, "'"));
     const v1::JobState s = it->second.state();
@@ -352,16 +379,16 @@ absl::StatusOr<int> Scheduler::RetryJobs(const v1::RetryJobsRequest& request) {
 
 std::vector<v1::WorkerInfo> Scheduler::Workers() const {
   std::map<std::string, int> busy;
-  for (const auto& [lease, job_id] : leases_) ++busy[jobs_.at(job_id).worker_id()];
+  for (const auto &[lease, job_id] : leases_) ++busy[jobs_.at(job_id).worker_id()];
   std::vector<v1::WorkerInfo> out;
-  for (const auto& [id, w] : workers_) {
+  for (const auto &[id, w] : workers_) {
     out.push_back(w);
     out.back().set_busy_slots(busy[id]);
   }
   return out;
 }
 
-const v1::Job* Scheduler::FindJob(const std::string& job_id) const {
+const v1::Job *Scheduler::FindJob(const std::string &job_id) const {
   auto it = jobs_.find(job_id);
   return it == jobs_.end() ? nullptr : &it->second;
 }

@@ -4,12 +4,19 @@
 // its state without locks. Time comes only from the injected Clock.
 //
 // Leases: a grant moves a job PENDING -> LEASED with a new lease id
-// ("<job id>#<epoch>") and an epoch one higher than any before for that job.
+// ("<job id>#<epoch>#<32 random hex digits>", a secret never shown to
+// clients) and an epoch one higher than any before for that job.
 // Heartbeats renew it (the first one moves the job to RUNNING); a lease not
 // renewed within the TTL expires at the next Tick() and the job goes back to
 // PENDING (or FAILED after too many expiries). Complete and Fail with an older
 // epoch are rejected with FAILED_PRECONDITION; repeating an accepted call is
 // harmless and returns OK.
+//
+// Identity: every call names its Caller (server/auth.h). Users act only on
+// their own sweeps (admins on all); another user's sweep or job is answered
+// NOT_FOUND exactly like a missing one. A worker id belongs to the worker
+// token that registered it, and a lease to that worker: calls with another
+// token get PERMISSION_DENIED.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "qsweep/v1/experiments.pb.h"
 #include "qsweep/v1/workers.pb.h"
+#include "server/caller.h"
 #include "server/clock.h"
 #include "storage/store.h"
 
@@ -46,12 +54,17 @@ struct SchedulerOptions {
   size_t lease_replay_cache = 1024;
 };
 
+// The key under which a submission is remembered: the request's idempotency
+// key (else its request id), scoped to the caller's owner so that one user's
+// key never finds another user's sweep. "" = neither is set.
+std::string SweepIdempotencyKey(const Caller &caller, const v1::SubmitSweepRequest &request);
+
 class Scheduler {
  public:
   using LeaseDone = std::function<void(absl::StatusOr<v1::LeaseResponse>)>;
 
   // `store` and `clock` are not owned and must outlive the scheduler.
-  Scheduler(Store& store, Clock& clock, SchedulerOptions options = {});
+  Scheduler(Store &store, Clock &clock, SchedulerOptions options = {});
 
   // Loads workers, sweeps and jobs from the store. Jobs that held a lease get
   // one more TTL from now to be renewed by their worker; if not, they expire
@@ -64,45 +77,60 @@ class Scheduler {
   // bad sweep file. `dataset_sha256`, when not empty, has one hash per trial
   // of the expansion (see dataset_artifacts.h); it is recorded in the trial's
   // TRAIN job and its TRANSFORM job. INTERNAL if its size does not match.
+  // The sweep's owner is the caller; idempotency keys are per owner.
   absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
-      const v1::SubmitSweepRequest& request, const std::vector<std::string>& dataset_sha256 = {});
+      const Caller &caller, const v1::SubmitSweepRequest &request,
+      const std::vector<std::string> &dataset_sha256 = {});
 
   // Adds a one-job sweep with a TRANSFORM job on from_job_id's best
   // checkpoint. NOT_FOUND for an unknown job, INVALID_ARGUMENT for a job that
   // is not TRAIN or a bad config. A repeated request id returns the first one.
   absl::StatusOr<v1::SubmitTransformResponse> SubmitTransform(
-      const v1::SubmitTransformRequest& request);
+      const Caller &caller, const v1::SubmitTransformRequest &request);
 
   // Registers a worker; a repeated request id returns the same worker id.
-  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
+  // The worker belongs to the caller's token.
+  absl::StatusOr<v1::RegisterResponse> Register(const Caller &caller,
+                                                const v1::RegisterRequest &request);
 
   // Grants up to max_jobs leases. When none is available and wait_ms > 0,
   // `done` is called later (on this strand): when work appears, or with an
   // empty response once the wait is over (at a Tick) or at CloseWaiters().
   // NOT_FOUND for an unregistered worker.
-  void Lease(const v1::LeaseRequest& request, LeaseDone done);
+  void Lease(const Caller &caller, const v1::LeaseRequest &request, LeaseDone done);
 
   // Renews leases, records progress and metrics, delivers cancellations.
   // Unknown or stale leases get LOST; never an error for one bad lease.
-  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request);
+  // Leases not held by request.worker_id get LOST too.
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const Caller &caller,
+                                                  const v1::HeartbeatRequest &request);
 
   // Marks the lease's job SUCCEEDED. FAILED_PRECONDITION if the lease is not
   // the job's current one or the job was cancelled; NOT_FOUND for a lease id
-  // that names no job.
-  absl::Status Complete(const v1::CompleteRequest& request);
+  // that names no job. The best/last hashes must be artifacts this attempt
+  // uploaded (INVALID_ARGUMENT otherwise); the job records the hash of every
+  // artifact its attempt linked (Job.artifact_sha256).
+  absl::Status Complete(const Caller &caller, const v1::CompleteRequest &request);
 
   // Ends an attempt: back to PENDING if retries remain or on hand_back,
   // FAILED otherwise. Errors as for Complete.
-  absl::Status Fail(const v1::FailRequest& request);
+  absl::Status Fail(const Caller &caller, const v1::FailRequest &request);
+
+  // May the caller upload an artifact for `job_id` under this lease? Returns
+  // the attempt number to record with it. NOT_FOUND/FAILED_PRECONDITION as for
+  // Complete, PERMISSION_DENIED for another token's lease, INVALID_ARGUMENT if
+  // the lease is for another job.
+  absl::StatusOr<int32_t> CheckUpload(const Caller &caller, const std::string &lease_id,
+                                      int64_t epoch, const std::string &job_id);
 
   // Cancels pending jobs at once and asks running ones to stop (delivered on
   // their next heartbeat). Returns how many jobs were affected; NOT_FOUND for
   // an unknown id.
-  absl::StatusOr<int> CancelSweep(const std::string& sweep_id);
-  absl::StatusOr<int> CancelJob(const std::string& job_id);
+  absl::StatusOr<int> CancelSweep(const Caller &caller, const std::string &sweep_id);
+  absl::StatusOr<int> CancelJob(const Caller &caller, const std::string &job_id);
 
   // Moves FAILED (and optionally CANCELLED) jobs back to PENDING.
-  absl::StatusOr<int> RetryJobs(const v1::RetryJobsRequest& request);
+  absl::StatusOr<int> RetryJobs(const Caller &caller, const v1::RetryJobsRequest &request);
 
   // Registered workers with their current number of leases.
   std::vector<v1::WorkerInfo> Workers() const;
@@ -115,10 +143,11 @@ class Scheduler {
   void CloseWaiters();
 
   // The scheduler's view of a job, or nullptr. For tests and diagnostics.
-  const v1::Job* FindJob(const std::string& job_id) const;
+  const v1::Job *FindJob(const std::string &job_id) const;
 
  private:
   struct Waiter {
+    Caller caller;
     v1::LeaseRequest request;
     int64_t deadline_ms;
     LeaseDone done;
@@ -126,33 +155,42 @@ class Scheduler {
   // Queue order: higher priority first, then older sweep, then index.
   using PendingKey = std::tuple<int32_t, int64_t, int32_t, std::string>;
 
-  PendingKey KeyOf(const v1::Job& job) const;
-  void Index(const v1::Job& job);
-  void Unindex(const v1::Job& job);
+  PendingKey KeyOf(const v1::Job &job) const;
+  void Index(const v1::Job &job);
+  void Unindex(const v1::Job &job);
   // Checks the move, persists `next` (with `attempt`, if given), then makes it
   // the in-memory job. Nothing changes if persisting fails.
-  absl::Status Commit(const v1::Job& next, const v1::Attempt* attempt);
+  absl::Status Commit(const v1::Job &next, const v1::Attempt *attempt);
   // Closes the job's open attempt with `state` and commits `next`.
-  absl::Status CommitClosingAttempt(const v1::Job& next, v1::JobState attempt_state);
-  absl::Status Grant(const std::string& job_id, const std::string& worker_id,
-                     v1::LeaseResponse& response);
+  absl::Status CommitClosingAttempt(const v1::Job &next, v1::JobState attempt_state);
+  absl::Status Grant(const std::string &job_id, const std::string &worker_id,
+                     v1::LeaseResponse &response);
   std::vector<std::string> PickJobs(int32_t max_jobs) const;
   void ServeWaiters();
-  absl::StatusOr<v1::Job*> JobOfLease(const std::string& lease_id, int64_t epoch);
-  v1::LeaseVerdict Renew(const v1::LeaseUpdate& update);
-  absl::Status RecordMetrics(const v1::Job& job,
-                             const google::protobuf::RepeatedPtrField<v1::Metric>& metrics);
-  absl::Status ExpireLease(const std::string& job_id);
-  absl::StatusOr<int> CancelOne(const std::string& job_id);
-  std::string NewId(const char* prefix);
+  absl::StatusOr<v1::Job *> JobOfLease(const std::string &lease_id, int64_t epoch);
+  // JobOfLease, and the job's worker must belong to the caller's token.
+  absl::StatusOr<v1::Job *> JobOfCallersLease(const Caller &caller, const std::string &lease_id,
+                                              int64_t epoch);
+  // NOT_FOUND (as for a missing id) unless the caller may access the job/sweep.
+  absl::Status CheckJobAccess(const Caller &caller, const std::string &job_id) const;
+  absl::Status CheckSweepAccess(const Caller &caller, const std::string &sweep_id) const;
+  // NOT_FOUND for an unknown worker, PERMISSION_DENIED for another token's.
+  absl::StatusOr<v1::WorkerInfo *> CallersWorker(const Caller &caller,
+                                                 const std::string &worker_id);
+  v1::LeaseVerdict Renew(const std::string &worker_id, const v1::LeaseUpdate &update);
+  absl::Status RecordMetrics(const v1::Job &job,
+                             const google::protobuf::RepeatedPtrField<v1::Metric> &metrics);
+  absl::Status ExpireLease(const std::string &job_id);
+  absl::StatusOr<int> CancelOne(const std::string &job_id);
+  std::string NewId(const char *prefix);
   // Appends one TRANSFORM job per TRAIN job in `jobs`.
-  void AddTransformJobs(const SweepPlan& plan, const std::string& toml, std::vector<v1::Job>& jobs);
+  void AddTransformJobs(const SweepPlan &plan, const std::string &toml, std::vector<v1::Job> &jobs);
   // After `dep` ended: gives its pending dependents their input checkpoint,
   // or cancels them when it did not succeed.
-  void ResolveDependents(const v1::Job& dep);
+  void ResolveDependents(const v1::Job &dep);
 
-  Store& store_;
-  Clock& clock_;
+  Store &store_;
+  Clock &clock_;
   const SchedulerOptions options_;
   std::mt19937_64 rng_;
 

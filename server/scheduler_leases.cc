@@ -1,8 +1,11 @@
 // Scheduler: lease grants, long-polls, heartbeats, results and expiry.
 #include <algorithm>
+#include <map>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/secrets.h"
 #include "common/status_macros.h"
 #include "server/job_state.h"
 #include "server/scheduler.h"
@@ -12,9 +15,9 @@ namespace qsweep {
 std::vector<std::string> Scheduler::PickJobs(int32_t max_jobs) const {
   std::vector<std::string> picked;
   std::map<std::string, int> extra;  // grants already picked per sweep
-  for (const auto& key : pending_) {
+  for (const auto &key : pending_) {
     if (static_cast<int32_t>(picked.size()) >= max_jobs) break;
-    const v1::Job& job = jobs_.at(std::get<3>(key));
+    const v1::Job &job = jobs_.at(std::get<3>(key));
     if (!job.depends_on().empty() && job.input_checkpoint_sha256().empty()) continue;  // blocked
     const int32_t limit = sweeps_.at(job.sweep_id()).max_concurrency();
     if (limit > 0) {
@@ -28,14 +31,14 @@ std::vector<std::string> Scheduler::PickJobs(int32_t max_jobs) const {
   return picked;
 }
 
-absl::Status Scheduler::Grant(const std::string& job_id, const std::string& worker_id,
-                              v1::LeaseResponse& response) {
+absl::Status Scheduler::Grant(const std::string &job_id, const std::string &worker_id,
+                              v1::LeaseResponse &response) {
   v1::Job next = jobs_.at(job_id);
   const int64_t now = clock_.NowMs();
   next.set_state(v1::LEASED);
   next.set_attempt(next.attempt() + 1);
   next.set_lease_epoch(next.lease_epoch() + 1);
-  next.set_lease_id(absl::StrCat(next.id(), "#", next.lease_epoch()));
+  next.set_lease_id(absl::StrCat(next.id(), "#", next.lease_epoch(), "#", SecureRandomHex(16)));
   next.set_worker_id(worker_id);
   next.set_lease_expires_unix_ms(now + options_.lease_ttl_ms);
   next.set_cancel_requested(false);
@@ -50,7 +53,7 @@ absl::Status Scheduler::Grant(const std::string& job_id, const std::string& work
   attempt.set_state(v1::LEASED);
   attempt.set_started_unix_ms(now);
   QSWEEP_RETURN_IF_ERROR(Commit(next, &attempt));
-  v1::GrantedLease* lease = response.add_leases();
+  v1::GrantedLease *lease = response.add_leases();
   lease->set_lease_id(next.lease_id());
   lease->set_epoch(next.lease_epoch());
   lease->set_ttl_ms(options_.lease_ttl_ms);
@@ -58,23 +61,35 @@ absl::Status Scheduler::Grant(const std::string& job_id, const std::string& work
   return absl::OkStatus();
 }
 
-void Scheduler::Lease(const v1::LeaseRequest& request, LeaseDone done) {
-  auto worker = workers_.find(request.worker_id());
-  if (worker == workers_.end()) {
-    done(absl::NotFoundError(
-        absl::StrCat("worker_id '", request.worker_id(), "' is not registered; call Register")));
+absl::StatusOr<v1::WorkerInfo *> Scheduler::CallersWorker(const Caller &caller,
+                                                          const std::string &worker_id) {
+  auto worker = workers_.find(worker_id);
+  if (worker == workers_.end())
+    return absl::NotFoundError(
+        absl::StrCat("worker_id '", worker_id, "' is not registered; call Register"));
+  if (!ConstantTimeEquals(worker->second.token_id(), caller.token_id) || caller.token_id.empty())
+    return absl::PermissionDeniedError(
+        absl::StrCat("worker_id '", worker_id, "' was registered with another worker token"));
+  return &worker->second;
+}
+
+void Scheduler::Lease(const Caller &caller, const v1::LeaseRequest &request, LeaseDone done) {
+  auto worker = CallersWorker(caller, request.worker_id());
+  if (!worker.ok()) {
+    done(worker.status());
     return;
   }
-  worker->second.set_last_seen_unix_ms(clock_.NowMs());
+  (*worker)->set_last_seen_unix_ms(clock_.NowMs());
+  const std::string replay_key = absl::StrCat(caller.token_id, "/", request.request_id());
   if (!request.request_id().empty()) {
-    auto replay = lease_replay_.find(request.request_id());
+    auto replay = lease_replay_.find(replay_key);
     if (replay != lease_replay_.end()) {
       done(replay->second);
       return;
     }
   }
   v1::LeaseResponse response;
-  for (const auto& job_id : PickJobs(request.max_jobs())) {
+  for (const auto &job_id : PickJobs(request.max_jobs())) {
     absl::Status s = Grant(job_id, request.worker_id(), response);
     if (!s.ok()) {
       done(s);
@@ -83,12 +98,12 @@ void Scheduler::Lease(const v1::LeaseRequest& request, LeaseDone done) {
   }
   if (response.leases_size() == 0 && request.wait_ms() > 0 && !closing_) {
     const int64_t wait = std::min(request.wait_ms(), options_.max_lease_wait_ms);
-    waiters_.push_back({request, clock_.NowMs() + wait, std::move(done)});
+    waiters_.push_back({caller, request, clock_.NowMs() + wait, std::move(done)});
     return;
   }
   if (!request.request_id().empty()) {
-    lease_replay_[request.request_id()] = response;
-    lease_replay_order_.push_back(request.request_id());
+    lease_replay_[replay_key] = response;
+    lease_replay_order_.push_back(replay_key);
     while (lease_replay_order_.size() > options_.lease_replay_cache) {
       lease_replay_.erase(lease_replay_order_.front());
       lease_replay_order_.pop_front();
@@ -107,7 +122,7 @@ void Scheduler::ServeWaiters() {
       continue;
     }
     w.request.set_wait_ms(0);  // grant what there is now; never re-queue
-    Lease(w.request, std::move(w.done));
+    Lease(w.caller, w.request, std::move(w.done));
   }
   waiters_ = std::move(still);
 }
@@ -116,35 +131,59 @@ void Scheduler::CloseWaiters() {
   closing_ = true;
   std::deque<Waiter> all = std::move(waiters_);
   waiters_.clear();
-  for (auto& w : all) w.done(v1::LeaseResponse());
+  for (auto &w : all) w.done(v1::LeaseResponse());
 }
 
-absl::StatusOr<v1::Job*> Scheduler::JobOfLease(const std::string& lease_id, int64_t epoch) {
-  const size_t hash = lease_id.rfind('#');
+absl::StatusOr<v1::Job *> Scheduler::JobOfLease(const std::string &lease_id, int64_t epoch) {
+  const size_t hash = lease_id.find('#');
   auto it = hash == std::string::npos ? jobs_.end() : jobs_.find(lease_id.substr(0, hash));
-  if (it == jobs_.end())
-    return absl::NotFoundError(absl::StrCat("lease_id '", lease_id, "' names no job"));
-  v1::Job& job = it->second;
-  if (job.lease_id() != lease_id || job.lease_epoch() != epoch)
-    return absl::FailedPreconditionError(absl::StrCat("lease '", lease_id, "' epoch ", epoch,
-                                                      " is stale; job ", job.id(), " is at epoch ",
+  if (it == jobs_.end()) return absl::NotFoundError("lease_id names no job");
+  v1::Job &job = it->second;
+  // Lease ids are secrets: never echo one, compare in constant time.
+  if (!ConstantTimeEquals(job.lease_id(), lease_id) || job.lease_epoch() != epoch)
+    return absl::FailedPreconditionError(absl::StrCat("the lease (epoch ", epoch, ") of job ",
+                                                      job.id(), " is stale; the job is at epoch ",
                                                       job.lease_epoch()));
   return &job;
 }
 
+absl::StatusOr<v1::Job *> Scheduler::JobOfCallersLease(const Caller &caller,
+                                                       const std::string &lease_id, int64_t epoch) {
+  QSWEEP_ASSIGN_OR_RETURN(v1::Job * job, JobOfLease(lease_id, epoch));
+  auto worker = workers_.find(job->worker_id());
+  if (worker == workers_.end() || caller.token_id.empty() ||
+      !ConstantTimeEquals(worker->second.token_id(), caller.token_id))
+    return absl::PermissionDeniedError(
+        absl::StrCat("the lease of job ", job->id(), " is held by another worker token"));
+  return job;
+}
+
+absl::StatusOr<int32_t> Scheduler::CheckUpload(const Caller &caller, const std::string &lease_id,
+                                               int64_t epoch, const std::string &job_id) {
+  QSWEEP_ASSIGN_OR_RETURN(v1::Job * job, JobOfCallersLease(caller, lease_id, epoch));
+  if (job->id() != job_id)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "field 'info.job_id': '", job_id, "' is not the job of the lease (", job->id(), ")"));
+  if (!IsActive(job->state()))
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job->id(), " is ", JobStateName(job->state()), "; it takes no more uploads"));
+  return job->attempt();
+}
+
 absl::Status Scheduler::RecordMetrics(
-    const v1::Job& job, const google::protobuf::RepeatedPtrField<v1::Metric>& metrics) {
+    const v1::Job &job, const google::protobuf::RepeatedPtrField<v1::Metric> &metrics) {
   if (metrics.empty()) return absl::OkStatus();
   return store_.AppendMetrics(job.id(), job.attempt(),
                               std::vector<v1::Metric>(metrics.begin(), metrics.end()));
 }
 
-v1::LeaseVerdict Scheduler::Renew(const v1::LeaseUpdate& update) {
+v1::LeaseVerdict Scheduler::Renew(const std::string &worker_id, const v1::LeaseUpdate &update) {
   v1::LeaseVerdict verdict;
   verdict.set_lease_id(update.lease_id());
   verdict.set_action(v1::LOST);
   auto job_or = JobOfLease(update.lease_id(), update.epoch());
-  if (!job_or.ok() || !IsActive((*job_or)->state())) return verdict;
+  if (!job_or.ok() || !IsActive((*job_or)->state()) || (*job_or)->worker_id() != worker_id)
+    return verdict;
   v1::Job next = **job_or;
   if (!RecordMetrics(next, update.metrics()).ok()) {
     verdict.set_action(v1::CONTINUE);  // the worker resends; the lease is not renewed
@@ -173,26 +212,40 @@ v1::LeaseVerdict Scheduler::Renew(const v1::LeaseUpdate& update) {
   return verdict;
 }
 
-absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const v1::HeartbeatRequest& request) {
-  auto worker = workers_.find(request.worker_id());
-  if (worker == workers_.end())
-    return absl::NotFoundError(
-        absl::StrCat("worker_id '", request.worker_id(), "' is not registered; call Register"));
-  worker->second.set_last_seen_unix_ms(clock_.NowMs());
+absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const Caller &caller,
+                                                           const v1::HeartbeatRequest &request) {
+  QSWEEP_ASSIGN_OR_RETURN(v1::WorkerInfo * worker, CallersWorker(caller, request.worker_id()));
+  worker->set_last_seen_unix_ms(clock_.NowMs());
   v1::HeartbeatResponse response;
-  for (const auto& update : request.updates()) *response.add_verdicts() = Renew(update);
+  for (const auto &update : request.updates())
+    *response.add_verdicts() = Renew(request.worker_id(), update);
   return response;
 }
 
-absl::Status Scheduler::Complete(const v1::CompleteRequest& request) {
-  QSWEEP_ASSIGN_OR_RETURN(v1::Job * job, JobOfLease(request.lease_id(), request.epoch()));
+absl::Status Scheduler::Complete(const Caller &caller, const v1::CompleteRequest &request) {
+  QSWEEP_ASSIGN_OR_RETURN(v1::Job * job,
+                          JobOfCallersLease(caller, request.lease_id(), request.epoch()));
   if (job->state() == v1::SUCCEEDED) return absl::OkStatus();  // a repeated call
   if (!IsActive(job->state()))
     return absl::FailedPreconditionError(absl::StrCat(
         "job ", job->id(), " is ", JobStateName(job->state()), "; its result is not accepted"));
+  QSWEEP_ASSIGN_OR_RETURN(auto linked, store_.ListArtifacts(job->id()));
+  std::map<std::string, std::string> artifacts;  // of this attempt
+  for (const auto &a : linked)
+    if (a.attempt() == job->attempt()) artifacts[a.name()] = a.sha256();
+  for (const auto &[field, name, sha] :
+       {std::tuple{"best_checkpoint_sha256", "best", request.best_checkpoint_sha256()},
+        std::tuple{"last_checkpoint_sha256", "last", request.last_checkpoint_sha256()}}) {
+    auto it = artifacts.find(name);
+    if (!sha.empty() && (it == artifacts.end() || it->second != sha))
+      return absl::InvalidArgumentError(absl::StrCat("field '", field, "': ", sha, " is not the '",
+                                                     name, "' artifact uploaded under this lease"));
+  }
   QSWEEP_RETURN_IF_ERROR(RecordMetrics(*job, request.metrics()));
   v1::Job next = *job;
   next.set_state(v1::SUCCEEDED);
+  next.mutable_artifact_sha256()->clear();
+  next.mutable_artifact_sha256()->insert(artifacts.begin(), artifacts.end());
   next.mutable_final_metrics()->insert(request.final_metrics().begin(),
                                        request.final_metrics().end());
   next.set_best_checkpoint_sha256(request.best_checkpoint_sha256());
@@ -209,8 +262,9 @@ absl::Status Scheduler::Complete(const v1::CompleteRequest& request) {
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::Fail(const v1::FailRequest& request) {
-  QSWEEP_ASSIGN_OR_RETURN(v1::Job * job, JobOfLease(request.lease_id(), request.epoch()));
+absl::Status Scheduler::Fail(const Caller &caller, const v1::FailRequest &request) {
+  QSWEEP_ASSIGN_OR_RETURN(v1::Job * job,
+                          JobOfCallersLease(caller, request.lease_id(), request.epoch()));
   if (!IsActive(job->state())) return absl::OkStatus();  // a repeated call, or already ended
   QSWEEP_RETURN_IF_ERROR(RecordMetrics(*job, request.metrics()));
   v1::Job next = *job;
@@ -233,12 +287,12 @@ absl::Status Scheduler::Fail(const v1::FailRequest& request) {
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::ExpireLease(const std::string& job_id) {
+absl::Status Scheduler::ExpireLease(const std::string &job_id) {
   v1::Job next = jobs_.at(job_id);
   next.set_expiries(next.expiries() + 1);
   next.set_lease_expires_unix_ms(0);
-  next.set_error(absl::StrCat("lease ", next.lease_id(), " expired (worker ", next.worker_id(),
-                              " stopped renewing it)"));
+  next.set_error(absl::StrCat("lease (epoch ", next.lease_epoch(), ") expired (worker ",
+                              next.worker_id(), " stopped renewing it)"));
   next.set_state(next.cancel_requested()                   ? v1::CANCELLED
                  : next.expiries() > options_.max_expiries ? v1::FAILED
                                                            : v1::PENDING);
@@ -250,13 +304,13 @@ absl::Status Scheduler::ExpireLease(const std::string& job_id) {
 void Scheduler::Tick() {
   const int64_t now = clock_.NowMs();
   std::vector<std::string> expired;
-  for (const auto& [lease, job_id] : leases_)
+  for (const auto &[lease, job_id] : leases_)
     if (jobs_.at(job_id).lease_expires_unix_ms() <= now) expired.push_back(job_id);
   bool freed = false;
-  for (const auto& id : expired) freed |= ExpireLease(id).ok();
+  for (const auto &id : expired) freed |= ExpireLease(id).ok();
   std::deque<Waiter> still;
   std::vector<Waiter> overdue;
-  for (auto& w : waiters_) {
+  for (auto &w : waiters_) {
     if (w.deadline_ms <= now)
       overdue.push_back(std::move(w));
     else
@@ -264,7 +318,7 @@ void Scheduler::Tick() {
   }
   waiters_ = std::move(still);
   if (freed) ServeWaiters();
-  for (auto& w : overdue) w.done(v1::LeaseResponse());
+  for (auto &w : overdue) w.done(v1::LeaseResponse());
 }
 
 }  // namespace qsweep

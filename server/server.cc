@@ -1,35 +1,109 @@
 #include "server/server.h"
 
+#include <grpcpp/security/server_credentials.h>
+
 #include <chrono>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/channel.h"
+#include "common/secrets.h"
 #include "common/status_macros.h"
 #include "storage/sqlite_store.h"
 
 namespace qsweep {
+namespace {
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
-                                                      std::unique_ptr<Store> store, Clock* clock) {
+absl::StatusOr<std::string> ReadPem(const std::string &path, const char *flag) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::NotFoundError(absl::StrCat(flag, " '", path, "' cannot be opened"));
+  std::stringstream s;
+  s << f.rdbuf();
+  if (s.str().find("-----BEGIN") == std::string::npos)
+    return absl::InvalidArgumentError(absl::StrCat(flag, " '", path, "' is not a PEM file"));
+  return s.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions &o) {
+  if (o.tls.enabled()) {
+    grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    QSWEEP_ASSIGN_OR_RETURN(std::string cert, ReadPem(o.tls.cert_file, "--tls-cert"));
+    QSWEEP_ASSIGN_OR_RETURN(std::string key, ReadPem(o.tls.key_file, "--tls-key"));
+    ssl.pem_key_cert_pairs.push_back({key, cert});
+    if (!o.tls.client_ca_file.empty()) {
+      QSWEEP_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(o.tls.client_ca_file, "--tls-client-ca"));
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    return grpc::SslServerCredentials(ssl);
+  }
+  if (IsLocalAddress(o.listen))
+    return grpc::experimental::LocalServerCredentials(o.listen.rfind("unix:", 0) == 0 ? UDS
+                                                                                      : LOCAL_TCP);
+  return grpc::InsecureServerCredentials();  // CheckListenSecurity allowed it
+}
+
+}  // namespace
+
+absl::Status CheckListenSecurity(const ServerOptions &o) {
+  if (o.tls.cert_file.empty() != o.tls.key_file.empty())
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  if (!o.tls.client_ca_file.empty() && !o.tls.enabled())
+    return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+  if (o.tls.require_worker_cert && o.tls.client_ca_file.empty())
+    return absl::InvalidArgumentError("--require-worker-cert needs --tls-client-ca");
+  if (o.listen.empty() || o.tls.enabled() || IsLocalAddress(o.listen) || o.insecure_listen)
+    return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("refusing to listen on '", o.listen,
+                   "' without TLS: other machines could reach it and read tokens in "
+                   "transit. Pass "
+                   "--tls-cert FILE --tls-key FILE, listen on 127.0.0.1 or unix:PATH, or "
+                   "add "
+                   "--insecure-listen to accept unencrypted connections anyway"));
+}
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions &options,
+                                                      std::unique_ptr<Store> store, Clock *clock) {
+  QSWEEP_RETURN_IF_ERROR(CheckListenSecurity(options));
   std::unique_ptr<Server> server(new Server());
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (!options.listen.empty()) {
+    QSWEEP_ASSIGN_OR_RETURN(creds, Credentials(options));
+  }
   if (!store) {
     QSWEEP_ASSIGN_OR_RETURN(store, OpenSqliteStore(SqliteStoreOptions(options.db_path)));
   }
   server->store_ = std::move(store);
-  Clock& c = clock ? *clock : server->system_clock_;
+  server->clock_ = clock ? clock : &server->system_clock_;
+  Clock &c = *server->clock_;
+  if (!options.admin_token_file.empty()) {
+    QSWEEP_ASSIGN_OR_RETURN(server->wrote_admin_token_,
+                            BootstrapAdminToken(*server->store_, c, options.admin_token_file));
+  }
+  server->auth_ = std::make_unique<Authenticator>(*server->store_, c);
   server->coordinator_ = std::make_unique<Coordinator>(*server->store_, c, options.coordinator);
   QSWEEP_RETURN_IF_ERROR(server->coordinator_->Start());
   server->experiments_ = std::make_unique<ExperimentServiceImpl>(
-      *server->coordinator_, *server->store_, options.experiments);
-  server->workers_ = std::make_unique<WorkerServiceImpl>(*server->coordinator_, *server->store_);
+      *server->coordinator_, *server->store_, *server->auth_, options.experiments);
+  server->workers_ =
+      std::make_unique<WorkerServiceImpl>(*server->coordinator_, *server->store_, *server->auth_);
+  server->tokens_ = std::make_unique<TokenServiceImpl>(*server->store_, c, *server->auth_);
 
   grpc::ServerBuilder builder;
-  if (!options.listen.empty())
-    builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  if (creds) {
+    if (options.tls.enabled() || IsLocalAddress(options.listen))
+      creds->SetAuthMetadataProcessor(
+          std::make_shared<TokenAuthProcessor>(*server->auth_, options.tls.require_worker_cert));
+    builder.AddListeningPort(options.listen, creds, &server->port_);
+  }
   builder.RegisterService(server->experiments_.get());
   builder.RegisterService(server->workers_.get());
+  builder.RegisterService(server->tokens_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
   server->grpc_server_ = builder.BuildAndStart();
-  if (!server->grpc_server_ || (!options.listen.empty() && server->port_ == 0)) {
+  const bool unix_socket = options.listen.rfind("unix:", 0) == 0;
+  if (!server->grpc_server_ || (!options.listen.empty() && !unix_socket && server->port_ == 0)) {
     server->coordinator_->Stop();
     return absl::UnavailableError(
         absl::StrCat("cannot listen on '", options.listen, "' (address in use or invalid)"));
@@ -39,15 +113,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 
 Server::~Server() { Shutdown(); }
 
-std::shared_ptr<grpc::Channel> Server::InProcessChannel() {
+std::shared_ptr<grpc::Channel> Server::InProcessChannel(const std::string &token) {
   grpc::ChannelArguments args;
-  return grpc_server_->InProcessChannel(args);
+  return grpc_server_->experimental().InProcessChannelWithInterceptors(
+      args, BearerTokenInterceptors(token));
 }
 
 void Server::Shutdown() {
   if (shut_down_ || !grpc_server_) return;
   shut_down_ = true;
-  coordinator_->RunSync([](Scheduler& s) { s.CloseWaiters(); });
+  coordinator_->RunSync([](Scheduler &s) { s.CloseWaiters(); });
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   coordinator_->Stop();
 }

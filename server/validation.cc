@@ -184,8 +184,20 @@ absl::Status Validate(const v1::FetchArtifactRequest& r) {
 
 absl::Status ValidateUploadInfo(const v1::ArtifactInfo& info) {
   QSWEEP_RETURN_IF_ERROR(Sha256Field("info.sha256", info.sha256()));
-  QSWEEP_RETURN_IF_ERROR(Required("info.kind", info.kind()));
-  if (!info.job_id().empty()) QSWEEP_RETURN_IF_ERROR(Required("info.name", info.name()));
+  if (info.kind() != "checkpoint" && info.kind() != "state_dict")
+    return Bad("info.kind", "must be checkpoint or state_dict (workers upload job artifacts)");
+  QSWEEP_RETURN_IF_ERROR(Required("info.job_id", info.job_id()));
+  static const char* const kNames[] = {"best", "last", "best_state_dict", "transformed",
+                                       "transformed_state_dict"};
+  for (const char* n : kNames)
+    if (info.name() == n) return absl::OkStatus();
+  return Bad("info.name",
+             "must be one of best, last, best_state_dict, transformed, transformed_state_dict");
+}
+
+absl::Status ValidateUploadLease(const std::string& lease_id, int64_t epoch) {
+  QSWEEP_RETURN_IF_ERROR(Required("lease_id", lease_id));
+  if (epoch <= 0) return Bad("lease_epoch", "must be >= 1 (the epoch of the lease)");
   return absl::OkStatus();
 }
 

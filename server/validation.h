@@ -31,6 +31,8 @@ absl::Status Validate(const v1::FailRequest& r);
 absl::Status Validate(const v1::FetchArtifactRequest& r);
 // The info of an upload's first chunk.
 absl::Status ValidateUploadInfo(const v1::ArtifactInfo& info);
+// The lease named in an upload's first chunk.
+absl::Status ValidateUploadLease(const std::string& lease_id, int64_t epoch);
 
 // Largest accepted sweep file and artifact.
 inline constexpr size_t kMaxSweepTomlBytes = 1 << 20;

@@ -1,5 +1,8 @@
 #include "server/worker_service_impl.h"
 
+#include <set>
+
+#include "absl/strings/str_cat.h"
 #include "server/artifact_streams.h"
 #include "server/grpc_status_util.h"
 #include "server/strand_reactor.h"
@@ -8,81 +11,128 @@
 namespace qsweep {
 namespace {
 
-grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
-  auto* reactor = ctx->DefaultReactor();
+#define QSWEEP_METHOD(name) "/qsweep.v1.Workers/" #name
+
+grpc::ServerUnaryReactor *Done(grpc::CallbackServerContext *ctx, const absl::Status &s) {
+  auto *reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(s));
   return reactor;
 }
 
 class ErrorWriter final : public grpc::ServerWriteReactor<v1::ArtifactChunk> {
  public:
-  explicit ErrorWriter(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+  explicit ErrorWriter(const absl::Status &s) { Finish(ToGrpcStatus(s)); }
   void OnDone() override { delete this; }
 };
 
-}  // namespace
+class ErrorReader final : public grpc::ServerReadReactor<v1::ArtifactChunk> {
+ public:
+  explicit ErrorReader(const absl::Status &s) { Finish(ToGrpcStatus(s)); }
+  void OnDone() override { delete this; }
+};
 
-WorkerServiceImpl::WorkerServiceImpl(Coordinator& coordinator, Store& store)
-    : coordinator_(coordinator), store_(store) {}
-
-grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContext* ctx,
-                                                      const v1::RegisterRequest* request,
-                                                      v1::RegisterResponse* response) {
-  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
-    return MoveInto(scheduler.Register(*request), response);
-  });
+// OK if a job now leased to a worker of the caller's token needs `sha256` (its
+// prepared dataset or its input checkpoint). Read from the store, which the
+// scheduler updates before its own state, so no grant is missed.
+absl::Status CheckFetch(Store &store, const Caller &caller, const std::string &sha256) {
+  JobFilter active;
+  active.states = {v1::LEASED, v1::RUNNING};
+  auto jobs = store.ListJobs(active);
+  if (!jobs.ok()) return jobs.status();
+  auto workers = store.ListWorkers();
+  if (!workers.ok()) return workers.status();
+  std::set<std::string> mine;
+  for (const auto &w : *workers)
+    if (!caller.token_id.empty() && w.token_id() == caller.token_id) mine.insert(w.id());
+  for (const auto &j : *jobs)
+    if (mine.count(j.worker_id()) &&
+        (j.dataset_sha256() == sha256 || j.input_checkpoint_sha256() == sha256))
+      return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      absl::StrCat("artifact ", sha256, " is not an input of any job leased to this worker token"));
 }
 
-grpc::ServerUnaryReactor* WorkerServiceImpl::Lease(grpc::CallbackServerContext* ctx,
-                                                   const v1::LeaseRequest* request,
-                                                   v1::LeaseResponse* response) {
+}  // namespace
+
+WorkerServiceImpl::WorkerServiceImpl(Coordinator &coordinator, Store &store, Authenticator &auth)
+    : coordinator_(coordinator), store_(store), auth_(auth) {}
+
+grpc::ServerUnaryReactor *WorkerServiceImpl::Register(grpc::CallbackServerContext *ctx,
+                                                      const v1::RegisterRequest *request,
+                                                      v1::RegisterResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(Register), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([request, response, reactor](Scheduler& scheduler) {
-    scheduler.Lease(*request, [response, reactor](absl::StatusOr<v1::LeaseResponse> result) {
-      if (result.ok()) *response = std::move(*result);
-      reactor->Finish(ToGrpcStatus(result.status()));
-    });
+  return FinishOnStrand(coordinator_, ctx,
+                        [caller = *caller, request, response](Scheduler &scheduler) {
+                          return MoveInto(scheduler.Register(caller, *request), response);
+                        });
+}
+
+grpc::ServerUnaryReactor *WorkerServiceImpl::Lease(grpc::CallbackServerContext *ctx,
+                                                   const v1::LeaseRequest *request,
+                                                   v1::LeaseResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(Lease), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  auto *reactor = ctx->DefaultReactor();
+  coordinator_.Post([caller = *caller, request, response, reactor](Scheduler &scheduler) {
+    scheduler.Lease(caller, *request,
+                    [response, reactor](absl::StatusOr<v1::LeaseResponse> result) {
+                      if (result.ok()) *response = std::move(*result);
+                      reactor->Finish(ToGrpcStatus(result.status()));
+                    });
   });
   return reactor;
 }
 
-grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
-                                                       const v1::HeartbeatRequest* request,
-                                                       v1::HeartbeatResponse* response) {
+grpc::ServerUnaryReactor *WorkerServiceImpl::Heartbeat(grpc::CallbackServerContext *ctx,
+                                                       const v1::HeartbeatRequest *request,
+                                                       v1::HeartbeatResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(Heartbeat), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
-    return MoveInto(scheduler.Heartbeat(*request), response);
+  return FinishOnStrand(coordinator_, ctx,
+                        [caller = *caller, request, response](Scheduler &scheduler) {
+                          return MoveInto(scheduler.Heartbeat(caller, *request), response);
+                        });
+}
+
+grpc::ServerUnaryReactor *WorkerServiceImpl::Complete(grpc::CallbackServerContext *ctx,
+                                                      const v1::CompleteRequest *request,
+                                                      v1::CompleteResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(Complete), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
+  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
+  return FinishOnStrand(coordinator_, ctx, [caller = *caller, request](Scheduler &scheduler) {
+    return scheduler.Complete(caller, *request);
   });
 }
 
-grpc::ServerUnaryReactor* WorkerServiceImpl::Complete(grpc::CallbackServerContext* ctx,
-                                                      const v1::CompleteRequest* request,
-                                                      v1::CompleteResponse* response) {
+grpc::ServerUnaryReactor *WorkerServiceImpl::Fail(grpc::CallbackServerContext *ctx,
+                                                  const v1::FailRequest *request,
+                                                  v1::FailResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(Fail), auth_);
+  if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [request](Scheduler& scheduler) {
-    return scheduler.Complete(*request);
+  return FinishOnStrand(coordinator_, ctx, [caller = *caller, request](Scheduler &scheduler) {
+    return scheduler.Fail(caller, *request);
   });
 }
 
-grpc::ServerUnaryReactor* WorkerServiceImpl::Fail(grpc::CallbackServerContext* ctx,
-                                                  const v1::FailRequest* request,
-                                                  v1::FailResponse* response) {
-  if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [request](Scheduler& scheduler) {
-    return scheduler.Fail(*request);
-  });
+grpc::ServerReadReactor<v1::ArtifactChunk> *WorkerServiceImpl::UploadArtifact(
+    grpc::CallbackServerContext *ctx, v1::UploadArtifactResponse *response) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(UploadArtifact), auth_);
+  if (!caller.ok()) return new ErrorReader(caller.status());
+  return new UploadReactor(store_, coordinator_, *caller, response);
 }
 
-grpc::ServerReadReactor<v1::ArtifactChunk>* WorkerServiceImpl::UploadArtifact(
-    grpc::CallbackServerContext* ctx, v1::UploadArtifactResponse* response) {
-  return new UploadReactor(store_, response);
-}
-
-grpc::ServerWriteReactor<v1::ArtifactChunk>* WorkerServiceImpl::FetchArtifact(
-    grpc::CallbackServerContext* ctx, const v1::FetchArtifactRequest* request) {
+grpc::ServerWriteReactor<v1::ArtifactChunk> *WorkerServiceImpl::FetchArtifact(
+    grpc::CallbackServerContext *ctx, const v1::FetchArtifactRequest *request) {
+  auto caller = Authorize(ctx, QSWEEP_METHOD(FetchArtifact), auth_);
+  if (!caller.ok()) return new ErrorWriter(caller.status());
   if (auto s = Validate(*request); !s.ok()) return new ErrorWriter(s);
+  if (auto s = CheckFetch(store_, *caller, request->sha256()); !s.ok()) return new ErrorWriter(s);
   auto bytes = store_.GetArtifactBytes(request->sha256());
   if (!bytes.ok()) return new ErrorWriter(bytes.status());
   v1::ArtifactInfo info;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "qsweep/v1/workers.grpc.pb.h"
+#include "server/auth.h"
 #include "server/coordinator.h"
 #include "storage/store.h"
 
@@ -10,8 +11,8 @@ namespace qsweep {
 
 class WorkerServiceImpl final : public v1::Workers::CallbackService {
  public:
-  // Neither is owned; both must outlive the service.
-  WorkerServiceImpl(Coordinator& coordinator, Store& store);
+  // None is owned; all must outlive the service.
+  WorkerServiceImpl(Coordinator& coordinator, Store& store, Authenticator& auth);
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const v1::RegisterRequest* request,
@@ -34,6 +35,7 @@ class WorkerServiceImpl final : public v1::Workers::CallbackService {
  private:
   Coordinator& coordinator_;
   Store& store_;
+  Authenticator& auth_;
 };
 
 }  // namespace qsweep

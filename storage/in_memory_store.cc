@@ -177,6 +177,38 @@ class InMemoryStore final : public Store {
     return out;
   }
 
+  absl::Status CreateToken(const v1::Token& token) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (tokens_.count(token.id()))
+      return absl::AlreadyExistsError(absl::StrCat("token '", token.id(), "' exists"));
+    tokens_[token.id()] = token;
+    token_order_.push_back(token.id());
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<v1::Token> GetToken(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tokens_.find(id);
+    if (it == tokens_.end()) return absl::NotFoundError(absl::StrCat("no token '", id, "'"));
+    return it->second;
+  }
+
+  absl::StatusOr<std::vector<v1::Token>> ListTokens() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<v1::Token> out;
+    for (const auto& id : token_order_) out.push_back(tokens_.at(id));
+    return out;
+  }
+
+  absl::StatusOr<bool> RevokeToken(const std::string& id, int64_t at_unix_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = tokens_.find(id);
+    if (it == tokens_.end()) return absl::NotFoundError(absl::StrCat("no token '", id, "'"));
+    if (it->second.revoked_unix_ms() != 0) return false;
+    it->second.set_revoked_unix_ms(at_unix_ms);
+    return true;
+  }
+
  private:
   absl::Status UpdateJobLocked(const v1::Job& job) {
     auto it = jobs_.find(job.id());
@@ -198,6 +230,8 @@ class InMemoryStore final : public Store {
   std::map<std::pair<std::string, std::string>, v1::Report> reports_;
   std::map<std::string, v1::WorkerInfo> workers_;
   std::vector<std::string> worker_order_;
+  std::map<std::string, v1::Token> tokens_;
+  std::vector<std::string> token_order_;
 };
 
 }  // namespace

@@ -64,6 +64,13 @@ CREATE TABLE workers (
   id TEXT NOT NULL UNIQUE,
   data BLOB NOT NULL);
 )sql",
+      // 2: bearer tokens (only their SHA-256 is stored).
+      R"sql(
+CREATE TABLE tokens (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  data BLOB NOT NULL);
+)sql",
   };
   return kMigrations;
 }
@@ -419,6 +426,53 @@ class SqliteStoreImpl final : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM workers ORDER BY seq");
     return Collect<v1::WorkerInfo>(s, "worker");
+  }
+
+  absl::Status CreateToken(const v1::Token& token) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return InTransaction([&] {
+      Stmt s(db_, "INSERT INTO tokens(id, data) VALUES (?, ?)");
+      s.Text(1, token.id()).Blob(2, token.SerializeAsString());
+      return s.Run();
+    });
+  }
+
+  absl::StatusOr<v1::Token> GetToken(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stmt s(db_, "SELECT data FROM tokens WHERE id = ?");
+    s.Text(1, id);
+    if (s.Next()) return Parse<v1::Token>(s.ColumnBytes(0), "token");
+    QSWEEP_RETURN_IF_ERROR(s.status());
+    return absl::NotFoundError(absl::StrCat("no token '", id, "'"));
+  }
+
+  absl::StatusOr<std::vector<v1::Token>> ListTokens() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stmt s(db_, "SELECT data FROM tokens ORDER BY seq");
+    return Collect<v1::Token>(s, "token");
+  }
+
+  absl::StatusOr<bool> RevokeToken(const std::string& id, int64_t at_unix_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool revoked = false;
+    absl::Status st = InTransaction([&]() -> absl::Status {
+      Stmt get(db_, "SELECT data FROM tokens WHERE id = ?");
+      get.Text(1, id);
+      if (!get.Next()) {
+        QSWEEP_RETURN_IF_ERROR(get.status());
+        return absl::NotFoundError(absl::StrCat("no token '", id, "'"));
+      }
+      QSWEEP_ASSIGN_OR_RETURN(v1::Token token, Parse<v1::Token>(get.ColumnBytes(0), "token"));
+      if (token.revoked_unix_ms() != 0) return absl::OkStatus();
+      token.set_revoked_unix_ms(at_unix_ms);
+      Stmt put(db_, "UPDATE tokens SET data = ? WHERE id = ?");
+      put.Blob(1, token.SerializeAsString()).Text(2, id);
+      QSWEEP_RETURN_IF_ERROR(put.Run());
+      revoked = true;
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return revoked;
   }
 
  private:

@@ -84,6 +84,17 @@ class Store {
   virtual absl::Status PutWorker(const v1::WorkerInfo& worker) = 0;
   // All workers by registration time.
   virtual absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() = 0;
+
+  // Stores a new token. ALREADY_EXISTS if its id is taken; then nothing is
+  // stored.
+  virtual absl::Status CreateToken(const v1::Token& token) = 0;
+  // NOT_FOUND if there is no such token.
+  virtual absl::StatusOr<v1::Token> GetToken(const std::string& token_id) = 0;
+  // All tokens (revoked ones too), oldest first.
+  virtual absl::StatusOr<std::vector<v1::Token>> ListTokens() = 0;
+  // Sets revoked_unix_ms. Returns false if it was revoked already (nothing
+  // changes); NOT_FOUND if there is no such token.
+  virtual absl::StatusOr<bool> RevokeToken(const std::string& token_id, int64_t at_unix_ms) = 0;
 };
 
 // A store that keeps everything in memory, for tests and throw-away servers.

@@ -254,7 +254,11 @@ void Worker::ReportOutcome(RunningJob& job, JobOutcome outcome) {
       info.set_kind(out.kind);
       info.set_job_id(id);
       info.set_name(out.name);
-      s = Retry([&] { return client_.UploadArtifact(info, *bytes); }, options_.report_attempts);
+      s = Retry(
+          [&] {
+            return client_.UploadArtifact(job.lease.lease_id(), job.lease.epoch(), info, *bytes);
+          },
+          options_.report_attempts);
       if (!s.ok()) Log(absl::StrCat(id, ": upload of ", out.name, " failed: ", s.ToString()));
       if (s.ok() && out.name == "best") req.set_best_checkpoint_sha256(info.sha256());
       if (s.ok() && out.name == "last") req.set_last_checkpoint_sha256(info.sha256());

@@ -20,6 +20,8 @@
 #include <thread>
 
 #include "client/service_cli.h"
+#include "common/channel.h"
+#include "common/secrets.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
 
 extern char** environ;
@@ -164,9 +166,23 @@ class EndToEndTest : public ::testing::Test {
   CliResult Cli(const std::string& command, std::vector<std::string> args) {
     args.push_back("--server");
     args.push_back(server_.address());
+    args.push_back("--token-file");  // written by the server at its first start
+    args.push_back((dir_ / "admin.token").string());
     std::ostringstream out, err;
     int code = RunServiceCommand(command, args, out, err);
     return {code, out.str(), err.str()};
+  }
+
+  // A channel to the server with the admin token it wrote at its first start.
+  std::shared_ptr<grpc::Channel> AdminChannel() {
+    ChannelOptions o;
+    o.address = server_.address();
+    auto token = ReadTokenFile((dir_ / "admin.token").string());
+    EXPECT_TRUE(token.ok()) << token.status();
+    o.token = token.ok() ? *token : "";
+    auto channel = MakeChannel(o);
+    EXPECT_TRUE(channel.ok()) << channel.status();
+    return channel.ok() ? *channel : nullptr;
   }
 
   fs::path dir_;
@@ -358,9 +374,9 @@ TEST_F(EndToEndTest, PythonClientPrintsTheBestTrial) {
   if (!fs::exists("/usr/bin/python3") || !fs::exists(stubs + "/qsweep/v1/experiments_pb2.py"))
     GTEST_SKIP() << "no /usr/bin/python3 or no generated Python stubs";
   const std::string cmd = "/usr/bin/python3 " + std::string(QSWEEP_SOURCE_DIR) +
-                          "/examples/python_client.py --server " + server_.address() + " --stubs " +
-                          stubs + " " + std::string(QSWEEP_SOURCE_DIR) +
-                          "/examples/lab1-small.toml 2>&1";
+                          "/examples/python_client.py --server " + server_.address() +
+                          " --token-file " + (dir_ / "admin.token").string() + " --stubs " + stubs +
+                          " " + std::string(QSWEEP_SOURCE_DIR) + "/examples/lab1-small.toml 2>&1";
   std::string out;
   const int code = RunCommand(cmd, out);
   if (out.find("nimplemented") != std::string::npos) GTEST_SKIP() << "core cannot train: " << out;
@@ -390,7 +406,11 @@ TEST_F(EndToEndTest, ErrorsAreOneLineAndNonZero) {
   EXPECT_EQ(format.code, 2);
   EXPECT_THAT(format.err, HasSubstr("format"));
   std::ostringstream out, err;
-  EXPECT_EQ(RunServiceCommand("status", {"--server", "127.0.0.1:1"}, out, err), 1);
+  EXPECT_EQ(
+      RunServiceCommand(
+          "status", {"--server", "127.0.0.1:1", "--token-file", (dir_ / "admin.token").string()},
+          out, err),
+      1);
   EXPECT_THAT(err.str(), HasSubstr("cannot reach qsweep-server at 127.0.0.1:1"));
 }
 
@@ -420,8 +440,7 @@ TEST_F(WorkerCrashTest, KilledWorkersJobIsRequeuedAndFinished) {
   const std::string id = json::parse(submit.out)["id"];
   // Block on the watch stream until the job runs, then kill its worker.
   grpc::ClientContext ctx;
-  auto stub = v1::Experiments::NewStub(
-      grpc::CreateChannel(server_.address(), grpc::InsecureChannelCredentials()));
+  auto stub = v1::Experiments::NewStub(AdminChannel());
   v1::WatchSweepRequest req;
   req.set_sweep_id(id);
   auto reader = stub->WatchSweep(&ctx, req);
@@ -494,8 +513,7 @@ TEST_F(ServedDatasetTest, WorkerWithEmptyDataDirFetchesTheDataset) {
   ASSERT_TRUE(prepared) << "the server did not prepare the dataset";
   std::ostringstream bytes;
   bytes << prepared.rdbuf();
-  auto stub = v1::Experiments::NewStub(
-      grpc::CreateChannel(server_.address(), grpc::InsecureChannelCredentials()));
+  auto stub = v1::Experiments::NewStub(AdminChannel());
   std::string served_sha;
   for (int i = 0; i < 4; ++i) {  // 2 TRAIN, then their 2 TRANSFORM jobs
     grpc::ClientContext ctx;

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
 #include "server/server.h"
+#include "tests/test_util/test_tokens.h"
 #include "worker/coordinator_client.h"
 #include "worker/worker.h"
 
@@ -93,8 +94,9 @@ class FlakyClient final : public CoordinatorClient {
   }
   absl::Status Complete(const v1::CompleteRequest& r) override { return base_.Complete(r); }
   absl::Status Fail(const v1::FailRequest& r) override { return base_.Fail(r); }
-  absl::Status UploadArtifact(const v1::ArtifactInfo& i, const std::string& b) override {
-    return base_.UploadArtifact(i, b);
+  absl::Status UploadArtifact(const std::string& lease, int64_t epoch, const v1::ArtifactInfo& i,
+                              const std::string& b) override {
+    return base_.UploadArtifact(lease, epoch, i, b);
   }
   absl::StatusOr<std::string> FetchArtifact(const std::string& s) override {
     return base_.FetchArtifact(s);
@@ -111,11 +113,13 @@ class WorkerLoopTest : public ::testing::Test {
     ServerOptions options;
     options.listen = "";
     options.experiments.watch_interval_ms = 5;
-    auto server = Server::Start(options, NewInMemoryStore());
+    auto store = NewInMemoryStore();
+    tokens_ = testing::AddTestTokens(*store);
+    auto server = Server::Start(options, std::move(store));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    experiments_ = v1::Experiments::NewStub(server_->InProcessChannel());
-    client_ = NewGrpcCoordinatorClient(server_->InProcessChannel());
+    experiments_ = v1::Experiments::NewStub(server_->InProcessChannel(tokens_.alice));
+    client_ = NewGrpcCoordinatorClient(server_->InProcessChannel(tokens_.worker));
   }
   void TearDown() override {
     if (worker_) worker_->Stop();
@@ -158,6 +162,7 @@ class WorkerLoopTest : public ::testing::Test {
     return last;
   }
 
+  testing::TestTokens tokens_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<v1::Experiments::Stub> experiments_;
   std::unique_ptr<CoordinatorClient> client_;

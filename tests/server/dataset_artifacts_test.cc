@@ -17,6 +17,7 @@
 #include "qsweep/v1/workers.grpc.pb.h"
 #include "server/server.h"
 #include "storage/sqlite_store.h"
+#include "tests/test_util/test_tokens.h"
 
 namespace qsweep {
 namespace {
@@ -26,8 +27,11 @@ using ::testing::HasSubstr;
 using json = nlohmann::json;
 
 json Config(const std::string& dataset, int64_t rows, int64_t seed, double lr = 1e-3) {
-  return json{{"model", "jsc-tiny"},        {"dataset", dataset}, {"synthetic_rows", rows},
-              {"synthetic_seed", seed},     {"learning_rate", lr}};
+  return json{{"model", "jsc-tiny"},
+              {"dataset", dataset},
+              {"synthetic_rows", rows},
+              {"synthetic_seed", seed},
+              {"learning_rate", lr}};
 }
 
 std::string ReadFile(const fs::path& p) {
@@ -51,9 +55,9 @@ class DatasetArtifactsTest : public ::testing::Test {
 };
 
 TEST_F(DatasetArtifactsTest, IdenticalRequestsAreStoredOnce) {
-  auto first = ServeDatasets({Config("jsc-synthetic", 300, 1, 1e-3),
-                              Config("jsc-synthetic", 300, 1, 1e-2)},
-                             *store_, options_);
+  auto first =
+      ServeDatasets({Config("jsc-synthetic", 300, 1, 1e-3), Config("jsc-synthetic", 300, 1, 1e-2)},
+                    *store_, options_);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->distinct, 1);
   EXPECT_EQ(first->stored, 1);
@@ -119,10 +123,12 @@ TEST_F(DatasetArtifactsTest, SubmitRecordsTheHashInEveryJob) {
   options.coordinator.tick_interval_ms = 0;
   options.experiments.serve_datasets = true;
   options.experiments.data_dir = dir_.string();
-  auto server = Server::Start(options, NewInMemoryStore());
+  auto store = NewInMemoryStore();
+  const auto tokens = testing::AddTestTokens(*store);
+  auto server = Server::Start(options, std::move(store));
   ASSERT_TRUE(server.ok()) << server.status();
-  auto experiments = v1::Experiments::NewStub((*server)->InProcessChannel());
-  auto workers = v1::Workers::NewStub((*server)->InProcessChannel());
+  auto experiments = v1::Experiments::NewStub((*server)->InProcessChannel(tokens.alice));
+  auto workers = v1::Workers::NewStub((*server)->InProcessChannel(tokens.worker));
 
   v1::SubmitSweepRequest req;
   req.set_sweep_toml(R"(
@@ -158,7 +164,20 @@ bias_frac_width = 4
   ASSERT_EQ(jobs.jobs_size(), 4);  // 2 TRAIN + 2 TRANSFORM
   for (const auto& j : jobs.jobs()) EXPECT_EQ(j.dataset_sha256(), expected) << j.id();
 
-  // A worker can fetch it with the artifact stream.
+  // A worker that leased one of its jobs can fetch it with the artifact stream.
+  v1::RegisterRequest reg;
+  reg.set_device("cpu");
+  reg.set_slots(1);
+  v1::RegisterResponse registered;
+  grpc::ClientContext reg_ctx;
+  ASSERT_TRUE(workers->Register(&reg_ctx, reg, &registered).ok());
+  v1::LeaseRequest lease;
+  lease.set_worker_id(registered.worker_id());
+  lease.set_max_jobs(1);
+  v1::LeaseResponse leased;
+  grpc::ClientContext lease_ctx;
+  ASSERT_TRUE(workers->Lease(&lease_ctx, lease, &leased).ok());
+  ASSERT_EQ(leased.leases_size(), 1);
   grpc::ClientContext fetch_ctx;
   v1::FetchArtifactRequest fetch;
   fetch.set_sha256(expected);

@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "common/sha256.h"
 #include "server/job_state.h"
 
 namespace qsweep {
@@ -31,11 +32,11 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(scheduler_->Recover().ok());
   }
 
-  std::string Submit(const std::string& toml, const std::string& key = "") {
+  std::string Submit(const std::string &toml, const std::string &key = "") {
     v1::SubmitSweepRequest r;
     r.set_sweep_toml(toml);
     r.set_idempotency_key(key);
-    auto resp = scheduler_->SubmitSweep(r);
+    auto resp = scheduler_->SubmitSweep(user_, r);
     EXPECT_TRUE(resp.ok()) << resp.status();
     return resp.ok() ? resp->sweep().id() : "";
   }
@@ -45,56 +46,76 @@ class SchedulerTest : public ::testing::Test {
     r.set_name("test");
     r.set_device("cpu");
     r.set_slots(4);
-    return scheduler_->Register(r)->worker_id();
+    return scheduler_->Register(worker_, r)->worker_id();
   }
 
   // Lease without waiting; returns the response.
-  v1::LeaseResponse LeaseNow(const std::string& worker, int max_jobs,
-                             const std::string& request_id = "") {
+  v1::LeaseResponse LeaseNow(const std::string &worker, int max_jobs,
+                             const std::string &request_id = "") {
     v1::LeaseRequest r;
     r.set_worker_id(worker);
     r.set_max_jobs(max_jobs);
     r.set_request_id(request_id);
     std::optional<absl::StatusOr<v1::LeaseResponse>> got;
-    scheduler_->Lease(r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
+    scheduler_->Lease(worker_, r,
+                      [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
     EXPECT_TRUE(got.has_value());
     EXPECT_TRUE(got->ok()) << got->status();
     return got->ok() ? **got : v1::LeaseResponse();
   }
 
-  v1::HeartbeatResponse Beat(const std::string& worker, const v1::GrantedLease& lease,
+  v1::HeartbeatResponse Beat(const std::string &worker, const v1::GrantedLease &lease,
                              std::vector<v1::Metric> metrics = {}) {
     v1::HeartbeatRequest r;
     r.set_worker_id(worker);
-    auto* u = r.add_updates();
+    auto *u = r.add_updates();
     u->set_lease_id(lease.lease_id());
     u->set_epoch(lease.epoch());
     u->mutable_progress()->set_epoch(1);
-    for (auto& m : metrics) *u->add_metrics() = m;
-    auto resp = scheduler_->Heartbeat(r);
+    for (auto &m : metrics) *u->add_metrics() = m;
+    auto resp = scheduler_->Heartbeat(worker_, r);
     EXPECT_TRUE(resp.ok()) << resp.status();
     return *resp;
   }
 
-  absl::Status Complete(const v1::GrantedLease& lease, double acc = 0.5) {
+  absl::Status Complete(const v1::GrantedLease &lease, double acc = 0.5) {
     v1::CompleteRequest r;
     r.set_lease_id(lease.lease_id());
     r.set_epoch(lease.epoch());
     (*r.mutable_final_metrics())["test_acc_epoch"] = acc;
-    return scheduler_->Complete(r);
+    return scheduler_->Complete(worker_, r);
   }
 
-  absl::Status Fail(const v1::GrantedLease& lease, bool hand_back = false) {
+  absl::Status Fail(const v1::GrantedLease &lease, bool hand_back = false) {
     v1::FailRequest r;
     r.set_lease_id(lease.lease_id());
     r.set_epoch(lease.epoch());
     r.set_error("boom");
     r.set_hand_back(hand_back);
-    return scheduler_->Fail(r);
+    return scheduler_->Fail(worker_, r);
   }
 
-  v1::JobState StateOf(const std::string& job_id) { return store_->GetJob(job_id)->state(); }
+  v1::JobState StateOf(const std::string &job_id) { return store_->GetJob(job_id)->state(); }
 
+  // Stores `content` as the lease's job's artifact `name`, the way the
+  // UploadArtifact RPC does (lease check, then a link with the attempt).
+  std::string Upload(const v1::GrantedLease &lease, const std::string &name,
+                     const std::string &content) {
+    auto attempt =
+        scheduler_->CheckUpload(worker_, lease.lease_id(), lease.epoch(), lease.job().id());
+    EXPECT_TRUE(attempt.ok()) << attempt.status();
+    v1::ArtifactInfo info;
+    info.set_sha256(Sha256Hex(content));
+    info.set_kind("checkpoint");
+    info.set_job_id(lease.job().id());
+    info.set_name(name);
+    info.set_attempt(attempt.ok() ? *attempt : 0);
+    EXPECT_TRUE(store_->PutArtifact(info, content).ok());
+    return info.sha256();
+  }
+
+  Caller user_{"tok-alice", v1::ROLE_USER, "alice"};
+  Caller worker_{"tok-pool", v1::ROLE_WORKER, "pool"};
   FakeClock clock_;
   SchedulerOptions options_;
   std::unique_ptr<Store> store_;
@@ -206,7 +227,7 @@ TEST_F(SchedulerTest, RetriesThenFailedThenManualRetry) {
   EXPECT_TRUE(Fail(second).ok());  // repeated: harmless
   v1::RetryJobsRequest retry;
   retry.set_sweep_id(s);
-  EXPECT_EQ(*scheduler_->RetryJobs(retry), 1);
+  EXPECT_EQ(*scheduler_->RetryJobs(user_, retry), 1);
   EXPECT_EQ(StateOf(s + "-0"), v1::PENDING);
   auto third = LeaseNow(w, 1).leases(0);
   EXPECT_EQ(third.job().attempt(), 3);
@@ -226,14 +247,14 @@ TEST_F(SchedulerTest, CancelPendingAtOnceAndRunningOnNextHeartbeat) {
   std::string w = RegisterWorker();
   auto lease = LeaseNow(w, 1).leases(0);
   Beat(w, lease);
-  EXPECT_EQ(*scheduler_->CancelSweep(s), 2);
+  EXPECT_EQ(*scheduler_->CancelSweep(user_, s), 2);
   EXPECT_EQ(StateOf(s + "-1"), v1::CANCELLED);
   EXPECT_EQ(StateOf(s + "-0"), v1::RUNNING);
   EXPECT_EQ(Beat(w, lease).verdicts(0).action(), v1::CANCEL);
   EXPECT_EQ(StateOf(s + "-0"), v1::CANCELLED);
   EXPECT_EQ(Complete(lease).code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(*scheduler_->CancelSweep(s), 0);
-  EXPECT_EQ(scheduler_->CancelJob("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*scheduler_->CancelSweep(user_, s), 0);
+  EXPECT_EQ(scheduler_->CancelJob(user_, "nope").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(SchedulerTest, SubmitIsIdempotentByKey) {
@@ -248,7 +269,7 @@ TEST_F(SchedulerTest, BadSweepIsInvalidArgumentAndStoresNothing) {
   v1::SubmitSweepRequest r;
   r.set_sweep_toml("model = \"jsc-nope\"\ndataset = \"jsc\"\n");
   r.set_source_name("x.toml");
-  auto resp = scheduler_->SubmitSweep(r);
+  auto resp = scheduler_->SubmitSweep(user_, r);
   ASSERT_FALSE(resp.ok());
   EXPECT_EQ(resp.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(resp.status().message()), HasSubstr("jsc-nope"));
@@ -262,7 +283,8 @@ TEST_F(SchedulerTest, LongPollIsAnsweredByNewWorkOrAtItsDeadline) {
   r.set_max_jobs(1);
   r.set_wait_ms(10000);
   std::optional<absl::StatusOr<v1::LeaseResponse>> got;
-  scheduler_->Lease(r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
+  scheduler_->Lease(worker_, r,
+                    [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
   EXPECT_FALSE(got.has_value());
   std::string s = Submit(SweepToml(1));
   ASSERT_TRUE(got.has_value());
@@ -270,7 +292,8 @@ TEST_F(SchedulerTest, LongPollIsAnsweredByNewWorkOrAtItsDeadline) {
   EXPECT_EQ((*got)->leases(0).job().id(), s + "-0");
 
   got.reset();
-  scheduler_->Lease(r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
+  scheduler_->Lease(worker_, r,
+                    [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
   clock_.AdvanceMs(9999);
   scheduler_->Tick();
   EXPECT_FALSE(got.has_value());
@@ -296,10 +319,10 @@ TEST_F(SchedulerTest, RetriedRegisterIsTheSameWorker) {
   r.set_request_id("reg-1");
   r.set_device("cpu");
   r.set_slots(1);
-  std::string a = scheduler_->Register(r)->worker_id();
-  EXPECT_EQ(scheduler_->Register(r)->worker_id(), a);
+  std::string a = scheduler_->Register(worker_, r)->worker_id();
+  EXPECT_EQ(scheduler_->Register(worker_, r)->worker_id(), a);
   r.set_request_id("reg-2");
-  EXPECT_NE(scheduler_->Register(r)->worker_id(), a);
+  EXPECT_NE(scheduler_->Register(worker_, r)->worker_id(), a);
   EXPECT_EQ(scheduler_->Workers().size(), 2u);
 }
 
@@ -308,12 +331,13 @@ TEST_F(SchedulerTest, UnregisteredWorkerIsNotFound) {
   r.set_worker_id("w-ghost");
   r.set_max_jobs(1);
   std::optional<absl::StatusOr<v1::LeaseResponse>> got;
-  scheduler_->Lease(r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
+  scheduler_->Lease(worker_, r,
+                    [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->status().code(), absl::StatusCode::kNotFound);
   v1::HeartbeatRequest h;
   h.set_worker_id("w-ghost");
-  EXPECT_EQ(scheduler_->Heartbeat(h).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(scheduler_->Heartbeat(worker_, h).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(SchedulerTest, RecoveryKeepsLeasesForOneTtlThenRequeues) {
@@ -348,7 +372,7 @@ name = "NA"
 TEST_F(SchedulerTest, TransformWaitsForItsTrainJobsBestCheckpoint) {
   std::string s = Submit(SweepToml(2) + kPasses);
   EXPECT_EQ(store_->GetSweep(s)->num_jobs(), 4);
-  const v1::Job* t = scheduler_->FindJob(s + "-2");
+  const v1::Job *t = scheduler_->FindJob(s + "-2");
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->kind(), v1::TRANSFORM);
   EXPECT_EQ(t->depends_on(), s + "-0");
@@ -360,16 +384,17 @@ TEST_F(SchedulerTest, TransformWaitsForItsTrainJobsBestCheckpoint) {
   v1::CompleteRequest done;
   done.set_lease_id(trains.leases(0).lease_id());
   done.set_epoch(1);
-  done.set_best_checkpoint_sha256(std::string(64, 'a'));
-  auto* report = done.add_reports();
+  const std::string best = Upload(trains.leases(0), "best", "best weights");
+  done.set_best_checkpoint_sha256(best);
+  auto *report = done.add_reports();
   report->set_pass_name("train_summary");
   report->set_text("ok");
-  ASSERT_TRUE(scheduler_->Complete(done).ok());
+  ASSERT_TRUE(scheduler_->Complete(worker_, done).ok());
   EXPECT_EQ(store_->GetReport(s + "-0", "train_summary")->text(), "ok");
   auto transform = LeaseNow(w, 10);
   ASSERT_EQ(transform.leases_size(), 1);
   EXPECT_EQ(transform.leases(0).job().id(), s + "-2");
-  EXPECT_EQ(transform.leases(0).job().input_checkpoint_sha256(), std::string(64, 'a'));
+  EXPECT_EQ(transform.leases(0).job().input_checkpoint_sha256(), best);
 }
 
 TEST_F(SchedulerTest, FailedTrainCancelsItsTransformUntilRetried) {
@@ -381,7 +406,7 @@ TEST_F(SchedulerTest, FailedTrainCancelsItsTransformUntilRetried) {
   EXPECT_THAT(store_->GetJob(s + "-1")->error(), HasSubstr("FAILED"));
   v1::RetryJobsRequest retry;
   retry.set_sweep_id(s);
-  EXPECT_EQ(*scheduler_->RetryJobs(retry), 2);
+  EXPECT_EQ(*scheduler_->RetryJobs(user_, retry), 2);
   EXPECT_EQ(StateOf(s + "-1"), v1::PENDING);
   auto again = LeaseNow(w, 10);
   ASSERT_EQ(again.leases_size(), 1);            // the transform still waits for its input
@@ -397,30 +422,181 @@ TEST_F(SchedulerTest, SubmitTransformOnATrainJob) {
   req.set_request_id("r1");
   req.set_from_job_id(s + "-0");
   req.set_config_toml(kPasses);
-  auto t = scheduler_->SubmitTransform(req);
+  auto t = scheduler_->SubmitTransform(user_, req);
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_EQ(t->job().depends_on(), s + "-0");
-  EXPECT_EQ(scheduler_->SubmitTransform(req)->job().id(), t->job().id());  // same request id
+  EXPECT_EQ(scheduler_->SubmitTransform(user_, req)->job().id(),
+            t->job().id());  // same request id
   auto train = LeaseNow(w, 5);
   ASSERT_EQ(train.leases_size(), 1);  // the transform waits
   v1::CompleteRequest done;
   done.set_lease_id(train.leases(0).lease_id());
   done.set_epoch(1);
-  done.set_best_checkpoint_sha256(std::string(64, 'b'));
-  ASSERT_TRUE(scheduler_->Complete(done).ok());
+  done.set_best_checkpoint_sha256(Upload(train.leases(0), "best", "weights b"));
+  ASSERT_TRUE(scheduler_->Complete(worker_, done).ok());
   auto transform = LeaseNow(w, 5);
   ASSERT_EQ(transform.leases_size(), 1);
   EXPECT_EQ(transform.leases(0).job().id(), t->job().id());
   req.set_request_id("r2");
   req.set_from_job_id(t->job().id());
-  EXPECT_EQ(scheduler_->SubmitTransform(req).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(scheduler_->SubmitTransform(user_, req).status().code(),
+            absl::StatusCode::kInvalidArgument);
   req.set_from_job_id("nope");
-  EXPECT_EQ(scheduler_->SubmitTransform(req).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(scheduler_->SubmitTransform(user_, req).status().code(), absl::StatusCode::kNotFound);
   req.set_from_job_id(s + "-0");
   req.set_config_toml("[passes.quantise]\n");
-  auto bad = scheduler_->SubmitTransform(req);
+  auto bad = scheduler_->SubmitTransform(user_, req);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("quantise"));
+}
+
+// --- identity: owners, worker tokens, lease secrets, artifacts ---
+
+TEST_F(SchedulerTest, AnotherUsersSweepIsAnsweredLikeAMissingOne) {
+  std::string s = Submit(SweepToml(2));
+  EXPECT_EQ(store_->GetSweep(s)->owner(), "alice");
+  const Caller bob{"tok-bob", v1::ROLE_USER, "bob"};
+  auto cancel = scheduler_->CancelSweep(bob, s);
+  EXPECT_EQ(cancel.status().code(), absl::StatusCode::kNotFound);
+  // The same words as for an id that does not exist.
+  EXPECT_EQ(cancel.status().message(), absl::StrCat("no sweep '", s, "'"));
+  EXPECT_EQ(scheduler_->CancelSweep(bob, "sw-missing").status().message(), "no sweep 'sw-missing'");
+  EXPECT_EQ(scheduler_->CancelJob(bob, s + "-0").status().code(), absl::StatusCode::kNotFound);
+  v1::RetryJobsRequest retry;
+  retry.set_sweep_id(s);
+  EXPECT_EQ(scheduler_->RetryJobs(bob, retry).status().code(), absl::StatusCode::kNotFound);
+  retry.clear_sweep_id();
+  retry.add_job_ids(s + "-1");
+  EXPECT_EQ(scheduler_->RetryJobs(bob, retry).status().code(), absl::StatusCode::kNotFound);
+  v1::SubmitTransformRequest t;
+  t.set_from_job_id(s + "-0");
+  t.set_config_toml(kPasses);
+  EXPECT_EQ(scheduler_->SubmitTransform(bob, t).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(StateOf(s + "-0"), v1::PENDING);  // nothing changed
+  // An admin may act on every sweep.
+  const Caller admin{"tok-admin", v1::ROLE_ADMIN, "admin"};
+  EXPECT_EQ(*scheduler_->CancelJob(admin, s + "-0"), 1);
+  EXPECT_EQ(StateOf(s + "-0"), v1::CANCELLED);
+}
+
+TEST_F(SchedulerTest, IdempotencyKeysArePerOwner) {
+  std::string a = Submit(SweepToml(1), "same-key");
+  v1::SubmitSweepRequest r;
+  r.set_sweep_toml(SweepToml(1));
+  r.set_idempotency_key("same-key");
+  auto bob = scheduler_->SubmitSweep(Caller{"tok-bob", v1::ROLE_USER, "bob"}, r);
+  ASSERT_TRUE(bob.ok()) << bob.status();
+  EXPECT_FALSE(bob->existing());  // bob never learns alice's sweep
+  EXPECT_NE(bob->sweep().id(), a);
+  EXPECT_EQ(bob->sweep().owner(), "bob");
+  EXPECT_EQ(Submit(SweepToml(1), "same-key"), a);  // alice's retry finds hers
+}
+
+TEST_F(SchedulerTest, LeasesAreUsableOnlyByTheWorkerTokenThatHoldsThem) {
+  Submit(SweepToml(1));
+  std::string w = RegisterWorker();
+  const Caller other{"tok-other", v1::ROLE_WORKER, "pool"};
+  v1::LeaseRequest lr;
+  lr.set_worker_id(w);
+  lr.set_max_jobs(1);
+  std::optional<absl::StatusOr<v1::LeaseResponse>> got;
+  scheduler_->Lease(other, lr, [&](absl::StatusOr<v1::LeaseResponse> r) { got = std::move(r); });
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kPermissionDenied);
+  auto lease = LeaseNow(w, 1).leases(0);
+  v1::HeartbeatRequest h;
+  h.set_worker_id(w);
+  EXPECT_EQ(scheduler_->Heartbeat(other, h).status().code(), absl::StatusCode::kPermissionDenied);
+  v1::CompleteRequest done;
+  done.set_lease_id(lease.lease_id());
+  done.set_epoch(lease.epoch());
+  EXPECT_EQ(scheduler_->Complete(other, done).code(), absl::StatusCode::kPermissionDenied);
+  v1::FailRequest fail;
+  fail.set_lease_id(lease.lease_id());
+  fail.set_epoch(lease.epoch());
+  EXPECT_EQ(scheduler_->Fail(other, fail).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(scheduler_->CheckUpload(other, lease.lease_id(), lease.epoch(), lease.job().id())
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(StateOf(lease.job().id()),
+            v1::LEASED);  // none of it changed the job
+  // A second worker of the same token cannot renew the first one's lease.
+  std::string w2 = RegisterWorker();
+  EXPECT_EQ(Beat(w2, lease).verdicts(0).action(), v1::LOST);
+  EXPECT_EQ(Beat(w, lease).verdicts(0).action(), v1::CONTINUE);
+}
+
+TEST_F(SchedulerTest, LeaseIdsAreSecretsThatCannotBeGuessed) {
+  std::string s = Submit(SweepToml(2));
+  std::string w = RegisterWorker();
+  auto leases = LeaseNow(w, 2);
+  ASSERT_EQ(leases.leases_size(), 2);
+  const std::string &id = leases.leases(0).lease_id();
+  EXPECT_THAT(id, ::testing::StartsWith(s + "-0#1#"));
+  EXPECT_EQ(id.size(), (s + "-0#1#").size() + 32);
+  EXPECT_NE(id.substr(id.size() - 32), leases.leases(1).lease_id().substr(id.size() - 32));
+  // The old, predictable form "<job>#<epoch>" no longer works.
+  v1::CompleteRequest forged;
+  forged.set_lease_id(s + "-0#1");
+  forged.set_epoch(1);
+  auto st = scheduler_->Complete(worker_, forged);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(st.message()),
+              ::testing::Not(HasSubstr("#")));  // never echoed
+  EXPECT_EQ(StateOf(s + "-0"), v1::LEASED);
+}
+
+TEST_F(SchedulerTest, UploadsBelongToTheCurrentLeaseAndCompleteRecordsTheirHashes) {
+  std::string s = Submit(SweepToml(2));
+  std::string w = RegisterWorker();
+  auto leases = LeaseNow(w, 2);
+  const auto &a = leases.leases(0);
+  const auto &b = leases.leases(1);
+  // Another job's lease, or a stale epoch, cannot upload for job a.
+  EXPECT_EQ(scheduler_->CheckUpload(worker_, b.lease_id(), b.epoch(), a.job().id()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      scheduler_->CheckUpload(worker_, a.lease_id(), a.epoch() + 1, a.job().id()).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  // Complete must name what this attempt uploaded.
+  v1::CompleteRequest done;
+  done.set_lease_id(a.lease_id());
+  done.set_epoch(a.epoch());
+  done.set_best_checkpoint_sha256(Sha256Hex("never uploaded"));
+  auto st = scheduler_->Complete(worker_, done);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(st.message()), HasSubstr("best_checkpoint_sha256"));
+  const std::string best = Upload(a, "best", "best weights");
+  const std::string sd = Upload(a, "best_state_dict", "state dict");
+  done.set_best_checkpoint_sha256(best);
+  ASSERT_TRUE(scheduler_->Complete(worker_, done).ok());
+  auto job = store_->GetJob(a.job().id());
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->artifact_sha256().at("best"), best);
+  EXPECT_EQ(job->artifact_sha256().at("best_state_dict"), sd);
+  // Once the job succeeded, nobody can replace its artifacts.
+  EXPECT_EQ(scheduler_->CheckUpload(worker_, a.lease_id(), a.epoch(), a.job().id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(SchedulerTest, AStaleAttemptsUploadIsNotLinkedToTheNewAttempt) {
+  std::string s = Submit(SweepToml(1));
+  std::string w = RegisterWorker();
+  auto first = LeaseNow(w, 1).leases(0);
+  Upload(first, "best", "old weights");
+  clock_.AdvanceMs(options_.lease_ttl_ms + 1);
+  scheduler_->Tick();  // the first lease expires
+  auto second = LeaseNow(w, 1).leases(0);
+  EXPECT_EQ(second.epoch(), first.epoch() + 1);
+  EXPECT_EQ(
+      scheduler_->CheckUpload(worker_, first.lease_id(), first.epoch(), s + "-0").status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  v1::CompleteRequest done;
+  done.set_lease_id(second.lease_id());
+  done.set_epoch(second.epoch());
+  done.set_best_checkpoint_sha256(Sha256Hex("old weights"));  // attempt 1's upload
+  EXPECT_EQ(scheduler_->Complete(worker_, done).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(JobStateTest, TransitionRejectsIllegalMoves) {

@@ -14,6 +14,7 @@
 #include "qsweep/v1/workers.grpc.pb.h"
 #include "server/server.h"
 #include "storage/sqlite_store.h"
+#include "tests/test_util/test_tokens.h"
 
 namespace qsweep {
 namespace {
@@ -38,12 +39,12 @@ class ServiceTest : public ::testing::Test {
     options.listen = "";
     options.coordinator.tick_interval_ms = 0;
     options.experiments.watch_interval_ms = 1;
+    tokens_ = testing::AddTestTokens(*store);
     auto server = Server::Start(options, std::move(store), &clock_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    auto channel = server_->InProcessChannel();
-    experiments_ = v1::Experiments::NewStub(channel);
-    workers_ = v1::Workers::NewStub(channel);
+    experiments_ = v1::Experiments::NewStub(server_->InProcessChannel(tokens_.alice));
+    workers_ = v1::Workers::NewStub(server_->InProcessChannel(tokens_.worker));
   }
 
   std::string Submit(const std::string& key = "") {
@@ -99,6 +100,7 @@ class ServiceTest : public ::testing::Test {
   }
 
   FakeClock clock_;
+  testing::TestTokens tokens_;
   std::unique_ptr<Server> server_;
   std::unique_ptr<v1::Experiments::Stub> experiments_;
   std::unique_ptr<v1::Workers::Stub> workers_;
@@ -166,6 +168,8 @@ TEST_F(ServiceTest, ArtifactsUploadVerifyAndDownload) {
     chunk.mutable_info()->set_kind("checkpoint");
     chunk.mutable_info()->set_job_id(lease.job().id());
     chunk.mutable_info()->set_name("best");
+    chunk.set_lease_id(lease.lease_id());
+    chunk.set_lease_epoch(lease.epoch());
     chunk.set_data(content.substr(0, 1 << 20));
     ASSERT_TRUE(writer->Write(chunk));
     chunk.Clear();
@@ -183,6 +187,10 @@ TEST_F(ServiceTest, ArtifactsUploadVerifyAndDownload) {
     v1::ArtifactChunk chunk;
     chunk.mutable_info()->set_sha256(sha);
     chunk.mutable_info()->set_kind("checkpoint");
+    chunk.mutable_info()->set_job_id(lease.job().id());
+    chunk.mutable_info()->set_name("best");
+    chunk.set_lease_id(lease.lease_id());
+    chunk.set_lease_epoch(lease.epoch());
     chunk.set_data("other");
     writer->Write(chunk);
     writer->WritesDone();

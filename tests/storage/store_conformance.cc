@@ -216,5 +216,40 @@ TEST_P(StoreConformanceTest, ReportsAndWorkersUpsert) {
   EXPECT_EQ((*workers)[0].slots(), 4);
 }
 
+TEST_P(StoreConformanceTest, TokensCreateListRevoke) {
+  v1::Token a, b;
+  a.set_id("aaaaaaaaaaaa");
+  a.set_sha256("hash-a");
+  a.set_role(v1::ROLE_ADMIN);
+  a.set_owner("admin");
+  b.set_id("bbbbbbbbbbbb");
+  b.set_role(v1::ROLE_USER);
+  b.set_owner("alice");
+  ASSERT_TRUE(store_->CreateToken(a).ok());
+  ASSERT_TRUE(store_->CreateToken(b).ok());
+  a.set_owner("mallory");
+  EXPECT_EQ(store_->CreateToken(a).code(), absl::StatusCode::kAlreadyExists);
+  auto got = store_->GetToken("aaaaaaaaaaaa");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->owner(), "admin");  // the duplicate changed nothing
+  EXPECT_EQ(got->sha256(), "hash-a");
+  EXPECT_EQ(store_->GetToken("nope").status().code(), absl::StatusCode::kNotFound);
+
+  auto revoked = store_->RevokeToken("bbbbbbbbbbbb", 1234);
+  ASSERT_TRUE(revoked.ok());
+  EXPECT_TRUE(*revoked);
+  revoked = store_->RevokeToken("bbbbbbbbbbbb", 9999);
+  ASSERT_TRUE(revoked.ok());
+  EXPECT_FALSE(*revoked);  // already revoked: the first time stays
+  EXPECT_EQ(store_->GetToken("bbbbbbbbbbbb")->revoked_unix_ms(), 1234);
+  EXPECT_EQ(store_->RevokeToken("nope", 1).status().code(), absl::StatusCode::kNotFound);
+
+  auto all = store_->ListTokens();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id(), "aaaaaaaaaaaa");
+  EXPECT_EQ((*all)[1].role(), v1::ROLE_USER);
+}
+
 }  // namespace
 }  // namespace qsweep
