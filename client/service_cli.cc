@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/service_cli_internal.h"
+#include "common/limits.h"
 #include "common/table.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
 
@@ -114,9 +115,16 @@ int Status(Common& c, const std::string& sweep_id) {
   Deadline(ctx);
   grpc::Status s;
   if (sweep_id.empty()) {
-    v1::ListSweepsResponse resp;
-    s = stub->ListSweeps(&ctx, v1::ListSweepsRequest(), &resp);
-    sweeps.assign(resp.sweeps().begin(), resp.sweeps().end());
+    v1::ListSweepsRequest req;
+    do {  // the server answers in pages: follow them
+      v1::ListSweepsResponse resp;
+      grpc::ClientContext page_ctx;
+      Deadline(page_ctx);
+      s = stub->ListSweeps(&page_ctx, req, &resp);
+      if (!s.ok()) break;
+      for (auto& w : *resp.mutable_sweeps()) sweeps.push_back(std::move(w));
+      req.set_page_token(resp.next_page_token());
+    } while (!req.page_token().empty());
   } else {
     v1::GetSweepRequest req;
     req.set_sweep_id(sweep_id);
@@ -143,11 +151,19 @@ int Status(Common& c, const std::string& sweep_id) {
   return 0;
 }
 
+// What a watch knows: the latest summary, and the latest copy of each job
+// (events carry only the jobs that changed).
+struct WatchState {
+  v1::SweepSummary summary;
+  std::map<std::string, v1::Job> jobs;
+};
+
 // Fraction of the sweep's work done, counting running jobs' epochs.
-double Fraction(const v1::WatchSweepEvent& e) {
-  if (e.jobs_size() == 0) return 1.0;
+double Fraction(const WatchState& e) {
+  const int total = e.summary.sweep().num_jobs();
+  if (total <= 0) return 1.0;
   double done = 0;
-  for (const auto& j : e.jobs()) {
+  for (const auto& [id, j] : e.jobs) {
     if (j.state() == v1::SUCCEEDED || j.state() == v1::FAILED || j.state() == v1::CANCELLED) {
       done += 1;
     } else if (j.state() == v1::RUNNING && j.progress().max_epochs() > 0) {
@@ -158,11 +174,11 @@ double Fraction(const v1::WatchSweepEvent& e) {
       done += std::min(1.0, (double(p.epoch()) + batches) / double(p.max_epochs()));
     }
   }
-  return done / e.jobs_size();
+  return std::min(1.0, done / total);
 }
 
-std::string ProgressLine(const v1::WatchSweepEvent& e, double seconds, bool bar) {
-  const auto& s = e.summary();
+std::string ProgressLine(const WatchState& e, double seconds, bool bar) {
+  const auto& s = e.summary;
   const double f = Fraction(e);
   std::string line;
   if (bar) {
@@ -183,29 +199,31 @@ int Watch(Common& c, const std::string& sweep_id) {
   auto reader = Stub(c)->WatchSweep(&ctx, req);
   const bool tty = c.out == &std::cout && isatty(STDOUT_FILENO);
   const auto start = std::chrono::steady_clock::now();
-  v1::WatchSweepEvent e, last;
+  v1::WatchSweepEvent e;
+  WatchState last;
   bool any = false;
   std::string last_plain;  // without a terminal, a line only when the counts change
   while (reader->Read(&e)) {
+    last.summary = e.summary();
+    for (auto& j : *e.mutable_jobs()) last.jobs[j.id()] = std::move(j);
+    any = true;
+    if (e.more_jobs()) continue;  // the rest of this update follows
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (c.format == "json")
-      *c.out << SummaryJson(e.summary()).dump() << "\n";
+      *c.out << SummaryJson(last.summary).dump() << "\n";
     else if (tty)
-      *c.out << "\r" << ProgressLine(e, secs, true) << "\033[K" << std::flush;
-    else if (std::string counts = ProgressLine(e, 0, false); counts != last_plain) {
-      *c.out << ProgressLine(e, secs, false) << "\n" << std::flush;
+      *c.out << "\r" << ProgressLine(last, secs, true) << "\033[K" << std::flush;
+    else if (std::string counts = ProgressLine(last, 0, false); counts != last_plain) {
+      *c.out << ProgressLine(last, secs, false) << "\n" << std::flush;
       last_plain = counts;
     }
-    last = e;
-    any = true;
   }
   if (tty && c.format != "json") *c.out << "\n";
   grpc::Status s = reader->Finish();
   if (!s.ok()) return RpcError(c, s);
   if (any && c.format != "json")
-    *c.out << "sweep " << sweep_id << " finished: " << last.summary().succeeded() << " succeeded, "
-           << last.summary().failed() << " failed, " << last.summary().cancelled()
-           << " cancelled\n";
+    *c.out << "sweep " << sweep_id << " finished: " << last.summary.succeeded() << " succeeded, "
+           << last.summary.failed() << " failed, " << last.summary.cancelled() << " cancelled\n";
   return 0;
 }
 
@@ -416,6 +434,13 @@ int CheckpointGet(Common& c, const std::string& job_id, const std::string& name,
   std::string sha;
   while (reader->Read(&chunk)) {
     if (chunk.has_info()) sha = chunk.info().sha256();
+    if (static_cast<int64_t>(bytes.size() + chunk.data().size()) > kMaxArtifactBytes) {
+      ctx.TryCancel();
+      (void)reader->Finish();  // ends the call; its status is CANCELLED
+      *c.err << "qsweep: artifact '" << name << "' of job " << job_id << " is larger than "
+             << kMaxArtifactBytes << " bytes; not written\n";
+      return 1;
+    }
     bytes += chunk.data();
   }
   grpc::Status s = reader->Finish();

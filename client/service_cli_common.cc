@@ -69,12 +69,18 @@ absl::StatusOr<std::vector<v1::Job>> FetchJobs(Common& c, const std::string& swe
   req.set_sort_by(sort);
   req.set_descending(!asc && sort != "index" && sort != "state");
   req.set_state(state);
-  v1::ListJobsResponse resp;
-  grpc::ClientContext ctx;
-  Deadline(ctx);
-  status = Stub(c)->ListJobs(&ctx, req, &resp);
-  if (!status.ok()) return absl::UnknownError("rpc");
-  return std::vector<v1::Job>(resp.jobs().begin(), resp.jobs().end());
+  auto stub = Stub(c);
+  std::vector<v1::Job> jobs;
+  do {  // the server answers in pages: follow them
+    v1::ListJobsResponse resp;
+    grpc::ClientContext ctx;
+    Deadline(ctx);
+    status = stub->ListJobs(&ctx, req, &resp);
+    if (!status.ok()) return absl::UnknownError("rpc");
+    for (auto& j : *resp.mutable_jobs()) jobs.push_back(std::move(j));
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return jobs;
 }
 
 }  // namespace qsweep::service_cli_internal

@@ -38,9 +38,24 @@ void BlobWriteReactor::OnWriteDone(bool ok) {
   WriteNext();
 }
 
-UploadReactor::UploadReactor(Store& store, v1::UploadArtifactResponse* response)
-    : store_(store), response_(response) {
+UploadReactor::UploadReactor(Store& store, UploadBudget& budget,
+                             v1::UploadArtifactResponse* response)
+    : store_(store), budget_(budget), response_(response) {
+  const int32_t before = budget_.uploads.fetch_add(1);
+  counted_ = true;
+  if (before >= kMaxConcurrentUploads) {
+    Finish(ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat("the server is receiving ", before, " uploads; the limit is ",
+                     kMaxConcurrentUploads, " at once (retry later)"))));
+    return;
+  }
   StartRead(&chunk_);
+}
+
+void UploadReactor::OnDone() {
+  if (counted_) budget_.uploads.fetch_sub(1);
+  budget_.bytes.fetch_sub(held_);
+  delete this;
 }
 
 void UploadReactor::OnReadDone(bool ok) {
@@ -56,9 +71,20 @@ void UploadReactor::OnReadDone(bool ok) {
     info_ = chunk_.info();
     have_info_ = true;
   }
-  if (bytes_.size() + chunk_.data().size() > kMaxArtifactBytes) {
+  const int64_t size = static_cast<int64_t>(bytes_.size() + chunk_.data().size());
+  if (size > kMaxArtifactBytes) {
     Finish(ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("field 'data' exceeds the artifact limit of ", kMaxArtifactBytes, " bytes"))));
+        absl::StrCat("field 'data' of artifact ", info_.sha256(), " is at least ", size,
+                     " bytes; the limit is ", kMaxArtifactBytes, " bytes"))));
+    return;
+  }
+  const int64_t chunk = static_cast<int64_t>(chunk_.data().size());
+  const int64_t in_flight = budget_.bytes.fetch_add(chunk) + chunk;
+  held_ += chunk;
+  if (in_flight > kMaxUploadBytesInFlight) {
+    Finish(ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat("uploads in progress hold ", in_flight, " bytes; the limit is ",
+                     kMaxUploadBytesInFlight, " bytes (retry later)"))));
     return;
   }
   bytes_ += chunk_.data();

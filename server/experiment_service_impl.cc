@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -13,7 +14,9 @@
 #include "server/grpc_status_util.h"
 #include "server/strand_reactor.h"
 #include "server/job_query.h"
+#include "server/paged_queries.h"
 #include "server/sweep.h"
+#include "server/sweep_limits.h"
 #include "server/validation.h"
 
 namespace qsweep {
@@ -25,79 +28,6 @@ grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Sta
   reactor->Finish(ToGrpcStatus(s));
   return reactor;
 }
-
-absl::StatusOr<v1::SweepSummary> LoadSummary(Store& store, const std::string& sweep_id) {
-  QSWEEP_ASSIGN_OR_RETURN(v1::Sweep sweep, store.GetSweep(sweep_id));
-  JobFilter filter;
-  filter.sweep_id = sweep_id;
-  QSWEEP_ASSIGN_OR_RETURN(auto jobs, store.ListJobs(filter));
-  return Summarize(sweep, jobs);
-}
-
-// Streams the sweep's summary and jobs now and whenever they change (looked
-// at every interval) until the sweep is finished or the client goes away. Exactly one write or one
-// alarm is outstanding at any time, and Finish is called only from their completions, so the
-// reactor is never deleted under a pending callback.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> {
- public:
-  WatchReactor(Store& store, std::string sweep_id, int64_t interval_ms)
-      : store_(store), sweep_id_(std::move(sweep_id)), interval_ms_(interval_ms) {
-    Poll();
-  }
-  void OnWriteDone(bool ok) override {
-    if (!ok || finished_sweep_) {
-      Finish(ok ? grpc::Status::OK : grpc::Status(grpc::StatusCode::CANCELLED, "client left"));
-      return;
-    }
-    alarm_.Set(std::chrono::system_clock::now() + std::chrono::milliseconds(interval_ms_),
-               [this](bool) { Poll(); });
-  }
-  // A pending alarm fires within one interval and Poll() then finishes; the
-  // alarm is not touched here, so it is only ever used from its own callback
-  // and OnWriteDone (never two threads at once).
-  void OnCancel() override { cancelled_ = true; }
-  void OnDone() override { delete this; }
-
- private:
-  void Poll() {
-    if (cancelled_) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client left"));
-      return;
-    }
-    auto summary = LoadSummary(store_, sweep_id_);
-    JobFilter filter;
-    filter.sweep_id = sweep_id_;
-    auto jobs = store_.ListJobs(filter);
-    if (!summary.ok() || !jobs.ok()) {
-      Finish(ToGrpcStatus(summary.ok() ? jobs.status() : summary.status()));
-      return;
-    }
-    event_.Clear();
-    *event_.mutable_summary() = *summary;
-    for (auto& j : *jobs) {
-      j.clear_config_json();  // keep the stream light; GetJob has the config
-      *event_.add_jobs() = std::move(j);
-    }
-    finished_sweep_ = SweepFinished(*summary);
-    std::string snapshot = event_.SerializeAsString();
-    if (snapshot == last_sent_ && !finished_sweep_) {  // nothing new: look again later
-      alarm_.Set(std::chrono::system_clock::now() + std::chrono::milliseconds(interval_ms_),
-                 [this](bool) { Poll(); });
-      return;
-    }
-    last_sent_ = std::move(snapshot);
-    StartWrite(&event_);
-  }
-
-  Store& store_;
-  const std::string sweep_id_;
-  const int64_t interval_ms_;
-  grpc::Alarm alarm_;
-  v1::WatchSweepEvent event_;
-  std::string last_sent_;
-  bool finished_sweep_ = false;
-  std::atomic<bool> cancelled_{false};
-};
 
 template <typename Response>
 class ErrorWriter final : public grpc::ServerWriteReactor<Response> {
@@ -133,12 +63,28 @@ absl::StatusOr<std::vector<std::string>> ExperimentServiceImpl::ServeSweepDatase
   if (!key.empty() && store_.FindSweepByIdempotencyKey(key).ok())
     return std::vector<std::string>();  // the scheduler answers with the earlier sweep
   const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
-  auto plan = ExpandSweep(request.sweep_toml(), source);
+  // Within the limits before anything is prepared (e.g. synthetic_rows).
+  auto plan = ExpandSweepForService(request.sweep_toml(), source);
   if (!plan.ok()) return std::vector<std::string>();  // the scheduler reports the same error
   DatasetServeOptions options;
   options.data_dir = options_.data_dir;
-  QSWEEP_ASSIGN_OR_RETURN(ServedDatasets served, ServeDatasets(plan->configs, store_, options));
-  return std::move(served.sha256);
+  // One config per distinct dataset request: trials' configs are not all
+  // held at once (the base config may be large).
+  std::vector<nlohmann::json> distinct;
+  std::map<std::string, size_t> index_of_key;
+  std::vector<size_t> index_of_trial;
+  for (size_t i = 0; i < plan->trials.size(); ++i) {
+    nlohmann::json config = TrialConfig(*plan, i);
+    QSWEEP_ASSIGN_OR_RETURN(std::string key, DatasetKeyOf(config));
+    auto [it, added] = index_of_key.try_emplace(key, distinct.size());
+    if (added) distinct.push_back(std::move(config));
+    index_of_trial.push_back(it->second);
+  }
+  QSWEEP_ASSIGN_OR_RETURN(ServedDatasets served, ServeDatasets(distinct, store_, options));
+  std::vector<std::string> hashes;
+  hashes.reserve(index_of_trial.size());
+  for (size_t i : index_of_trial) hashes.push_back(served.sha256[i]);
+  return hashes;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetSweep(grpc::CallbackServerContext* ctx,
@@ -154,17 +100,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::ListSweeps(grpc::CallbackServer
                                                             const v1::ListSweepsRequest* request,
                                                             v1::ListSweepsResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto sweeps = store_.ListSweeps();
-  if (!sweeps.ok()) return Done(ctx, sweeps.status());
-  size_t first = 0;
-  if (request->limit() > 0 && sweeps->size() > static_cast<size_t>(request->limit()))
-    first = sweeps->size() - static_cast<size_t>(request->limit());  // the newest
-  for (size_t i = first; i < sweeps->size(); ++i) {
-    auto summary = LoadSummary(store_, (*sweeps)[i].id());
-    if (!summary.ok()) return Done(ctx, summary.status());
-    *response->add_sweeps() = std::move(*summary);
-  }
-  return Done(ctx, absl::OkStatus());
+  return Done(ctx, MoveInto(ListSweepsPage(store_, *request), response));
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
@@ -186,7 +122,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetJob(grpc::CallbackServerCont
                                                         const v1::GetJobRequest* request,
                                                         v1::GetJobResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto job = store_.GetJob(request->job_id());
+  auto job = LoadFullJob(store_, request->job_id());  // with its config
   if (!job.ok()) return Done(ctx, job.status());
   auto attempts = store_.ListAttempts(request->job_id());
   auto artifacts = store_.ListArtifacts(request->job_id());
@@ -203,7 +139,8 @@ grpc::ServerWriteReactor<v1::WatchSweepEvent>* ExperimentServiceImpl::WatchSweep
   if (auto s = Validate(*request); !s.ok()) return new ErrorWriter<v1::WatchSweepEvent>(s);
   if (auto sweep = store_.GetSweep(request->sweep_id()); !sweep.ok())
     return new ErrorWriter<v1::WatchSweepEvent>(sweep.status());
-  return new WatchReactor(store_, request->sweep_id(), options_.watch_interval_ms);
+  return new WatchReactor(store_, request->sweep_id(), options_.watch_interval_ms,
+                          request->page_size());
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelSweep(grpc::CallbackServerContext* ctx,

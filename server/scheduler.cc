@@ -8,8 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "server/job_config.h"
 #include "server/job_state.h"
 #include "server/sweep.h"
+#include "server/sweep_limits.h"
 
 namespace qsweep {
 
@@ -20,12 +22,59 @@ std::string Scheduler::NewId(const char* prefix) {
   return absl::StrFormat("%s%08x", prefix, static_cast<uint32_t>(rng_()));
 }
 
+namespace {
+
+// The key of a Register call's idempotency: caller, worker name, request id.
+std::string RegisterKey(const std::string& identity, const std::string& name,
+                        const std::string& request_id) {
+  return absl::StrCat(identity.size(), ":", identity, name.size(), ":", name, request_id);
+}
+
+// The identity a worker row counts against ("" in rows of older servers).
+const std::string& IdentityOf(const v1::WorkerInfo& w) {
+  return w.identity().empty() ? w.name() : w.identity();
+}
+
+}  // namespace
+
+void Scheduler::AddWorker(v1::WorkerInfo worker) {
+  if (!worker.register_request_id().empty())
+    registered_[RegisterKey(IdentityOf(worker), worker.name(), worker.register_request_id())] =
+        worker.id();
+  ++workers_per_identity_[IdentityOf(worker)];
+  const std::string id = worker.id();
+  workers_[id] = std::move(worker);
+}
+
+void Scheduler::RemoveWorker(const std::string& worker_id) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return;
+  const v1::WorkerInfo& w = it->second;
+  if (!w.register_request_id().empty())
+    registered_.erase(RegisterKey(IdentityOf(w), w.name(), w.register_request_id()));
+  if (--workers_per_identity_[IdentityOf(w)] <= 0) workers_per_identity_.erase(IdentityOf(w));
+  workers_.erase(it);
+}
+
+void Scheduler::ExpireWorkers() {
+  const int64_t now = clock_.NowMs();
+  std::set<std::string> busy;
+  for (const auto& [lease, job_id] : leases_) busy.insert(jobs_.at(job_id).worker_id());
+  std::vector<std::string> stale;
+  for (const auto& [id, w] : workers_)
+    if (now - w.last_seen_unix_ms() > options_.worker_expiry_ms && !busy.count(id))
+      stale.push_back(id);
+  for (const auto& id : stale)
+    if (store_.DeleteWorker(id).ok()) RemoveWorker(id);  // else: tried again at the next Tick
+}
+
 Scheduler::PendingKey Scheduler::KeyOf(const v1::Job& job) const {
   auto seq = sweep_seq_.find(job.sweep_id());
   return {-job.priority(), seq == sweep_seq_.end() ? 0 : seq->second, job.index(), job.id()};
 }
 
 void Scheduler::Index(const v1::Job& job) {
+  if (!job.depends_on().empty()) dependents_[job.depends_on()].insert(job.id());
   if (job.state() == v1::PENDING) pending_.insert(KeyOf(job));
   if (IsActive(job.state())) {
     leases_[job.lease_id()] = job.id();
@@ -76,7 +125,11 @@ absl::Status Scheduler::CommitClosingAttempt(const v1::Job& next, v1::JobState a
 
 absl::Status Scheduler::Recover() {
   QSWEEP_ASSIGN_OR_RETURN(auto workers, store_.ListWorkers());
-  for (auto& w : workers) workers_[w.id()] = std::move(w);
+  for (auto& w : workers) {
+    // Seen now: a worker gets one whole expiry period to come back.
+    w.set_last_seen_unix_ms(std::max(w.last_seen_unix_ms(), clock_.NowMs()));
+    AddWorker(std::move(w));
+  }
   QSWEEP_ASSIGN_OR_RETURN(auto sweeps, store_.ListSweeps());
   for (auto& s : sweeps) {
     sweep_seq_[s.id()] = next_sweep_seq_++;
@@ -104,19 +157,18 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   if (!key.empty()) {
     auto existing = store_.FindSweepByIdempotencyKey(key);
     if (existing.ok()) {
-      *response.mutable_sweep() = *existing;
+      *response.mutable_sweep() = ListedSweep(*existing);
       response.set_existing(true);
       return response;
     }
     if (!absl::IsNotFound(existing.status())) return existing.status();
   }
   const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
-  auto plan = ExpandSweep(request.sweep_toml(), source);
+  auto plan = ExpandSweepForService(request.sweep_toml(), source);
   if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
-  if (!dataset_sha256.empty() && dataset_sha256.size() != plan->configs.size()) {
-    return absl::InternalError(absl::StrCat("got ", dataset_sha256.size(),
-                                            " dataset hashes for ", plan->configs.size(),
-                                            " trials"));
+  if (!dataset_sha256.empty() && dataset_sha256.size() != plan->trials.size()) {
+    return absl::InternalError(absl::StrCat("got ", dataset_sha256.size(), " dataset hashes for ",
+                                            plan->trials.size(), " trials"));
   }
 
   v1::Sweep sweep;
@@ -128,16 +180,16 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   sweep.set_retries(plan->retries);
   sweep.set_priority(plan->priority);
   sweep.set_created_unix_ms(clock_.NowMs());
-  sweep.set_num_jobs(static_cast<int32_t>(plan->configs.size()));
+  // The base config is stored once, here; each job stores only its trial.
+  sweep.set_base_config_json(plan->base.dump());
   std::vector<v1::Job> jobs;
-  for (size_t i = 0; i < plan->configs.size(); ++i) {
+  for (size_t i = 0; i < plan->trials.size(); ++i) {
     v1::Job j;
     j.set_id(absl::StrCat(sweep.id(), "-", i));
     j.set_sweep_id(sweep.id());
     j.set_index(static_cast<int32_t>(i));
     j.set_kind(v1::TRAIN);
     j.set_state(v1::PENDING);
-    j.set_config_json(plan->configs[i].dump());
     j.set_trial_json(plan->trials[i].dump());
     if (!dataset_sha256.empty()) j.set_dataset_sha256(dataset_sha256[i]);
     j.set_priority(plan->priority);
@@ -146,7 +198,7 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
     j.set_updated_unix_ms(sweep.created_unix_ms());
     jobs.push_back(std::move(j));
   }
-  if (plan->transform) AddTransformJobs(*plan, request.sweep_toml(), jobs);
+  if (plan->transform) AddTransformJobs(*plan, jobs);
   sweep.set_num_jobs(static_cast<int32_t>(jobs.size()));
   QSWEEP_RETURN_IF_ERROR(store_.CreateSweep(sweep, jobs));
   sweep_seq_[sweep.id()] = next_sweep_seq_++;
@@ -155,7 +207,7 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
     Index(j);
     jobs_[j.id()] = std::move(j);
   }
-  *response.mutable_sweep() = std::move(sweep);
+  *response.mutable_sweep() = ListedSweep(std::move(sweep));
   ServeWaiters();
   return response;
 }
@@ -173,23 +225,27 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
       request.request_id().empty() ? "" : "transform-request:" + request.request_id();
   if (!key.empty()) {
     if (auto existing = store_.FindSweepByIdempotencyKey(key); existing.ok()) {
-      *response.mutable_sweep() = *existing;
+      *response.mutable_sweep() = ListedSweep(*existing);
       if (auto job = jobs_.find(existing->id() + "-0"); job != jobs_.end())
         *response.mutable_job() = job->second;
       return response;
     }
   }
-  const nlohmann::json config = nlohmann::json::parse(from->second.config_json(), nullptr, false);
+  const std::string from_config =
+      EffectiveConfigJson(sweeps_.at(from->second.sweep_id()), from->second);
+  const nlohmann::json config = nlohmann::json::parse(from_config, nullptr, false);
   const std::string model = config.is_object() ? config.value("model", std::string()) : "";
   const int64_t batch = config.is_object() ? config.value("batch_size", int64_t{1}) : 1;
   const std::string source = request.source_name().empty() ? "config_toml" : request.source_name();
   QSWEEP_RETURN_IF_ERROR(ValidateTransformConfig(request.config_toml(), source, model, batch));
+  QSWEEP_RETURN_IF_ERROR(CheckTransformConfigLimits(request.config_toml(), source));
 
   v1::Sweep sweep;
   sweep.set_id(NewId("sw-"));
   sweep.set_name(absl::StrCat("transform of ", from->first));
   sweep.set_idempotency_key(key);
-  sweep.set_source_toml(request.config_toml());
+  sweep.set_source_toml(request.config_toml());  // the job's transform_toml
+  sweep.set_base_config_json(from_config);       // its config (trial_json adds nothing)
   sweep.set_created_unix_ms(clock_.NowMs());
   sweep.set_num_jobs(1);
   v1::Job job;
@@ -197,12 +253,10 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
   job.set_sweep_id(sweep.id());
   job.set_kind(v1::TRANSFORM);
   job.set_state(v1::PENDING);
-  job.set_config_json(from->second.config_json());
   job.set_trial_json(from->second.trial_json());
   job.set_dataset_sha256(from->second.dataset_sha256());
   job.set_max_attempts(1);
   job.set_depends_on(from->first);
-  job.set_transform_toml(request.config_toml());
   job.set_transform_json(nlohmann::json{{"fine_tune_epochs", request.fine_tune_epochs()}}.dump());
   job.set_created_unix_ms(sweep.created_unix_ms());
   if (from->second.state() == v1::SUCCEEDED)
@@ -218,14 +272,13 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
   sweeps_[sweep.id()] = sweep;
   Index(job);
   jobs_[job.id()] = job;
-  *response.mutable_sweep() = sweep;
+  *response.mutable_sweep() = ListedSweep(sweep);
   *response.mutable_job() = job;
   ServeWaiters();
   return response;
 }
 
-void Scheduler::AddTransformJobs(const SweepPlan& plan, const std::string& toml,
-                                 std::vector<v1::Job>& jobs) {
+void Scheduler::AddTransformJobs(const SweepPlan& plan, std::vector<v1::Job>& jobs) {
   const size_t trains = jobs.size();
   const std::string options = nlohmann::json{{"fine_tune_epochs", plan.fine_tune_epochs}}.dump();
   for (size_t i = 0; i < trains; ++i) {
@@ -233,8 +286,7 @@ void Scheduler::AddTransformJobs(const SweepPlan& plan, const std::string& toml,
     t.set_index(static_cast<int32_t>(trains + i));
     t.set_id(absl::StrCat(t.sweep_id(), "-", t.index()));
     t.set_kind(v1::TRANSFORM);
-    t.set_depends_on(jobs[i].id());
-    t.set_transform_toml(toml);
+    t.set_depends_on(jobs[i].id());  // transform_toml: the sweep's source_toml
     t.set_transform_json(options);
     jobs.push_back(std::move(t));
   }
@@ -242,8 +294,12 @@ void Scheduler::AddTransformJobs(const SweepPlan& plan, const std::string& toml,
 
 void Scheduler::ResolveDependents(const v1::Job& dep) {
   if (!IsTerminal(dep.state())) return;
-  for (const auto& [id, job] : jobs_) {
-    if (job.depends_on() != dep.id() || job.state() != v1::PENDING) continue;
+  auto dependents = dependents_.find(dep.id());
+  if (dependents == dependents_.end()) return;
+  for (const std::string& id :
+       std::vector<std::string>(dependents->second.begin(), dependents->second.end())) {
+    const v1::Job& job = jobs_.at(id);
+    if (job.state() != v1::PENDING) continue;
     v1::Job next = job;
     if (dep.state() == v1::SUCCEEDED && !dep.best_checkpoint_sha256().empty()) {
       next.set_input_checkpoint_sha256(dep.best_checkpoint_sha256());
@@ -258,15 +314,34 @@ void Scheduler::ResolveDependents(const v1::Job& dep) {
   }
 }
 
-absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterRequest& request) {
+absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterRequest& request,
+                                                         const std::string& caller) {
+  const std::string& identity = caller.empty() ? request.name() : caller;
   v1::RegisterResponse response;
   response.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
   response.set_lease_ttl_ms(options_.lease_ttl_ms);
-  if (auto it = registered_.find(request.request_id());
-      !request.request_id().empty() && it != registered_.end()) {
-    response.set_worker_id(it->second);  // a retried call: the same worker
-    return response;
+  if (!request.request_id().empty()) {
+    auto it = registered_.find(RegisterKey(identity, request.name(), request.request_id()));
+    if (it != registered_.end()) {
+      workers_.at(it->second).set_last_seen_unix_ms(clock_.NowMs());
+      response.set_worker_id(it->second);  // a retried call: the same worker
+      return response;
+    }
   }
+  auto mine = workers_per_identity_.find(identity);
+  if ((mine != workers_per_identity_.end() && mine->second >= options_.max_workers_per_identity) ||
+      static_cast<int64_t>(workers_.size()) >= options_.max_workers)
+    ExpireWorkers();  // make room from stale workers first
+  mine = workers_per_identity_.find(identity);
+  if (mine != workers_per_identity_.end() && mine->second >= options_.max_workers_per_identity)
+    return absl::ResourceExhaustedError(
+        absl::StrCat("caller '", identity, "' has ", mine->second,
+                     " registered workers; the limit is ", options_.max_workers_per_identity,
+                     " (workers unseen for ", options_.worker_expiry_ms / 1000, " s are removed)"));
+  if (static_cast<int64_t>(workers_.size()) >= options_.max_workers)
+    return absl::ResourceExhaustedError(absl::StrCat("the server has ", workers_.size(),
+                                                     " registered workers; the limit is ",
+                                                     options_.max_workers));
   v1::WorkerInfo w;
   w.set_id(NewId("w-"));
   w.set_name(request.name());
@@ -274,10 +349,11 @@ absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const v1::RegisterReque
   w.set_slots(request.slots());
   w.set_registered_unix_ms(clock_.NowMs());
   w.set_last_seen_unix_ms(clock_.NowMs());
+  w.set_register_request_id(request.request_id());
+  w.set_identity(identity);
   QSWEEP_RETURN_IF_ERROR(store_.PutWorker(w));
-  workers_[w.id()] = w;
-  if (!request.request_id().empty()) registered_[request.request_id()] = w.id();
   response.set_worker_id(w.id());
+  AddWorker(std::move(w));
   return response;
 }
 
@@ -357,6 +433,8 @@ std::vector<v1::WorkerInfo> Scheduler::Workers() const {
   for (const auto& [id, w] : workers_) {
     out.push_back(w);
     out.back().set_busy_slots(busy[id]);
+    out.back().clear_register_request_id();
+    out.back().clear_identity();
   }
   return out;
 }

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/limits.h"
 #include "qsweep/v1/experiments.pb.h"
 #include "qsweep/v1/workers.pb.h"
 #include "server/clock.h"
@@ -44,6 +45,13 @@ struct SchedulerOptions {
   // Lease responses remembered by request id, so a retried Lease call gets
   // the same leases instead of new ones. Default: 1024.
   size_t lease_replay_cache = 1024;
+  // A worker not seen (Register, Lease, Heartbeat) for this long that holds
+  // no lease is removed at the next Tick. Default: kWorkerExpiryMs.
+  int64_t worker_expiry_ms = kWorkerExpiryMs;
+  // Registered workers per caller identity, and in all. Default:
+  // kMaxWorkersPerIdentity, kMaxWorkers (common/limits.h).
+  int32_t max_workers_per_identity = kMaxWorkersPerIdentity;
+  int32_t max_workers = kMaxWorkers;
 };
 
 class Scheduler {
@@ -73,8 +81,14 @@ class Scheduler {
   absl::StatusOr<v1::SubmitTransformResponse> SubmitTransform(
       const v1::SubmitTransformRequest& request);
 
-  // Registers a worker; a repeated request id returns the same worker id.
-  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request);
+  // Registers a worker. `identity` is the caller (the authenticated token
+  // once there are tokens); "" = the request's worker name. A repeated
+  // (identity, name, request id) returns the same worker id, also after a
+  // restart. RESOURCE_EXHAUSTED naming the identity and the limit when the
+  // identity already has max_workers_per_identity workers, or the server
+  // max_workers (stale workers are expired first).
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& request,
+                                                const std::string& identity = "");
 
   // Grants up to max_jobs leases. When none is available and wait_ms > 0,
   // `done` is called later (on this strand): when work appears, or with an
@@ -107,7 +121,8 @@ class Scheduler {
   // Registered workers with their current number of leases.
   std::vector<v1::WorkerInfo> Workers() const;
 
-  // Expires overdue leases and ends overdue Lease waits. Run periodically.
+  // Expires overdue leases, ends overdue Lease waits and removes stale
+  // workers. Run periodically.
   void Tick();
 
   // Answers every waiting Lease call with no leases, and from now on answers
@@ -145,8 +160,12 @@ class Scheduler {
   absl::Status ExpireLease(const std::string& job_id);
   absl::StatusOr<int> CancelOne(const std::string& job_id);
   std::string NewId(const char* prefix);
+  // Removes workers not seen for worker_expiry_ms that hold no lease.
+  void ExpireWorkers();
+  void AddWorker(v1::WorkerInfo worker);
+  void RemoveWorker(const std::string& worker_id);
   // Appends one TRANSFORM job per TRAIN job in `jobs`.
-  void AddTransformJobs(const SweepPlan& plan, const std::string& toml, std::vector<v1::Job>& jobs);
+  void AddTransformJobs(const SweepPlan& plan, std::vector<v1::Job>& jobs);
   // After `dep` ended: gives its pending dependents their input checkpoint,
   // or cancels them when it did not succeed.
   void ResolveDependents(const v1::Job& dep);
@@ -164,8 +183,13 @@ class Scheduler {
   std::set<PendingKey> pending_;
   std::map<std::string, std::string> leases_;  // lease id -> job id (LEASED/RUNNING)
   std::map<std::string, int> active_per_sweep_;
+  // Job id -> the jobs that depend on it (TRANSFORM on TRAIN), so that ending
+  // a job does not look at every job.
+  std::map<std::string, std::set<std::string>> dependents_;
   std::map<std::string, v1::WorkerInfo> workers_;
-  std::map<std::string, std::string> registered_;  // Register request id -> worker id
+  // (identity, name, Register request id) -> worker id, for live workers.
+  std::map<std::string, std::string> registered_;
+  std::map<std::string, int32_t> workers_per_identity_;
   std::deque<Waiter> waiters_;
   bool closing_ = false;  // set by CloseWaiters: no more long-polls
   std::map<std::string, v1::LeaseResponse> lease_replay_;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "server/job_config.h"
 #include "server/job_state.h"
 #include "server/scheduler.h"
 
@@ -54,7 +55,8 @@ absl::Status Scheduler::Grant(const std::string& job_id, const std::string& work
   lease->set_lease_id(next.lease_id());
   lease->set_epoch(next.lease_epoch());
   lease->set_ttl_ms(options_.lease_ttl_ms);
-  *lease->mutable_job() = jobs_.at(job_id);
+  const v1::Job& granted = jobs_.at(job_id);
+  *lease->mutable_job() = FullJob(sweeps_.at(granted.sweep_id()), granted);  // base + trial
   return absl::OkStatus();
 }
 
@@ -75,6 +77,9 @@ void Scheduler::Lease(const v1::LeaseRequest& request, LeaseDone done) {
   }
   v1::LeaseResponse response;
   for (const auto& job_id : PickJobs(request.max_jobs())) {
+    // Full jobs carry their config: keep the answer within the worker's
+    // receive limit; the worker asks again for the rest.
+    if (response.ByteSizeLong() >= kMaxPageBytes) break;
     absl::Status s = Grant(job_id, request.worker_id(), response);
     if (!s.ok()) {
       done(s);
@@ -254,6 +259,7 @@ void Scheduler::Tick() {
     if (jobs_.at(job_id).lease_expires_unix_ms() <= now) expired.push_back(job_id);
   bool freed = false;
   for (const auto& id : expired) freed |= ExpireLease(id).ok();
+  ExpireWorkers();
   std::deque<Waiter> still;
   std::vector<Waiter> overdue;
   for (auto& w : waiters_) {

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/limits.h"
 #include "common/status_macros.h"
 #include "storage/sqlite_store.h"
 
@@ -27,7 +28,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
     builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
   builder.RegisterService(server->experiments_.get());
   builder.RegisterService(server->workers_.get());
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(kMaxRequestBytes));  // common/limits.h
   server->grpc_server_ = builder.BuildAndStart();
   if (!server->grpc_server_ || (!options.listen.empty() && server->port_ == 0)) {
     server->coordinator_->Stop();

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "common/limits.h"
 #include "qsweep/v1/experiments.pb.h"
 #include "qsweep/v1/workers.pb.h"
 
@@ -32,8 +33,6 @@ absl::Status Validate(const v1::FetchArtifactRequest& r);
 // The info of an upload's first chunk.
 absl::Status ValidateUploadInfo(const v1::ArtifactInfo& info);
 
-// Largest accepted sweep file and artifact.
-inline constexpr size_t kMaxSweepTomlBytes = 1 << 20;
-inline constexpr size_t kMaxArtifactBytes = 256u << 20;
+// The limits themselves (sizes, counts) are in common/limits.h.
 
 }  // namespace qsweep

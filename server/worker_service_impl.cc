@@ -30,7 +30,9 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContex
                                                       v1::RegisterResponse* response) {
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   return FinishOnStrand(coordinator_, ctx, [request, response](Scheduler& scheduler) {
-    return MoveInto(scheduler.Register(*request), response);
+    // Identity "" = the worker name; pass the caller's token id here once
+    // tokens exist (it keys Register's idempotency and per-caller limit).
+    return MoveInto(scheduler.Register(*request, /*identity=*/""), response);
   });
 }
 
@@ -77,7 +79,7 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Fail(grpc::CallbackServerContext* c
 
 grpc::ServerReadReactor<v1::ArtifactChunk>* WorkerServiceImpl::UploadArtifact(
     grpc::CallbackServerContext* ctx, v1::UploadArtifactResponse* response) {
-  return new UploadReactor(store_, response);
+  return new UploadReactor(store_, upload_budget_, response);
 }
 
 grpc::ServerWriteReactor<v1::ArtifactChunk>* WorkerServiceImpl::FetchArtifact(

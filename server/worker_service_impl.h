@@ -3,6 +3,7 @@
 #pragma once
 
 #include "qsweep/v1/workers.grpc.pb.h"
+#include "server/artifact_streams.h"
 #include "server/coordinator.h"
 #include "storage/store.h"
 
@@ -34,6 +35,7 @@ class WorkerServiceImpl final : public v1::Workers::CallbackService {
  private:
   Coordinator& coordinator_;
   Store& store_;
+  UploadBudget upload_budget_;  // uploads in progress (common/limits.h)
 };
 
 }  // namespace qsweep

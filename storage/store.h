@@ -84,6 +84,8 @@ class Store {
   virtual absl::Status PutWorker(const v1::WorkerInfo& worker) = 0;
   // All workers by registration time.
   virtual absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() = 0;
+  // Removes a worker; OK if there is none.
+  virtual absl::Status DeleteWorker(const std::string& worker_id) = 0;
 };
 
 // A store that keeps everything in memory, for tests and throw-away servers.

@@ -4,7 +4,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
+#include "common/limits.h"
 #include "worker/core/config/train_config.h"
 #include "worker/core/data/dataset.h"
 #include "worker/core/data/prepared_file.h"
@@ -168,6 +171,15 @@ JobOutcome TrainJobRunner::RunTransformJob(const v1::Job& job, JobContext& conte
   options.config_path = config;
   options.load = load;
   options.overrides = {{"project_dir", (dir / "out").string()}};
+  {  // never more intra-op threads than this machine has cores
+    const nlohmann::json effective = nlohmann::json::parse(job.config_json(), nullptr, false);
+    int64_t threads = 1;
+    if (effective.is_object() && effective.contains("threads") &&
+        effective["threads"].is_number_integer())
+      threads = effective["threads"].get<int64_t>();
+    options.overrides["threads"] =
+        ThreadsForWorker(threads, static_cast<int64_t>(std::thread::hardware_concurrency()));
+  }
   if (!job.dataset_sha256().empty()) {
     if (auto s = StageServedDataset(job, context, options_.data_dir, options.overrides); !s.ok())
       return Failed(job, absl::StrCat("loading dataset: ", s.message()));
@@ -196,6 +208,9 @@ JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
   if (!config.ok()) return Failed(job, std::string(config.status().message()));
   config->device = options_.device;
   config->project_dir = context.WorkDir();
+  // Never more intra-op threads than this machine has cores.
+  config->threads =
+      ThreadsForWorker(config->threads, static_cast<int64_t>(std::thread::hardware_concurrency()));
   const std::string dir = !options_.data_dir.empty() ? options_.data_dir : config->data_dir;
   std::string error;
   std::shared_ptr<const Dataset> data;
@@ -234,6 +249,7 @@ JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
       {"message", result->message},
       {"global_steps", result->global_steps},
       {"epochs_completed", result->epochs_completed},
+      {"threads", config->threads},
       {"dataset", data->DisplayName()},
       {"dataset_sha256",
        data->sha256}}.dump();

@@ -352,7 +352,7 @@ TEST_F(SchedulerTest, TransformWaitsForItsTrainJobsBestCheckpoint) {
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->kind(), v1::TRANSFORM);
   EXPECT_EQ(t->depends_on(), s + "-0");
-  EXPECT_THAT(t->transform_toml(), HasSubstr("[passes.quantize]"));
+  EXPECT_TRUE(t->transform_toml().empty());  // stored once, as the sweep's source_toml
   std::string w = RegisterWorker();
   auto trains = LeaseNow(w, 10);  // only the two TRAIN jobs are leasable
   ASSERT_EQ(trains.leases_size(), 2);
@@ -370,6 +370,9 @@ TEST_F(SchedulerTest, TransformWaitsForItsTrainJobsBestCheckpoint) {
   ASSERT_EQ(transform.leases_size(), 1);
   EXPECT_EQ(transform.leases(0).job().id(), s + "-2");
   EXPECT_EQ(transform.leases(0).job().input_checkpoint_sha256(), std::string(64, 'a'));
+  // The worker gets the passes and the trial's full config.
+  EXPECT_THAT(transform.leases(0).job().transform_toml(), HasSubstr("[passes.quantize]"));
+  EXPECT_THAT(transform.leases(0).job().config_json(), HasSubstr("\"model\":\"jsc-tiny\""));
 }
 
 TEST_F(SchedulerTest, FailedTrainCancelsItsTransformUntilRetried) {
