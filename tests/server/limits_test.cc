@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
@@ -509,6 +510,75 @@ TEST_F(LimitsTest, WatchEventsAreBoundedAndCoverEveryJob) {
   EXPECT_GE(events, 10);
 }
 
+TEST_F(LimitsTest, ListSweepsPagesCoverEverySweep) {
+  for (int i = 0; i < kMaxSweepsPerPage + 50; ++i) Submit(SeedSweep(1));
+  auto list = [&](v1::ListSweepsRequest req) {
+    std::vector<std::string> ids;
+    int pages = 0;
+    do {
+      grpc::ClientContext ctx;
+      v1::ListSweepsResponse resp;
+      grpc::Status s = experiments_->ListSweeps(&ctx, req, &resp);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      if (!s.ok()) break;
+      EXPECT_LE(resp.sweeps_size(),
+                req.page_size() > 0 ? req.page_size() : int32_t{kMaxSweepsPerPage});
+      for (const auto& w : resp.sweeps()) ids.push_back(w.sweep().id());
+      req.set_page_token(resp.next_page_token());
+      ++pages;
+    } while (!req.page_token().empty() && pages < 1000);
+    return std::make_pair(ids, pages);
+  };
+  auto [all, pages] = list(v1::ListSweepsRequest());
+  EXPECT_EQ(all.size(), static_cast<size_t>(kMaxSweepsPerPage + 50));
+  EXPECT_EQ(pages, 2);
+  EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), all.size());
+  v1::ListSweepsRequest newest;
+  newest.set_limit(10);
+  newest.set_page_size(3);
+  auto [last10, small_pages] = list(newest);
+  EXPECT_EQ(small_pages, 4);
+  EXPECT_EQ(last10, std::vector<std::string>(all.end() - 10, all.end()));
+}
+
+TEST_F(LimitsTest, WatchPageSizeSplitsALook) {
+  const std::string id = Submit(SeedSweep(25));
+  {
+    grpc::ClientContext ctx;
+    v1::CancelSweepRequest req;
+    req.set_sweep_id(id);
+    v1::CancelResponse resp;
+    ASSERT_TRUE(experiments_->CancelSweep(&ctx, req, &resp).ok());
+  }
+  grpc::ClientContext ctx;
+  v1::WatchSweepRequest req;
+  req.set_sweep_id(id);
+  req.set_page_size(10);
+  auto reader = experiments_->WatchSweep(&ctx, req);
+  v1::WatchSweepEvent event;
+  std::vector<std::pair<int, bool>> events;
+  while (reader->Read(&event)) events.emplace_back(event.jobs_size(), event.more_jobs());
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(events, (std::vector<std::pair<int, bool>>{{10, true}, {10, true}, {5, false}}));
+}
+
+// Granted leases carry full configs: one Lease answer stays within a page's
+// bytes (the worker asks again for more).
+TEST_F(LimitsTest, LeaseAnswerIsBoundedInBytes) {
+  Submit(SeedSweep(400, absl::StrCat("target = \"", std::string(4000, 'z'), "\"")));
+  const std::string w = Register();
+  grpc::ClientContext ctx;
+  v1::LeaseRequest req;
+  req.set_worker_id(w);
+  req.set_max_jobs(1000);
+  v1::LeaseResponse resp;
+  ASSERT_TRUE(workers_->Lease(&ctx, req, &resp).ok());
+  EXPECT_GT(resp.leases_size(), 100);
+  EXPECT_LT(resp.leases_size(), 400);
+  EXPECT_LE(resp.ByteSizeLong(), kMaxPageBytes + 8192);
+  EXPECT_GT(Lease(w, 1000).leases_size(), 0);  // the rest comes with the next call
+}
+
 // ---- workers -----------------------------------------------------------------------------
 
 TEST_F(LimitsTest, RegisterIsIdempotentPerWorkerAcrossRestarts) {
@@ -616,6 +686,10 @@ TEST_F(LimitsCliTest, TenThousandTrialsListWatchAndExport) {
   EXPECT_THAT(out, HasSubstr("finished: 1 succeeded, 0 failed, 9999 cancelled"));
   ASSERT_EQ(Cli("status", {}, out), 0) << out;
   EXPECT_THAT(out, HasSubstr("10000"));
+  // `status` follows ListSweeps pages.
+  for (int i = 0; i < kMaxSweepsPerPage; ++i) Submit(SeedSweep(1));
+  ASSERT_EQ(Cli("status", {"--format", "json"}, out), 0) << out.substr(0, 500);
+  EXPECT_EQ(nlohmann::json::parse(out).size(), static_cast<size_t>(kMaxSweepsPerPage + 1));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_LT(seconds, 120) << "10,000 trials took " << seconds << " s";
