@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/limits.h"
 #include "qsweep/v1/workers.grpc.pb.h"
 #include "worker/coordinator_client.h"
 
@@ -61,7 +62,15 @@ class GrpcCoordinatorClient final : public CoordinatorClient {
     auto reader = stub_->FetchArtifact(&ctx, req);
     v1::ArtifactChunk chunk;
     std::string out;
-    while (reader->Read(&chunk)) out += chunk.data();
+    while (reader->Read(&chunk)) {
+      if (static_cast<int64_t>(out.size() + chunk.data().size()) > kMaxArtifactBytes) {
+        ctx.TryCancel();
+        (void)reader->Finish();
+        return absl::FailedPreconditionError(
+            absl::StrCat("artifact ", sha256, " is larger than ", kMaxArtifactBytes, " bytes"));
+      }
+      out += chunk.data();
+    }
     auto s = FromGrpc(reader->Finish());
     if (!s.ok()) return s;
     return out;

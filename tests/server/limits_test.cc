@@ -164,6 +164,7 @@ TEST_F(LimitsTest, LongBaseStringIsStoredOncePerSweep) {
   const std::string id = Submit(toml);
   ASSERT_FALSE(id.empty());
   const int64_t bytes = FileSize(db_path_) + FileSize(db_path_ + "-wal");
+  RecordProperty("database_bytes", std::to_string(bytes));  // see --gtest_output=xml
   // Today every job carried the whole effective config: over 5 MB here.
   EXPECT_LT(bytes, 1500000) << "database and WAL hold " << bytes << " bytes";
 
