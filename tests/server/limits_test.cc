@@ -281,6 +281,17 @@ TEST_F(LimitsTest, TrainKeysOfASweepAreBounded) {
   Submit(SeedSweep(1, absl::StrCat("threads = ", kMaxThreads)));
 }
 
+// A stand-alone transform config may set train keys too: the same bounds.
+TEST_F(LimitsTest, TrainKeysOfATransformConfigAreBounded) {
+  const std::string id = Submit(SeedSweep(1));
+  grpc::ClientContext ctx;
+  v1::SubmitTransformRequest req;
+  req.set_from_job_id(id + "-0");
+  req.set_config_toml("threads = 100000\n[passes.report_graph]\n");
+  v1::SubmitTransformResponse resp;
+  ExpectLimit(experiments_->SubmitTransform(&ctx, req, &resp), "threads", kMaxThreads, 100000);
+}
+
 TEST_F(LimitsTest, StringsOfASweepAreBounded) {
   v1::SubmitSweepResponse resp;
   const size_t n = kMaxConfigStringBytes + 1;
