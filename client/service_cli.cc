@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/service_cli_internal.h"
+#include "common/limits.h"
 #include "common/sha256.h"
 #include "common/table.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
@@ -32,7 +33,7 @@ namespace {
 
 using namespace service_cli_internal;  // NOLINT: this file's own helpers
 
-json SummaryJson(const v1::SweepSummary &s) {
+json SummaryJson(const v1::SweepSummary& s) {
   return {{"id", s.sweep().id()},
           {"name", s.sweep().name()},
           {"jobs", s.sweep().num_jobs()},
@@ -47,10 +48,10 @@ json SummaryJson(const v1::SweepSummary &s) {
           {"created", TimeText(s.sweep().created_unix_ms())}};
 }
 
-json JobJson(const v1::Job &j) {
+json JobJson(const v1::Job& j) {
   json metrics = json::object();
   std::map<std::string, double> sorted(j.final_metrics().begin(), j.final_metrics().end());
-  for (const auto &[k, v] : sorted) metrics[k] = v;
+  for (const auto& [k, v] : sorted) metrics[k] = v;
   json o = {{"id", j.id()},
             {"sweep_id", j.sweep_id()},
             {"index", j.index()},
@@ -74,8 +75,8 @@ json JobJson(const v1::Job &j) {
 // ---- the commands
 // -------------------------------------------------------------------------
 
-int Submit(Common &c, const std::string &path, const std::string &key, const std::string &name,
-           bool watch, const std::function<int(Common &, const std::string &)> &watcher) {
+int Submit(Common& c, const std::string& path, const std::string& key, const std::string& name,
+           bool watch, const std::function<int(Common&, const std::string&)>& watcher) {
   std::ifstream f(path);
   if (!f) {
     *c.err << "qsweep: sweep file '" << path << "' cannot be opened\n";
@@ -109,16 +110,23 @@ int Submit(Common &c, const std::string &path, const std::string &key, const std
   return watch ? watcher(c, resp.sweep().id()) : 0;
 }
 
-int Status(Common &c, const std::string &sweep_id) {
+int Status(Common& c, const std::string& sweep_id) {
   auto stub = Stub(c);
   std::vector<v1::SweepSummary> sweeps;
   grpc::ClientContext ctx;
   Deadline(ctx);
   grpc::Status s;
   if (sweep_id.empty()) {
-    v1::ListSweepsResponse resp;
-    s = stub->ListSweeps(&ctx, v1::ListSweepsRequest(), &resp);
-    sweeps.assign(resp.sweeps().begin(), resp.sweeps().end());
+    v1::ListSweepsRequest req;
+    do {  // the server answers in pages: follow them
+      v1::ListSweepsResponse resp;
+      grpc::ClientContext page_ctx;
+      Deadline(page_ctx);
+      s = stub->ListSweeps(&page_ctx, req, &resp);
+      if (!s.ok()) break;
+      for (auto& w : *resp.mutable_sweeps()) sweeps.push_back(std::move(w));
+      req.set_page_token(resp.next_page_token());
+    } while (!req.page_token().empty());
   } else {
     v1::GetSweepRequest req;
     req.set_sweep_id(sweep_id);
@@ -129,14 +137,14 @@ int Status(Common &c, const std::string &sweep_id) {
   if (!s.ok()) return RpcError(c, s);
   if (c.format == "json") {
     json arr = json::array();
-    for (const auto &w : sweeps) arr.push_back(SummaryJson(w));
+    for (const auto& w : sweeps) arr.push_back(SummaryJson(w));
     *c.out << (sweep_id.empty() ? arr : arr[0]).dump(2) << "\n";
     return 0;
   }
   Table t;
   t.headers = {"sweep",     "name",   "jobs",      "pending", "running",
                "succeeded", "failed", "cancelled", "created"};
-  for (const auto &w : sweeps)
+  for (const auto& w : sweeps)
     t.rows.push_back({w.sweep().id(), w.sweep().name(), std::to_string(w.sweep().num_jobs()),
                       std::to_string(w.pending()), std::to_string(w.running() + w.leased()),
                       std::to_string(w.succeeded()), std::to_string(w.failed()),
@@ -145,26 +153,34 @@ int Status(Common &c, const std::string &sweep_id) {
   return 0;
 }
 
+// What a watch knows: the latest summary, and the latest copy of each job
+// (events carry only the jobs that changed).
+struct WatchState {
+  v1::SweepSummary summary;
+  std::map<std::string, v1::Job> jobs;
+};
+
 // Fraction of the sweep's work done, counting running jobs' epochs.
-double Fraction(const v1::WatchSweepEvent &e) {
-  if (e.jobs_size() == 0) return 1.0;
+double Fraction(const WatchState& e) {
+  const int total = e.summary.sweep().num_jobs();
+  if (total <= 0) return 1.0;
   double done = 0;
-  for (const auto &j : e.jobs()) {
+  for (const auto& [id, j] : e.jobs) {
     if (j.state() == v1::SUCCEEDED || j.state() == v1::FAILED || j.state() == v1::CANCELLED) {
       done += 1;
     } else if (j.state() == v1::RUNNING && j.progress().max_epochs() > 0) {
-      const auto &p = j.progress();
+      const auto& p = j.progress();
       double batches = p.batches_per_epoch() > 0
                            ? double(p.batch_in_epoch()) / double(p.batches_per_epoch())
                            : 0.0;
       done += std::min(1.0, (double(p.epoch()) + batches) / double(p.max_epochs()));
     }
   }
-  return done / e.jobs_size();
+  return std::min(1.0, done / total);
 }
 
-std::string ProgressLine(const v1::WatchSweepEvent &e, double seconds, bool bar) {
-  const auto &s = e.summary();
+std::string ProgressLine(const WatchState& e, double seconds, bool bar) {
+  const auto& s = e.summary;
   const double f = Fraction(e);
   std::string line;
   if (bar) {
@@ -178,41 +194,43 @@ std::string ProgressLine(const v1::WatchSweepEvent &e, double seconds, bool bar)
   return line;
 }
 
-int Watch(Common &c, const std::string &sweep_id) {
+int Watch(Common& c, const std::string& sweep_id) {
   grpc::ClientContext ctx;
   v1::WatchSweepRequest req;
   req.set_sweep_id(sweep_id);
   auto reader = Stub(c)->WatchSweep(&ctx, req);
   const bool tty = c.out == &std::cout && isatty(STDOUT_FILENO);
   const auto start = std::chrono::steady_clock::now();
-  v1::WatchSweepEvent e, last;
+  v1::WatchSweepEvent e;
+  WatchState last;
   bool any = false;
   std::string last_plain;  // without a terminal, a line only when the counts change
   while (reader->Read(&e)) {
+    last.summary = e.summary();
+    for (auto& j : *e.mutable_jobs()) last.jobs[j.id()] = std::move(j);
+    any = true;
+    if (e.more_jobs()) continue;  // the rest of this update follows
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (c.format == "json")
-      *c.out << SummaryJson(e.summary()).dump() << "\n";
+      *c.out << SummaryJson(last.summary).dump() << "\n";
     else if (tty)
-      *c.out << "\r" << ProgressLine(e, secs, true) << "\033[K" << std::flush;
-    else if (std::string counts = ProgressLine(e, 0, false); counts != last_plain) {
-      *c.out << ProgressLine(e, secs, false) << "\n" << std::flush;
+      *c.out << "\r" << ProgressLine(last, secs, true) << "\033[K" << std::flush;
+    else if (std::string counts = ProgressLine(last, 0, false); counts != last_plain) {
+      *c.out << ProgressLine(last, secs, false) << "\n" << std::flush;
       last_plain = counts;
     }
-    last = e;
-    any = true;
   }
   if (tty && c.format != "json") *c.out << "\n";
   grpc::Status s = reader->Finish();
   if (!s.ok()) return RpcError(c, s);
   if (any && c.format != "json")
-    *c.out << "sweep " << sweep_id << " finished: " << last.summary().succeeded() << " succeeded, "
-           << last.summary().failed() << " failed, " << last.summary().cancelled()
-           << " cancelled\n";
+    *c.out << "sweep " << sweep_id << " finished: " << last.summary.succeeded() << " succeeded, "
+           << last.summary.failed() << " failed, " << last.summary.cancelled() << " cancelled\n";
   return 0;
 }
 
-int Jobs(Common &c, const std::string &sweep_id, const std::string &sort, bool asc,
-         const std::string &state_name) {
+int Jobs(Common& c, const std::string& sweep_id, const std::string& sort, bool asc,
+         const std::string& state_name) {
   v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
   if (!state_name.empty() && !v1::JobState_Parse(state_name, &state)) {
     *c.err << "qsweep: --state is '" << state_name
@@ -225,37 +243,37 @@ int Jobs(Common &c, const std::string &sweep_id, const std::string &sort, bool a
   if (!jobs.ok()) return RpcError(c, status);
   if (c.format == "json") {
     json arr = json::array();
-    for (const auto &j : *jobs) arr.push_back(JobJson(j));
+    for (const auto& j : *jobs) arr.push_back(JobJson(j));
     *c.out << arr.dump(2) << "\n";
     return 0;
   }
   std::vector<std::string> keys;  // swept keys, in first-seen order
-  for (const auto &j : *jobs) {
+  for (const auto& j : *jobs) {
     const json trial = json::parse(j.trial_json(), nullptr, false);
     if (!trial.is_object()) continue;
-    for (const auto &[k, v] : trial.items())
+    for (const auto& [k, v] : trial.items())
       if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
   }
   std::vector<std::string> metrics = {"test_acc_epoch", "test_loss_epoch", "val_acc_epoch",
                                       "val_loss_epoch"};
   bool transforms = false;
-  for (const auto &j : *jobs) transforms |= j.kind() == v1::TRANSFORM;
+  for (const auto& j : *jobs) transforms |= j.kind() == v1::TRANSFORM;
   if (transforms)
-    for (const char *m : {"test_acc_before", "test_acc_after_passes", "test_acc_after_finetune"})
+    for (const char* m : {"test_acc_before", "test_acc_after_passes", "test_acc_after_finetune"})
       metrics.push_back(m);
   Table t;
   t.headers = {"job", "kind", "state"};
   t.headers.insert(t.headers.end(), keys.begin(), keys.end());
   t.headers.insert(t.headers.end(), metrics.begin(), metrics.end());
   t.headers.push_back("attempts");
-  for (const auto &j : *jobs) {
+  for (const auto& j : *jobs) {
     const json trial = json::parse(j.trial_json(), nullptr, false);
     std::vector<std::string> row = {std::to_string(j.index()),
                                     j.kind() == v1::TRANSFORM ? "transform" : "train",
                                     StateName(j.state())};
-    for (const auto &k : keys)
+    for (const auto& k : keys)
       row.push_back(trial.is_object() && trial.contains(k) ? ValueText(trial[k]) : "");
-    for (const auto &m : metrics) {
+    for (const auto& m : metrics) {
       auto it = j.final_metrics().find(m);
       row.push_back(it == j.final_metrics().end() ? "" : Num(it->second));
     }
@@ -266,7 +284,7 @@ int Jobs(Common &c, const std::string &sweep_id, const std::string &sort, bool a
   return 0;
 }
 
-int Show(Common &c, const std::string &job_id) {
+int Show(Common& c, const std::string& job_id) {
   auto stub = Stub(c);
   v1::GetJobRequest req;
   req.set_job_id(job_id);
@@ -285,7 +303,7 @@ int Show(Common &c, const std::string &job_id) {
   // Per-epoch table: epoch metrics by epoch.
   std::map<int64_t, std::map<std::string, double>> epochs;
   std::set<std::string> epoch_names;
-  for (const auto &m : metrics.metrics()) {
+  for (const auto& m : metrics.metrics()) {
     if (m.name().size() < 6 || m.name().substr(m.name().size() - 6) != "_epoch") continue;
     epochs[m.epoch()][m.name()] = m.value();
     epoch_names.insert(m.name());
@@ -293,21 +311,21 @@ int Show(Common &c, const std::string &job_id) {
   if (c.format == "json") {
     json o = JobJson(job.job());
     json attempts = json::array(), artifacts = json::array(), per_epoch = json::array();
-    for (const auto &a : job.attempts())
+    for (const auto& a : job.attempts())
       attempts.push_back({{"number", a.number()},
                           {"worker_id", a.worker_id()},
                           {"state", StateName(a.state())},
                           {"error", a.error()},
                           {"started", TimeText(a.started_unix_ms())},
                           {"finished", TimeText(a.finished_unix_ms())}});
-    for (const auto &a : job.artifacts())
+    for (const auto& a : job.artifacts())
       artifacts.push_back({{"name", a.name()},
                            {"kind", a.kind()},
                            {"sha256", a.sha256()},
                            {"size_bytes", a.size_bytes()}});
-    for (const auto &[e, values] : epochs) {
+    for (const auto& [e, values] : epochs) {
       json row = {{"epoch", e}};
-      for (const auto &[k, v] : values) row[k] = v;
+      for (const auto& [k, v] : values) row[k] = v;
       per_epoch.push_back(row);
     }
     o["attempts"] = attempts;
@@ -316,7 +334,7 @@ int Show(Common &c, const std::string &job_id) {
     *c.out << o.dump(2) << "\n";
     return 0;
   }
-  const v1::Job &j = job.job();
+  const v1::Job& j = job.job();
   *c.out << "job " << j.id() << "  " << StateName(j.state()) << "  attempt " << j.attempt() << "/"
          << j.max_attempts() << (j.worker_id().empty() ? "" : "  worker " + j.worker_id()) << "\n";
   if (!j.error().empty()) *c.out << "error: " << j.error() << "\n";
@@ -324,45 +342,45 @@ int Show(Common &c, const std::string &job_id) {
   Table config{{"key", "value"}, {}};
   const json config_json = json::parse(j.config_json(), nullptr, false);
   if (config_json.is_object())
-    for (const auto &[k, v] : config_json.items())
+    for (const auto& [k, v] : config_json.items())
       config.rows.push_back({k, v.is_null() ? "NA" : ValueText(v)});
   *c.out << RenderTable(config, TableStyle::kSimple) << "\n\n";
   if (!j.final_metrics().empty()) {
     Table fm{{"final metric", "value"}, {}};
     std::map<std::string, double> sorted(j.final_metrics().begin(), j.final_metrics().end());
-    for (const auto &[k, v] : sorted) fm.rows.push_back({k, Num(v)});
+    for (const auto& [k, v] : sorted) fm.rows.push_back({k, Num(v)});
     *c.out << RenderTable(fm, TableStyle::kSimple) << "\n\n";
   }
   if (!epochs.empty()) {
     Table pe;
     pe.headers = {"epoch"};
     pe.headers.insert(pe.headers.end(), epoch_names.begin(), epoch_names.end());
-    for (const auto &[e, values] : epochs) {
+    for (const auto& [e, values] : epochs) {
       std::vector<std::string> row = {std::to_string(e)};
-      for (const auto &n : epoch_names) row.push_back(values.count(n) ? Num(values.at(n)) : "");
+      for (const auto& n : epoch_names) row.push_back(values.count(n) ? Num(values.at(n)) : "");
       pe.rows.push_back(std::move(row));
     }
     *c.out << RenderTable(pe, TableStyle::kSimple) << "\n\n";
   }
   Table at{{"attempt", "worker", "state", "started", "finished", "error"}, {}};
-  for (const auto &a : job.attempts())
+  for (const auto& a : job.attempts())
     at.rows.push_back({std::to_string(a.number()), a.worker_id(), StateName(a.state()),
                        TimeText(a.started_unix_ms()), TimeText(a.finished_unix_ms()), a.error()});
   *c.out << RenderTable(at, TableStyle::kSimple) << "\n";
   if (job.artifacts_size() > 0) {
     Table ar{{"artifact", "kind", "bytes", "sha256"}, {}};
-    for (const auto &a : job.artifacts())
+    for (const auto& a : job.artifacts())
       ar.rows.push_back({a.name(), a.kind(), std::to_string(a.size_bytes()), a.sha256()});
     *c.out << "\n" << RenderTable(ar, TableStyle::kSimple) << "\n";
   }
   return 0;
 }
 
-bool IsSweepId(const std::string &id) {
+bool IsSweepId(const std::string& id) {
   return id.rfind("sw-", 0) == 0 && id.find('-', 3) == std::string::npos;
 }
 
-int Cancel(Common &c, const std::string &id) {
+int Cancel(Common& c, const std::string& id) {
   v1::CancelResponse resp;
   grpc::ClientContext ctx;
   Deadline(ctx);
@@ -384,7 +402,7 @@ int Cancel(Common &c, const std::string &id) {
   return 0;
 }
 
-int Retry(Common &c, const std::string &id, bool failed, bool cancelled) {
+int Retry(Common& c, const std::string& id, bool failed, bool cancelled) {
   if (!failed && !cancelled) {
     *c.err << "qsweep: retry needs --failed and/or --cancelled\n";
     return 2;
@@ -405,7 +423,7 @@ int Retry(Common &c, const std::string &id, bool failed, bool cancelled) {
   return 0;
 }
 
-int CheckpointGet(Common &c, const std::string &job_id, const std::string &name,
+int CheckpointGet(Common& c, const std::string& job_id, const std::string& name,
                   std::string out_path) {
   if (out_path.empty()) out_path = job_id + "-" + name + ".pt";
   // The hash to trust comes from the job record, not from the download.
@@ -433,7 +451,16 @@ int CheckpointGet(Common &c, const std::string &job_id, const std::string &name,
   auto reader = Stub(c)->DownloadArtifact(&ctx, req);
   std::string bytes;
   v1::ArtifactChunk chunk;
-  while (reader->Read(&chunk)) bytes += chunk.data();
+  while (reader->Read(&chunk)) {
+    if (static_cast<int64_t>(bytes.size() + chunk.data().size()) > kMaxArtifactBytes) {
+      ctx.TryCancel();
+      (void)reader->Finish();  // ends the call; its status is CANCELLED
+      *c.err << "qsweep: artifact '" << name << "' of job " << job_id << " is larger than "
+             << kMaxArtifactBytes << " bytes; not written\n";
+      return 1;
+    }
+    bytes += chunk.data();
+  }
   grpc::Status s = reader->Finish();
   if (!s.ok()) return RpcError(c, s);
   const std::string actual = Sha256Hex(bytes);
@@ -453,7 +480,7 @@ int CheckpointGet(Common &c, const std::string &job_id, const std::string &name,
   return 0;
 }
 
-int TransformSubmit(Common &c, const std::string &from, const std::string &path, int epochs,
+int TransformSubmit(Common& c, const std::string& from, const std::string& path, int epochs,
                     bool watch) {
   std::ifstream f(path);
   if (!f) {
@@ -481,7 +508,7 @@ int TransformSubmit(Common &c, const std::string &from, const std::string &path,
   return watch ? Watch(c, resp.sweep().id()) : 0;
 }
 
-int Report(Common &c, const std::string &job_id, const std::string &pass) {
+int Report(Common& c, const std::string& job_id, const std::string& pass) {
   v1::GetReportRequest req;
   req.set_job_id(job_id);
   req.set_pass_name(pass);
@@ -494,7 +521,7 @@ int Report(Common &c, const std::string &job_id, const std::string &pass) {
   return 0;
 }
 
-int Workers(Common &c) {
+int Workers(Common& c) {
   v1::ListWorkersResponse resp;
   grpc::ClientContext ctx;
   Deadline(ctx);
@@ -502,7 +529,7 @@ int Workers(Common &c) {
   if (!s.ok()) return RpcError(c, s);
   if (c.format == "json") {
     json arr = json::array();
-    for (const auto &w : resp.workers())
+    for (const auto& w : resp.workers())
       arr.push_back({{"id", w.id()},
                      {"name", w.name()},
                      {"device", w.device()},
@@ -513,7 +540,7 @@ int Workers(Common &c) {
     return 0;
   }
   Table t{{"worker", "name", "device", "slots", "busy", "last seen"}, {}};
-  for (const auto &w : resp.workers())
+  for (const auto& w : resp.workers())
     t.rows.push_back({w.id(), w.name(), w.device(), std::to_string(w.slots()),
                       std::to_string(w.busy_slots()), TimeText(w.last_seen_unix_ms())});
   PrintTable(c, t);
@@ -523,19 +550,19 @@ int Workers(Common &c) {
 // $QSWEEP_SERVER_BIN, next to this program (or ../server/ in a build tree), or
 // PATH.
 std::string FindServerBinary() {
-  if (const char *env = std::getenv("QSWEEP_SERVER_BIN"); env && *env) return env;
+  if (const char* env = std::getenv("QSWEEP_SERVER_BIN"); env && *env) return env;
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
   if (!ec)
-    for (const fs::path &p : {self.parent_path() / "qsweep-server",
+    for (const fs::path& p : {self.parent_path() / "qsweep-server",
                               self.parent_path().parent_path() / "server" / "qsweep-server"})
       if (fs::exists(p, ec)) return p.string();
   return "qsweep-server";
 }
 
 std::string DefaultDbPath() {
-  const char *xdg = std::getenv("XDG_DATA_HOME");
-  const char *home = std::getenv("HOME");
+  const char* xdg = std::getenv("XDG_DATA_HOME");
+  const char* home = std::getenv("HOME");
   fs::path dir = xdg && *xdg ? fs::path(xdg) / "qsweep"
                              : fs::path(home ? home : ".") / ".local" / "share" / "qsweep";
   std::error_code ec;
@@ -543,13 +570,13 @@ std::string DefaultDbPath() {
   return (dir / "qsweep.db").string();
 }
 
-int Up(Common &c, std::string db, const std::string &listen, int workers) {
+int Up(Common& c, std::string db, const std::string& listen, int workers) {
   if (db.empty()) db = DefaultDbPath();
   const std::string bin = FindServerBinary();
   std::vector<std::string> args = {
       bin, "--listen", listen, "--db", db, "--local-workers", std::to_string(workers)};
-  std::vector<char *> argv;
-  for (auto &a : args) argv.push_back(a.data());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   *c.out << "qsweep up: " << bin << " on " << listen << ", database " << db << ", " << workers
          << " local worker(s)" << std::endl;
@@ -559,7 +586,7 @@ int Up(Common &c, std::string db, const std::string &listen, int workers) {
   return 1;
 }
 
-const std::vector<std::string> &Commands() {
+const std::vector<std::string>& Commands() {
   static const std::vector<std::string> kCommands = {"submit",     "status",  "watch",  "jobs",
                                                      "show",       "report",  "cancel", "retry",
                                                      "checkpoint", "workers", "up",     "token"};
@@ -568,28 +595,28 @@ const std::vector<std::string> &Commands() {
 
 }  // namespace
 
-bool IsServiceCommand(const std::string &command, const std::vector<std::string> &args) {
+bool IsServiceCommand(const std::string& command, const std::vector<std::string>& args) {
   if (command == "transform") return !args.empty() && args[0] == "submit";
   return IsServiceCommand(command);
 }
 
-bool IsServiceCommand(const std::string &command) {
-  const auto &all = Commands();
+bool IsServiceCommand(const std::string& command) {
+  const auto& all = Commands();
   return std::find(all.begin(), all.end(), command) != all.end();
 }
 
-int RunServiceCommand(const std::string &command, const std::vector<std::string> &args,
-                      std::ostream &out, std::ostream &err) {
+int RunServiceCommand(const std::string& command, const std::vector<std::string>& args,
+                      std::ostream& out, std::ostream& err) {
   Common c;
   c.out = &out;
   c.err = &err;
-  const char *env = std::getenv("QSWEEP_SERVER");
+  const char* env = std::getenv("QSWEEP_SERVER");
   c.server = env && *env ? env : "127.0.0.1:7420";
   CLI::App app{"qsweep " + command, "qsweep " + command};
   app.add_option("--server", c.server, "qsweep-server address host:port");
   app.add_option("--format", c.format, "output format")
       ->check(CLI::IsMember({"table", "csv", "json"}));
-  const char *ca_env = std::getenv("QSWEEP_TLS_CA");
+  const char* ca_env = std::getenv("QSWEEP_TLS_CA");
   c.tls_ca = ca_env ? ca_env : "";
   app.add_option("--token-file", c.token_file,
                  "file holding your token, mode 0600 (default: $QSWEEP_TOKEN_FILE, else "
@@ -709,10 +736,10 @@ int RunServiceCommand(const std::string &command, const std::vector<std::string>
     std::vector<std::string> reversed(args.rbegin(),
                                       args.rend());  // CLI11 wants them reversed
     app.parse(reversed);
-  } catch (const CLI::CallForHelp &) {
+  } catch (const CLI::CallForHelp&) {
     out << app.help();
     return 0;
-  } catch (const CLI::ParseError &e) {
+  } catch (const CLI::ParseError& e) {
     err << "qsweep " << command << ": " << e.what() << "\n";
     return 2;
   }
@@ -720,7 +747,7 @@ int RunServiceCommand(const std::string &command, const std::vector<std::string>
   return run();
 }
 
-int RunServiceCommand(const std::string &command, const std::vector<std::string> &args) {
+int RunServiceCommand(const std::string& command, const std::vector<std::string>& args) {
   return RunServiceCommand(command, args, std::cout, std::cerr);
 }
 

@@ -9,7 +9,7 @@
 namespace qsweep::service_cli_internal {
 
 // A failed RPC as one line.
-int RpcError(const Common &c, const grpc::Status &s) {
+int RpcError(const Common& c, const grpc::Status& s) {
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
     *c.err << "qsweep: cannot reach qsweep-server at " << c.server << " (" << s.error_message()
            << "); start one with `qsweep up` or pass --server HOST:PORT\n";
@@ -18,18 +18,18 @@ int RpcError(const Common &c, const grpc::Status &s) {
   return 1;
 }
 
-std::unique_ptr<v1::Experiments::Stub> Stub(const Common &c) {
+std::unique_ptr<v1::Experiments::Stub> Stub(const Common& c) {
   return v1::Experiments::NewStub(c.channel);
 }
 
 fs::path EmbeddedStateDir() {
-  const char *xdg = std::getenv("XDG_DATA_HOME");
-  const char *home = std::getenv("HOME");
+  const char* xdg = std::getenv("XDG_DATA_HOME");
+  const char* home = std::getenv("HOME");
   return xdg && *xdg ? fs::path(xdg) / "qsweep"
                      : fs::path(home ? home : ".") / ".local" / "share" / "qsweep";
 }
 
-bool Connect(Common &c) {
+bool Connect(Common& c) {
   const bool chosen = !c.token_file.empty() || std::getenv("QSWEEP_TOKEN_FILE");
   std::string path = ResolveTokenPath(c.token_file);
   auto token = ReadTokenFile(path);
@@ -71,7 +71,7 @@ bool Connect(Common &c) {
 }
 
 // A deadline for unary calls.
-void Deadline(grpc::ClientContext &ctx, int seconds) {
+void Deadline(grpc::ClientContext& ctx, int seconds) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(seconds));
 }
 
@@ -80,15 +80,15 @@ std::string RequestId() {
   return absl::StrFormat("%016x%016x", rng(), rng());
 }
 
-const char *StateName(v1::JobState s) {
+const char* StateName(v1::JobState s) {
   // The proto's own names (PENDING, ..., CANCELLED); "?" for values it lacks.
-  const std::string &name = v1::JobState_Name(s);
+  const std::string& name = v1::JobState_Name(s);
   return name.empty() ? "?" : name.c_str();
 }
 
 std::string Num(double v) { return absl::StrFormat("%.4f", v); }
 
-std::string ValueText(const json &v) {
+std::string ValueText(const json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_number_float()) return absl::StrFormat("%g", v.get<double>());
   return v.dump();
@@ -103,27 +103,33 @@ std::string TimeText(int64_t unix_ms) {
 }
 
 // Prints a table in the chosen format (table or csv).
-void PrintTable(const Common &c, const Table &t) {
+void PrintTable(const Common& c, const Table& t) {
   if (c.format == "csv")
     *c.out << RenderCsv(t);
   else
     *c.out << RenderTable(t, TableStyle::kSimple) << "\n";
 }
 
-absl::StatusOr<std::vector<v1::Job>> FetchJobs(Common &c, const std::string &sweep_id,
-                                               const std::string &sort, bool asc,
-                                               v1::JobState state, grpc::Status &status) {
+absl::StatusOr<std::vector<v1::Job>> FetchJobs(Common& c, const std::string& sweep_id,
+                                               const std::string& sort, bool asc,
+                                               v1::JobState state, grpc::Status& status) {
   v1::ListJobsRequest req;
   req.set_sweep_id(sweep_id);
   req.set_sort_by(sort);
   req.set_descending(!asc && sort != "index" && sort != "state");
   req.set_state(state);
-  v1::ListJobsResponse resp;
-  grpc::ClientContext ctx;
-  Deadline(ctx);
-  status = Stub(c)->ListJobs(&ctx, req, &resp);
-  if (!status.ok()) return absl::UnknownError("rpc");
-  return std::vector<v1::Job>(resp.jobs().begin(), resp.jobs().end());
+  auto stub = Stub(c);
+  std::vector<v1::Job> jobs;
+  do {  // the server answers in pages: follow them
+    v1::ListJobsResponse resp;
+    grpc::ClientContext ctx;
+    Deadline(ctx);
+    status = stub->ListJobs(&ctx, req, &resp);
+    if (!status.ok()) return absl::UnknownError("rpc");
+    for (auto& j : *resp.mutable_jobs()) jobs.push_back(std::move(j));
+    req.set_page_token(resp.next_page_token());
+  } while (!req.page_token().empty());
+  return jobs;
 }
 
 }  // namespace qsweep::service_cli_internal

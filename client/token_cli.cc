@@ -10,7 +10,7 @@ namespace qsweep::service_cli_internal {
 namespace {
 
 // "30d", "12h", "90m", "3600s" or "never" (0) as seconds; -1 if malformed.
-int64_t ParseDuration(const std::string &text) {
+int64_t ParseDuration(const std::string& text) {
   if (text == "never" || text == "0") return 0;
   if (text.size() < 2) return -1;
   int64_t n = 0;
@@ -29,7 +29,7 @@ int64_t ParseDuration(const std::string &text) {
   }
 }
 
-const char *RoleText(v1::Role r) {
+const char* RoleText(v1::Role r) {
   switch (r) {
     case v1::ROLE_ADMIN:
       return "admin";
@@ -42,7 +42,7 @@ const char *RoleText(v1::Role r) {
   }
 }
 
-json TokenJson(const v1::Token &t) {
+json TokenJson(const v1::Token& t) {
   return {{"id", t.id()},
           {"role", RoleText(t.role())},
           {"owner", t.owner()},
@@ -52,7 +52,7 @@ json TokenJson(const v1::Token &t) {
           {"revoked", t.revoked_unix_ms() ? TimeText(t.revoked_unix_ms()) : ""}};
 }
 
-int Create(Common &c, const TokenArgs &a) {
+int Create(Common& c, const TokenArgs& a) {
   v1::CreateTokenRequest req;
   req.set_request_id(RequestId());
   req.set_role(a.role == "admin"    ? v1::ROLE_ADMIN
@@ -90,7 +90,7 @@ int Create(Common &c, const TokenArgs &a) {
   return 0;
 }
 
-int List(Common &c, const TokenArgs &a) {
+int List(Common& c, const TokenArgs& a) {
   v1::ListTokensRequest req;
   req.set_include_revoked(a.all);
   v1::ListTokensResponse resp;
@@ -100,23 +100,23 @@ int List(Common &c, const TokenArgs &a) {
   if (!s.ok()) return RpcError(c, s);
   if (c.format == "json") {
     json arr = json::array();
-    for (const auto &t : resp.tokens()) arr.push_back(TokenJson(t));
+    for (const auto& t : resp.tokens()) arr.push_back(TokenJson(t));
     *c.out << arr.dump(2) << "\n";
     return 0;
   }
   Table t;
   t.headers = {"id", "role", "owner", "name", "created", "expires", "revoked"};
-  for (const auto &tok : resp.tokens()) {
+  for (const auto& tok : resp.tokens()) {
     json j = TokenJson(tok);
     std::vector<std::string> row;
-    for (const auto &col : t.headers) row.push_back(j[col].get<std::string>());
+    for (const auto& col : t.headers) row.push_back(j[col].get<std::string>());
     t.rows.push_back(std::move(row));
   }
   PrintTable(c, t);
   return 0;
 }
 
-int Revoke(Common &c, const TokenArgs &a) {
+int Revoke(Common& c, const TokenArgs& a) {
   v1::RevokeTokenRequest req;
   req.set_request_id(RequestId());
   req.set_token_id(a.id);
@@ -131,7 +131,7 @@ int Revoke(Common &c, const TokenArgs &a) {
 
 }  // namespace
 
-int Token(Common &c, const TokenArgs &args) {
+int Token(Common& c, const TokenArgs& args) {
   if (args.action == "create") return Create(c, args);
   if (args.action == "list") return List(c, args);
   return Revoke(c, args);

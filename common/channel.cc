@@ -15,8 +15,8 @@ namespace {
 
 class BearerInterceptor final : public grpc::experimental::Interceptor {
  public:
-  explicit BearerInterceptor(const std::string *header) : header_(header) {}
-  void Intercept(grpc::experimental::InterceptorBatchMethods *methods) override {
+  explicit BearerInterceptor(const std::string* header) : header_(header) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA))
       methods->GetSendInitialMetadata()->insert({"authorization", *header_});
@@ -24,14 +24,14 @@ class BearerInterceptor final : public grpc::experimental::Interceptor {
   }
 
  private:
-  const std::string *header_;
+  const std::string* header_;
 };
 
 class BearerFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
  public:
-  explicit BearerFactory(const std::string &token) : header_("Bearer " + token) {}
-  grpc::experimental::Interceptor *CreateClientInterceptor(
-      grpc::experimental::ClientRpcInfo *) override {
+  explicit BearerFactory(const std::string& token) : header_("Bearer " + token) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
     return new BearerInterceptor(&header_);
   }
 
@@ -39,7 +39,7 @@ class BearerFactory final : public grpc::experimental::ClientInterceptorFactoryI
   const std::string header_;
 };
 
-absl::StatusOr<std::string> ReadPem(const std::string &path, const char *what) {
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return absl::NotFoundError(absl::StrCat(what, " '", path, "' cannot be opened"));
   std::stringstream s;
@@ -52,13 +52,13 @@ absl::StatusOr<std::string> ReadPem(const std::string &path, const char *what) {
 }  // namespace
 
 std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
-BearerTokenInterceptors(const std::string &token) {
+BearerTokenInterceptors(const std::string& token) {
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> out;
   if (!token.empty()) out.push_back(std::make_unique<BearerFactory>(token));
   return out;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ChannelOptions &o) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ChannelOptions& o) {
   if (o.address.empty()) return absl::InvalidArgumentError("server address is empty");
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (!o.tls_ca_file.empty()) {

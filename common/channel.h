@@ -44,11 +44,11 @@ struct ChannelOptions {
 // A channel to options.address. INVALID_ARGUMENT for a non-local address
 // without TLS or `insecure`; NOT_FOUND/PERMISSION_DENIED for unreadable PEM
 // files. Connecting happens lazily, at the first call.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ChannelOptions &options);
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ChannelOptions& options);
 
 // Interceptors that add "authorization: Bearer <token>" to every call; for
 // channels made elsewhere (e.g. a server's in-process channel in tests).
 std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
-BearerTokenInterceptors(const std::string &token);
+BearerTokenInterceptors(const std::string& token);
 
 }  // namespace qsweep

@@ -78,7 +78,7 @@ absl::StatusOr<std::string> TokenIdOf(std::string_view token) {
 
 std::string TokenSha256(std::string_view token) { return Sha256Hex(token); }
 
-absl::StatusOr<std::string> ReadTokenFile(const std::string &path) {
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT)
@@ -119,7 +119,7 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string &path) {
   return token;
 }
 
-absl::Status WriteSecretFile(const std::string &path, std::string_view content) {
+absl::Status WriteSecretFile(const std::string& path, std::string_view content) {
   namespace fs = std::filesystem;
   const fs::path target(path);
   std::error_code ec;
@@ -156,15 +156,15 @@ absl::Status WriteSecretFile(const std::string &path, std::string_view content) 
 }
 
 std::string DefaultTokenPath() {
-  const char *xdg = std::getenv("XDG_CONFIG_HOME");
+  const char* xdg = std::getenv("XDG_CONFIG_HOME");
   if (xdg && *xdg) return absl::StrCat(xdg, "/qsweep/token");
-  const char *home = std::getenv("HOME");
+  const char* home = std::getenv("HOME");
   return absl::StrCat(home && *home ? home : ".", "/.config/qsweep/token");
 }
 
-std::string ResolveTokenPath(const std::string &flag) {
+std::string ResolveTokenPath(const std::string& flag) {
   if (!flag.empty()) return flag;
-  const char *env = std::getenv("QSWEEP_TOKEN_FILE");
+  const char* env = std::getenv("QSWEEP_TOKEN_FILE");
   if (env && *env) return env;
   return DefaultTokenPath();
 }

@@ -37,11 +37,11 @@ std::string TokenSha256(std::string_view token);
 // Reads a token from `path`: a regular file, not readable or writable by group
 // or others (FAILED_PRECONDITION naming the mode and the chmod to run), holding
 // one well-formed token (surrounding whitespace ignored). NOT_FOUND if missing.
-absl::StatusOr<std::string> ReadTokenFile(const std::string &path);
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
 // Writes `content` to `path` atomically with mode 0600, creating missing parent
 // folders with mode 0700.
-absl::Status WriteSecretFile(const std::string &path, std::string_view content);
+absl::Status WriteSecretFile(const std::string& path, std::string_view content);
 
 // Where clients and workers look for their token when neither --token-file nor
 // $QSWEEP_TOKEN_FILE names one: $XDG_CONFIG_HOME/qsweep/token, else
@@ -50,7 +50,7 @@ std::string DefaultTokenPath();
 
 // The token file to use: `flag` if not empty, else $QSWEEP_TOKEN_FILE, else
 // DefaultTokenPath().
-std::string ResolveTokenPath(const std::string &flag);
+std::string ResolveTokenPath(const std::string& flag);
 
 // True if `address` (host:port, [v6]:port or unix:path) can only be reached
 // from this machine: 127.0.0.0/8, ::1, localhost, or a Unix socket.

@@ -100,9 +100,15 @@ def main():
             summary = event.summary
             print(f"  succeeded {summary.succeeded}/{sweep.num_jobs}, running "
                   f"{summary.running + summary.leased}, failed {summary.failed}", flush=True)
-        jobs = stub.ListJobs(experiments_pb2.ListJobsRequest(
-            sweep_id=sweep.id, sort_by=args.metric, descending=True), timeout=30,
-            metadata=auth).jobs
+        jobs, token = [], ""
+        while True:  # the server answers in pages
+            page = stub.ListJobs(experiments_pb2.ListJobsRequest(
+                sweep_id=sweep.id, sort_by=args.metric, descending=True, page_token=token),
+                timeout=30, metadata=auth)
+            jobs.extend(page.jobs)
+            token = page.next_page_token
+            if not token:
+                break
     except grpc.RpcError as e:
         sys.exit(f"python_client: {e.code().name}: {e.details()}")
 

@@ -38,10 +38,49 @@ void BlobWriteReactor::OnWriteDone(bool ok) {
   WriteNext();
 }
 
-UploadReactor::UploadReactor(Store &store, Coordinator &coordinator, Caller caller,
-                             v1::UploadArtifactResponse *response)
-    : store_(store), coordinator_(coordinator), caller_(std::move(caller)), response_(response) {
+UploadReactor::UploadReactor(Store& store, Coordinator& coordinator, Caller caller,
+                             UploadBudget& budget, v1::UploadArtifactResponse* response)
+    : store_(store),
+      coordinator_(coordinator),
+      caller_(std::move(caller)),
+      budget_(budget),
+      response_(response) {
+  const int32_t before = budget_.uploads.fetch_add(1);
+  counted_ = true;
+  if (before >= kMaxConcurrentUploads) {
+    Finish(ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat("the server is receiving ", before, " uploads; the limit is ",
+                     kMaxConcurrentUploads, " at once (retry later)"))));
+    return;
+  }
   StartRead(&chunk_);
+}
+
+void UploadReactor::OnDone() {
+  if (counted_) budget_.uploads.fetch_sub(1);
+  budget_.bytes.fetch_sub(held_);
+  delete this;
+}
+
+bool UploadReactor::Take() {
+  const int64_t size = static_cast<int64_t>(bytes_.size() + chunk_.data().size());
+  if (size > kMaxArtifactBytes) {
+    Finish(ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("field 'data' of artifact ", info_.sha256(), " is at least ", size,
+                     " bytes; the limit is ", kMaxArtifactBytes, " bytes"))));
+    return false;
+  }
+  const int64_t chunk = static_cast<int64_t>(chunk_.data().size());
+  const int64_t in_flight = budget_.bytes.fetch_add(chunk) + chunk;
+  held_ += chunk;
+  if (in_flight > kMaxUploadBytesInFlight) {
+    Finish(ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat("uploads in progress hold ", in_flight, " bytes; the limit is ",
+                     kMaxUploadBytesInFlight, " bytes (retry later)"))));
+    return false;
+  }
+  bytes_ += chunk_.data();
+  return true;
 }
 
 void UploadReactor::OnReadDone(bool ok) {
@@ -49,17 +88,11 @@ void UploadReactor::OnReadDone(bool ok) {
     FinishUpload();
     return;
   }
-  if (bytes_.size() + chunk_.data().size() > kMaxArtifactBytes) {
-    Finish(ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("field 'data' exceeds the artifact limit of ", kMaxArtifactBytes, " bytes"))));
-    return;
-  }
   if (!have_info_) {
     CheckFirstChunk();
     return;
   }
-  bytes_ += chunk_.data();
-  StartRead(&chunk_);
+  if (Take()) StartRead(&chunk_);
 }
 
 void UploadReactor::CheckFirstChunk() {
@@ -75,8 +108,8 @@ void UploadReactor::CheckFirstChunk() {
   lease_id_ = chunk_.lease_id();
   lease_epoch_ = chunk_.lease_epoch();
   have_info_ = true;
-  bytes_ += chunk_.data();
-  coordinator_.Post([this](Scheduler &scheduler) {
+  if (!Take()) return;
+  coordinator_.Post([this](Scheduler& scheduler) {
     auto attempt = scheduler.CheckUpload(caller_, lease_id_, lease_epoch_, info_.job_id());
     if (!attempt.ok()) {
       Finish(ToGrpcStatus(attempt.status()));
@@ -100,7 +133,7 @@ void UploadReactor::FinishUpload() {
   info_.set_size_bytes(static_cast<int64_t>(bytes_.size()));
   // The link is made on the strand, under the lease check, so that no other
   // grant or completion of the job can come between them.
-  coordinator_.Post([this](Scheduler &scheduler) {
+  coordinator_.Post([this](Scheduler& scheduler) {
     auto attempt = scheduler.CheckUpload(caller_, lease_id_, lease_epoch_, info_.job_id());
     absl::Status s = attempt.status();
     if (s.ok()) {

@@ -5,6 +5,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 
 #include "qsweep/v1/workers.pb.h"
@@ -31,31 +33,46 @@ class BlobWriteReactor final : public grpc::ServerWriteReactor<v1::ArtifactChunk
   v1::ArtifactChunk chunk_;
 };
 
-// Reads an upload into memory (bounded), verifies it, stores it in `store`.
-// Only the caller holding the current lease of info.job_id may upload (checked
-// on the scheduler strand when the first chunk arrives, and again when the
-// content is stored, so a lease lost meanwhile stores nothing); the link is
-// recorded with that lease's attempt. Deletes itself when done.
+// What the uploads of one server hold at once (common/limits.h:
+// kMaxConcurrentUploads, kMaxUploadBytesInFlight). Shared by its uploads.
+struct UploadBudget {
+  std::atomic<int32_t> uploads{0};
+  std::atomic<int64_t> bytes{0};
+};
+
+// Reads an upload into memory (bounded: kMaxArtifactBytes per upload, and
+// `budget` for all uploads together), verifies it, stores it in `store`.
+// RESOURCE_EXHAUSTED when the server already receives kMaxConcurrentUploads
+// uploads or holds kMaxUploadBytesInFlight. Only the caller holding the
+// current lease of info.job_id may upload (checked on the scheduler strand when
+// the first chunk arrives, and again when the content is stored, so a lease
+// lost meanwhile stores nothing); the link is recorded with that lease's
+// attempt. Deletes itself when done.
 class UploadReactor final : public grpc::ServerReadReactor<v1::ArtifactChunk> {
  public:
-  UploadReactor(Store &store, Coordinator &coordinator, Caller caller,
-                v1::UploadArtifactResponse *response);
+  UploadReactor(Store& store, Coordinator& coordinator, Caller caller, UploadBudget& budget,
+                v1::UploadArtifactResponse* response);
   void OnReadDone(bool ok) override;
-  void OnDone() override { delete this; }
+  void OnDone() override;
 
  private:
   void CheckFirstChunk();
+  // Adds the chunk to bytes_ within the limits; false after Finish.
+  bool Take();
   void FinishUpload();
-  Store &store_;
-  Coordinator &coordinator_;
+  Store& store_;
+  Coordinator& coordinator_;
   const Caller caller_;
-  v1::UploadArtifactResponse *response_;
+  UploadBudget& budget_;
+  v1::UploadArtifactResponse* response_;
   v1::ArtifactChunk chunk_;
   v1::ArtifactInfo info_;
   std::string lease_id_;
   int64_t lease_epoch_ = 0;
   std::string bytes_;
   bool have_info_ = false;
+  bool counted_ = false;  // holds a place in budget_.uploads
+  int64_t held_ = 0;      // bytes counted in budget_.bytes
 };
 
 }  // namespace qsweep

@@ -18,11 +18,11 @@ absl::Status Unauthenticated(std::string_view method, absl::string_view why) {
   return absl::UnauthenticatedError(absl::StrCat(Sv(method), ": ", why));
 }
 
-grpc::Status ToGrpc(const absl::Status &s) {
+grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
-const char *RoleName(v1::Role r) {
+const char* RoleName(v1::Role r) {
   switch (r) {
     case v1::ROLE_ADMIN:
       return "admin";
@@ -35,7 +35,7 @@ const char *RoleName(v1::Role r) {
   }
 }
 
-std::string_view Value(const grpc::AuthContext &ctx, const char *name) {
+std::string_view Value(const grpc::AuthContext& ctx, const char* name) {
   auto values = ctx.FindPropertyValues(name);
   if (values.empty()) return {};
   return std::string_view(values[0].data(), values[0].size());
@@ -43,7 +43,7 @@ std::string_view Value(const grpc::AuthContext &ctx, const char *name) {
 
 }  // namespace
 
-Authenticator::Authenticator(Store &store, Clock &clock) : store_(store), clock_(clock) {}
+Authenticator::Authenticator(Store& store, Clock& clock) : store_(store), clock_(clock) {}
 
 absl::StatusOr<Caller> Authenticator::Authenticate(std::string_view header) {
   if (header.empty())
@@ -86,7 +86,7 @@ absl::StatusOr<Caller> Authenticator::Authenticate(std::string_view header) {
   return caller;
 }
 
-void Authenticator::Forget(const std::string &token_id) {
+void Authenticator::Forget(const std::string& token_id) {
   std::lock_guard<std::mutex> lock(mu_);
   cache_.erase(token_id);
 }
@@ -100,8 +100,8 @@ Service ServiceOf(std::string_view path) {
   return Service::kUnknown;
 }
 
-absl::Status CheckRole(const Caller &caller, Service service, std::string_view method) {
-  const char *allowed = "";
+absl::Status CheckRole(const Caller& caller, Service service, std::string_view method) {
+  const char* allowed = "";
   bool ok = false;
   switch (service) {
     case Service::kExperiments:
@@ -125,11 +125,11 @@ absl::Status CheckRole(const Caller &caller, Service service, std::string_view m
                                                   " token (allowed: ", allowed, ")"));
 }
 
-TokenAuthProcessor::TokenAuthProcessor(Authenticator &auth, bool require_worker_cert)
+TokenAuthProcessor::TokenAuthProcessor(Authenticator& auth, bool require_worker_cert)
     : auth_(auth), require_worker_cert_(require_worker_cert) {}
 
-grpc::Status TokenAuthProcessor::Process(const InputMetadata &md, grpc::AuthContext *context,
-                                         OutputMetadata *consumed, OutputMetadata *) {
+grpc::Status TokenAuthProcessor::Process(const InputMetadata& md, grpc::AuthContext* context,
+                                         OutputMetadata* consumed, OutputMetadata*) {
   std::string method = "(unknown method)";
   if (auto p = md.find(":path"); p != md.end()) method.assign(p->second.data(), p->second.size());
   const Service service = ServiceOf(method);
@@ -165,8 +165,8 @@ grpc::Status TokenAuthProcessor::Process(const InputMetadata &md, grpc::AuthCont
   return grpc::Status::OK;
 }
 
-absl::StatusOr<Caller> Authorize(grpc::CallbackServerContext *ctx, std::string_view method,
-                                 Authenticator &auth) {
+absl::StatusOr<Caller> Authorize(grpc::CallbackServerContext* ctx, std::string_view method,
+                                 Authenticator& auth) {
   Caller caller;
   auto context = ctx->auth_context();
   if (context && !Value(*context, kTokenIdProperty).empty()) {
@@ -176,7 +176,7 @@ absl::StatusOr<Caller> Authorize(grpc::CallbackServerContext *ctx, std::string_v
   } else {
     // No processor ran for this call: check its metadata here.
     std::string header;
-    const auto &md = ctx->client_metadata();
+    const auto& md = ctx->client_metadata();
     if (auto a = md.find("authorization"); a != md.end())
       header.assign(a->second.data(), a->second.size());
     auto authenticated = auth.Authenticate(header);

@@ -39,20 +39,20 @@ namespace qsweep {
 class Authenticator {
  public:
   // Neither is owned; both must outlive the authenticator.
-  Authenticator(Store &store, Clock &clock);
+  Authenticator(Store& store, Clock& clock);
 
   // `header` is the value of the "authorization" metadata ("Bearer qsw_...").
   // UNAUTHENTICATED with a reason that never echoes the secret.
   absl::StatusOr<Caller> Authenticate(std::string_view header);
-  void Forget(const std::string &token_id);
+  void Forget(const std::string& token_id);
 
  private:
   struct Cached {
     v1::Token token;
     int64_t fetched_ms;
   };
-  Store &store_;
-  Clock &clock_;
+  Store& store_;
+  Clock& clock_;
   std::mutex mu_;
   std::map<std::string, Cached> cache_;  // guarded by mu_
 };
@@ -63,7 +63,7 @@ Service ServiceOf(std::string_view method_path);
 
 // OK if `caller` may call a method of `service`; PERMISSION_DENIED naming the
 // method and the roles allowed otherwise.
-absl::Status CheckRole(const Caller &caller, Service service, std::string_view method_path);
+absl::Status CheckRole(const Caller& caller, Service service, std::string_view method_path);
 
 // Runs before handlers on secure ports. Records the caller's token id, role
 // and owner in the AuthContext (properties "qsweep.token_id", "qsweep.role",
@@ -71,19 +71,19 @@ absl::Status CheckRole(const Caller &caller, Service service, std::string_view m
 // tokens (mutual TLS).
 class TokenAuthProcessor final : public grpc::AuthMetadataProcessor {
  public:
-  TokenAuthProcessor(Authenticator &auth, bool require_worker_cert);
+  TokenAuthProcessor(Authenticator& auth, bool require_worker_cert);
   bool IsBlocking() const override { return true; }
-  grpc::Status Process(const InputMetadata &auth_metadata, grpc::AuthContext *context,
-                       OutputMetadata *consumed_auth_metadata,
-                       OutputMetadata *response_metadata) override;
+  grpc::Status Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
+                       OutputMetadata* consumed_auth_metadata,
+                       OutputMetadata* response_metadata) override;
 
  private:
-  Authenticator &auth_;
+  Authenticator& auth_;
   const bool require_worker_cert_;
 };
 
 // The caller of a handler's call to `method_path`; see the file comment.
-absl::StatusOr<Caller> Authorize(grpc::CallbackServerContext *ctx, std::string_view method_path,
-                                 Authenticator &auth);
+absl::StatusOr<Caller> Authorize(grpc::CallbackServerContext* ctx, std::string_view method_path,
+                                 Authenticator& auth);
 
 }  // namespace qsweep

@@ -15,7 +15,7 @@ struct Caller {
 
   bool is_admin() const { return role == v1::ROLE_ADMIN; }
   // Admins may act on every user's sweeps; users on their own only.
-  bool MayAccess(const std::string &sweep_owner) const {
+  bool MayAccess(const std::string& sweep_owner) const {
     return is_admin() || (!owner.empty() && owner == sweep_owner);
   }
 };

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -14,16 +15,18 @@
 #include "server/dataset_artifacts.h"
 #include "server/grpc_status_util.h"
 #include "server/job_query.h"
+#include "server/paged_queries.h"
 #include "server/strand_reactor.h"
 #include "server/sweep.h"
+#include "server/sweep_limits.h"
 #include "server/validation.h"
 
 namespace qsweep {
 namespace {
 
 // Finishes `ctx`'s default reactor with `s`.
-grpc::ServerUnaryReactor *Done(grpc::CallbackServerContext *ctx, const absl::Status &s) {
-  auto *reactor = ctx->DefaultReactor();
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  auto* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(s));
   return reactor;
 }
@@ -31,118 +34,43 @@ grpc::ServerUnaryReactor *Done(grpc::CallbackServerContext *ctx, const absl::Sta
 #define QSWEEP_METHOD(name) "/qsweep.v1.Experiments/" #name
 
 // Lease ids are secrets between the server and the worker holding the lease.
-void Redact(v1::Job &job) { job.clear_lease_id(); }
-void Redact(v1::Attempt &attempt) { attempt.clear_lease_id(); }
+void Redact(v1::Job& job) { job.clear_lease_id(); }
+void Redact(v1::Attempt& attempt) { attempt.clear_lease_id(); }
 
 // The sweep, or NOT_FOUND (the store's own words for a missing one) when the
 // caller may not see it: another user's sweep is indistinguishable from none.
-absl::StatusOr<v1::Sweep> AccessibleSweep(Store &store, const Caller &caller,
-                                          const std::string &sweep_id) {
+absl::StatusOr<v1::Sweep> AccessibleSweep(Store& store, const Caller& caller,
+                                          const std::string& sweep_id) {
   auto sweep = store.GetSweep(sweep_id);
   if (sweep.ok() && !caller.MayAccess(sweep->owner()))
     return absl::NotFoundError(absl::StrCat("no sweep '", sweep_id, "'"));
   return sweep;
 }
 
-absl::StatusOr<v1::Job> AccessibleJob(Store &store, const Caller &caller,
-                                      const std::string &job_id) {
+absl::StatusOr<v1::Job> AccessibleJob(Store& store, const Caller& caller,
+                                      const std::string& job_id) {
   auto job = store.GetJob(job_id);
   if (job.ok() && !AccessibleSweep(store, caller, job->sweep_id()).ok())
     return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
   return job;
 }
 
-absl::StatusOr<v1::SweepSummary> LoadSummary(Store &store, const std::string &sweep_id) {
-  QSWEEP_ASSIGN_OR_RETURN(v1::Sweep sweep, store.GetSweep(sweep_id));
-  JobFilter filter;
-  filter.sweep_id = sweep_id;
-  QSWEEP_ASSIGN_OR_RETURN(auto jobs, store.ListJobs(filter));
-  return Summarize(sweep, jobs);
-}
-
-// Streams the sweep's summary and jobs now and whenever they change (looked
-// at every interval) until the sweep is finished or the client goes away.
-// Exactly one write or one alarm is outstanding at any time, and Finish is
-// called only from their completions, so the reactor is never deleted under a
-// pending callback.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchSweepEvent> {
- public:
-  WatchReactor(Store &store, std::string sweep_id, int64_t interval_ms)
-      : store_(store), sweep_id_(std::move(sweep_id)), interval_ms_(interval_ms) {
-    Poll();
-  }
-  void OnWriteDone(bool ok) override {
-    if (!ok || finished_sweep_) {
-      Finish(ok ? grpc::Status::OK : grpc::Status(grpc::StatusCode::CANCELLED, "client left"));
-      return;
-    }
-    alarm_.Set(std::chrono::system_clock::now() + std::chrono::milliseconds(interval_ms_),
-               [this](bool) { Poll(); });
-  }
-  // A pending alarm fires within one interval and Poll() then finishes; the
-  // alarm is not touched here, so it is only ever used from its own callback
-  // and OnWriteDone (never two threads at once).
-  void OnCancel() override { cancelled_ = true; }
-  void OnDone() override { delete this; }
-
- private:
-  void Poll() {
-    if (cancelled_) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client left"));
-      return;
-    }
-    auto summary = LoadSummary(store_, sweep_id_);
-    JobFilter filter;
-    filter.sweep_id = sweep_id_;
-    auto jobs = store_.ListJobs(filter);
-    if (!summary.ok() || !jobs.ok()) {
-      Finish(ToGrpcStatus(summary.ok() ? jobs.status() : summary.status()));
-      return;
-    }
-    event_.Clear();
-    *event_.mutable_summary() = *summary;
-    for (auto &j : *jobs) {
-      j.clear_config_json();  // keep the stream light; GetJob has the config
-      Redact(j);
-      *event_.add_jobs() = std::move(j);
-    }
-    finished_sweep_ = SweepFinished(*summary);
-    std::string snapshot = event_.SerializeAsString();
-    if (snapshot == last_sent_ && !finished_sweep_) {  // nothing new: look again later
-      alarm_.Set(std::chrono::system_clock::now() + std::chrono::milliseconds(interval_ms_),
-                 [this](bool) { Poll(); });
-      return;
-    }
-    last_sent_ = std::move(snapshot);
-    StartWrite(&event_);
-  }
-
-  Store &store_;
-  const std::string sweep_id_;
-  const int64_t interval_ms_;
-  grpc::Alarm alarm_;
-  v1::WatchSweepEvent event_;
-  std::string last_sent_;
-  bool finished_sweep_ = false;
-  std::atomic<bool> cancelled_{false};
-};
-
 template <typename Response>
 class ErrorWriter final : public grpc::ServerWriteReactor<Response> {
  public:
-  explicit ErrorWriter(const absl::Status &s) { this->Finish(ToGrpcStatus(s)); }
+  explicit ErrorWriter(const absl::Status& s) { this->Finish(ToGrpcStatus(s)); }
   void OnDone() override { delete this; }
 };
 
 }  // namespace
 
-ExperimentServiceImpl::ExperimentServiceImpl(Coordinator &coordinator, Store &store,
-                                             Authenticator &auth, ExperimentServiceOptions options)
+ExperimentServiceImpl::ExperimentServiceImpl(Coordinator& coordinator, Store& store,
+                                             Authenticator& auth, ExperimentServiceOptions options)
     : coordinator_(coordinator), store_(store), auth_(auth), options_(options) {}
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::SubmitSweep(grpc::CallbackServerContext *ctx,
-                                                             const v1::SubmitSweepRequest *request,
-                                                             v1::SubmitSweepResponse *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitSweep(grpc::CallbackServerContext* ctx,
+                                                             const v1::SubmitSweepRequest* request,
+                                                             v1::SubmitSweepResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(SubmitSweep), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
@@ -151,30 +79,46 @@ grpc::ServerUnaryReactor *ExperimentServiceImpl::SubmitSweep(grpc::CallbackServe
   if (!hashes.ok()) return Done(ctx, hashes.status());
   return FinishOnStrand(
       coordinator_, ctx,
-      [caller = *caller, request, response, hashes = std::move(*hashes)](Scheduler &scheduler) {
+      [caller = *caller, request, response, hashes = std::move(*hashes)](Scheduler& scheduler) {
         return MoveInto(scheduler.SubmitSweep(caller, *request, hashes), response);
       });
 }
 
 absl::StatusOr<std::vector<std::string>> ExperimentServiceImpl::ServeSweepDatasets(
-    const Caller &caller, const v1::SubmitSweepRequest &request) {
+    const Caller& caller, const v1::SubmitSweepRequest& request) {
   if (!options_.serve_datasets) return std::vector<std::string>();
   const std::string key = SweepIdempotencyKey(caller, request);
   if (!key.empty() && store_.FindSweepByIdempotencyKey(key).ok())
     return std::vector<std::string>();  // the scheduler answers with the earlier
                                         // sweep
   const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
-  auto plan = ExpandSweep(request.sweep_toml(), source);
+  // Within the limits before anything is prepared (e.g. synthetic_rows).
+  auto plan = ExpandSweepForService(request.sweep_toml(), source);
   if (!plan.ok()) return std::vector<std::string>();  // the scheduler reports the same error
   DatasetServeOptions options;
   options.data_dir = options_.data_dir;
-  QSWEEP_ASSIGN_OR_RETURN(ServedDatasets served, ServeDatasets(plan->configs, store_, options));
-  return std::move(served.sha256);
+  // One config per distinct dataset request: trials' configs are not all
+  // held at once (the base config may be large).
+  std::vector<nlohmann::json> distinct;
+  std::map<std::string, size_t> index_of_key;
+  std::vector<size_t> index_of_trial;
+  for (size_t i = 0; i < plan->trials.size(); ++i) {
+    nlohmann::json config = TrialConfig(*plan, i);
+    QSWEEP_ASSIGN_OR_RETURN(std::string key, DatasetKeyOf(config));
+    auto [it, added] = index_of_key.try_emplace(key, distinct.size());
+    if (added) distinct.push_back(std::move(config));
+    index_of_trial.push_back(it->second);
+  }
+  QSWEEP_ASSIGN_OR_RETURN(ServedDatasets served, ServeDatasets(distinct, store_, options));
+  std::vector<std::string> hashes;
+  hashes.reserve(index_of_trial.size());
+  for (size_t i : index_of_trial) hashes.push_back(served.sha256[i]);
+  return hashes;
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::GetSweep(grpc::CallbackServerContext *ctx,
-                                                          const v1::GetSweepRequest *request,
-                                                          v1::SweepSummary *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetSweep(grpc::CallbackServerContext* ctx,
+                                                          const v1::GetSweepRequest* request,
+                                                          v1::SweepSummary* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(GetSweep), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
@@ -185,29 +129,18 @@ grpc::ServerUnaryReactor *ExperimentServiceImpl::GetSweep(grpc::CallbackServerCo
   return Done(ctx, summary.status());
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::ListSweeps(grpc::CallbackServerContext *ctx,
-                                                            const v1::ListSweepsRequest *request,
-                                                            v1::ListSweepsResponse *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListSweeps(grpc::CallbackServerContext* ctx,
+                                                            const v1::ListSweepsRequest* request,
+                                                            v1::ListSweepsResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(ListSweeps), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto sweeps = store_.ListSweeps();
-  if (!sweeps.ok()) return Done(ctx, sweeps.status());
-  std::erase_if(*sweeps, [&](const v1::Sweep &s) { return !caller->MayAccess(s.owner()); });
-  size_t first = 0;
-  if (request->limit() > 0 && sweeps->size() > static_cast<size_t>(request->limit()))
-    first = sweeps->size() - static_cast<size_t>(request->limit());  // the newest
-  for (size_t i = first; i < sweeps->size(); ++i) {
-    auto summary = LoadSummary(store_, (*sweeps)[i].id());
-    if (!summary.ok()) return Done(ctx, summary.status());
-    *response->add_sweeps() = std::move(*summary);
-  }
-  return Done(ctx, absl::OkStatus());
+  return Done(ctx, MoveInto(ListSweepsPage(store_, *caller, *request), response));
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::ListJobs(grpc::CallbackServerContext *ctx,
-                                                          const v1::ListJobsRequest *request,
-                                                          v1::ListJobsResponse *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
+                                                          const v1::ListJobsRequest* request,
+                                                          v1::ListJobsResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(ListJobs), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
@@ -220,18 +153,20 @@ grpc::ServerUnaryReactor *ExperimentServiceImpl::ListJobs(grpc::CallbackServerCo
   auto page = QueryJobs(std::move(*jobs), *request);
   if (page.ok()) {
     *response = std::move(*page);
-    for (auto &j : *response->mutable_jobs()) Redact(j);
+    for (auto& j : *response->mutable_jobs()) Redact(j);
   }
   return Done(ctx, page.status());
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::GetJob(grpc::CallbackServerContext *ctx,
-                                                        const v1::GetJobRequest *request,
-                                                        v1::GetJobResponse *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
+                                                        const v1::GetJobRequest* request,
+                                                        v1::GetJobResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(GetJob), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto job = AccessibleJob(store_, *caller, request->job_id());
+  if (auto job = AccessibleJob(store_, *caller, request->job_id()); !job.ok())
+    return Done(ctx, job.status());
+  auto job = LoadFullJob(store_, request->job_id());  // with its config
   if (!job.ok()) return Done(ctx, job.status());
   auto attempts = store_.ListAttempts(request->job_id());
   auto artifacts = store_.ListArtifacts(request->job_id());
@@ -239,69 +174,70 @@ grpc::ServerUnaryReactor *ExperimentServiceImpl::GetJob(grpc::CallbackServerCont
   if (!artifacts.ok()) return Done(ctx, artifacts.status());
   Redact(*job);
   *response->mutable_job() = std::move(*job);
-  for (auto &a : *attempts) {
+  for (auto& a : *attempts) {
     Redact(a);
     *response->add_attempts() = std::move(a);
   }
-  for (auto &a : *artifacts) *response->add_artifacts() = std::move(a);
+  for (auto& a : *artifacts) *response->add_artifacts() = std::move(a);
   return Done(ctx, absl::OkStatus());
 }
 
-grpc::ServerWriteReactor<v1::WatchSweepEvent> *ExperimentServiceImpl::WatchSweep(
-    grpc::CallbackServerContext *ctx, const v1::WatchSweepRequest *request) {
+grpc::ServerWriteReactor<v1::WatchSweepEvent>* ExperimentServiceImpl::WatchSweep(
+    grpc::CallbackServerContext* ctx, const v1::WatchSweepRequest* request) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(WatchSweep), auth_);
   if (!caller.ok()) return new ErrorWriter<v1::WatchSweepEvent>(caller.status());
   if (auto s = Validate(*request); !s.ok()) return new ErrorWriter<v1::WatchSweepEvent>(s);
   if (auto sweep = AccessibleSweep(store_, *caller, request->sweep_id()); !sweep.ok())
     return new ErrorWriter<v1::WatchSweepEvent>(sweep.status());
-  return new WatchReactor(store_, request->sweep_id(), options_.watch_interval_ms);
+  return new WatchReactor(store_, request->sweep_id(), options_.watch_interval_ms,
+                          request->page_size());
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::CancelSweep(grpc::CallbackServerContext *ctx,
-                                                             const v1::CancelSweepRequest *request,
-                                                             v1::CancelResponse *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelSweep(grpc::CallbackServerContext* ctx,
+                                                             const v1::CancelSweepRequest* request,
+                                                             v1::CancelResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(CancelSweep), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   return FinishOnStrand(coordinator_, ctx,
-                        [caller = *caller, request, response](Scheduler &scheduler) {
+                        [caller = *caller, request, response](Scheduler& scheduler) {
                           auto n = scheduler.CancelSweep(caller, request->sweep_id());
                           if (n.ok()) response->set_cancelled(*n);
                           return n.status();
                         });
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::CancelJob(grpc::CallbackServerContext *ctx,
-                                                           const v1::CancelJobRequest *request,
-                                                           v1::CancelResponse *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
+                                                           const v1::CancelJobRequest* request,
+                                                           v1::CancelResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(CancelJob), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   return FinishOnStrand(coordinator_, ctx,
-                        [caller = *caller, request, response](Scheduler &scheduler) {
+                        [caller = *caller, request, response](Scheduler& scheduler) {
                           auto n = scheduler.CancelJob(caller, request->job_id());
                           if (n.ok()) response->set_cancelled(*n);
                           return n.status();
                         });
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::RetryJobs(grpc::CallbackServerContext *ctx,
-                                                           const v1::RetryJobsRequest *request,
-                                                           v1::RetryJobsResponse *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::RetryJobs(grpc::CallbackServerContext* ctx,
+                                                           const v1::RetryJobsRequest* request,
+                                                           v1::RetryJobsResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(RetryJobs), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   return FinishOnStrand(coordinator_, ctx,
-                        [caller = *caller, request, response](Scheduler &scheduler) {
+                        [caller = *caller, request, response](Scheduler& scheduler) {
                           auto n = scheduler.RetryJobs(caller, *request);
                           if (n.ok()) response->set_retried(*n);
                           return n.status();
                         });
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::GetMetrics(grpc::CallbackServerContext *ctx,
-                                                            const v1::GetMetricsRequest *request,
-                                                            v1::GetMetricsResponse *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetMetrics(grpc::CallbackServerContext* ctx,
+                                                            const v1::GetMetricsRequest* request,
+                                                            v1::GetMetricsResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(GetMetrics), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
@@ -309,27 +245,27 @@ grpc::ServerUnaryReactor *ExperimentServiceImpl::GetMetrics(grpc::CallbackServer
   if (!job.ok()) return Done(ctx, job.status());
   auto metrics = store_.ListMetrics(job->id(), job->attempt(), request->name());
   if (!metrics.ok()) return Done(ctx, metrics.status());
-  for (auto &m : *metrics) *response->add_metrics() = std::move(m);
+  for (auto& m : *metrics) *response->add_metrics() = std::move(m);
   return Done(ctx, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::SubmitTransform(
-    grpc::CallbackServerContext *ctx, const v1::SubmitTransformRequest *request,
-    v1::SubmitTransformResponse *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitTransform(
+    grpc::CallbackServerContext* ctx, const v1::SubmitTransformRequest* request,
+    v1::SubmitTransformResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(SubmitTransform), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   return FinishOnStrand(
-      coordinator_, ctx, [caller = *caller, request, response](Scheduler &scheduler) {
+      coordinator_, ctx, [caller = *caller, request, response](Scheduler& scheduler) {
         absl::Status s = MoveInto(scheduler.SubmitTransform(caller, *request), response);
         Redact(*response->mutable_job());
         return s;
       });
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::GetReport(grpc::CallbackServerContext *ctx,
-                                                           const v1::GetReportRequest *request,
-                                                           v1::Report *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::GetReport(grpc::CallbackServerContext* ctx,
+                                                           const v1::GetReportRequest* request,
+                                                           v1::Report* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(GetReport), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
@@ -340,8 +276,8 @@ grpc::ServerUnaryReactor *ExperimentServiceImpl::GetReport(grpc::CallbackServerC
   return Done(ctx, report.status());
 }
 
-grpc::ServerWriteReactor<v1::ArtifactChunk> *ExperimentServiceImpl::DownloadArtifact(
-    grpc::CallbackServerContext *ctx, const v1::DownloadArtifactRequest *request) {
+grpc::ServerWriteReactor<v1::ArtifactChunk>* ExperimentServiceImpl::DownloadArtifact(
+    grpc::CallbackServerContext* ctx, const v1::DownloadArtifactRequest* request) {
   using Error = ErrorWriter<v1::ArtifactChunk>;
   auto caller = Authorize(ctx, QSWEEP_METHOD(DownloadArtifact), auth_);
   if (!caller.ok()) return new Error(caller.status());
@@ -361,7 +297,7 @@ grpc::ServerWriteReactor<v1::ArtifactChunk> *ExperimentServiceImpl::DownloadArti
     // Users reach content only through a job of theirs that links it.
     auto linked = store_.ListArtifacts(request->job_id());
     if (!linked.ok()) return new Error(linked.status());
-    auto it = std::find_if(linked->begin(), linked->end(), [&](const v1::ArtifactInfo &a) {
+    auto it = std::find_if(linked->begin(), linked->end(), [&](const v1::ArtifactInfo& a) {
       return a.sha256() == request->sha256();
     });
     if (request->job_id().empty() || it == linked->end())
@@ -377,13 +313,13 @@ grpc::ServerWriteReactor<v1::ArtifactChunk> *ExperimentServiceImpl::DownloadArti
   return new BlobWriteReactor(std::move(info), std::move(*bytes));
 }
 
-grpc::ServerUnaryReactor *ExperimentServiceImpl::ListWorkers(grpc::CallbackServerContext *ctx,
-                                                             const v1::ListWorkersRequest *request,
-                                                             v1::ListWorkersResponse *response) {
+grpc::ServerUnaryReactor* ExperimentServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,
+                                                             const v1::ListWorkersRequest* request,
+                                                             v1::ListWorkersResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(ListWorkers), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
-  return FinishOnStrand(coordinator_, ctx, [response](Scheduler &scheduler) {
-    for (auto &w : scheduler.Workers()) {
+  return FinishOnStrand(coordinator_, ctx, [response](Scheduler& scheduler) {
+    for (auto& w : scheduler.Workers()) {
       w.clear_token_id();
       *response->add_workers() = std::move(w);
     }

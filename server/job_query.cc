@@ -5,6 +5,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/limits.h"
+#include "server/job_config.h"
 
 namespace qsweep {
 
@@ -64,17 +66,30 @@ absl::StatusOr<v1::ListJobsResponse> QueryJobs(std::vector<v1::Job> jobs,
     auto split = std::stable_partition(jobs.begin(), jobs.end(), has);
     std::reverse(jobs.begin(), split);
   }
-  const size_t offset =
-      request.page_token().empty() ? 0 : std::strtoull(request.page_token().c_str(), nullptr, 10);
-  if (offset > jobs.size())
-    return absl::InvalidArgumentError("field 'page_token' is past the last job");
-  const size_t size =
-      request.page_size() > 0 ? static_cast<size_t>(request.page_size()) : jobs.size() - offset;
+  auto offset = PageOffset(request.page_token(), jobs.size(), "job");
+  if (!offset.ok()) return offset.status();
+  const size_t size = static_cast<size_t>(PageSize(request.page_size(), kMaxJobsPerPage));
   v1::ListJobsResponse response;
-  const size_t end = std::min(jobs.size(), offset + size);
-  for (size_t i = offset; i < end; ++i) *response.add_jobs() = std::move(jobs[i]);
+  size_t bytes = 0, end = *offset;
+  while (end < jobs.size() && end - *offset < size && (end == *offset || bytes < kMaxPageBytes)) {
+    v1::Job* job = response.add_jobs();
+    *job = ListedJob(std::move(jobs[end++]));
+    bytes += job->ByteSizeLong();
+  }
   if (end < jobs.size()) response.set_next_page_token(absl::StrCat(end));
   return response;
+}
+
+int32_t PageSize(int32_t requested, int32_t max) {
+  return requested <= 0 || requested > max ? max : requested;
+}
+
+absl::StatusOr<size_t> PageOffset(const std::string& token, size_t count, const char* what) {
+  const size_t offset = token.empty() ? 0 : std::strtoull(token.c_str(), nullptr, 10);
+  if (offset > count)
+    return absl::InvalidArgumentError(absl::StrCat("field 'page_token' is past the last ", what,
+                                                   " (", offset, " > ", count, ")"));
+  return offset;
 }
 
 }  // namespace qsweep

@@ -19,7 +19,7 @@ namespace {
 
 // The folder for the server's own secrets: --state-dir, else the database's
 // folder; "" for an in-memory database without --state-dir.
-std::string StateDir(const std::string &flag, const std::string &db_path) {
+std::string StateDir(const std::string& flag, const std::string& db_path) {
   if (!flag.empty()) return flag;
   if (db_path == ":memory:") return "";
   std::filesystem::path dir = std::filesystem::absolute(db_path).parent_path();
@@ -28,7 +28,7 @@ std::string StateDir(const std::string &flag, const std::string &db_path) {
 
 }  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   qsweep::ServerOptions options;
   int local_workers = 0;
   std::string worker_binary;
@@ -124,7 +124,7 @@ int main(int argc, char **argv) {
                  "user tokens with `qsweep token create`\n",
                  options.admin_token_file.c_str());
   if (!port_file.empty()) {
-    std::FILE *f = std::fopen(port_file.c_str(), "w");
+    std::FILE* f = std::fopen(port_file.c_str(), "w");
     if (f) {
       std::fprintf(f, "%d\n", (*server)->port());
       std::fclose(f);

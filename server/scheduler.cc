@@ -8,24 +8,73 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "server/job_config.h"
 #include "server/job_state.h"
 #include "server/sweep.h"
+#include "server/sweep_limits.h"
 
 namespace qsweep {
 
-Scheduler::Scheduler(Store &store, Clock &clock, SchedulerOptions options)
+Scheduler::Scheduler(Store& store, Clock& clock, SchedulerOptions options)
     : store_(store), clock_(clock), options_(options), rng_(std::random_device{}()) {}
 
-std::string Scheduler::NewId(const char *prefix) {
+std::string Scheduler::NewId(const char* prefix) {
   return absl::StrFormat("%s%08x", prefix, static_cast<uint32_t>(rng_()));
 }
 
-Scheduler::PendingKey Scheduler::KeyOf(const v1::Job &job) const {
+namespace {
+
+// The key of a Register call's idempotency: caller, worker name, request id.
+std::string RegisterKey(const std::string& identity, const std::string& name,
+                        const std::string& request_id) {
+  return absl::StrCat(identity.size(), ":", identity, name.size(), ":", name, request_id);
+}
+
+// The identity a worker row counts against ("" in rows of older servers).
+const std::string& IdentityOf(const v1::WorkerInfo& w) {
+  return w.identity().empty() ? w.name() : w.identity();
+}
+
+}  // namespace
+
+void Scheduler::AddWorker(v1::WorkerInfo worker) {
+  if (!worker.register_request_id().empty())
+    registered_[RegisterKey(IdentityOf(worker), worker.name(), worker.register_request_id())] =
+        worker.id();
+  ++workers_per_identity_[IdentityOf(worker)];
+  const std::string id = worker.id();
+  workers_[id] = std::move(worker);
+}
+
+void Scheduler::RemoveWorker(const std::string& worker_id) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return;
+  const v1::WorkerInfo& w = it->second;
+  if (!w.register_request_id().empty())
+    registered_.erase(RegisterKey(IdentityOf(w), w.name(), w.register_request_id()));
+  if (--workers_per_identity_[IdentityOf(w)] <= 0) workers_per_identity_.erase(IdentityOf(w));
+  workers_.erase(it);
+}
+
+void Scheduler::ExpireWorkers() {
+  const int64_t now = clock_.NowMs();
+  std::set<std::string> busy;
+  for (const auto& [lease, job_id] : leases_) busy.insert(jobs_.at(job_id).worker_id());
+  std::vector<std::string> stale;
+  for (const auto& [id, w] : workers_)
+    if (now - w.last_seen_unix_ms() > options_.worker_expiry_ms && !busy.count(id))
+      stale.push_back(id);
+  for (const auto& id : stale)
+    if (store_.DeleteWorker(id).ok()) RemoveWorker(id);  // else: tried again at the next Tick
+}
+
+Scheduler::PendingKey Scheduler::KeyOf(const v1::Job& job) const {
   auto seq = sweep_seq_.find(job.sweep_id());
   return {-job.priority(), seq == sweep_seq_.end() ? 0 : seq->second, job.index(), job.id()};
 }
 
-void Scheduler::Index(const v1::Job &job) {
+void Scheduler::Index(const v1::Job& job) {
+  if (!job.depends_on().empty()) dependents_[job.depends_on()].insert(job.id());
   if (job.state() == v1::PENDING) pending_.insert(KeyOf(job));
   if (IsActive(job.state())) {
     leases_[job.lease_id()] = job.id();
@@ -33,7 +82,7 @@ void Scheduler::Index(const v1::Job &job) {
   }
 }
 
-void Scheduler::Unindex(const v1::Job &job) {
+void Scheduler::Unindex(const v1::Job& job) {
   if (job.state() == v1::PENDING) pending_.erase(KeyOf(job));
   if (IsActive(job.state())) {
     leases_.erase(job.lease_id());
@@ -41,7 +90,7 @@ void Scheduler::Unindex(const v1::Job &job) {
   }
 }
 
-absl::Status Scheduler::Commit(const v1::Job &next_in, const v1::Attempt *attempt) {
+absl::Status Scheduler::Commit(const v1::Job& next_in, const v1::Attempt* attempt) {
   auto it = jobs_.find(next_in.id());
   if (it == jobs_.end()) return absl::InternalError(absl::StrCat("no job ", next_in.id()));
   if (it->second.state() != next_in.state())
@@ -62,7 +111,7 @@ absl::Status Scheduler::Commit(const v1::Job &next_in, const v1::Attempt *attemp
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::CommitClosingAttempt(const v1::Job &next, v1::JobState attempt_state) {
+absl::Status Scheduler::CommitClosingAttempt(const v1::Job& next, v1::JobState attempt_state) {
   v1::Attempt attempt;
   auto open = open_attempts_.find(next.id());
   if (open != open_attempts_.end()) attempt = open->second;
@@ -76,15 +125,19 @@ absl::Status Scheduler::CommitClosingAttempt(const v1::Job &next, v1::JobState a
 
 absl::Status Scheduler::Recover() {
   QSWEEP_ASSIGN_OR_RETURN(auto workers, store_.ListWorkers());
-  for (auto &w : workers) workers_[w.id()] = std::move(w);
+  for (auto& w : workers) {
+    // Seen now: a worker gets one whole expiry period to come back.
+    w.set_last_seen_unix_ms(std::max(w.last_seen_unix_ms(), clock_.NowMs()));
+    AddWorker(std::move(w));
+  }
   QSWEEP_ASSIGN_OR_RETURN(auto sweeps, store_.ListSweeps());
-  for (auto &s : sweeps) {
+  for (auto& s : sweeps) {
     sweep_seq_[s.id()] = next_sweep_seq_++;
     sweeps_[s.id()] = std::move(s);
   }
   QSWEEP_ASSIGN_OR_RETURN(auto jobs, store_.ListJobs({}));
   const int64_t grace = clock_.NowMs() + options_.lease_ttl_ms;
-  for (auto &j : jobs) {
+  for (auto& j : jobs) {
     if (IsActive(j.state())) {
       j.set_lease_expires_unix_ms(std::max(j.lease_expires_unix_ms(), grace));
       QSWEEP_ASSIGN_OR_RETURN(auto attempts, store_.ListAttempts(j.id()));
@@ -96,7 +149,7 @@ absl::Status Scheduler::Recover() {
   return absl::OkStatus();
 }
 
-std::string SweepIdempotencyKey(const Caller &caller, const v1::SubmitSweepRequest &request) {
+std::string SweepIdempotencyKey(const Caller& caller, const v1::SubmitSweepRequest& request) {
   if (!request.idempotency_key().empty())
     return absl::StrCat(caller.owner, "/", request.idempotency_key());
   if (!request.request_id().empty())
@@ -104,14 +157,14 @@ std::string SweepIdempotencyKey(const Caller &caller, const v1::SubmitSweepReque
   return "";
 }
 
-absl::Status Scheduler::CheckSweepAccess(const Caller &caller, const std::string &sweep_id) const {
+absl::Status Scheduler::CheckSweepAccess(const Caller& caller, const std::string& sweep_id) const {
   auto it = sweeps_.find(sweep_id);
   if (it == sweeps_.end() || !caller.MayAccess(it->second.owner()))
     return absl::NotFoundError(absl::StrCat("no sweep '", sweep_id, "'"));
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::CheckJobAccess(const Caller &caller, const std::string &job_id) const {
+absl::Status Scheduler::CheckJobAccess(const Caller& caller, const std::string& job_id) const {
   auto it = jobs_.find(job_id);
   if (it == jobs_.end() || !CheckSweepAccess(caller, it->second.sweep_id()).ok())
     return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
@@ -119,25 +172,25 @@ absl::Status Scheduler::CheckJobAccess(const Caller &caller, const std::string &
 }
 
 absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
-    const Caller &caller, const v1::SubmitSweepRequest &request,
-    const std::vector<std::string> &dataset_sha256) {
+    const Caller& caller, const v1::SubmitSweepRequest& request,
+    const std::vector<std::string>& dataset_sha256) {
   const std::string key = SweepIdempotencyKey(caller, request);
   v1::SubmitSweepResponse response;
   if (!key.empty()) {
     auto existing = store_.FindSweepByIdempotencyKey(key);
     if (existing.ok()) {
-      *response.mutable_sweep() = *existing;
+      *response.mutable_sweep() = ListedSweep(*existing);
       response.set_existing(true);
       return response;
     }
     if (!absl::IsNotFound(existing.status())) return existing.status();
   }
   const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
-  auto plan = ExpandSweep(request.sweep_toml(), source);
+  auto plan = ExpandSweepForService(request.sweep_toml(), source);
   if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
-  if (!dataset_sha256.empty() && dataset_sha256.size() != plan->configs.size()) {
+  if (!dataset_sha256.empty() && dataset_sha256.size() != plan->trials.size()) {
     return absl::InternalError(absl::StrCat("got ", dataset_sha256.size(), " dataset hashes for ",
-                                            plan->configs.size(), " trials"));
+                                            plan->trials.size(), " trials"));
   }
 
   v1::Sweep sweep;
@@ -150,16 +203,16 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   sweep.set_retries(plan->retries);
   sweep.set_priority(plan->priority);
   sweep.set_created_unix_ms(clock_.NowMs());
-  sweep.set_num_jobs(static_cast<int32_t>(plan->configs.size()));
+  // The base config is stored once, here; each job stores only its trial.
+  sweep.set_base_config_json(plan->base.dump());
   std::vector<v1::Job> jobs;
-  for (size_t i = 0; i < plan->configs.size(); ++i) {
+  for (size_t i = 0; i < plan->trials.size(); ++i) {
     v1::Job j;
     j.set_id(absl::StrCat(sweep.id(), "-", i));
     j.set_sweep_id(sweep.id());
     j.set_index(static_cast<int32_t>(i));
     j.set_kind(v1::TRAIN);
     j.set_state(v1::PENDING);
-    j.set_config_json(plan->configs[i].dump());
     j.set_trial_json(plan->trials[i].dump());
     if (!dataset_sha256.empty()) j.set_dataset_sha256(dataset_sha256[i]);
     j.set_priority(plan->priority);
@@ -168,22 +221,22 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
     j.set_updated_unix_ms(sweep.created_unix_ms());
     jobs.push_back(std::move(j));
   }
-  if (plan->transform) AddTransformJobs(*plan, request.sweep_toml(), jobs);
+  if (plan->transform) AddTransformJobs(*plan, jobs);
   sweep.set_num_jobs(static_cast<int32_t>(jobs.size()));
   QSWEEP_RETURN_IF_ERROR(store_.CreateSweep(sweep, jobs));
   sweep_seq_[sweep.id()] = next_sweep_seq_++;
   sweeps_[sweep.id()] = sweep;
-  for (auto &j : jobs) {
+  for (auto& j : jobs) {
     Index(j);
     jobs_[j.id()] = std::move(j);
   }
-  *response.mutable_sweep() = std::move(sweep);
+  *response.mutable_sweep() = ListedSweep(std::move(sweep));
   ServeWaiters();
   return response;
 }
 
 absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
-    const Caller &caller, const v1::SubmitTransformRequest &request) {
+    const Caller& caller, const v1::SubmitTransformRequest& request) {
   QSWEEP_RETURN_IF_ERROR(CheckJobAccess(caller, request.from_job_id()));
   auto from = jobs_.find(request.from_job_id());
   if (from->second.kind() != v1::TRAIN)
@@ -196,24 +249,28 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
           : absl::StrCat(caller.owner, "/transform-request:", request.request_id());
   if (!key.empty()) {
     if (auto existing = store_.FindSweepByIdempotencyKey(key); existing.ok()) {
-      *response.mutable_sweep() = *existing;
+      *response.mutable_sweep() = ListedSweep(*existing);
       if (auto job = jobs_.find(existing->id() + "-0"); job != jobs_.end())
         *response.mutable_job() = job->second;
       return response;
     }
   }
-  const nlohmann::json config = nlohmann::json::parse(from->second.config_json(), nullptr, false);
+  const std::string from_config =
+      EffectiveConfigJson(sweeps_.at(from->second.sweep_id()), from->second);
+  const nlohmann::json config = nlohmann::json::parse(from_config, nullptr, false);
   const std::string model = config.is_object() ? config.value("model", std::string()) : "";
   const int64_t batch = config.is_object() ? config.value("batch_size", int64_t{1}) : 1;
   const std::string source = request.source_name().empty() ? "config_toml" : request.source_name();
   QSWEEP_RETURN_IF_ERROR(ValidateTransformConfig(request.config_toml(), source, model, batch));
+  QSWEEP_RETURN_IF_ERROR(CheckTransformConfigLimits(request.config_toml(), source));
 
   v1::Sweep sweep;
   sweep.set_id(NewId("sw-"));
   sweep.set_name(absl::StrCat("transform of ", from->first));
   sweep.set_owner(caller.owner);
   sweep.set_idempotency_key(key);
-  sweep.set_source_toml(request.config_toml());
+  sweep.set_source_toml(request.config_toml());  // the job's transform_toml
+  sweep.set_base_config_json(from_config);       // its config (trial_json adds nothing)
   sweep.set_created_unix_ms(clock_.NowMs());
   sweep.set_num_jobs(1);
   v1::Job job;
@@ -221,12 +278,10 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
   job.set_sweep_id(sweep.id());
   job.set_kind(v1::TRANSFORM);
   job.set_state(v1::PENDING);
-  job.set_config_json(from->second.config_json());
   job.set_trial_json(from->second.trial_json());
   job.set_dataset_sha256(from->second.dataset_sha256());
   job.set_max_attempts(1);
   job.set_depends_on(from->first);
-  job.set_transform_toml(request.config_toml());
   job.set_transform_json(nlohmann::json{{"fine_tune_epochs", request.fine_tune_epochs()}}.dump());
   job.set_created_unix_ms(sweep.created_unix_ms());
   if (from->second.state() == v1::SUCCEEDED)
@@ -242,14 +297,13 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
   sweeps_[sweep.id()] = sweep;
   Index(job);
   jobs_[job.id()] = job;
-  *response.mutable_sweep() = sweep;
+  *response.mutable_sweep() = ListedSweep(sweep);
   *response.mutable_job() = job;
   ServeWaiters();
   return response;
 }
 
-void Scheduler::AddTransformJobs(const SweepPlan &plan, const std::string &toml,
-                                 std::vector<v1::Job> &jobs) {
+void Scheduler::AddTransformJobs(const SweepPlan& plan, std::vector<v1::Job>& jobs) {
   const size_t trains = jobs.size();
   const std::string options = nlohmann::json{{"fine_tune_epochs", plan.fine_tune_epochs}}.dump();
   for (size_t i = 0; i < trains; ++i) {
@@ -257,17 +311,20 @@ void Scheduler::AddTransformJobs(const SweepPlan &plan, const std::string &toml,
     t.set_index(static_cast<int32_t>(trains + i));
     t.set_id(absl::StrCat(t.sweep_id(), "-", t.index()));
     t.set_kind(v1::TRANSFORM);
-    t.set_depends_on(jobs[i].id());
-    t.set_transform_toml(toml);
+    t.set_depends_on(jobs[i].id());  // transform_toml: the sweep's source_toml
     t.set_transform_json(options);
     jobs.push_back(std::move(t));
   }
 }
 
-void Scheduler::ResolveDependents(const v1::Job &dep) {
+void Scheduler::ResolveDependents(const v1::Job& dep) {
   if (!IsTerminal(dep.state())) return;
-  for (const auto &[id, job] : jobs_) {
-    if (job.depends_on() != dep.id() || job.state() != v1::PENDING) continue;
+  auto dependents = dependents_.find(dep.id());
+  if (dependents == dependents_.end()) return;
+  for (const std::string& id :
+       std::vector<std::string>(dependents->second.begin(), dependents->second.end())) {
+    const v1::Job& job = jobs_.at(id);
+    if (job.state() != v1::PENDING) continue;
     v1::Job next = job;
     if (dep.state() == v1::SUCCEEDED && !dep.best_checkpoint_sha256().empty()) {
       next.set_input_checkpoint_sha256(dep.best_checkpoint_sha256());
@@ -282,17 +339,35 @@ void Scheduler::ResolveDependents(const v1::Job &dep) {
   }
 }
 
-absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const Caller &caller,
-                                                         const v1::RegisterRequest &request) {
+absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const Caller& caller,
+                                                         const v1::RegisterRequest& request) {
+  // Workers are counted and remembered per worker token.
+  const std::string& identity = caller.token_id.empty() ? request.name() : caller.token_id;
   v1::RegisterResponse response;
   response.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
   response.set_lease_ttl_ms(options_.lease_ttl_ms);
-  const std::string replay_key = absl::StrCat(caller.token_id, "/", request.request_id());
-  if (auto it = registered_.find(replay_key);
-      !request.request_id().empty() && it != registered_.end()) {
-    response.set_worker_id(it->second);  // a retried call: the same worker
-    return response;
+  if (!request.request_id().empty()) {
+    auto it = registered_.find(RegisterKey(identity, request.name(), request.request_id()));
+    if (it != registered_.end()) {
+      workers_.at(it->second).set_last_seen_unix_ms(clock_.NowMs());
+      response.set_worker_id(it->second);  // a retried call: the same worker
+      return response;
+    }
   }
+  auto mine = workers_per_identity_.find(identity);
+  if ((mine != workers_per_identity_.end() && mine->second >= options_.max_workers_per_identity) ||
+      static_cast<int64_t>(workers_.size()) >= options_.max_workers)
+    ExpireWorkers();  // make room from stale workers first
+  mine = workers_per_identity_.find(identity);
+  if (mine != workers_per_identity_.end() && mine->second >= options_.max_workers_per_identity)
+    return absl::ResourceExhaustedError(
+        absl::StrCat("caller '", identity, "' has ", mine->second,
+                     " registered workers; the limit is ", options_.max_workers_per_identity,
+                     " (workers unseen for ", options_.worker_expiry_ms / 1000, " s are removed)"));
+  if (static_cast<int64_t>(workers_.size()) >= options_.max_workers)
+    return absl::ResourceExhaustedError(absl::StrCat("the server has ", workers_.size(),
+                                                     " registered workers; the limit is ",
+                                                     options_.max_workers));
   v1::WorkerInfo w;
   w.set_id(NewId("w-"));
   w.set_name(request.name());
@@ -301,15 +376,16 @@ absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const Caller &caller,
   w.set_token_id(caller.token_id);
   w.set_registered_unix_ms(clock_.NowMs());
   w.set_last_seen_unix_ms(clock_.NowMs());
+  w.set_register_request_id(request.request_id());
+  w.set_identity(identity);
   QSWEEP_RETURN_IF_ERROR(store_.PutWorker(w));
-  workers_[w.id()] = w;
-  if (!request.request_id().empty()) registered_[replay_key] = w.id();
   response.set_worker_id(w.id());
+  AddWorker(std::move(w));
   return response;
 }
 
-absl::StatusOr<int> Scheduler::CancelOne(const std::string &job_id) {
-  const v1::Job &job = jobs_.at(job_id);
+absl::StatusOr<int> Scheduler::CancelOne(const std::string& job_id) {
+  const v1::Job& job = jobs_.at(job_id);
   if (job.state() == v1::PENDING) {
     v1::Job next = job;
     next.set_state(v1::CANCELLED);
@@ -327,15 +403,15 @@ absl::StatusOr<int> Scheduler::CancelOne(const std::string &job_id) {
   return 0;
 }
 
-absl::StatusOr<int> Scheduler::CancelJob(const Caller &caller, const std::string &job_id) {
+absl::StatusOr<int> Scheduler::CancelJob(const Caller& caller, const std::string& job_id) {
   QSWEEP_RETURN_IF_ERROR(CheckJobAccess(caller, job_id));
   return CancelOne(job_id);
 }
 
-absl::StatusOr<int> Scheduler::CancelSweep(const Caller &caller, const std::string &sweep_id) {
+absl::StatusOr<int> Scheduler::CancelSweep(const Caller& caller, const std::string& sweep_id) {
   QSWEEP_RETURN_IF_ERROR(CheckSweepAccess(caller, sweep_id));
   int n = 0;
-  for (const auto &[id, job] : jobs_) {
+  for (const auto& [id, job] : jobs_) {
     if (job.sweep_id() != sweep_id) continue;
     QSWEEP_ASSIGN_OR_RETURN(int c, CancelOne(id));
     n += c;
@@ -343,17 +419,17 @@ absl::StatusOr<int> Scheduler::CancelSweep(const Caller &caller, const std::stri
   return n;
 }
 
-absl::StatusOr<int> Scheduler::RetryJobs(const Caller &caller,
-                                         const v1::RetryJobsRequest &request) {
+absl::StatusOr<int> Scheduler::RetryJobs(const Caller& caller,
+                                         const v1::RetryJobsRequest& request) {
   std::vector<std::string> ids(request.job_ids().begin(), request.job_ids().end());
-  for (const auto &id : ids) QSWEEP_RETURN_IF_ERROR(CheckJobAccess(caller, id));
+  for (const auto& id : ids) QSWEEP_RETURN_IF_ERROR(CheckJobAccess(caller, id));
   if (ids.empty()) {
     QSWEEP_RETURN_IF_ERROR(CheckSweepAccess(caller, request.sweep_id()));
-    for (const auto &[id, job] : jobs_)
+    for (const auto& [id, job] : jobs_)
       if (job.sweep_id() == request.sweep_id()) ids.push_back(id);
   }
   int n = 0;
-  for (const auto &id : ids) {
+  for (const auto& id : ids) {
     auto it = jobs_.find(id);
     if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", id, "'"));
     const v1::JobState s = it->second.state();
@@ -379,16 +455,18 @@ absl::StatusOr<int> Scheduler::RetryJobs(const Caller &caller,
 
 std::vector<v1::WorkerInfo> Scheduler::Workers() const {
   std::map<std::string, int> busy;
-  for (const auto &[lease, job_id] : leases_) ++busy[jobs_.at(job_id).worker_id()];
+  for (const auto& [lease, job_id] : leases_) ++busy[jobs_.at(job_id).worker_id()];
   std::vector<v1::WorkerInfo> out;
-  for (const auto &[id, w] : workers_) {
+  for (const auto& [id, w] : workers_) {
     out.push_back(w);
     out.back().set_busy_slots(busy[id]);
+    out.back().clear_register_request_id();
+    out.back().clear_identity();
   }
   return out;
 }
 
-const v1::Job *Scheduler::FindJob(const std::string &job_id) const {
+const v1::Job* Scheduler::FindJob(const std::string& job_id) const {
   auto it = jobs_.find(job_id);
   return it == jobs_.end() ? nullptr : &it->second;
 }

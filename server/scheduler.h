@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/limits.h"
 #include "qsweep/v1/experiments.pb.h"
 #include "qsweep/v1/workers.pb.h"
 #include "server/caller.h"
@@ -52,19 +53,26 @@ struct SchedulerOptions {
   // Lease responses remembered by request id, so a retried Lease call gets
   // the same leases instead of new ones. Default: 1024.
   size_t lease_replay_cache = 1024;
+  // A worker not seen (Register, Lease, Heartbeat) for this long that holds
+  // no lease is removed at the next Tick. Default: kWorkerExpiryMs.
+  int64_t worker_expiry_ms = kWorkerExpiryMs;
+  // Registered workers per caller identity, and in all. Default:
+  // kMaxWorkersPerIdentity, kMaxWorkers (common/limits.h).
+  int32_t max_workers_per_identity = kMaxWorkersPerIdentity;
+  int32_t max_workers = kMaxWorkers;
 };
 
 // The key under which a submission is remembered: the request's idempotency
 // key (else its request id), scoped to the caller's owner so that one user's
 // key never finds another user's sweep. "" = neither is set.
-std::string SweepIdempotencyKey(const Caller &caller, const v1::SubmitSweepRequest &request);
+std::string SweepIdempotencyKey(const Caller& caller, const v1::SubmitSweepRequest& request);
 
 class Scheduler {
  public:
   using LeaseDone = std::function<void(absl::StatusOr<v1::LeaseResponse>)>;
 
   // `store` and `clock` are not owned and must outlive the scheduler.
-  Scheduler(Store &store, Clock &clock, SchedulerOptions options = {});
+  Scheduler(Store& store, Clock& clock, SchedulerOptions options = {});
 
   // Loads workers, sweeps and jobs from the store. Jobs that held a lease get
   // one more TTL from now to be renewed by their worker; if not, they expire
@@ -79,63 +87,67 @@ class Scheduler {
   // TRAIN job and its TRANSFORM job. INTERNAL if its size does not match.
   // The sweep's owner is the caller; idempotency keys are per owner.
   absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
-      const Caller &caller, const v1::SubmitSweepRequest &request,
-      const std::vector<std::string> &dataset_sha256 = {});
+      const Caller& caller, const v1::SubmitSweepRequest& request,
+      const std::vector<std::string>& dataset_sha256 = {});
 
   // Adds a one-job sweep with a TRANSFORM job on from_job_id's best
   // checkpoint. NOT_FOUND for an unknown job, INVALID_ARGUMENT for a job that
   // is not TRAIN or a bad config. A repeated request id returns the first one.
   absl::StatusOr<v1::SubmitTransformResponse> SubmitTransform(
-      const Caller &caller, const v1::SubmitTransformRequest &request);
+      const Caller& caller, const v1::SubmitTransformRequest& request);
 
-  // Registers a worker; a repeated request id returns the same worker id.
-  // The worker belongs to the caller's token.
-  absl::StatusOr<v1::RegisterResponse> Register(const Caller &caller,
-                                                const v1::RegisterRequest &request);
+  // Registers a worker; it belongs to the caller's token (the identity). A
+  // repeated (token, name, request id) returns the same worker id, also after
+  // a restart. RESOURCE_EXHAUSTED naming the identity and the limit when the
+  // token already has max_workers_per_identity workers, or the server
+  // max_workers (stale workers are expired first).
+  absl::StatusOr<v1::RegisterResponse> Register(const Caller& caller,
+                                                const v1::RegisterRequest& request);
 
   // Grants up to max_jobs leases. When none is available and wait_ms > 0,
   // `done` is called later (on this strand): when work appears, or with an
   // empty response once the wait is over (at a Tick) or at CloseWaiters().
   // NOT_FOUND for an unregistered worker.
-  void Lease(const Caller &caller, const v1::LeaseRequest &request, LeaseDone done);
+  void Lease(const Caller& caller, const v1::LeaseRequest& request, LeaseDone done);
 
   // Renews leases, records progress and metrics, delivers cancellations.
   // Unknown or stale leases get LOST; never an error for one bad lease.
   // Leases not held by request.worker_id get LOST too.
-  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const Caller &caller,
-                                                  const v1::HeartbeatRequest &request);
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const Caller& caller,
+                                                  const v1::HeartbeatRequest& request);
 
   // Marks the lease's job SUCCEEDED. FAILED_PRECONDITION if the lease is not
   // the job's current one or the job was cancelled; NOT_FOUND for a lease id
   // that names no job. The best/last hashes must be artifacts this attempt
   // uploaded (INVALID_ARGUMENT otherwise); the job records the hash of every
   // artifact its attempt linked (Job.artifact_sha256).
-  absl::Status Complete(const Caller &caller, const v1::CompleteRequest &request);
+  absl::Status Complete(const Caller& caller, const v1::CompleteRequest& request);
 
   // Ends an attempt: back to PENDING if retries remain or on hand_back,
   // FAILED otherwise. Errors as for Complete.
-  absl::Status Fail(const Caller &caller, const v1::FailRequest &request);
+  absl::Status Fail(const Caller& caller, const v1::FailRequest& request);
 
   // May the caller upload an artifact for `job_id` under this lease? Returns
   // the attempt number to record with it. NOT_FOUND/FAILED_PRECONDITION as for
   // Complete, PERMISSION_DENIED for another token's lease, INVALID_ARGUMENT if
   // the lease is for another job.
-  absl::StatusOr<int32_t> CheckUpload(const Caller &caller, const std::string &lease_id,
-                                      int64_t epoch, const std::string &job_id);
+  absl::StatusOr<int32_t> CheckUpload(const Caller& caller, const std::string& lease_id,
+                                      int64_t epoch, const std::string& job_id);
 
   // Cancels pending jobs at once and asks running ones to stop (delivered on
   // their next heartbeat). Returns how many jobs were affected; NOT_FOUND for
   // an unknown id.
-  absl::StatusOr<int> CancelSweep(const Caller &caller, const std::string &sweep_id);
-  absl::StatusOr<int> CancelJob(const Caller &caller, const std::string &job_id);
+  absl::StatusOr<int> CancelSweep(const Caller& caller, const std::string& sweep_id);
+  absl::StatusOr<int> CancelJob(const Caller& caller, const std::string& job_id);
 
   // Moves FAILED (and optionally CANCELLED) jobs back to PENDING.
-  absl::StatusOr<int> RetryJobs(const Caller &caller, const v1::RetryJobsRequest &request);
+  absl::StatusOr<int> RetryJobs(const Caller& caller, const v1::RetryJobsRequest& request);
 
   // Registered workers with their current number of leases.
   std::vector<v1::WorkerInfo> Workers() const;
 
-  // Expires overdue leases and ends overdue Lease waits. Run periodically.
+  // Expires overdue leases, ends overdue Lease waits and removes stale
+  // workers. Run periodically.
   void Tick();
 
   // Answers every waiting Lease call with no leases, and from now on answers
@@ -143,7 +155,7 @@ class Scheduler {
   void CloseWaiters();
 
   // The scheduler's view of a job, or nullptr. For tests and diagnostics.
-  const v1::Job *FindJob(const std::string &job_id) const;
+  const v1::Job* FindJob(const std::string& job_id) const;
 
  private:
   struct Waiter {
@@ -155,42 +167,45 @@ class Scheduler {
   // Queue order: higher priority first, then older sweep, then index.
   using PendingKey = std::tuple<int32_t, int64_t, int32_t, std::string>;
 
-  PendingKey KeyOf(const v1::Job &job) const;
-  void Index(const v1::Job &job);
-  void Unindex(const v1::Job &job);
+  PendingKey KeyOf(const v1::Job& job) const;
+  void Index(const v1::Job& job);
+  void Unindex(const v1::Job& job);
   // Checks the move, persists `next` (with `attempt`, if given), then makes it
   // the in-memory job. Nothing changes if persisting fails.
-  absl::Status Commit(const v1::Job &next, const v1::Attempt *attempt);
+  absl::Status Commit(const v1::Job& next, const v1::Attempt* attempt);
   // Closes the job's open attempt with `state` and commits `next`.
-  absl::Status CommitClosingAttempt(const v1::Job &next, v1::JobState attempt_state);
-  absl::Status Grant(const std::string &job_id, const std::string &worker_id,
-                     v1::LeaseResponse &response);
+  absl::Status CommitClosingAttempt(const v1::Job& next, v1::JobState attempt_state);
+  absl::Status Grant(const std::string& job_id, const std::string& worker_id,
+                     v1::LeaseResponse& response);
   std::vector<std::string> PickJobs(int32_t max_jobs) const;
   void ServeWaiters();
-  absl::StatusOr<v1::Job *> JobOfLease(const std::string &lease_id, int64_t epoch);
+  absl::StatusOr<v1::Job*> JobOfLease(const std::string& lease_id, int64_t epoch);
   // JobOfLease, and the job's worker must belong to the caller's token.
-  absl::StatusOr<v1::Job *> JobOfCallersLease(const Caller &caller, const std::string &lease_id,
-                                              int64_t epoch);
+  absl::StatusOr<v1::Job*> JobOfCallersLease(const Caller& caller, const std::string& lease_id,
+                                             int64_t epoch);
   // NOT_FOUND (as for a missing id) unless the caller may access the job/sweep.
-  absl::Status CheckJobAccess(const Caller &caller, const std::string &job_id) const;
-  absl::Status CheckSweepAccess(const Caller &caller, const std::string &sweep_id) const;
+  absl::Status CheckJobAccess(const Caller& caller, const std::string& job_id) const;
+  absl::Status CheckSweepAccess(const Caller& caller, const std::string& sweep_id) const;
   // NOT_FOUND for an unknown worker, PERMISSION_DENIED for another token's.
-  absl::StatusOr<v1::WorkerInfo *> CallersWorker(const Caller &caller,
-                                                 const std::string &worker_id);
-  v1::LeaseVerdict Renew(const std::string &worker_id, const v1::LeaseUpdate &update);
-  absl::Status RecordMetrics(const v1::Job &job,
-                             const google::protobuf::RepeatedPtrField<v1::Metric> &metrics);
-  absl::Status ExpireLease(const std::string &job_id);
-  absl::StatusOr<int> CancelOne(const std::string &job_id);
-  std::string NewId(const char *prefix);
+  absl::StatusOr<v1::WorkerInfo*> CallersWorker(const Caller& caller, const std::string& worker_id);
+  v1::LeaseVerdict Renew(const std::string& worker_id, const v1::LeaseUpdate& update);
+  absl::Status RecordMetrics(const v1::Job& job,
+                             const google::protobuf::RepeatedPtrField<v1::Metric>& metrics);
+  absl::Status ExpireLease(const std::string& job_id);
+  absl::StatusOr<int> CancelOne(const std::string& job_id);
+  std::string NewId(const char* prefix);
+  // Removes workers not seen for worker_expiry_ms that hold no lease.
+  void ExpireWorkers();
+  void AddWorker(v1::WorkerInfo worker);
+  void RemoveWorker(const std::string& worker_id);
   // Appends one TRANSFORM job per TRAIN job in `jobs`.
-  void AddTransformJobs(const SweepPlan &plan, const std::string &toml, std::vector<v1::Job> &jobs);
+  void AddTransformJobs(const SweepPlan& plan, std::vector<v1::Job>& jobs);
   // After `dep` ended: gives its pending dependents their input checkpoint,
   // or cancels them when it did not succeed.
-  void ResolveDependents(const v1::Job &dep);
+  void ResolveDependents(const v1::Job& dep);
 
-  Store &store_;
-  Clock &clock_;
+  Store& store_;
+  Clock& clock_;
   const SchedulerOptions options_;
   std::mt19937_64 rng_;
 
@@ -202,8 +217,13 @@ class Scheduler {
   std::set<PendingKey> pending_;
   std::map<std::string, std::string> leases_;  // lease id -> job id (LEASED/RUNNING)
   std::map<std::string, int> active_per_sweep_;
+  // Job id -> the jobs that depend on it (TRANSFORM on TRAIN), so that ending
+  // a job does not look at every job.
+  std::map<std::string, std::set<std::string>> dependents_;
   std::map<std::string, v1::WorkerInfo> workers_;
-  std::map<std::string, std::string> registered_;  // Register request id -> worker id
+  // (identity, name, Register request id) -> worker id, for live workers.
+  std::map<std::string, std::string> registered_;
+  std::map<std::string, int32_t> workers_per_identity_;
   std::deque<Waiter> waiters_;
   bool closing_ = false;  // set by CloseWaiters: no more long-polls
   std::map<std::string, v1::LeaseResponse> lease_replay_;

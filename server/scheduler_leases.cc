@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/secrets.h"
 #include "common/status_macros.h"
+#include "server/job_config.h"
 #include "server/job_state.h"
 #include "server/scheduler.h"
 
@@ -15,9 +16,9 @@ namespace qsweep {
 std::vector<std::string> Scheduler::PickJobs(int32_t max_jobs) const {
   std::vector<std::string> picked;
   std::map<std::string, int> extra;  // grants already picked per sweep
-  for (const auto &key : pending_) {
+  for (const auto& key : pending_) {
     if (static_cast<int32_t>(picked.size()) >= max_jobs) break;
-    const v1::Job &job = jobs_.at(std::get<3>(key));
+    const v1::Job& job = jobs_.at(std::get<3>(key));
     if (!job.depends_on().empty() && job.input_checkpoint_sha256().empty()) continue;  // blocked
     const int32_t limit = sweeps_.at(job.sweep_id()).max_concurrency();
     if (limit > 0) {
@@ -31,8 +32,8 @@ std::vector<std::string> Scheduler::PickJobs(int32_t max_jobs) const {
   return picked;
 }
 
-absl::Status Scheduler::Grant(const std::string &job_id, const std::string &worker_id,
-                              v1::LeaseResponse &response) {
+absl::Status Scheduler::Grant(const std::string& job_id, const std::string& worker_id,
+                              v1::LeaseResponse& response) {
   v1::Job next = jobs_.at(job_id);
   const int64_t now = clock_.NowMs();
   next.set_state(v1::LEASED);
@@ -53,16 +54,17 @@ absl::Status Scheduler::Grant(const std::string &job_id, const std::string &work
   attempt.set_state(v1::LEASED);
   attempt.set_started_unix_ms(now);
   QSWEEP_RETURN_IF_ERROR(Commit(next, &attempt));
-  v1::GrantedLease *lease = response.add_leases();
+  v1::GrantedLease* lease = response.add_leases();
   lease->set_lease_id(next.lease_id());
   lease->set_epoch(next.lease_epoch());
   lease->set_ttl_ms(options_.lease_ttl_ms);
-  *lease->mutable_job() = jobs_.at(job_id);
+  const v1::Job& granted = jobs_.at(job_id);
+  *lease->mutable_job() = FullJob(sweeps_.at(granted.sweep_id()), granted);  // base + trial
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::WorkerInfo *> Scheduler::CallersWorker(const Caller &caller,
-                                                          const std::string &worker_id) {
+absl::StatusOr<v1::WorkerInfo*> Scheduler::CallersWorker(const Caller& caller,
+                                                         const std::string& worker_id) {
   auto worker = workers_.find(worker_id);
   if (worker == workers_.end())
     return absl::NotFoundError(
@@ -73,7 +75,7 @@ absl::StatusOr<v1::WorkerInfo *> Scheduler::CallersWorker(const Caller &caller,
   return &worker->second;
 }
 
-void Scheduler::Lease(const Caller &caller, const v1::LeaseRequest &request, LeaseDone done) {
+void Scheduler::Lease(const Caller& caller, const v1::LeaseRequest& request, LeaseDone done) {
   auto worker = CallersWorker(caller, request.worker_id());
   if (!worker.ok()) {
     done(worker.status());
@@ -89,7 +91,10 @@ void Scheduler::Lease(const Caller &caller, const v1::LeaseRequest &request, Lea
     }
   }
   v1::LeaseResponse response;
-  for (const auto &job_id : PickJobs(request.max_jobs())) {
+  for (const auto& job_id : PickJobs(request.max_jobs())) {
+    // Full jobs carry their config: keep the answer within the worker's
+    // receive limit; the worker asks again for the rest.
+    if (response.ByteSizeLong() >= kMaxPageBytes) break;
     absl::Status s = Grant(job_id, request.worker_id(), response);
     if (!s.ok()) {
       done(s);
@@ -131,14 +136,14 @@ void Scheduler::CloseWaiters() {
   closing_ = true;
   std::deque<Waiter> all = std::move(waiters_);
   waiters_.clear();
-  for (auto &w : all) w.done(v1::LeaseResponse());
+  for (auto& w : all) w.done(v1::LeaseResponse());
 }
 
-absl::StatusOr<v1::Job *> Scheduler::JobOfLease(const std::string &lease_id, int64_t epoch) {
+absl::StatusOr<v1::Job*> Scheduler::JobOfLease(const std::string& lease_id, int64_t epoch) {
   const size_t hash = lease_id.find('#');
   auto it = hash == std::string::npos ? jobs_.end() : jobs_.find(lease_id.substr(0, hash));
   if (it == jobs_.end()) return absl::NotFoundError("lease_id names no job");
-  v1::Job &job = it->second;
+  v1::Job& job = it->second;
   // Lease ids are secrets: never echo one, compare in constant time.
   if (!ConstantTimeEquals(job.lease_id(), lease_id) || job.lease_epoch() != epoch)
     return absl::FailedPreconditionError(absl::StrCat("the lease (epoch ", epoch, ") of job ",
@@ -147,8 +152,8 @@ absl::StatusOr<v1::Job *> Scheduler::JobOfLease(const std::string &lease_id, int
   return &job;
 }
 
-absl::StatusOr<v1::Job *> Scheduler::JobOfCallersLease(const Caller &caller,
-                                                       const std::string &lease_id, int64_t epoch) {
+absl::StatusOr<v1::Job*> Scheduler::JobOfCallersLease(const Caller& caller,
+                                                      const std::string& lease_id, int64_t epoch) {
   QSWEEP_ASSIGN_OR_RETURN(v1::Job * job, JobOfLease(lease_id, epoch));
   auto worker = workers_.find(job->worker_id());
   if (worker == workers_.end() || caller.token_id.empty() ||
@@ -158,8 +163,8 @@ absl::StatusOr<v1::Job *> Scheduler::JobOfCallersLease(const Caller &caller,
   return job;
 }
 
-absl::StatusOr<int32_t> Scheduler::CheckUpload(const Caller &caller, const std::string &lease_id,
-                                               int64_t epoch, const std::string &job_id) {
+absl::StatusOr<int32_t> Scheduler::CheckUpload(const Caller& caller, const std::string& lease_id,
+                                               int64_t epoch, const std::string& job_id) {
   QSWEEP_ASSIGN_OR_RETURN(v1::Job * job, JobOfCallersLease(caller, lease_id, epoch));
   if (job->id() != job_id)
     return absl::InvalidArgumentError(absl::StrCat(
@@ -171,13 +176,13 @@ absl::StatusOr<int32_t> Scheduler::CheckUpload(const Caller &caller, const std::
 }
 
 absl::Status Scheduler::RecordMetrics(
-    const v1::Job &job, const google::protobuf::RepeatedPtrField<v1::Metric> &metrics) {
+    const v1::Job& job, const google::protobuf::RepeatedPtrField<v1::Metric>& metrics) {
   if (metrics.empty()) return absl::OkStatus();
   return store_.AppendMetrics(job.id(), job.attempt(),
                               std::vector<v1::Metric>(metrics.begin(), metrics.end()));
 }
 
-v1::LeaseVerdict Scheduler::Renew(const std::string &worker_id, const v1::LeaseUpdate &update) {
+v1::LeaseVerdict Scheduler::Renew(const std::string& worker_id, const v1::LeaseUpdate& update) {
   v1::LeaseVerdict verdict;
   verdict.set_lease_id(update.lease_id());
   verdict.set_action(v1::LOST);
@@ -212,17 +217,17 @@ v1::LeaseVerdict Scheduler::Renew(const std::string &worker_id, const v1::LeaseU
   return verdict;
 }
 
-absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const Caller &caller,
-                                                           const v1::HeartbeatRequest &request) {
+absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(const Caller& caller,
+                                                           const v1::HeartbeatRequest& request) {
   QSWEEP_ASSIGN_OR_RETURN(v1::WorkerInfo * worker, CallersWorker(caller, request.worker_id()));
   worker->set_last_seen_unix_ms(clock_.NowMs());
   v1::HeartbeatResponse response;
-  for (const auto &update : request.updates())
+  for (const auto& update : request.updates())
     *response.add_verdicts() = Renew(request.worker_id(), update);
   return response;
 }
 
-absl::Status Scheduler::Complete(const Caller &caller, const v1::CompleteRequest &request) {
+absl::Status Scheduler::Complete(const Caller& caller, const v1::CompleteRequest& request) {
   QSWEEP_ASSIGN_OR_RETURN(v1::Job * job,
                           JobOfCallersLease(caller, request.lease_id(), request.epoch()));
   if (job->state() == v1::SUCCEEDED) return absl::OkStatus();  // a repeated call
@@ -231,9 +236,9 @@ absl::Status Scheduler::Complete(const Caller &caller, const v1::CompleteRequest
         "job ", job->id(), " is ", JobStateName(job->state()), "; its result is not accepted"));
   QSWEEP_ASSIGN_OR_RETURN(auto linked, store_.ListArtifacts(job->id()));
   std::map<std::string, std::string> artifacts;  // of this attempt
-  for (const auto &a : linked)
+  for (const auto& a : linked)
     if (a.attempt() == job->attempt()) artifacts[a.name()] = a.sha256();
-  for (const auto &[field, name, sha] :
+  for (const auto& [field, name, sha] :
        {std::tuple{"best_checkpoint_sha256", "best", request.best_checkpoint_sha256()},
         std::tuple{"last_checkpoint_sha256", "last", request.last_checkpoint_sha256()}}) {
     auto it = artifacts.find(name);
@@ -262,7 +267,7 @@ absl::Status Scheduler::Complete(const Caller &caller, const v1::CompleteRequest
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::Fail(const Caller &caller, const v1::FailRequest &request) {
+absl::Status Scheduler::Fail(const Caller& caller, const v1::FailRequest& request) {
   QSWEEP_ASSIGN_OR_RETURN(v1::Job * job,
                           JobOfCallersLease(caller, request.lease_id(), request.epoch()));
   if (!IsActive(job->state())) return absl::OkStatus();  // a repeated call, or already ended
@@ -287,7 +292,7 @@ absl::Status Scheduler::Fail(const Caller &caller, const v1::FailRequest &reques
   return absl::OkStatus();
 }
 
-absl::Status Scheduler::ExpireLease(const std::string &job_id) {
+absl::Status Scheduler::ExpireLease(const std::string& job_id) {
   v1::Job next = jobs_.at(job_id);
   next.set_expiries(next.expiries() + 1);
   next.set_lease_expires_unix_ms(0);
@@ -304,13 +309,14 @@ absl::Status Scheduler::ExpireLease(const std::string &job_id) {
 void Scheduler::Tick() {
   const int64_t now = clock_.NowMs();
   std::vector<std::string> expired;
-  for (const auto &[lease, job_id] : leases_)
+  for (const auto& [lease, job_id] : leases_)
     if (jobs_.at(job_id).lease_expires_unix_ms() <= now) expired.push_back(job_id);
   bool freed = false;
-  for (const auto &id : expired) freed |= ExpireLease(id).ok();
+  for (const auto& id : expired) freed |= ExpireLease(id).ok();
+  ExpireWorkers();
   std::deque<Waiter> still;
   std::vector<Waiter> overdue;
-  for (auto &w : waiters_) {
+  for (auto& w : waiters_) {
     if (w.deadline_ms <= now)
       overdue.push_back(std::move(w));
     else
@@ -318,7 +324,7 @@ void Scheduler::Tick() {
   }
   waiters_ = std::move(still);
   if (freed) ServeWaiters();
-  for (auto &w : overdue) w.done(v1::LeaseResponse());
+  for (auto& w : overdue) w.done(v1::LeaseResponse());
 }
 
 }  // namespace qsweep

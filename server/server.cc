@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/channel.h"
+#include "common/limits.h"
 #include "common/secrets.h"
 #include "common/status_macros.h"
 #include "storage/sqlite_store.h"
@@ -15,7 +16,7 @@
 namespace qsweep {
 namespace {
 
-absl::StatusOr<std::string> ReadPem(const std::string &path, const char *flag) {
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return absl::NotFoundError(absl::StrCat(flag, " '", path, "' cannot be opened"));
   std::stringstream s;
@@ -25,7 +26,7 @@ absl::StatusOr<std::string> ReadPem(const std::string &path, const char *flag) {
   return s.str();
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions &o) {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
   if (o.tls.enabled()) {
     grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
     QSWEEP_ASSIGN_OR_RETURN(std::string cert, ReadPem(o.tls.cert_file, "--tls-cert"));
@@ -45,7 +46,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
 
 }  // namespace
 
-absl::Status CheckListenSecurity(const ServerOptions &o) {
+absl::Status CheckListenSecurity(const ServerOptions& o) {
   if (o.tls.cert_file.empty() != o.tls.key_file.empty())
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   if (!o.tls.client_ca_file.empty() && !o.tls.enabled())
@@ -63,8 +64,8 @@ absl::Status CheckListenSecurity(const ServerOptions &o) {
                    "--insecure-listen to accept unencrypted connections anyway"));
 }
 
-absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions &options,
-                                                      std::unique_ptr<Store> store, Clock *clock) {
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
+                                                      std::unique_ptr<Store> store, Clock* clock) {
   QSWEEP_RETURN_IF_ERROR(CheckListenSecurity(options));
   std::unique_ptr<Server> server(new Server());
   std::shared_ptr<grpc::ServerCredentials> creds;
@@ -76,7 +77,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions &optio
   }
   server->store_ = std::move(store);
   server->clock_ = clock ? clock : &server->system_clock_;
-  Clock &c = *server->clock_;
+  Clock& c = *server->clock_;
   if (!options.admin_token_file.empty()) {
     QSWEEP_ASSIGN_OR_RETURN(server->wrote_admin_token_,
                             BootstrapAdminToken(*server->store_, c, options.admin_token_file));
@@ -100,7 +101,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions &optio
   builder.RegisterService(server->experiments_.get());
   builder.RegisterService(server->workers_.get());
   builder.RegisterService(server->tokens_.get());
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(kMaxRequestBytes));  // common/limits.h
   server->grpc_server_ = builder.BuildAndStart();
   const bool unix_socket = options.listen.rfind("unix:", 0) == 0;
   if (!server->grpc_server_ || (!options.listen.empty() && !unix_socket && server->port_ == 0)) {
@@ -113,7 +114,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions &optio
 
 Server::~Server() { Shutdown(); }
 
-std::shared_ptr<grpc::Channel> Server::InProcessChannel(const std::string &token) {
+std::shared_ptr<grpc::Channel> Server::InProcessChannel(const std::string& token) {
   grpc::ChannelArguments args;
   return grpc_server_->experimental().InProcessChannelWithInterceptors(
       args, BearerTokenInterceptors(token));
@@ -122,7 +123,7 @@ std::shared_ptr<grpc::Channel> Server::InProcessChannel(const std::string &token
 void Server::Shutdown() {
   if (shut_down_ || !grpc_server_) return;
   shut_down_ = true;
-  coordinator_->RunSync([](Scheduler &s) { s.CloseWaiters(); });
+  coordinator_->RunSync([](Scheduler& s) { s.CloseWaiters(); });
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   coordinator_->Stop();
 }

@@ -61,16 +61,16 @@ struct ServerOptions {
 
 // OK if `options` may be served: a listen address and the security for it.
 // INVALID_ARGUMENT saying which flag to add otherwise.
-absl::Status CheckListenSecurity(const ServerOptions &options);
+absl::Status CheckListenSecurity(const ServerOptions& options);
 
 class Server {
  public:
   // Opens the store (unless `store` is given), recovers the scheduler, and
   // starts serving. `clock` is not owned; null = the system clock.
   // UNAVAILABLE if the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions &options,
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options,
                                                        std::unique_ptr<Store> store = nullptr,
-                                                       Clock *clock = nullptr);
+                                                       Clock* clock = nullptr);
   ~Server();  // Calls Shutdown().
 
   // The bound TCP port, 0 if none.
@@ -79,11 +79,13 @@ class Server {
   bool wrote_admin_token() const { return wrote_admin_token_; }
   // An in-process channel; its calls are authenticated by their metadata
   // (pass BearerTokenInterceptors() from common/channel.h to add a token).
-  std::shared_ptr<grpc::Channel> InProcessChannel(const std::string &token = "");
-  Coordinator &coordinator() { return *coordinator_; }
-  Store &store() { return *store_; }
-  Clock &clock() { return *clock_; }
-  Authenticator &authenticator() { return *auth_; }
+  std::shared_ptr<grpc::Channel> InProcessChannel(const std::string& token = "");
+  Coordinator& coordinator() { return *coordinator_; }
+  Store& store() { return *store_; }
+  Clock& clock() { return *clock_; }
+  Authenticator& authenticator() { return *auth_; }
+  // UploadArtifact streams being received now (counted as they open).
+  int32_t uploads_in_progress() const { return workers_->uploads_in_progress(); }
 
   // Answers waiting long-polls, stops accepting calls, finishes in-flight
   // ones and stops the scheduler. Idempotent.
@@ -94,7 +96,7 @@ class Server {
  private:
   Server() = default;
   SystemClock system_clock_;
-  Clock *clock_ = nullptr;
+  Clock* clock_ = nullptr;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Coordinator> coordinator_;

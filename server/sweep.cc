@@ -219,15 +219,19 @@ json Sample(const RandomParam& p, std::mt19937_64& rng) {
 
 absl::StatusOr<std::vector<json>> ExpandTrials(const std::string& source, const SweepSpec& spec,
                                                int64_t max_trials) {
+  constexpr int64_t kHuge = int64_t{1} << 40;  // far over any limit; products stay in range
   int64_t grid_points = 1;
   for (const auto& [key, values] : spec.grid) {
     grid_points *= static_cast<int64_t>(values.size());
-    if (grid_points > max_trials) break;
+    if (grid_points > kHuge) break;
   }
   const int64_t per_point = spec.trials > 0 ? spec.trials : 1;
-  if (grid_points * per_point > max_trials)
+  if (grid_points > kHuge || grid_points * per_point > max_trials)
     return FieldError(source, "[sweep]",
-                      absl::StrCat("expands to more than ", max_trials, " trials"));
+                      absl::StrCat("expands to more than ", max_trials, " trials (",
+                                   grid_points > kHuge ? absl::StrCat("over ", kHuge)
+                                                       : absl::StrCat(grid_points * per_point),
+                                   "; the limit is ", max_trials, " trials per sweep)"));
   std::mt19937_64 rng(spec.seed);
   std::vector<json> trials;
   for (int64_t g = 0; g < grid_points; ++g) {
@@ -314,14 +318,15 @@ absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::s
   std::vector<PassSpec> passes;
   QSWEEP_RETURN_IF_ERROR(ParseTransformTables(source, layers.tables, plan, passes));
   QSWEEP_ASSIGN_OR_RETURN(plan.trials, ExpandTrials(source, spec, options.max_trials));
-  const json base = layers.Effective();
+  plan.base = layers.Effective();
+  const json& base = plan.base;
   std::set<std::string> models_checked;
   for (size_t i = 0; i < plan.trials.size(); ++i) {
     json effective = base;
     for (const auto& [key, value] : plan.trials[i].items()) effective[key] = value;
     QSWEEP_RETURN_IF_ERROR(ValidateConfig(source, i, effective, models_checked));
     if (plan.transform) QSWEEP_RETURN_IF_ERROR(ValidateTransform(source, effective, passes));
-    plan.configs.push_back(std::move(effective));
+    if (options.keep_configs) plan.configs.push_back(std::move(effective));
   }
   return plan;
 }

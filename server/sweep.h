@@ -34,13 +34,18 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/limits.h"
 
 namespace qsweep {
 
 struct SweepPlanOptions {
   // Upper bound on the number of trials of one sweep.
-  // Default: 10000.
-  int64_t max_trials = 10000;
+  // Default: kMaxTrialsPerSweep (common/limits.h).
+  int64_t max_trials = kMaxTrialsPerSweep;
+  // Keep every trial's effective config in SweepPlan::configs. The server
+  // turns it off: a sweep's configs are `base` + each trial, and keeping them
+  // all would hold the base config once per trial in memory. Default: true.
+  bool keep_configs = true;
 };
 
 struct SweepPlan {
@@ -49,9 +54,12 @@ struct SweepPlan {
   int32_t retries = 0;
   int32_t priority = 0;
   // Per trial, in expansion order: the swept keys only, and the full
-  // effective config (defaults < base < swept values).
+  // effective config (defaults < base < swept values; empty unless
+  // SweepPlanOptions::keep_configs). A trial's effective config is always
+  // `base` with the trial's keys set.
   std::vector<nlohmann::json> trials;
   std::vector<nlohmann::json> configs;
+  nlohmann::json base = nlohmann::json::object();  // defaults < the file's keys
   // True when the file has [passes.*] tables: every trial gets a dependent
   // TRANSFORM job running them on its best checkpoint.
   bool transform = false;

@@ -12,8 +12,8 @@ namespace {
 constexpr char kLocalWorkersOwner[] = "local-workers";
 constexpr int64_t kMaxTtlSeconds = int64_t{10} * 366 * 24 * 3600;
 
-grpc::ServerUnaryReactor *Done(grpc::CallbackServerContext *ctx, const absl::Status &s) {
-  auto *reactor = ctx->DefaultReactor();
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  auto* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(s));
   return reactor;
 }
@@ -23,7 +23,7 @@ bool OwnerChar(char c) {
          c == '_' || c == '@' || c == '-';
 }
 
-absl::Status ValidateName(const std::string &name) {
+absl::Status ValidateName(const std::string& name) {
   if (name.size() > 100)
     return absl::InvalidArgumentError("field 'name' is longer than 100 characters");
   for (unsigned char c : name)
@@ -39,7 +39,7 @@ v1::Token Public(v1::Token t) {
 
 }  // namespace
 
-absl::Status ValidateOwner(const std::string &field, const std::string &owner) {
+absl::Status ValidateOwner(const std::string& field, const std::string& owner) {
   bool ok = !owner.empty() && owner.size() <= 64;
   for (char c : owner) ok = ok && OwnerChar(c);
   if (ok) return absl::OkStatus();
@@ -47,13 +47,13 @@ absl::Status ValidateOwner(const std::string &field, const std::string &owner) {
       absl::StrCat("field '", field, "' must be 1-64 characters of letters, digits and . _ @ -"));
 }
 
-absl::StatusOr<IssuedToken> IssueToken(Store &store, Clock &clock, v1::Role role,
-                                       const std::string &owner, const std::string &name,
-                                       int64_t ttl_seconds, const std::string &created_by) {
+absl::StatusOr<IssuedToken> IssueToken(Store& store, Clock& clock, v1::Role role,
+                                       const std::string& owner, const std::string& name,
+                                       int64_t ttl_seconds, const std::string& created_by) {
   MintedToken minted = MintToken();
   IssuedToken out;
   out.secret = minted.secret;
-  v1::Token &t = out.record;
+  v1::Token& t = out.record;
   t.set_id(minted.id);
   t.set_sha256(TokenSha256(minted.secret));
   t.set_role(role);
@@ -66,11 +66,11 @@ absl::StatusOr<IssuedToken> IssueToken(Store &store, Clock &clock, v1::Role role
   return out;
 }
 
-absl::StatusOr<bool> BootstrapAdminToken(Store &store, Clock &clock, const std::string &path) {
+absl::StatusOr<bool> BootstrapAdminToken(Store& store, Clock& clock, const std::string& path) {
   auto tokens = store.ListTokens();
   if (!tokens.ok()) return tokens.status();
   const int64_t now = clock.NowMs();
-  for (const auto &t : *tokens)
+  for (const auto& t : *tokens)
     if (t.role() == v1::ROLE_ADMIN && t.revoked_unix_ms() == 0 &&
         (t.expires_unix_ms() == 0 || t.expires_unix_ms() > now))
       return false;
@@ -83,10 +83,10 @@ absl::StatusOr<bool> BootstrapAdminToken(Store &store, Clock &clock, const std::
   return true;
 }
 
-absl::Status IssueLocalWorkerToken(Store &store, Clock &clock, const std::string &path) {
+absl::Status IssueLocalWorkerToken(Store& store, Clock& clock, const std::string& path) {
   auto tokens = store.ListTokens();
   if (!tokens.ok()) return tokens.status();
-  for (const auto &t : *tokens)
+  for (const auto& t : *tokens)
     if (t.role() == v1::ROLE_WORKER && t.owner() == kLocalWorkersOwner && t.revoked_unix_ms() == 0)
       store.RevokeToken(t.id(), clock.NowMs()).IgnoreError();
   auto issued =
@@ -95,12 +95,12 @@ absl::Status IssueLocalWorkerToken(Store &store, Clock &clock, const std::string
   return WriteSecretFile(path, issued->secret + "\n");
 }
 
-TokenServiceImpl::TokenServiceImpl(Store &store, Clock &clock, Authenticator &auth)
+TokenServiceImpl::TokenServiceImpl(Store& store, Clock& clock, Authenticator& auth)
     : store_(store), clock_(clock), auth_(auth) {}
 
-grpc::ServerUnaryReactor *TokenServiceImpl::CreateToken(grpc::CallbackServerContext *ctx,
-                                                        const v1::CreateTokenRequest *request,
-                                                        v1::CreateTokenResponse *response) {
+grpc::ServerUnaryReactor* TokenServiceImpl::CreateToken(grpc::CallbackServerContext* ctx,
+                                                        const v1::CreateTokenRequest* request,
+                                                        v1::CreateTokenResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(CreateToken), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   const v1::Role role = request->role();
@@ -125,14 +125,14 @@ grpc::ServerUnaryReactor *TokenServiceImpl::CreateToken(grpc::CallbackServerCont
   return Done(ctx, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor *TokenServiceImpl::ListTokens(grpc::CallbackServerContext *ctx,
-                                                       const v1::ListTokensRequest *request,
-                                                       v1::ListTokensResponse *response) {
+grpc::ServerUnaryReactor* TokenServiceImpl::ListTokens(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListTokensRequest* request,
+                                                       v1::ListTokensResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(ListTokens), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   auto tokens = store_.ListTokens();
   if (!tokens.ok()) return Done(ctx, tokens.status());
-  for (auto &t : *tokens) {
+  for (auto& t : *tokens) {
     if (!caller->is_admin() && (t.owner() != caller->owner || t.role() != v1::ROLE_USER)) continue;
     if (!request->include_revoked() && t.revoked_unix_ms() != 0) continue;
     *response->add_tokens() = Public(std::move(t));
@@ -140,12 +140,12 @@ grpc::ServerUnaryReactor *TokenServiceImpl::ListTokens(grpc::CallbackServerConte
   return Done(ctx, absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor *TokenServiceImpl::RevokeToken(grpc::CallbackServerContext *ctx,
-                                                        const v1::RevokeTokenRequest *request,
-                                                        v1::RevokeTokenResponse *response) {
+grpc::ServerUnaryReactor* TokenServiceImpl::RevokeToken(grpc::CallbackServerContext* ctx,
+                                                        const v1::RevokeTokenRequest* request,
+                                                        v1::RevokeTokenResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(RevokeToken), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
-  const std::string &id = request->token_id();
+  const std::string& id = request->token_id();
   auto token = store_.GetToken(id);
   if (!token.ok() ||
       (!caller->is_admin() && (token->owner() != caller->owner || token->role() != v1::ROLE_USER)))

@@ -13,14 +13,31 @@ absl::Status Bad(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("field '", field, "' ", what));
 }
 
+absl::Status TooLong(const std::string& field, size_t size, size_t limit) {
+  return Bad(field, absl::StrCat("is ", size, " bytes long; the limit is ", limit, " bytes"));
+}
+
+absl::Status TooMany(const std::string& field, size_t count, size_t limit) {
+  return Bad(field, absl::StrCat("has ", count, " entries; the limit is ", limit));
+}
+
+absl::Status MaxBytes(const std::string& field, const std::string& value, size_t limit) {
+  return value.size() > limit ? TooLong(field, value.size(), limit) : absl::OkStatus();
+}
+
 absl::Status Required(const std::string& field, const std::string& value) {
   if (value.empty()) return Bad(field, "is required");
-  if (value.size() > 256) return Bad(field, "is longer than 256 characters");
-  return absl::OkStatus();
+  return MaxBytes(field, value, kMaxIdBytes);
 }
 
 absl::Status Optional(const std::string& field, const std::string& value) {
-  if (value.size() > 256) return Bad(field, "is longer than 256 characters");
+  return MaxBytes(field, value, kMaxIdBytes);
+}
+
+absl::Status PageToken(const std::string& token) {
+  for (char c : token)
+    if (!absl::ascii_isdigit(c)) return Bad("page_token", "is not a token this server issued");
+  if (token.size() > 9) return Bad("page_token", "is not a token this server issued");
   return absl::OkStatus();
 }
 
@@ -44,6 +61,8 @@ absl::Status Lease(const std::string& prefix, const std::string& lease_id, int64
 
 absl::Status Metrics(const std::string& prefix,
                      const google::protobuf::RepeatedPtrField<v1::Metric>& metrics) {
+  if (metrics.size() > kMaxMetricsPerRequest)
+    return TooMany(prefix + "metrics", metrics.size(), kMaxMetricsPerRequest);
   for (int i = 0; i < metrics.size(); ++i) {
     const std::string f = absl::StrCat(prefix, "metrics[", i, "].");
     QSWEEP_RETURN_IF_ERROR(Required(f + "name", metrics[i].name()));
@@ -60,33 +79,35 @@ absl::Status Validate(const v1::SubmitSweepRequest& r) {
   QSWEEP_RETURN_IF_ERROR(Optional("name", r.name()));
   QSWEEP_RETURN_IF_ERROR(Optional("source_name", r.source_name()));
   if (r.sweep_toml().empty()) return Bad("sweep_toml", "is required (the sweep file's text)");
-  if (r.sweep_toml().size() > kMaxSweepTomlBytes)
-    return Bad("sweep_toml", absl::StrCat("is larger than ", kMaxSweepTomlBytes, " bytes"));
-  return absl::OkStatus();
+  return MaxBytes("sweep_toml", r.sweep_toml(), kMaxSweepTomlBytes);
 }
 
 absl::Status Validate(const v1::GetSweepRequest& r) { return Required("sweep_id", r.sweep_id()); }
 
 absl::Status Validate(const v1::ListSweepsRequest& r) {
-  return Range("limit", r.limit(), 0, 1000000);
+  QSWEEP_RETURN_IF_ERROR(Range("limit", r.limit(), 0, 1000000));
+  if (r.page_size() < 0) return Bad("page_size", absl::StrCat("must be >= 0, got ", r.page_size()));
+  return PageToken(r.page_token());
 }
 
 absl::Status Validate(const v1::ListJobsRequest& r) {
   QSWEEP_RETURN_IF_ERROR(Required("sweep_id", r.sweep_id()));
   if (!v1::JobState_IsValid(r.state()))
     return Bad("state", "must be one of PENDING, LEASED, RUNNING, SUCCEEDED, FAILED, CANCELLED");
-  QSWEEP_RETURN_IF_ERROR(Range("page_size", r.page_size(), 0, 100000));
+  // A page_size over the server's maximum is lowered to it (job_query.h).
+  if (r.page_size() < 0) return Bad("page_size", absl::StrCat("must be >= 0, got ", r.page_size()));
+  QSWEEP_RETURN_IF_ERROR(Optional("sort_by", r.sort_by()));
   for (char c : r.sort_by())
     if (!absl::ascii_isalnum(c) && c != '_')
       return Bad("sort_by", "must be 'index', 'state' or a metric name (letters, digits, _)");
-  for (char c : r.page_token())
-    if (!absl::ascii_isdigit(c)) return Bad("page_token", "is not a token this server issued");
-  if (r.page_token().size() > 9) return Bad("page_token", "is not a token this server issued");
-  return absl::OkStatus();
+  return PageToken(r.page_token());
 }
 
 absl::Status Validate(const v1::GetJobRequest& r) { return Required("job_id", r.job_id()); }
-absl::Status Validate(const v1::WatchSweepRequest& r) { return Required("sweep_id", r.sweep_id()); }
+absl::Status Validate(const v1::WatchSweepRequest& r) {
+  if (r.page_size() < 0) return Bad("page_size", absl::StrCat("must be >= 0, got ", r.page_size()));
+  return Required("sweep_id", r.sweep_id());
+}
 
 absl::Status Validate(const v1::CancelSweepRequest& r) {
   QSWEEP_RETURN_IF_ERROR(Optional("request_id", r.request_id()));
@@ -100,14 +121,20 @@ absl::Status Validate(const v1::CancelJobRequest& r) {
 
 absl::Status Validate(const v1::RetryJobsRequest& r) {
   QSWEEP_RETURN_IF_ERROR(Optional("request_id", r.request_id()));
+  QSWEEP_RETURN_IF_ERROR(Optional("sweep_id", r.sweep_id()));
   if (r.sweep_id().empty() && r.job_ids().empty())
     return Bad("sweep_id", "is required when job_ids is empty");
+  if (r.job_ids_size() > kMaxRetryJobIds)
+    return TooMany("job_ids", r.job_ids_size(), kMaxRetryJobIds);
   for (int i = 0; i < r.job_ids_size(); ++i)
     QSWEEP_RETURN_IF_ERROR(Required(absl::StrCat("job_ids[", i, "]"), r.job_ids(i)));
   return absl::OkStatus();
 }
 
-absl::Status Validate(const v1::GetMetricsRequest& r) { return Required("job_id", r.job_id()); }
+absl::Status Validate(const v1::GetMetricsRequest& r) {
+  QSWEEP_RETURN_IF_ERROR(Optional("name", r.name()));
+  return Required("job_id", r.job_id());
+}
 
 absl::Status Validate(const v1::GetReportRequest& r) {
   QSWEEP_RETURN_IF_ERROR(Required("job_id", r.job_id()));
@@ -119,8 +146,7 @@ absl::Status Validate(const v1::SubmitTransformRequest& r) {
   QSWEEP_RETURN_IF_ERROR(Required("from_job_id", r.from_job_id()));
   QSWEEP_RETURN_IF_ERROR(Optional("source_name", r.source_name()));
   if (r.config_toml().empty()) return Bad("config_toml", "is required (the transform config)");
-  if (r.config_toml().size() > kMaxSweepTomlBytes)
-    return Bad("config_toml", absl::StrCat("is larger than ", kMaxSweepTomlBytes, " bytes"));
+  QSWEEP_RETURN_IF_ERROR(MaxBytes("config_toml", r.config_toml(), kMaxSweepTomlBytes));
   return Range("fine_tune_epochs", r.fine_tune_epochs(), 0, 1000);
 }
 
@@ -154,11 +180,18 @@ absl::Status Validate(const v1::LeaseRequest& r) {
 absl::Status Validate(const v1::HeartbeatRequest& r) {
   QSWEEP_RETURN_IF_ERROR(Optional("request_id", r.request_id()));
   QSWEEP_RETURN_IF_ERROR(Required("worker_id", r.worker_id()));
+  if (r.updates_size() > kMaxLeaseUpdates)
+    return TooMany("updates", r.updates_size(), kMaxLeaseUpdates);
+  size_t metrics = 0;
   for (int i = 0; i < r.updates_size(); ++i) {
     const std::string f = absl::StrCat("updates[", i, "].");
     QSWEEP_RETURN_IF_ERROR(Lease(f, r.updates(i).lease_id(), r.updates(i).epoch()));
     QSWEEP_RETURN_IF_ERROR(Metrics(f, r.updates(i).metrics()));
+    metrics += static_cast<size_t>(r.updates(i).metrics_size());
   }
+  if (metrics > static_cast<size_t>(kMaxMetricsPerRequest))
+    return Bad("updates[].metrics", absl::StrCat("hold ", metrics, " metrics in all; the limit is ",
+                                                 kMaxMetricsPerRequest, " per request"));
   return absl::OkStatus();
 }
 
@@ -169,12 +202,28 @@ absl::Status Validate(const v1::CompleteRequest& r) {
     QSWEEP_RETURN_IF_ERROR(Sha256Field("best_checkpoint_sha256", r.best_checkpoint_sha256()));
   if (!r.last_checkpoint_sha256().empty())
     QSWEEP_RETURN_IF_ERROR(Sha256Field("last_checkpoint_sha256", r.last_checkpoint_sha256()));
+  QSWEEP_RETURN_IF_ERROR(MaxBytes("result_json", r.result_json(), kMaxResultJsonBytes));
+  if (r.final_metrics_size() > kMaxFinalMetrics)
+    return TooMany("final_metrics", r.final_metrics_size(), kMaxFinalMetrics);
+  for (const auto& [name, value] : r.final_metrics())
+    QSWEEP_RETURN_IF_ERROR(Required("final_metrics key", name));
+  if (r.reports_size() > kMaxReportsPerComplete)
+    return TooMany("reports", r.reports_size(), kMaxReportsPerComplete);
+  for (int i = 0; i < r.reports_size(); ++i) {
+    const std::string f = absl::StrCat("reports[", i, "]");
+    QSWEEP_RETURN_IF_ERROR(Required(f + ".pass_name", r.reports(i).pass_name()));
+    const size_t size = r.reports(i).json().size() + r.reports(i).text().size();
+    if (size > kMaxReportBytes)
+      return Bad(f, absl::StrCat("(json and text) is ", size, " bytes long; the limit is ",
+                                 kMaxReportBytes, " bytes"));
+  }
   return Metrics("", r.metrics());
 }
 
 absl::Status Validate(const v1::FailRequest& r) {
   QSWEEP_RETURN_IF_ERROR(Optional("request_id", r.request_id()));
   QSWEEP_RETURN_IF_ERROR(Lease("", r.lease_id(), r.epoch()));
+  QSWEEP_RETURN_IF_ERROR(MaxBytes("error", r.error(), kMaxErrorBytes));
   return Metrics("", r.metrics());
 }
 

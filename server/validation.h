@@ -4,6 +4,7 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "common/limits.h"
 #include "qsweep/v1/experiments.pb.h"
 #include "qsweep/v1/workers.pb.h"
 
@@ -34,8 +35,6 @@ absl::Status ValidateUploadInfo(const v1::ArtifactInfo& info);
 // The lease named in an upload's first chunk.
 absl::Status ValidateUploadLease(const std::string& lease_id, int64_t epoch);
 
-// Largest accepted sweep file and artifact.
-inline constexpr size_t kMaxSweepTomlBytes = 1 << 20;
-inline constexpr size_t kMaxArtifactBytes = 256u << 20;
+// The limits themselves (sizes, counts) are in common/limits.h.
 
 }  // namespace qsweep

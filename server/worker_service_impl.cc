@@ -13,28 +13,28 @@ namespace {
 
 #define QSWEEP_METHOD(name) "/qsweep.v1.Workers/" #name
 
-grpc::ServerUnaryReactor *Done(grpc::CallbackServerContext *ctx, const absl::Status &s) {
-  auto *reactor = ctx->DefaultReactor();
+grpc::ServerUnaryReactor* Done(grpc::CallbackServerContext* ctx, const absl::Status& s) {
+  auto* reactor = ctx->DefaultReactor();
   reactor->Finish(ToGrpcStatus(s));
   return reactor;
 }
 
 class ErrorWriter final : public grpc::ServerWriteReactor<v1::ArtifactChunk> {
  public:
-  explicit ErrorWriter(const absl::Status &s) { Finish(ToGrpcStatus(s)); }
+  explicit ErrorWriter(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
   void OnDone() override { delete this; }
 };
 
 class ErrorReader final : public grpc::ServerReadReactor<v1::ArtifactChunk> {
  public:
-  explicit ErrorReader(const absl::Status &s) { Finish(ToGrpcStatus(s)); }
+  explicit ErrorReader(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
   void OnDone() override { delete this; }
 };
 
 // OK if a job now leased to a worker of the caller's token needs `sha256` (its
 // prepared dataset or its input checkpoint). Read from the store, which the
 // scheduler updates before its own state, so no grant is missed.
-absl::Status CheckFetch(Store &store, const Caller &caller, const std::string &sha256) {
+absl::Status CheckFetch(Store& store, const Caller& caller, const std::string& sha256) {
   JobFilter active;
   active.states = {v1::LEASED, v1::RUNNING};
   auto jobs = store.ListJobs(active);
@@ -42,9 +42,9 @@ absl::Status CheckFetch(Store &store, const Caller &caller, const std::string &s
   auto workers = store.ListWorkers();
   if (!workers.ok()) return workers.status();
   std::set<std::string> mine;
-  for (const auto &w : *workers)
+  for (const auto& w : *workers)
     if (!caller.token_id.empty() && w.token_id() == caller.token_id) mine.insert(w.id());
-  for (const auto &j : *jobs)
+  for (const auto& j : *jobs)
     if (mine.count(j.worker_id()) &&
         (j.dataset_sha256() == sha256 || j.input_checkpoint_sha256() == sha256))
       return absl::OkStatus();
@@ -54,29 +54,29 @@ absl::Status CheckFetch(Store &store, const Caller &caller, const std::string &s
 
 }  // namespace
 
-WorkerServiceImpl::WorkerServiceImpl(Coordinator &coordinator, Store &store, Authenticator &auth)
+WorkerServiceImpl::WorkerServiceImpl(Coordinator& coordinator, Store& store, Authenticator& auth)
     : coordinator_(coordinator), store_(store), auth_(auth) {}
 
-grpc::ServerUnaryReactor *WorkerServiceImpl::Register(grpc::CallbackServerContext *ctx,
-                                                      const v1::RegisterRequest *request,
-                                                      v1::RegisterResponse *response) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContext* ctx,
+                                                      const v1::RegisterRequest* request,
+                                                      v1::RegisterResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(Register), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   return FinishOnStrand(coordinator_, ctx,
-                        [caller = *caller, request, response](Scheduler &scheduler) {
+                        [caller = *caller, request, response](Scheduler& scheduler) {
                           return MoveInto(scheduler.Register(caller, *request), response);
                         });
 }
 
-grpc::ServerUnaryReactor *WorkerServiceImpl::Lease(grpc::CallbackServerContext *ctx,
-                                                   const v1::LeaseRequest *request,
-                                                   v1::LeaseResponse *response) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::Lease(grpc::CallbackServerContext* ctx,
+                                                   const v1::LeaseRequest* request,
+                                                   v1::LeaseResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(Lease), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  auto *reactor = ctx->DefaultReactor();
-  coordinator_.Post([caller = *caller, request, response, reactor](Scheduler &scheduler) {
+  auto* reactor = ctx->DefaultReactor();
+  coordinator_.Post([caller = *caller, request, response, reactor](Scheduler& scheduler) {
     scheduler.Lease(caller, *request,
                     [response, reactor](absl::StatusOr<v1::LeaseResponse> result) {
                       if (result.ok()) *response = std::move(*result);
@@ -86,49 +86,49 @@ grpc::ServerUnaryReactor *WorkerServiceImpl::Lease(grpc::CallbackServerContext *
   return reactor;
 }
 
-grpc::ServerUnaryReactor *WorkerServiceImpl::Heartbeat(grpc::CallbackServerContext *ctx,
-                                                       const v1::HeartbeatRequest *request,
-                                                       v1::HeartbeatResponse *response) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(grpc::CallbackServerContext* ctx,
+                                                       const v1::HeartbeatRequest* request,
+                                                       v1::HeartbeatResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(Heartbeat), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   return FinishOnStrand(coordinator_, ctx,
-                        [caller = *caller, request, response](Scheduler &scheduler) {
+                        [caller = *caller, request, response](Scheduler& scheduler) {
                           return MoveInto(scheduler.Heartbeat(caller, *request), response);
                         });
 }
 
-grpc::ServerUnaryReactor *WorkerServiceImpl::Complete(grpc::CallbackServerContext *ctx,
-                                                      const v1::CompleteRequest *request,
-                                                      v1::CompleteResponse *response) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::Complete(grpc::CallbackServerContext* ctx,
+                                                      const v1::CompleteRequest* request,
+                                                      v1::CompleteResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(Complete), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [caller = *caller, request](Scheduler &scheduler) {
+  return FinishOnStrand(coordinator_, ctx, [caller = *caller, request](Scheduler& scheduler) {
     return scheduler.Complete(caller, *request);
   });
 }
 
-grpc::ServerUnaryReactor *WorkerServiceImpl::Fail(grpc::CallbackServerContext *ctx,
-                                                  const v1::FailRequest *request,
-                                                  v1::FailResponse *response) {
+grpc::ServerUnaryReactor* WorkerServiceImpl::Fail(grpc::CallbackServerContext* ctx,
+                                                  const v1::FailRequest* request,
+                                                  v1::FailResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(Fail), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [caller = *caller, request](Scheduler &scheduler) {
+  return FinishOnStrand(coordinator_, ctx, [caller = *caller, request](Scheduler& scheduler) {
     return scheduler.Fail(caller, *request);
   });
 }
 
-grpc::ServerReadReactor<v1::ArtifactChunk> *WorkerServiceImpl::UploadArtifact(
-    grpc::CallbackServerContext *ctx, v1::UploadArtifactResponse *response) {
+grpc::ServerReadReactor<v1::ArtifactChunk>* WorkerServiceImpl::UploadArtifact(
+    grpc::CallbackServerContext* ctx, v1::UploadArtifactResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(UploadArtifact), auth_);
   if (!caller.ok()) return new ErrorReader(caller.status());
-  return new UploadReactor(store_, coordinator_, *caller, response);
+  return new UploadReactor(store_, coordinator_, *caller, upload_budget_, response);
 }
 
-grpc::ServerWriteReactor<v1::ArtifactChunk> *WorkerServiceImpl::FetchArtifact(
-    grpc::CallbackServerContext *ctx, const v1::FetchArtifactRequest *request) {
+grpc::ServerWriteReactor<v1::ArtifactChunk>* WorkerServiceImpl::FetchArtifact(
+    grpc::CallbackServerContext* ctx, const v1::FetchArtifactRequest* request) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(FetchArtifact), auth_);
   if (!caller.ok()) return new ErrorWriter(caller.status());
   if (auto s = Validate(*request); !s.ok()) return new ErrorWriter(s);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "qsweep/v1/workers.grpc.pb.h"
+#include "server/artifact_streams.h"
 #include "server/auth.h"
 #include "server/coordinator.h"
 #include "storage/store.h"
@@ -36,6 +37,13 @@ class WorkerServiceImpl final : public v1::Workers::CallbackService {
   Coordinator& coordinator_;
   Store& store_;
   Authenticator& auth_;
+  UploadBudget upload_budget_;
+
+ public:
+  // Uploads being received now (for tests and diagnostics).
+  int32_t uploads_in_progress() const {
+    return upload_budget_.uploads.load();
+  }  // uploads in progress (common/limits.h)
 };
 
 }  // namespace qsweep

@@ -209,6 +209,12 @@ class InMemoryStore final : public Store {
     return true;
   }
 
+  absl::Status DeleteWorker(const std::string& worker_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (workers_.erase(worker_id)) std::erase(worker_order_, worker_id);
+    return absl::OkStatus();
+  }
+
  private:
   absl::Status UpdateJobLocked(const v1::Job& job) {
     auto it = jobs_.find(job.id());

@@ -85,8 +85,10 @@ class Stmt {
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
+  // Sizes are bound as 64-bit (no int truncation of large values).
   Stmt& Text(int i, const std::string& s) {
-    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    Bound(sqlite3_bind_text64(stmt_, i, s.data(), static_cast<sqlite3_uint64>(s.size()),
+                              SQLITE_TRANSIENT, SQLITE_UTF8));
     return *this;
   }
   Stmt& TextOrNull(int i, const std::string& s) {
@@ -97,7 +99,8 @@ class Stmt {
     return *this;
   }
   Stmt& Blob(int i, const std::string& s) {
-    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+    Bound(sqlite3_bind_blob64(stmt_, i, s.data(), static_cast<sqlite3_uint64>(s.size()),
+                              SQLITE_TRANSIENT));
     return *this;
   }
   Stmt& Int(int i, int64_t v) {
@@ -145,6 +148,11 @@ class Stmt {
   double ColumnReal(int i) const { return sqlite3_column_double(stmt_, i); }
 
  private:
+  // A failed bind (e.g. SQLITE_TOOBIG) fails the statement instead of storing NULL.
+  void Bound(int rc) {
+    if (rc != SQLITE_OK && (rc_ == SQLITE_OK || rc_ == SQLITE_ROW)) rc_ = rc;
+  }
+
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
@@ -426,6 +434,15 @@ class SqliteStoreImpl final : public Store {
     std::lock_guard<std::mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM workers ORDER BY seq");
     return Collect<v1::WorkerInfo>(s, "worker");
+  }
+
+  absl::Status DeleteWorker(const std::string& worker_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return InTransaction([&] {
+      Stmt s(db_, "DELETE FROM workers WHERE id = ?");
+      s.Text(1, worker_id);
+      return s.Run();
+    });
   }
 
   absl::Status CreateToken(const v1::Token& token) override {

@@ -95,6 +95,8 @@ class Store {
   // Sets revoked_unix_ms. Returns false if it was revoked already (nothing
   // changes); NOT_FOUND if there is no such token.
   virtual absl::StatusOr<bool> RevokeToken(const std::string& token_id, int64_t at_unix_ms) = 0;
+  // Removes a worker; OK if there is none.
+  virtual absl::Status DeleteWorker(const std::string& worker_id) = 0;
 };
 
 // A store that keeps everything in memory, for tests and throw-away servers.

@@ -21,7 +21,7 @@
 #include "worker/train_job_runner.h"
 #include "worker/worker.h"
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   // Local commands handed over by the qsweep CLI (train, test, checkpoint
   // export).
   if (argc > 1 && qsweep::IsLocalCommand(argv[1]))
@@ -29,14 +29,14 @@ int main(int argc, char **argv) {
   std::string server = "127.0.0.1:7420";
   qsweep::ChannelOptions channel;
   std::string token_file;
-  const char *ca_env = std::getenv("QSWEEP_TLS_CA");
+  const char* ca_env = std::getenv("QSWEEP_TLS_CA");
   channel.tls_ca_file = ca_env ? ca_env : "";
   qsweep::WorkerOptions options;
   qsweep::TrainJobRunnerOptions runner_options;
   CLI::App app{"qsweep worker: trains the jobs a qsweep-server leases to it"};
   app.add_option("--server", server, "coordinator address host:port")->capture_default_str();
   app.add_option("--device", options.device, "cpu or cuda:N")
-      ->check([](const std::string &d) -> std::string {
+      ->check([](const std::string& d) -> std::string {
         if (d == "cpu" || (d.rfind("cuda:", 0) == 0 && d.size() > 5)) return "";
         return "device must be cpu or cuda:N, got '" + d + "'";
       })

@@ -3,8 +3,10 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/limits.h"
 #include "worker/core/config/train_config.h"
 #include "worker/core/data/dataset.h"
 #include "worker/core/data/prepared_file.h"
@@ -67,9 +69,9 @@ absl::Status StageServedDataset(const v1::Job& job, JobContext& context,
   if (!config.ok()) return config.status();
   std::string dir = !data_dir.empty() ? data_dir : config->data_dir;
   if (dir.empty()) dir = DefaultDataDir();
-  auto cached = EnsureCachedDataset(
-      dir, job.dataset_sha256(),
-      [&context](const std::string& sha) { return context.FetchArtifact(sha); });
+  auto cached = EnsureCachedDataset(dir, job.dataset_sha256(), [&context](const std::string& sha) {
+    return context.FetchArtifact(sha);
+  });
   if (!cached.ok()) return cached.status();
   // The pass runner loads the dataset by name from a data dir: give it a
   // private one holding the served file under the name it looks for.
@@ -123,8 +125,7 @@ std::shared_ptr<const Dataset> TrainJobRunner::LoadCached(const std::string& key
 
 std::shared_ptr<const Dataset> TrainJobRunner::LoadServed(const std::string& sha256,
                                                           const std::string& dir,
-                                                          JobContext& context,
-                                                          std::string& error) {
+                                                          JobContext& context, std::string& error) {
   std::lock_guard<std::mutex> lock(mu_);  // one load at a time; later jobs reuse it
   const std::string key = "sha256:" + sha256;
   auto it = datasets_.find(key);
@@ -168,6 +169,15 @@ JobOutcome TrainJobRunner::RunTransformJob(const v1::Job& job, JobContext& conte
   options.config_path = config;
   options.load = load;
   options.overrides = {{"project_dir", (dir / "out").string()}};
+  {  // never more intra-op threads than this machine has cores
+    const nlohmann::json effective = nlohmann::json::parse(job.config_json(), nullptr, false);
+    int64_t threads = 1;
+    if (effective.is_object() && effective.contains("threads") &&
+        effective["threads"].is_number_integer())
+      threads = effective["threads"].get<int64_t>();
+    options.overrides["threads"] =
+        ThreadsForWorker(threads, static_cast<int64_t>(std::thread::hardware_concurrency()));
+  }
   if (!job.dataset_sha256().empty()) {
     if (auto s = StageServedDataset(job, context, options_.data_dir, options.overrides); !s.ok())
       return Failed(job, absl::StrCat("loading dataset: ", s.message()));
@@ -196,6 +206,9 @@ JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
   if (!config.ok()) return Failed(job, std::string(config.status().message()));
   config->device = options_.device;
   config->project_dir = context.WorkDir();
+  // Never more intra-op threads than this machine has cores.
+  config->threads =
+      ThreadsForWorker(config->threads, static_cast<int64_t>(std::thread::hardware_concurrency()));
   const std::string dir = !options_.data_dir.empty() ? options_.data_dir : config->data_dir;
   std::string error;
   std::shared_ptr<const Dataset> data;
@@ -234,6 +247,7 @@ JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
       {"message", result->message},
       {"global_steps", result->global_steps},
       {"epochs_completed", result->epochs_completed},
+      {"threads", config->threads},
       {"dataset", data->DisplayName()},
       {"dataset_sha256",
        data->sha256}}.dump();

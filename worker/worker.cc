@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/limits.h"
 #include "common/sha256.h"
 
 namespace qsweep {
@@ -43,9 +44,18 @@ struct Worker::RunningJob final : public JobContext {
     return client->FetchArtifact(sha256);
   }
 
-  std::vector<v1::Metric> TakeMetrics() {
+  // The oldest `max` metrics not yet sent (all when there are fewer).
+  std::vector<v1::Metric> TakeMetrics(size_t max) {
     std::lock_guard<std::mutex> lock(mu);
-    return std::exchange(metrics, {});
+    if (metrics.size() <= max) return std::exchange(metrics, {});
+    std::vector<v1::Metric> taken(std::make_move_iterator(metrics.begin()),
+                                  std::make_move_iterator(metrics.begin() + max));
+    metrics.erase(metrics.begin(), metrics.begin() + max);
+    return taken;
+  }
+  size_t PendingMetrics() {
+    std::lock_guard<std::mutex> lock(mu);
+    return metrics.size();
   }
   void PutBack(std::vector<v1::Metric> unsent) {
     std::lock_guard<std::mutex> lock(mu);
@@ -71,6 +81,31 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 template <typename Req>
 void AddMetrics(Req& req, const std::vector<v1::Metric>& metrics) {
   for (const auto& m : metrics) *req.add_metrics() = m;
+}
+
+// `text` cut to at most `max` bytes (at a UTF-8 character boundary), with a
+// note saying how long it was.
+std::string Shortened(const std::string& text, size_t max) {
+  if (text.size() <= max) return text;
+  const std::string note = absl::StrCat(" ... (", text.size(), " bytes, shortened)");
+  size_t cut = max > note.size() ? max - note.size() : 0;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + note;
+}
+
+// Keeps what a job produced within the server's limits (common/limits.h), so
+// that the report is accepted: long texts are shortened, oversized JSON is
+// replaced by a note.
+void FitLimits(v1::CompleteRequest& req) {
+  if (req.result_json().size() > kMaxResultJsonBytes)
+    req.set_result_json(absl::StrCat("{\"shortened_bytes\": ", req.result_json().size(), "}"));
+  while (req.reports_size() > kMaxReportsPerComplete) req.mutable_reports()->RemoveLast();
+  for (auto& r : *req.mutable_reports()) {
+    if (r.json().size() + r.text().size() <= kMaxReportBytes) continue;
+    if (r.json().size() > kMaxReportBytes / 2)
+      r.set_json(absl::StrCat("{\"shortened_bytes\": ", r.json().size(), "}"));
+    r.set_text(Shortened(r.text(), kMaxReportBytes - r.json().size()));
+  }
 }
 
 }  // namespace
@@ -274,7 +309,9 @@ void Worker::ReportOutcome(RunningJob& job, JobOutcome outcome) {
       report->set_json(r.json);
       report->set_text(r.text);
     }
-    AddMetrics(req, job.TakeMetrics());
+    FitLimits(req);
+    FlushMetrics(job);
+    AddMetrics(req, job.TakeMetrics(kMaxMetricsPerRequest));
     s = Retry([&] { return client_.Complete(req); }, options_.report_attempts);
   } else {
     v1::FailRequest req;
@@ -283,8 +320,9 @@ void Worker::ReportOutcome(RunningJob& job, JobOutcome outcome) {
     req.set_epoch(job.lease.epoch());
     const bool hand_back = reason == kShutdown || outcome.kind == JobOutcome::Kind::kStopped;
     req.set_hand_back(hand_back);
-    req.set_error(hand_back ? "worker shutting down" : outcome.error);
-    AddMetrics(req, job.TakeMetrics());
+    req.set_error(hand_back ? "worker shutting down" : Shortened(outcome.error, kMaxErrorBytes));
+    if (!hand_back) FlushMetrics(job);
+    AddMetrics(req, job.TakeMetrics(kMaxMetricsPerRequest));
     s = Retry([&] { return client_.Fail(req); }, hand_back ? 3 : options_.report_attempts);
   }
   if (s.ok()) ++jobs_reported_;
@@ -308,6 +346,38 @@ void Worker::ReapFinished() {
   for (auto& job : done) job->thread.join();
 }
 
+void Worker::FlushMetrics(RunningJob& job) {
+  while (job.PendingMetrics() > static_cast<size_t>(kMaxMetricsPerRequest)) {
+    v1::HeartbeatRequest req;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      req.set_worker_id(worker_id_);
+    }
+    req.set_request_id(RequestId());
+    auto* u = req.add_updates();
+    u->set_lease_id(job.lease.lease_id());
+    u->set_epoch(job.lease.epoch());
+    {
+      std::lock_guard<std::mutex> job_lock(job.mu);
+      *u->mutable_progress() = job.progress;
+    }
+    std::vector<v1::Metric> batch = job.TakeMetrics(kMaxMetricsPerRequest);
+    AddMetrics(*u, batch);
+    absl::StatusOr<v1::HeartbeatResponse> resp;
+    absl::Status s = Retry(
+        [&] {
+          resp = client_.Heartbeat(req);
+          return resp.status();
+        },
+        options_.report_attempts);
+    if (!s.ok()) {
+      job.PutBack(std::move(batch));
+      Log(absl::StrCat(job.lease.job().id(), ": sending metrics failed: ", s.ToString()));
+      return;
+    }
+  }
+}
+
 void Worker::HeartbeatLoop() {
   while (true) {
     int64_t period;
@@ -326,12 +396,15 @@ void Worker::SendHeartbeat() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     req.set_worker_id(worker_id_);
+    // Within the server's limit per request; the rest goes with later beats.
+    size_t budget = static_cast<size_t>(kMaxMetricsPerRequest);
     for (auto& [lease_id, job] : jobs_) {
       if (job->finished || job->stop != kRun) continue;
       auto* u = req.add_updates();
       u->set_lease_id(lease_id);
       u->set_epoch(job->lease.epoch());
-      std::vector<v1::Metric> metrics = job->TakeMetrics();
+      std::vector<v1::Metric> metrics = job->TakeMetrics(budget);
+      budget -= metrics.size();
       for (const auto& m : metrics) *u->add_metrics() = m;
       {
         std::lock_guard<std::mutex> job_lock(job->mu);

@@ -69,6 +69,9 @@ class Worker {
   void StartJob(const v1::GrantedLease& lease);
   void RunJob(RunningJob* job);
   void ReportOutcome(RunningJob& job, JobOutcome outcome);
+  // Sends the job's metrics backlog beyond one request's worth
+  // (kMaxMetricsPerRequest) in heartbeats, so its Complete/Fail fits.
+  void FlushMetrics(RunningJob& job);
   void HeartbeatLoop();
   void SendHeartbeat();
   // Repeats `call` while it fails with UNAVAILABLE/DEADLINE_EXCEEDED/

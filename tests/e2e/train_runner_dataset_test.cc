@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "common/sha256.h"
 #include "worker/core/data/dataset.h"
@@ -24,8 +25,8 @@ using ::testing::HasSubstr;
 
 class FakeContext final : public JobContext {
  public:
-  FakeContext(std::string work_dir, std::string served) : work_dir_(std::move(work_dir)),
-                                                          served_(std::move(served)) {}
+  FakeContext(std::string work_dir, std::string served)
+      : work_dir_(std::move(work_dir)), served_(std::move(served)) {}
   void ReportMetric(const v1::Metric&) override {}
   void ReportProgress(const v1::JobProgress&) override {}
   bool ShouldStop() override { return false; }
@@ -60,12 +61,12 @@ TEST(TrainRunnerDatasetTest, FetchesIntoAnEmptyDataDirAndRejectsCorruption) {
   v1::Job job;
   job.set_id("sw-1-0");
   job.set_kind(v1::TRAIN);
-  job.set_config_json(nlohmann::json{{"model", "jsc-tiny"},
-                                     {"dataset", "jsc-synthetic"},
-                                     {"synthetic_rows", 400},
-                                     {"max_epochs", 1},
-                                     {"batch_size", 64}}
-                          .dump());
+  job.set_config_json(nlohmann::json{
+      {"model", "jsc-tiny"},
+      {"dataset", "jsc-synthetic"},
+      {"synthetic_rows", 400},
+      {"max_epochs", 1},
+      {"batch_size", 64}}.dump());
   job.set_dataset_sha256(sha);
 
   {  // A corrupted transfer: the job fails, naming itself and the hash.
@@ -98,6 +99,34 @@ TEST(TrainRunnerDatasetTest, FetchesIntoAnEmptyDataDirAndRejectsCorruption) {
     // The worker did not prepare the dataset itself.
     EXPECT_FALSE(fs::exists(dir / "worker" / "jsc-synthetic-r400-s0.qsds"));
   }
+  fs::remove_all(dir);
+}
+
+// A job asking for more intra-op threads than the machine has cores runs
+// with one per core (the worker's side of the `threads` limit).
+TEST(TrainRunnerDatasetTest, ThreadsAreCappedAtTheWorkersCores) {
+  const fs::path dir = fs::temp_directory_path() / ("qsweep_trth_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "work");
+  v1::Job job;
+  job.set_id("sw-2-0");
+  job.set_kind(v1::TRAIN);
+  job.set_config_json(nlohmann::json{
+      {"model", "jsc-tiny"},
+      {"dataset", "jsc-synthetic"},
+      {"synthetic_rows", 400},
+      {"max_epochs", 1},
+      {"batch_size", 64},
+      {"threads", 100000}}.dump());
+  TrainJobRunnerOptions options;
+  options.data_dir = (dir / "worker").string();
+  TrainJobRunner runner(options);
+  FakeContext ctx((dir / "work").string(), "");
+  JobOutcome o = runner.Run(job, ctx);
+  ASSERT_EQ(o.kind, JobOutcome::Kind::kSucceeded) << o.error;
+  const auto result = nlohmann::json::parse(o.result_json);
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  EXPECT_EQ(result.value("threads", int64_t{0}), cores) << o.result_json;
   fs::remove_all(dir);
 }
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/limits.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
 #include "server/server.h"
 #include "tests/test_util/test_tokens.h"
@@ -73,6 +74,35 @@ class FailingRunner final : public JobRunner {
     JobOutcome o;
     o.kind = JobOutcome::Kind::kFailed;
     o.error = "the trial exploded";
+    return o;
+  }
+};
+
+// Logs more metrics than one request may carry, all at once at the end.
+class ChattyRunner final : public JobRunner {
+ public:
+  static constexpr int kMetrics = 2 * kMaxMetricsPerRequest + 7;
+  JobOutcome Run(const v1::Job& job, JobContext& ctx) override {
+    for (int step = 0; step < kMetrics; ++step) {
+      v1::Metric m;
+      m.set_name("train_loss_step");
+      m.set_step(step);
+      m.set_value(step);
+      ctx.ReportMetric(m);
+    }
+    JobOutcome o;
+    o.kind = JobOutcome::Kind::kSucceeded;
+    return o;
+  }
+};
+
+// Fails with an error text longer than the server accepts.
+class VerboseFailingRunner final : public JobRunner {
+ public:
+  JobOutcome Run(const v1::Job& job, JobContext& ctx) override {
+    JobOutcome o;
+    o.kind = JobOutcome::Kind::kFailed;
+    o.error = "the trial exploded: " + std::string(100000, 'x');
     return o;
   }
 };
@@ -243,6 +273,33 @@ TEST_F(WorkerLoopTest, StopHandsRunningJobsBack) {
   ASSERT_TRUE(jobs.ok());
   EXPECT_EQ(jobs->size(), 3u);
   for (const auto& j : *jobs) EXPECT_EQ(j.failures(), 0);
+}
+
+// The worker keeps within the server's limit of metrics per request.
+TEST_F(WorkerLoopTest, MetricBacklogsLargerThanOneRequestAreAllStored) {
+  ChattyRunner runner;
+  StartWorker(*client_, runner, 1);
+  std::string id = Submit();
+  EXPECT_EQ(WaitFinished(id).summary().succeeded(), 3);
+  grpc::ClientContext ctx;
+  v1::GetMetricsRequest req;
+  req.set_job_id(id + "-2");
+  v1::GetMetricsResponse resp;
+  ASSERT_TRUE(experiments_->GetMetrics(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.metrics_size(), ChattyRunner::kMetrics);
+}
+
+// An error text over kMaxErrorBytes is shortened by the worker, not refused.
+TEST_F(WorkerLoopTest, LongErrorsAreShortenedToTheLimit) {
+  VerboseFailingRunner runner;
+  StartWorker(*client_, runner, 1);
+  std::string id = Submit();
+  EXPECT_EQ(WaitFinished(id).summary().failed(), 3);
+  auto job = server_->store().GetJob(id + "-0");
+  EXPECT_THAT(job->error(), HasSubstr("the trial exploded"));
+  EXPECT_THAT(job->error(), HasSubstr("shortened"));
+  EXPECT_LE(job->error().size(), kMaxErrorBytes);
+  EXPECT_EQ(job->failures(), 2);
 }
 
 }  // namespace

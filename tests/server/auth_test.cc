@@ -35,7 +35,7 @@ name = "mine"
 learning_rate = [1e-3, 1e-2]
 )";
 
-fs::path TempDir(const std::string &tag) {
+fs::path TempDir(const std::string& tag) {
   fs::path dir = fs::temp_directory_path() / absl::StrCat("qsweep_auth_", tag, "_", getpid());
   fs::remove_all(dir);
   fs::create_directories(dir);
@@ -56,17 +56,17 @@ class AuthTest : public ::testing::Test {
     server_ = std::move(*server);
   }
 
-  std::unique_ptr<v1::Experiments::Stub> Exp(const std::string &token) {
+  std::unique_ptr<v1::Experiments::Stub> Exp(const std::string& token) {
     return v1::Experiments::NewStub(server_->InProcessChannel(token));
   }
-  std::unique_ptr<v1::Workers::Stub> Wrk(const std::string &token) {
+  std::unique_ptr<v1::Workers::Stub> Wrk(const std::string& token) {
     return v1::Workers::NewStub(server_->InProcessChannel(token));
   }
-  std::unique_ptr<v1::Tokens::Stub> Tok(const std::string &token) {
+  std::unique_ptr<v1::Tokens::Stub> Tok(const std::string& token) {
     return v1::Tokens::NewStub(server_->InProcessChannel(token));
   }
 
-  std::string Submit(const std::string &token) {
+  std::string Submit(const std::string& token) {
     grpc::ClientContext ctx;
     v1::SubmitSweepRequest req;
     req.set_sweep_toml(kSweep);
@@ -77,7 +77,7 @@ class AuthTest : public ::testing::Test {
   }
 
   // Registers a worker with `token` and leases one job.
-  v1::GrantedLease LeaseOne(const std::string &token, std::string *worker_id = nullptr) {
+  v1::GrantedLease LeaseOne(const std::string& token, std::string* worker_id = nullptr) {
     auto w = Wrk(token);
     grpc::ClientContext rctx;
     v1::RegisterRequest reg;
@@ -95,8 +95,8 @@ class AuthTest : public ::testing::Test {
     return lresp.leases_size() ? lresp.leases(0) : v1::GrantedLease();
   }
 
-  grpc::Status Upload(const std::string &token, const v1::GrantedLease &lease,
-                      const std::string &name, const std::string &content, bool with_lease = true) {
+  grpc::Status Upload(const std::string& token, const v1::GrantedLease& lease,
+                      const std::string& name, const std::string& content, bool with_lease = true) {
     grpc::ClientContext ctx;
     v1::UploadArtifactResponse resp;
     auto writer = Wrk(token)->UploadArtifact(&ctx, &resp);
@@ -120,7 +120,7 @@ class AuthTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
 };
 
-void ExpectCode(const grpc::Status &s, grpc::StatusCode code, const std::string &text) {
+void ExpectCode(const grpc::Status& s, grpc::StatusCode code, const std::string& text) {
   EXPECT_EQ(s.error_code(), code) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr(text));
 }
@@ -129,7 +129,7 @@ TEST_F(AuthTest, EveryMethodRefusesACallWithoutAToken) {
   auto e = Exp("");
   auto w = Wrk("");
   auto t = Tok("");
-  auto unauth = [](const grpc::Status &s, const std::string &method) {
+  auto unauth = [](const grpc::Status& s, const std::string& method) {
     ExpectCode(s, grpc::StatusCode::UNAUTHENTICATED, method);
   };
   {
@@ -200,7 +200,7 @@ TEST_F(AuthTest, EveryMethodRefusesACallWithoutAToken) {
 }
 
 TEST_F(AuthTest, BadTokensAreRefusedWithoutEchoingTheSecret) {
-  auto call = [&](const std::string &token) {
+  auto call = [&](const std::string& token) {
     grpc::ClientContext c;
     v1::ListSweepsResponse r;
     return Exp(token)->ListSweeps(&c, v1::ListSweepsRequest(), &r);
@@ -253,7 +253,7 @@ TEST_F(AuthTest, RevokedAndExpiredTokensStopWorkingAtOnce) {
   ASSERT_TRUE(Tok(tokens_.admin)->CreateToken(&c, req, &created).ok());
   EXPECT_TRUE(created.token().sha256().empty());
   const std::string carol = created.secret();
-  auto list = [&](const std::string &token) {
+  auto list = [&](const std::string& token) {
     grpc::ClientContext ctx;
     v1::ListSweepsResponse r;
     return Exp(token)->ListSweeps(&ctx, v1::ListSweepsRequest(), &r);
@@ -274,8 +274,8 @@ TEST_F(AuthTest, RevokedAndExpiredTokensStopWorkingAtOnce) {
 }
 
 TEST_F(AuthTest, UsersManageOnlyTheirOwnUserTokens) {
-  auto create = [&](const std::string &token, v1::Role role, const std::string &owner,
-                    v1::CreateTokenResponse *out) {
+  auto create = [&](const std::string& token, v1::Role role, const std::string& owner,
+                    v1::CreateTokenResponse* out) {
     grpc::ClientContext c;
     v1::CreateTokenRequest req;
     req.set_role(role);
@@ -304,7 +304,7 @@ TEST_F(AuthTest, UsersManageOnlyTheirOwnUserTokens) {
   v1::ListTokensResponse listed;
   ASSERT_TRUE(Tok(mine.secret())->ListTokens(&lc, v1::ListTokensRequest(), &listed).ok());
   ASSERT_EQ(listed.tokens_size(), 2);
-  for (const auto &t : listed.tokens()) {
+  for (const auto& t : listed.tokens()) {
     EXPECT_EQ(t.owner(), "alice");
     EXPECT_TRUE(t.sha256().empty());
   }
@@ -438,7 +438,7 @@ TEST_F(AuthTest, LeaseIdsNeverReachClients) {
     q.set_sweep_id(id);
     v1::ListJobsResponse r;
     ASSERT_TRUE(alice->ListJobs(&c, q, &r).ok());
-    for (const auto &j : r.jobs()) EXPECT_TRUE(j.lease_id().empty()) << j.id();
+    for (const auto& j : r.jobs()) EXPECT_TRUE(j.lease_id().empty()) << j.id();
   }
   {
     grpc::ClientContext c;
@@ -458,7 +458,7 @@ TEST_F(AuthTest, LeaseIdsNeverReachClients) {
     auto reader = alice->WatchSweep(&c, q);
     v1::WatchSweepEvent ev;
     ASSERT_TRUE(reader->Read(&ev));
-    for (const auto &j : ev.jobs()) EXPECT_TRUE(j.lease_id().empty());
+    for (const auto& j : ev.jobs()) EXPECT_TRUE(j.lease_id().empty());
     c.TryCancel();
   }
   {
@@ -508,7 +508,7 @@ TEST(ServerSecurityTest, NonLocalPlaintextListenIsRefused) {
   EXPECT_FALSE(CheckListenSecurity(o).ok());
   o.insecure_listen = true;
   EXPECT_TRUE(CheckListenSecurity(o).ok());
-  for (const char *local : {"127.0.0.1:0", "localhost:7420", "[::1]:7420", "unix:/tmp/q.sock"}) {
+  for (const char* local : {"127.0.0.1:0", "localhost:7420", "[::1]:7420", "unix:/tmp/q.sock"}) {
     ServerOptions l;
     l.listen = local;
     EXPECT_TRUE(CheckListenSecurity(l).ok()) << local;
@@ -528,7 +528,7 @@ TEST(ServerSecurityTest, LocalPortAuthenticatesBeforeHandlersAndRefusesPlaintext
   auto server = Server::Start(o, std::move(store));
   ASSERT_TRUE(server.ok()) << server.status();
   const std::string address = absl::StrCat("127.0.0.1:", (*server)->port());
-  auto call = [&](const std::string &token) {
+  auto call = [&](const std::string& token) {
     ChannelOptions co;
     co.address = address;
     co.token = token;
@@ -550,7 +550,7 @@ TEST(ServerSecurityTest, LocalPortAuthenticatesBeforeHandlersAndRefusesPlaintext
     auto ch = MakeChannel(co);  // no token of its own: each call brings one
     ASSERT_TRUE(ch.ok());
     auto stub = v1::Experiments::NewStub(*ch);
-    auto with = [&](const std::string &token) {
+    auto with = [&](const std::string& token) {
       grpc::ClientContext c;
       c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
       c.AddMetadata("authorization", "Bearer " + token);
@@ -622,14 +622,14 @@ TEST(ServerSecurityTest, TlsWithOptionalMutualTlsForWorkers) {
   auto server = Server::Start(o, std::move(store));
   ASSERT_TRUE(server.ok()) << server.status();
   const std::string address = absl::StrCat("localhost:", (*server)->port());
-  auto options = [&](const std::string &token) {
+  auto options = [&](const std::string& token) {
     ChannelOptions co;
     co.address = address;
     co.token = token;
     co.tls_ca_file = pki.ca;
     return co;
   };
-  auto deadline = [](grpc::ClientContext &c) {
+  auto deadline = [](grpc::ClientContext& c) {
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   };
   {  // a user over TLS
@@ -684,7 +684,7 @@ TEST(ServerSecurityTest, FirstStartWritesAOneTimeAdminToken) {
   fs::path dir = TempDir("bootstrap");
   const std::string path = (dir / "state" / "admin.token").string();
   auto store = NewInMemoryStore();
-  Store *raw = store.get();
+  Store* raw = store.get();
   ServerOptions o;
   o.listen = "";
   o.coordinator.tick_interval_ms = 0;

@@ -32,7 +32,7 @@ class SchedulerTest : public ::testing::Test {
     ASSERT_TRUE(scheduler_->Recover().ok());
   }
 
-  std::string Submit(const std::string &toml, const std::string &key = "") {
+  std::string Submit(const std::string& toml, const std::string& key = "") {
     v1::SubmitSweepRequest r;
     r.set_sweep_toml(toml);
     r.set_idempotency_key(key);
@@ -50,8 +50,8 @@ class SchedulerTest : public ::testing::Test {
   }
 
   // Lease without waiting; returns the response.
-  v1::LeaseResponse LeaseNow(const std::string &worker, int max_jobs,
-                             const std::string &request_id = "") {
+  v1::LeaseResponse LeaseNow(const std::string& worker, int max_jobs,
+                             const std::string& request_id = "") {
     v1::LeaseRequest r;
     r.set_worker_id(worker);
     r.set_max_jobs(max_jobs);
@@ -64,21 +64,21 @@ class SchedulerTest : public ::testing::Test {
     return got->ok() ? **got : v1::LeaseResponse();
   }
 
-  v1::HeartbeatResponse Beat(const std::string &worker, const v1::GrantedLease &lease,
+  v1::HeartbeatResponse Beat(const std::string& worker, const v1::GrantedLease& lease,
                              std::vector<v1::Metric> metrics = {}) {
     v1::HeartbeatRequest r;
     r.set_worker_id(worker);
-    auto *u = r.add_updates();
+    auto* u = r.add_updates();
     u->set_lease_id(lease.lease_id());
     u->set_epoch(lease.epoch());
     u->mutable_progress()->set_epoch(1);
-    for (auto &m : metrics) *u->add_metrics() = m;
+    for (auto& m : metrics) *u->add_metrics() = m;
     auto resp = scheduler_->Heartbeat(worker_, r);
     EXPECT_TRUE(resp.ok()) << resp.status();
     return *resp;
   }
 
-  absl::Status Complete(const v1::GrantedLease &lease, double acc = 0.5) {
+  absl::Status Complete(const v1::GrantedLease& lease, double acc = 0.5) {
     v1::CompleteRequest r;
     r.set_lease_id(lease.lease_id());
     r.set_epoch(lease.epoch());
@@ -86,7 +86,7 @@ class SchedulerTest : public ::testing::Test {
     return scheduler_->Complete(worker_, r);
   }
 
-  absl::Status Fail(const v1::GrantedLease &lease, bool hand_back = false) {
+  absl::Status Fail(const v1::GrantedLease& lease, bool hand_back = false) {
     v1::FailRequest r;
     r.set_lease_id(lease.lease_id());
     r.set_epoch(lease.epoch());
@@ -95,12 +95,12 @@ class SchedulerTest : public ::testing::Test {
     return scheduler_->Fail(worker_, r);
   }
 
-  v1::JobState StateOf(const std::string &job_id) { return store_->GetJob(job_id)->state(); }
+  v1::JobState StateOf(const std::string& job_id) { return store_->GetJob(job_id)->state(); }
 
   // Stores `content` as the lease's job's artifact `name`, the way the
   // UploadArtifact RPC does (lease check, then a link with the attempt).
-  std::string Upload(const v1::GrantedLease &lease, const std::string &name,
-                     const std::string &content) {
+  std::string Upload(const v1::GrantedLease& lease, const std::string& name,
+                     const std::string& content) {
     auto attempt =
         scheduler_->CheckUpload(worker_, lease.lease_id(), lease.epoch(), lease.job().id());
     EXPECT_TRUE(attempt.ok()) << attempt.status();
@@ -372,11 +372,11 @@ name = "NA"
 TEST_F(SchedulerTest, TransformWaitsForItsTrainJobsBestCheckpoint) {
   std::string s = Submit(SweepToml(2) + kPasses);
   EXPECT_EQ(store_->GetSweep(s)->num_jobs(), 4);
-  const v1::Job *t = scheduler_->FindJob(s + "-2");
+  const v1::Job* t = scheduler_->FindJob(s + "-2");
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->kind(), v1::TRANSFORM);
   EXPECT_EQ(t->depends_on(), s + "-0");
-  EXPECT_THAT(t->transform_toml(), HasSubstr("[passes.quantize]"));
+  EXPECT_TRUE(t->transform_toml().empty());  // stored once, as the sweep's source_toml
   std::string w = RegisterWorker();
   auto trains = LeaseNow(w, 10);  // only the two TRAIN jobs are leasable
   ASSERT_EQ(trains.leases_size(), 2);
@@ -386,7 +386,7 @@ TEST_F(SchedulerTest, TransformWaitsForItsTrainJobsBestCheckpoint) {
   done.set_epoch(1);
   const std::string best = Upload(trains.leases(0), "best", "best weights");
   done.set_best_checkpoint_sha256(best);
-  auto *report = done.add_reports();
+  auto* report = done.add_reports();
   report->set_pass_name("train_summary");
   report->set_text("ok");
   ASSERT_TRUE(scheduler_->Complete(worker_, done).ok());
@@ -395,6 +395,9 @@ TEST_F(SchedulerTest, TransformWaitsForItsTrainJobsBestCheckpoint) {
   ASSERT_EQ(transform.leases_size(), 1);
   EXPECT_EQ(transform.leases(0).job().id(), s + "-2");
   EXPECT_EQ(transform.leases(0).job().input_checkpoint_sha256(), best);
+  // The worker gets the passes and the trial's full config.
+  EXPECT_THAT(transform.leases(0).job().transform_toml(), HasSubstr("[passes.quantize]"));
+  EXPECT_THAT(transform.leases(0).job().config_json(), HasSubstr("\"model\":\"jsc-tiny\""));
 }
 
 TEST_F(SchedulerTest, FailedTrainCancelsItsTransformUntilRetried) {
@@ -532,7 +535,7 @@ TEST_F(SchedulerTest, LeaseIdsAreSecretsThatCannotBeGuessed) {
   std::string w = RegisterWorker();
   auto leases = LeaseNow(w, 2);
   ASSERT_EQ(leases.leases_size(), 2);
-  const std::string &id = leases.leases(0).lease_id();
+  const std::string& id = leases.leases(0).lease_id();
   EXPECT_THAT(id, ::testing::StartsWith(s + "-0#1#"));
   EXPECT_EQ(id.size(), (s + "-0#1#").size() + 32);
   EXPECT_NE(id.substr(id.size() - 32), leases.leases(1).lease_id().substr(id.size() - 32));
@@ -551,8 +554,8 @@ TEST_F(SchedulerTest, UploadsBelongToTheCurrentLeaseAndCompleteRecordsTheirHashe
   std::string s = Submit(SweepToml(2));
   std::string w = RegisterWorker();
   auto leases = LeaseNow(w, 2);
-  const auto &a = leases.leases(0);
-  const auto &b = leases.leases(1);
+  const auto& a = leases.leases(0);
+  const auto& b = leases.leases(1);
   // Another job's lease, or a stale epoch, cannot upload for job a.
   EXPECT_EQ(scheduler_->CheckUpload(worker_, b.lease_id(), b.epoch(), a.job().id()).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -24,9 +24,9 @@ inline std::string FixedToken(char c) {
 }
 
 // Adds the tokens to `store` (those already there are kept) and returns them.
-inline TestTokens AddTestTokens(Store &store) {
+inline TestTokens AddTestTokens(Store& store) {
   TestTokens t{FixedToken('a'), FixedToken('b'), FixedToken('c'), FixedToken('d'), FixedToken('e')};
-  auto add = [&](const std::string &secret, v1::Role role, const std::string &owner) {
+  auto add = [&](const std::string& secret, v1::Role role, const std::string& owner) {
     v1::Token record;
     record.set_id(*TokenIdOf(secret));
     record.set_sha256(TokenSha256(secret));
