@@ -12,18 +12,26 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "common/terminal_text.h"
 
 namespace qsweep {
 namespace fs = std::filesystem;
 namespace {
 
+// A gnuplot string literal holding `s` as plain text. Single-quoted: gnuplot
+// expands neither backslash escapes, nor `command` substitution, nor @macros
+// inside single quotes, so the only way out is the quote itself. gnuplot's
+// scanner reads a doubled quote right after the opening one as an empty
+// string, so a quote is not escaped but shown as U+2019 (’). Control
+// characters (a newline would end the command and start a new one, e.g.
+// "!rm ...") are shown escaped. No byte of a label can leave the string.
 std::string Quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
+  std::string out = "'";
+  for (char c : TerminalSafe(s, /*keep_newlines=*/false)) {
+    if (c == '\'') out += "\u2019";
+    else out += c;
   }
-  return out + "\"";
+  return out + "'";
 }
 
 }  // namespace
@@ -49,9 +57,11 @@ absl::Status DrawPlot(const std::vector<PlotSeries>& series, const PlotOptions& 
 
   std::ostringstream script;
   script << "set terminal " << terminal << "\n"
-         << "set output " << Quote(o.output) << "\n"
+         // "./" keeps a relative name from reading as gnuplot's '|command' output.
+         << "set output "
+         << Quote(fs::path(o.output).is_absolute() ? o.output : "./" + o.output) << "\n"
          << "set title " << Quote(o.title.empty() ? o.metric : o.title) << " noenhanced\n"
-         << "set xlabel " << Quote(o.xlabel) << "\nset ylabel " << Quote(o.metric)
+         << "set xlabel " << Quote(o.xlabel) << " noenhanced\nset ylabel " << Quote(o.metric)
          << " noenhanced\n"
          << (key_below ? "set key below maxrows " + std::to_string((curves + 2) / 3) +
                              " noenhanced font \",9\"\n"
@@ -155,7 +165,7 @@ int RunLocalPlotCommand(const std::vector<std::string>& args) {
     if (fs::is_directory(csv)) csv = csv / "software" / "metrics.csv";
     auto s = ReadMetricsCsv(csv.string(), o.metric);
     if (!s.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(s.status().message()).c_str());
+      std::fprintf(stderr, "error: %s\n", TerminalSafe(std::string(s.status().message())).c_str());
       return 2;
     }
     s->label = fs::is_directory(run) ? fs::path(run).lexically_normal().filename().string() : run;
@@ -164,7 +174,7 @@ int RunLocalPlotCommand(const std::vector<std::string>& args) {
   }
   absl::Status st = DrawPlot(series, o);
   if (!st.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(st.message()).c_str());
+    std::fprintf(stderr, "error: %s\n", TerminalSafe(std::string(st.message())).c_str());
     return absl::IsInvalidArgument(st) ? 2 : 1;
   }
   std::printf("wrote %s (%zu runs, metric %s)\n", o.output.c_str(), series.size(), o.metric.c_str());

@@ -1,5 +1,6 @@
 #include "worker/core/config/train_config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -154,6 +155,8 @@ absl::Status CheckKeyValue(const KeySpec& key, const json& v, const std::string&
     case KeyType::kString: type_ok = v.is_string(); break;
     case KeyType::kBool: type_ok = v.is_boolean(); break;
   }
+  // `model` may also be an inline definition (a [model] table), checked by the model layer.
+  if (key.name == "model" && v.is_object()) return absl::OkStatus();
   if (!type_ok)
     return KeyError(key, where, absl::StrCat("must be ", TypeName(key.type), ", got ", v.dump()));
   if (key.name == "project") {
@@ -273,6 +276,42 @@ T Get(const json& e, const std::string& key, T fallback) {
 
 }  // namespace
 
+const std::vector<std::string>& PlaceKeys() {
+  static const std::vector<std::string> kKeys = {"load_name", "project_dir", "data_dir",
+                                                 "quant_config"};
+  return kKeys;
+}
+
+absl::Status CheckServiceConfig(const json& keys, const std::string& where,
+                                bool allow_default_project_dir) {
+  if (!keys.is_object()) return absl::InvalidArgumentError(where + "the config must be a table");
+  for (const auto& key : PlaceKeys()) {
+    auto it = keys.find(key);
+    if (it == keys.end() || it->is_null()) continue;
+    if (allow_default_project_dir && key == "project_dir" && *it == "qsweep_output") continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "key '", key,
+        "' names a place on the server or a worker; the service does not take file or folder "
+        "names from a sweep (storage places are set by the --data-dir/--work-dir flags of "
+        "qsweep-server and qsweep-worker, and checkpoints by job: qsweep transform submit "
+        "--from JOB)"));
+  }
+  if (auto it = keys.find("dataset"); it != keys.end() && it->is_string()) {
+    const std::string name = it->get<std::string>();
+    const bool ok = !name.empty() && name.size() <= 64 && name[0] != '.' && name[0] != '-' &&
+                    std::all_of(name.begin(), name.end(), [](char c) {
+                      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                             c == '_' || c == '-';
+                    });
+    if (!ok)
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, "key 'dataset' must be jsc, jsc-synthetic or an imported dataset's name (1-64 "
+                 "characters from a-z, 0-9, '.', '_', '-', not starting with '.' or '-'), got ",
+          it->dump()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TrainConfig> TrainConfigFromJson(const json& e, bool require) {
   for (auto& [k, v] : e.items()) {
     const KeySpec* spec = FindTrainKey(k);
@@ -280,7 +319,14 @@ absl::StatusOr<TrainConfig> TrainConfigFromJson(const json& e, bool require) {
     QSWEEP_RETURN_IF_ERROR(CheckKeyValue(*spec, v, "config key "));
   }
   TrainConfig c;
-  c.model = Get<std::string>(e, "model", "");
+  if (e.contains("model") && e["model"].is_object()) {
+    c.model_inline = e["model"];
+    auto name = c.model_inline.find("name");
+    c.model = name != c.model_inline.end() && name->is_string() ? name->get<std::string>()
+                                                                : "custom";
+  } else {
+    c.model = Get<std::string>(e, "model", "");
+  }
   c.dataset = Get<std::string>(e, "dataset", "");
   if (require && c.model.empty())
     return absl::InvalidArgumentError(

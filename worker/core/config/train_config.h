@@ -66,7 +66,8 @@ absl::Status CheckKeyValue(const KeySpec& key, const nlohmann::json& value,
                            const std::string& where);
 
 struct TrainConfig {
-  std::string model;               // zoo name or model TOML path
+  std::string model;               // zoo name, model TOML path, or the inline model's name
+  nlohmann::json model_inline;     // the inline [model] definition; null when by name
   std::string dataset;             // "jsc", "jsc-synthetic", or an imported dataset name
   std::string task = "classification";
   std::string load_name;           // checkpoint to load ("" = none)
@@ -92,6 +93,19 @@ struct TrainConfig {
   int64_t synthetic_seed = 0;
   std::string log_level = "info";
 };
+
+// Keys that name a file or folder (load_name, project_dir, data_dir,
+// quant_config). Local commands honour them; the service refuses them: its
+// storage places are set by the flags of qsweep-server and qsweep-worker.
+const std::vector<std::string>& PlaceKeys();
+
+// Checks the keys of a config sent to the service or received from it:
+// INVALID_ARGUMENT "key 'data_dir' names a place on the server; ..." for a
+// place key with a value (null is allowed; with `allow_default_project_dir`,
+// project_dir "qsweep_output", which earlier servers stored, is too), and for
+// a dataset that is not a plain name. `where` prefixes the message.
+absl::Status CheckServiceConfig(const nlohmann::json& keys, const std::string& where,
+                                bool allow_default_project_dir = false);
 
 // Builds a TrainConfig from effective values. INVALID_ARGUMENT if a required
 // key (model, dataset) is missing.

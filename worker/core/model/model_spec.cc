@@ -1,5 +1,6 @@
 #include "worker/core/model/model_spec.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -222,19 +223,8 @@ absl::Status ParseHidden(const toml::table& tbl, ModelSpec& spec) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::StatusOr<ModelSpec> ModelFromToml(const std::string& text, const std::string& default_name,
-                                        int64_t in, int64_t k) {
-  toml::table tbl;
-  try {
-    tbl = toml::parse(text);
-  } catch (const toml::parse_error& e) {
-    std::ostringstream msg;
-    msg << "model file is not valid TOML: " << e.description() << " (line "
-        << e.source().begin.line << ")";
-    return absl::InvalidArgumentError(msg.str());
-  }
+absl::StatusOr<ModelSpec> ModelFromTable(const toml::table& tbl, const std::string& default_name,
+                                         int64_t in, int64_t k) {
   ModelSpec spec;
   spec.in_features = in;
   spec.num_classes = k;
@@ -261,6 +251,123 @@ absl::StatusOr<ModelSpec> ModelFromToml(const std::string& text, const std::stri
   PropagateWidths(spec);
   QSWEEP_RETURN_IF_ERROR(ValidateModel(spec));
   return spec;
+}
+
+// JSON (from a config's [model] table) back to TOML nodes, so that inline
+// definitions take exactly the path of model files.
+absl::Status JsonToToml(const nlohmann::json& v, const std::string& field, toml::array& out);
+
+absl::Status JsonToToml(const nlohmann::json& v, const std::string& field, toml::table& out,
+                        const std::string& key) {
+  if (v.is_boolean()) out.insert_or_assign(key, v.get<bool>());
+  else if (v.is_number_integer()) out.insert_or_assign(key, v.get<int64_t>());
+  else if (v.is_number()) out.insert_or_assign(key, v.get<double>());
+  else if (v.is_string()) out.insert_or_assign(key, v.get<std::string>());
+  else if (v.is_array()) {
+    toml::array a;
+    for (size_t i = 0; i < v.size(); ++i)
+      QSWEEP_RETURN_IF_ERROR(JsonToToml(v[i], absl::StrCat(field, "[", i, "]"), a));
+    out.insert_or_assign(key, std::move(a));
+  } else if (v.is_object()) {
+    toml::table t;
+    for (const auto& [k2, v2] : v.items())
+      QSWEEP_RETURN_IF_ERROR(JsonToToml(v2, absl::StrCat(field, ".", k2), t, k2));
+    out.insert_or_assign(key, std::move(t));
+  } else {
+    return FieldError(field, "may not be \"NA\"");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JsonToToml(const nlohmann::json& v, const std::string& field, toml::array& out) {
+  if (v.is_boolean()) out.push_back(v.get<bool>());
+  else if (v.is_number_integer()) out.push_back(v.get<int64_t>());
+  else if (v.is_number()) out.push_back(v.get<double>());
+  else if (v.is_string()) out.push_back(v.get<std::string>());
+  else if (v.is_array()) {
+    toml::array a;
+    for (size_t i = 0; i < v.size(); ++i)
+      QSWEEP_RETURN_IF_ERROR(JsonToToml(v[i], absl::StrCat(field, "[", i, "]"), a));
+    out.push_back(std::move(a));
+  } else if (v.is_object()) {
+    toml::table t;
+    for (const auto& [k2, v2] : v.items())
+      QSWEEP_RETURN_IF_ERROR(JsonToToml(v2, absl::StrCat(field, ".", k2), t, k2));
+    out.push_back(std::move(t));
+  } else {
+    return FieldError(field, "may not be \"NA\"");
+  }
+  return absl::OkStatus();
+}
+
+bool IsModelNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-' || c == '+';
+}
+
+}  // namespace
+
+absl::StatusOr<ModelSpec> ModelFromToml(const std::string& text, const std::string& default_name,
+                                        int64_t in, int64_t k) {
+  toml::table tbl;
+  try {
+    tbl = toml::parse(text);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << "model file is not valid TOML: " << e.description() << " (line "
+        << e.source().begin.line << ")";
+    return absl::InvalidArgumentError(msg.str());
+  }
+  return ModelFromTable(tbl, default_name, in, k);
+}
+
+absl::StatusOr<ModelSpec> ModelFromJson(const nlohmann::json& definition,
+                                        const std::string& default_name, int64_t in, int64_t k) {
+  if (!definition.is_object())
+    return absl::InvalidArgumentError("an inline model definition must be a table");
+  toml::table tbl;
+  for (const auto& [key, v] : definition.items())
+    QSWEEP_RETURN_IF_ERROR(JsonToToml(v, key, tbl, key));
+  return ModelFromTable(tbl, default_name, in, k);
+}
+
+std::string ModelValueName(const nlohmann::json& model) {
+  if (model.is_string()) return model.get<std::string>();
+  if (model.is_object()) {
+    auto it = model.find("name");
+    return it != model.end() && it->is_string() ? it->get<std::string>() : "custom";
+  }
+  return "";
+}
+
+absl::StatusOr<ModelSpec> ServiceModel(const nlohmann::json& model, int64_t in, int64_t k) {
+  if (model.is_object()) {
+    const std::string name = ModelValueName(model);
+    const bool name_ok = !name.empty() && name.size() <= 64 && name != "." && name != ".." &&
+                         std::all_of(name.begin(), name.end(), IsModelNameChar);
+    if (!name_ok)
+      return absl::InvalidArgumentError(
+          "key 'model': an inline model's name must be 1-64 characters of A-Z a-z 0-9 . _ - +");
+    auto spec = ModelFromJson(model, name, in, k);
+    if (!spec.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("key 'model': inline model '", name, "': ", spec.status().message()));
+    return spec;
+  }
+  if (model.is_string()) {
+    const std::string name = model.get<std::string>();
+    const auto zoo = ZooModelNames();
+    if (std::find(zoo.begin(), zoo.end(), name) != zoo.end()) return ZooModel(name, in, k);
+  }
+  // One message for every other value: nothing about the server's files leaks.
+  std::string given = model.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (given.size() > 80) given = given.substr(0, 77) + "...";
+  return absl::InvalidArgumentError(absl::StrCat(
+      "key 'model' is ", given, "; it must be a model zoo name (",
+      absl::StrJoin(ZooModelNames(), ", "),
+      ") or an inline [model] table; the service never reads model files: custom models are "
+      "sent inline (qsweep submit and qsweep transform submit read a local model .toml and "
+      "send its content)"));
 }
 
 absl::StatusOr<ModelSpec> ResolveModel(const std::string& name_or_path, int64_t in, int64_t k) {
