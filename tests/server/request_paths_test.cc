@@ -139,7 +139,7 @@ class ReportNameTest : public ::testing::TestWithParam<const char*> {};
 // `file_name` and `save_path` are plain names inside the job's output folder.
 TEST_P(ReportNameTest, RefusedInSweepsAndTransformConfigs) {
   const std::string name = GetParam();
-  for (const char* pass : {"report_graph\nfile_name", "report_node_meta_param\nsave_path"}) {
+  for (const char* pass : {"report_graph]\nfile_name", "report_node_meta_param]\nsave_path"}) {
     const std::string table = absl::StrCat("[passes.", pass, " = \"", name, "\"\n");
     auto plan = ExpandSweep(absl::StrCat("model = \"jsc-toy\"\n", kData, table), "r.toml");
     ASSERT_FALSE(plan.ok()) << table;
