@@ -120,7 +120,9 @@ absl::Status InlineOne(ojson& v, const std::string& config_path, bool& changed) 
 
 absl::StatusOr<std::string> InlineModelFiles(const std::string& toml_text,
                                              const std::string& config_path) {
-  QSWEEP_ASSIGN_OR_RETURN(ojson doc, ParseTomlToJson(toml_text, config_path));
+  auto parsed = ParseTomlToJson(toml_text, config_path);
+  if (!parsed.ok()) return toml_text;  // the server reports the syntax error
+  ojson doc = std::move(*parsed);
   bool changed = false;
   if (doc.contains("model")) QSWEEP_RETURN_IF_ERROR(InlineOne(doc["model"], config_path, changed));
   if (doc.contains("sweep") && doc["sweep"].is_object()) {

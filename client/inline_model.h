@@ -16,7 +16,8 @@ namespace qsweep {
 // the top-level `model`, the values of `sweep.grid.model` and those of
 // `sweep.random.model.values`. A relative path is looked up from the current
 // folder, then from the folder of `config_path`. Returns `toml_text`
-// unchanged when no value names a file; otherwise the config re-written
+// unchanged when no value names a file (or the text is not TOML: the server
+// reports that); otherwise the config re-written
 // (same keys and order, comments dropped). NOT_FOUND naming a file that
 // cannot be opened; INVALID_ARGUMENT naming the file for a bad model.
 absl::StatusOr<std::string> InlineModelFiles(const std::string& toml_text,
