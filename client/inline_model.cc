@@ -129,7 +129,8 @@ absl::StatusOr<std::string> InlineModelFiles(const std::string& toml_text,
     ojson& sweep = doc["sweep"];
     if (sweep.contains("grid") && sweep["grid"].is_object() && sweep["grid"].contains("model") &&
         sweep["grid"]["model"].is_array())
-      for (auto& v : sweep["grid"]["model"]) QSWEEP_RETURN_IF_ERROR(InlineOne(v, config_path, changed));
+      for (auto& v : sweep["grid"]["model"])
+        QSWEEP_RETURN_IF_ERROR(InlineOne(v, config_path, changed));
     if (sweep.contains("random") && sweep["random"].is_object() &&
         sweep["random"].contains("model") && sweep["random"]["model"].is_object() &&
         sweep["random"]["model"].contains("values") &&

@@ -28,8 +28,10 @@ namespace {
 std::string Quote(const std::string& s) {
   std::string out = "'";
   for (char c : TerminalSafe(s, /*keep_newlines=*/false)) {
-    if (c == '\'') out += "\u2019";
-    else out += c;
+    if (c == '\'')
+      out += "\u2019";
+    else
+      out += c;
   }
   return out + "'";
 }
@@ -56,10 +58,11 @@ absl::Status DrawPlot(const std::vector<PlotSeries>& series, const PlotOptions& 
     return absl::InvalidArgumentError(absl::StrCat("no values of metric '", o.metric, "' to plot"));
 
   std::ostringstream script;
-  script << "set terminal " << terminal << "\n"
+  script << "set terminal " << terminal
+         << "\n"
          // "./" keeps a relative name from reading as gnuplot's '|command' output.
-         << "set output "
-         << Quote(fs::path(o.output).is_absolute() ? o.output : "./" + o.output) << "\n"
+         << "set output " << Quote(fs::path(o.output).is_absolute() ? o.output : "./" + o.output)
+         << "\n"
          << "set title " << Quote(o.title.empty() ? o.metric : o.title) << " noenhanced\n"
          << "set xlabel " << Quote(o.xlabel) << " noenhanced\nset ylabel " << Quote(o.metric)
          << " noenhanced\n"

@@ -10,8 +10,10 @@ enum class Style { kText, kJson };
 
 void Hex(std::string& out, unsigned value, Style style, bool codepoint) {
   char buf[16];
-  if (style == Style::kJson || codepoint) std::snprintf(buf, sizeof(buf), "\\u%04x", value);
-  else std::snprintf(buf, sizeof(buf), "\\x%02x", value);
+  if (style == Style::kJson || codepoint)
+    std::snprintf(buf, sizeof(buf), "\\u%04x", value);
+  else
+    std::snprintf(buf, sizeof(buf), "\\x%02x", value);
   out += buf;
 }
 
@@ -56,11 +58,16 @@ size_t Escape(std::string_view s, bool keep_newlines, Style style, bool partial_
   while (i < s.size()) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
     if (c < 0x20 || c == 0x7f) {
-      if (c == '\n' && keep_newlines) out += '\n';
-      else if (c == '\t') out += "\\t";
-      else if (c == '\r') out += "\\r";
-      else if (c == '\n') out += "\\n";
-      else Hex(out, c, style, false);
+      if (c == '\n' && keep_newlines)
+        out += '\n';
+      else if (c == '\t')
+        out += "\\t";
+      else if (c == '\r')
+        out += "\\r";
+      else if (c == '\n')
+        out += "\\n";
+      else
+        Hex(out, c, style, false);
       ++i;
       continue;
     }
@@ -77,8 +84,10 @@ size_t Escape(std::string_view s, bool keep_newlines, Style style, bool partial_
       ++i;
       continue;
     }
-    if (Visible(cp)) out.append(s.substr(i, static_cast<size_t>(len)));
-    else Hex(out, cp, style, true);
+    if (Visible(cp))
+      out.append(s.substr(i, static_cast<size_t>(len)));
+    else
+      Hex(out, cp, style, true);
     i += static_cast<size_t>(len);
   }
   return i;

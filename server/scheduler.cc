@@ -180,7 +180,8 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
     }
   }
   const nlohmann::json config = nlohmann::json::parse(from->second.config_json(), nullptr, false);
-  const nlohmann::json model = config.is_object() ? config.value("model", nlohmann::json()) : nullptr;
+  const nlohmann::json model =
+      config.is_object() ? config.value("model", nlohmann::json()) : nullptr;
   const int64_t batch = config.is_object() ? config.value("batch_size", int64_t{1}) : 1;
   const std::string source = request.source_name().empty() ? "config_toml" : request.source_name();
   QSWEEP_RETURN_IF_ERROR(ValidateTransformConfig(request.config_toml(), source, model, batch));

@@ -226,8 +226,8 @@ JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
   }
   if (!data) return Failed(job, "loading dataset: " + error);
   // A zoo name or the inline definition the job carries; never a file.
-  auto spec = ServiceModel(effective.value("model", nlohmann::json()), data->n_features,
-                           data->n_classes);
+  auto spec =
+      ServiceModel(effective.value("model", nlohmann::json()), data->n_features, data->n_classes);
   if (!spec.ok()) return Failed(job, std::string(spec.status().message()));
 
   ContextCallback callback(context);

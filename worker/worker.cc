@@ -24,8 +24,8 @@ enum StopReason { kRun = 0, kCancelled = 1, kLost = 2, kShutdown = 3 };
 bool IsSafeId(const std::string& id) {
   if (id.empty() || id.size() > 128 || id[0] == '.') return false;
   for (char c : id)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '_' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
       return false;
   return true;
 }
@@ -245,12 +245,14 @@ void Worker::StartJob(const v1::GrantedLease& lease) {
         "the server sent a job id that is not 1-128 characters of A-Z a-z 0-9 . _ - (not "
         "starting with '.'); the job was not run";
   } else {
-    auto made = MakeTempFolder((fs::path(options_.work_dir) /
-                                absl::StrCat(lease.job().id(), "-attempt", lease.job().attempt(),
-                                             "-"))
-                                   .string());
-    if (made.ok()) job->work_dir = *made;
-    else job->start_error = std::string(made.status().message());
+    auto made =
+        MakeTempFolder((fs::path(options_.work_dir) /
+                        absl::StrCat(lease.job().id(), "-attempt", lease.job().attempt(), "-"))
+                           .string());
+    if (made.ok())
+      job->work_dir = *made;
+    else
+      job->start_error = std::string(made.status().message());
   }
   Log(absl::StrCat("leased ", IsSafeId(lease.job().id()) ? lease.job().id() : "(bad id)",
                    " (lease ", lease.lease_id(), ")"));

@@ -76,8 +76,8 @@ TEST_F(InlineModelTest, BadOrMissingModelFilesNameTheFile) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("models/none.toml"));
   std::ofstream(dir_ / "models" / "bad.toml") << "hidden = [0]\n";
-  auto bad = InlineModelFiles("model = \"" + (dir_ / "models" / "bad.toml").string() + "\"\n",
-                              "x.toml");
+  auto bad =
+      InlineModelFiles("model = \"" + (dir_ / "models" / "bad.toml").string() + "\"\n", "x.toml");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("bad.toml"));

@@ -74,16 +74,16 @@ TEST_F(PlotSafetyTest, HostileLabelsTitlesAndMetricsAreData) {
 
 TEST_F(PlotSafetyTest, LocalRunsWithHostileFolderNames) {
   std::vector<std::string> args;
-  for (const std::string& name : {std::string("run\n!touch marker_l1\n"),
-                                  std::string("`touch marker_l2`"),
-                                  std::string("a'b\"c\\d @x $y \x1b[2J")}) {
+  for (const std::string& name :
+       {std::string("run\n!touch marker_l1\n"), std::string("`touch marker_l2`"),
+        std::string("a'b\"c\\d @x $y \x1b[2J")}) {
     fs::create_directories(dir_ / name / "software");
     std::ofstream(dir_ / name / "software" / "metrics.csv")
         << "name,step,epoch,value\nval_acc_epoch,1,0,0.5\nval_acc_epoch,2,1,0.7\n";
     args.push_back((dir_ / name).string());
   }
-  args.insert(args.end(), {"--metric", "val_acc_epoch", "-o", "local.png", "--title",
-                           "t\n!touch marker_l3\n"});
+  args.insert(args.end(),
+              {"--metric", "val_acc_epoch", "-o", "local.png", "--title", "t\n!touch marker_l3\n"});
   EXPECT_EQ(RunLocalPlotCommand(args), 0);
   EXPECT_TRUE(fs::exists(dir_ / "local.png"));
   ExpectNoMarkers();

@@ -29,11 +29,12 @@ bool HasRawControl(const std::string& s) {
 }
 
 const char* const kHostile[] = {
-    "\x1b[2J\x1b[H",                // clear the screen
-    "\x1b]0;owned\x07",             // retitle the window
-    "a\rb",                         // overwrite the line
-    "bell\x07\x08\x7f",             // BEL, BS, DEL
-    "c1\xc2\x9b" "31m",             // CSI as a C1 control
+    "\x1b[2J\x1b[H",     // clear the screen
+    "\x1b]0;owned\x07",  // retitle the window
+    "a\rb",              // overwrite the line
+    "bell\x07\x08\x7f",  // BEL, BS, DEL
+    "c1\xc2\x9b"
+    "31m",  // CSI as a C1 control
     "tab\there",
     "nul\x01\x02",
 };

@@ -16,10 +16,14 @@ TEST(TerminalTextTest, EscapesWhatATerminalActsOn) {
   EXPECT_EQ(TerminalSafe("t\tr\r"), "t\\tr\\r");
   EXPECT_EQ(TerminalSafe(std::string("n\0l", 3)), "n\\x00l");
   EXPECT_EQ(TerminalSafe("d\x7f"), "d\\x7f");
-  EXPECT_EQ(TerminalSafe("c\xc2\x9b" "1m"), "c\\u009b1m");         // C1 CSI
-  EXPECT_EQ(TerminalSafe("r\xe2\x80\xae" "txt"), "r\\u202etxt");   // right-to-left override
-  EXPECT_EQ(TerminalSafe("bad\xff\xc0"), "bad\\xff\\xc0");          // not UTF-8
-  EXPECT_EQ(TerminalSafe("cut\xe2\x80"), "cut\\xe2\\x80");          // cut-off sequence
+  EXPECT_EQ(TerminalSafe("c\xc2\x9b"
+                         "1m"),
+            "c\\u009b1m");  // C1 CSI
+  EXPECT_EQ(TerminalSafe("r\xe2\x80\xae"
+                         "txt"),
+            "r\\u202etxt");                                 // right-to-left override
+  EXPECT_EQ(TerminalSafe("bad\xff\xc0"), "bad\\xff\\xc0");  // not UTF-8
+  EXPECT_EQ(TerminalSafe("cut\xe2\x80"), "cut\\xe2\\x80");  // cut-off sequence
   EXPECT_TRUE(IsTerminalSafe("ok ✓\n"));
   EXPECT_FALSE(IsTerminalSafe("\x1b"));
 }
@@ -30,7 +34,8 @@ TEST(TerminalTextTest, StreamBufferHandlesSplitSequencesAndJson) {
     TerminalSafeBuf buf(target.rdbuf(), TerminalSafeBuf::Mode::kText);
     std::ostream out(&buf);
     out << "a\xe2";  // a check mark split across writes
-    out << "\x9c\x93" << "\x1b[K" << '\n';
+    out << "\x9c\x93"
+        << "\x1b[K" << '\n';
     out.flush();
   }
   EXPECT_EQ(target.str(), "a✓\\x1b[K\n");

@@ -55,10 +55,8 @@ TEST(TrainRunnerPathsTest, JobsNameNoPlaceAndBuildInlineModels) {
   TrainJobRunnerOptions options;
   options.data_dir = (dir / "data").string();
   TrainJobRunner runner(options);
-  const json base = {{"dataset", "jsc-synthetic"},
-                     {"synthetic_rows", 400},
-                     {"max_epochs", 1},
-                     {"batch_size", 64}};
+  const json base = {
+      {"dataset", "jsc-synthetic"}, {"synthetic_rows", 400}, {"max_epochs", 1}, {"batch_size", 64}};
   auto train_job = [&](const json& extra) {
     v1::Job job;
     job.set_id("sw-1-0");
@@ -113,8 +111,8 @@ TEST(TrainRunnerPathsTest, JobsNameNoPlaceAndBuildInlineModels) {
   {  // Report names from the job: plain names only, never outside the folder.
     FakeContext tctx((dir / "a" / "b" / "work5").string());
     tctx.artifacts["ckpt"] = ReadAll(best);
-    for (const std::string& name : {std::string("../../../escaped.txt"),
-                                    (dir / "abs.txt").string(), std::string("sub/x.txt")}) {
+    for (const std::string& name : {std::string("../../../escaped.txt"), (dir / "abs.txt").string(),
+                                    std::string("sub/x.txt")}) {
       JobOutcome o = runner.Run(
           transform_job("[passes.report_graph]\nfile_name = " + json(name).dump() + "\n"), tctx);
       EXPECT_EQ(o.kind, JobOutcome::Kind::kFailed) << name;
@@ -129,8 +127,8 @@ TEST(TrainRunnerPathsTest, JobsNameNoPlaceAndBuildInlineModels) {
     EXPECT_EQ(o.kind, JobOutcome::Kind::kFailed);
     EXPECT_THAT(o.error, HasSubstr("key 'data_dir' names a place"));
     // A plain name works.
-    JobOutcome ok = runner.Run(
-        transform_job("[passes.report_graph]\nfile_name = \"graph.txt\"\n"), tctx);
+    JobOutcome ok =
+        runner.Run(transform_job("[passes.report_graph]\nfile_name = \"graph.txt\"\n"), tctx);
     EXPECT_EQ(ok.kind, JobOutcome::Kind::kSucceeded) << ok.error;
   }
   fs::remove_all(dir);

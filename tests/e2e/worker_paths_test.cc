@@ -134,8 +134,8 @@ class WorkerPathsTest : public ::testing::Test {
 TEST_F(WorkerPathsTest, BadJobIdsFailWithoutTouchingTheFilesystem) {
   const fs::path work = root_ / "a" / "b" / "work";
   for (const std::string& id :
-       {std::string("../../escaped"), std::string("a/b"), std::string(".hidden"),
-        std::string(".."), std::string("x\ny"), std::string(""), std::string(300, 'x')}) {
+       {std::string("../../escaped"), std::string("a/b"), std::string(".hidden"), std::string(".."),
+        std::string("x\ny"), std::string(""), std::string(300, 'x')}) {
     RecordingRunner runner;
     const std::string outcome = RunOneJob(id, work.string(), runner);
     EXPECT_THAT(outcome, HasSubstr("job id")) << id;
@@ -174,8 +174,10 @@ TEST_F(WorkerPathsTest, DefaultWorkDirIsMadeByMkdtempUnderTmpdir) {
   fs::create_directories(root_ / "tmp" / absl::StrCat("qsweep-worker-", getpid()));
   RecordingRunner runner;
   EXPECT_EQ(RunOneJob("sw-2-0", "", runner), "");
-  if (old) setenv("TMPDIR", saved.c_str(), 1);
-  else unsetenv("TMPDIR");
+  if (old)
+    setenv("TMPDIR", saved.c_str(), 1);
+  else
+    unsetenv("TMPDIR");
   ASSERT_TRUE(runner.ran);
   const fs::path parent = fs::path(runner.work_dir).parent_path();
   EXPECT_EQ(parent.parent_path(), root_ / "tmp");

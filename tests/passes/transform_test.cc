@@ -127,7 +127,6 @@ TEST(Transform, ReportNamesStayInsideTheOutputFolder) {
   fs::remove_all(tmp);
 }
 
-
 TEST(Transform, Lab2OnTrainedJscTiny) {
   fs::path tmp =
       fs::temp_directory_path() / ("qsweep_transform_test_" + std::to_string(::getpid()));

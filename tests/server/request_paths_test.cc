@@ -115,8 +115,7 @@ TEST_P(PlaceKeyTest, RefusedAtTopLevelAndWhenSwept) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Keys, PlaceKeyTest,
-                         ::testing::Values("data_dir", "load_name", "project_dir",
-                                           "quant_config"));
+                         ::testing::Values("data_dir", "load_name", "project_dir", "quant_config"));
 
 TEST(RequestPathsTest, DatasetIsAPlainName) {
   for (const char* name : {"../../etc/x", "/abs/data", "a/b", ".hidden", ""}) {
@@ -155,8 +154,8 @@ TEST_P(ReportNameTest, RefusedInSweepsAndTransformConfigs) {
 
 INSTANTIATE_TEST_SUITE_P(
     Names, ReportNameTest,
-    ::testing::Values("../../home/user/.bashrc", "/tmp/qsweep-report.txt", "sub/report.txt",
-                      "..", ".", "", "a\\\\b", "x\\ny", "x\\u0000y", "x\\u001b[2Jy",
+    ::testing::Values("../../home/user/.bashrc", "/tmp/qsweep-report.txt", "sub/report.txt", "..",
+                      ".", "", "a\\\\b", "x\\ny", "x\\u0000y", "x\\u001b[2Jy",
                       "0123456789012345678901234567890123456789012345678901234567890123456789"
                       "0123456789012345678901234567890123456789012345678901234567890123456789"));
 
@@ -177,21 +176,22 @@ TEST(RequestPathsTest, TransformConfigsNameNoPlaceAndNoModelFile) {
     ASSERT_FALSE(s.ok()) << key;
     EXPECT_THAT(Message(s), HasSubstr(absl::StrCat("key '", key, "' names a place")));
   }
-  auto model = ValidateTransformConfig("model = \"/etc/hostname\"\n" + passes, "t.toml", "jsc-toy",
-                                       64);
+  auto model =
+      ValidateTransformConfig("model = \"/etc/hostname\"\n" + passes, "t.toml", "jsc-toy", 64);
   ASSERT_FALSE(model.ok());
   EXPECT_THAT(Message(model), HasSubstr("sent inline"));
-  EXPECT_TRUE(ValidateTransformConfig("model = \"jsc-toy\"\n" + passes, "t.toml", "jsc-toy", 64)
-                  .ok());
+  EXPECT_TRUE(
+      ValidateTransformConfig("model = \"jsc-toy\"\n" + passes, "t.toml", "jsc-toy", 64).ok());
 }
 
 // The trained job's model may be an inline definition.
 TEST(RequestPathsTest, TransformOfAnInlineModel) {
   const nlohmann::json model = {{"name", "wide"}, {"hidden", {32, 16}}};
   EXPECT_TRUE(ValidateTransformConfig("[passes.report_graph]\n", "t.toml", model, 64).ok());
-  auto bad = ValidateTransformConfig("[passes.quantize]\nby = \"name\"\n"
-                                     "[passes.quantize.seq_blocks_99.config]\nname = \"integer\"\n",
-                                     "t.toml", model, 64);
+  auto bad = ValidateTransformConfig(
+      "[passes.quantize]\nby = \"name\"\n"
+      "[passes.quantize.seq_blocks_99.config]\nname = \"integer\"\n",
+      "t.toml", model, 64);
   EXPECT_FALSE(bad.ok());
 }
 

@@ -305,8 +305,9 @@ absl::Status CheckServiceConfig(const json& keys, const std::string& where,
                     });
     if (!ok)
       return absl::InvalidArgumentError(absl::StrCat(
-          where, "key 'dataset' must be jsc, jsc-synthetic or an imported dataset's name (1-64 "
-                 "characters from a-z, 0-9, '.', '_', '-', not starting with '.' or '-'), got ",
+          where,
+          "key 'dataset' must be jsc, jsc-synthetic or an imported dataset's name (1-64 "
+          "characters from a-z, 0-9, '.', '_', '-', not starting with '.' or '-'), got ",
           it->dump()));
   }
   return absl::OkStatus();
@@ -322,8 +323,8 @@ absl::StatusOr<TrainConfig> TrainConfigFromJson(const json& e, bool require) {
   if (e.contains("model") && e["model"].is_object()) {
     c.model_inline = e["model"];
     auto name = c.model_inline.find("name");
-    c.model = name != c.model_inline.end() && name->is_string() ? name->get<std::string>()
-                                                                : "custom";
+    c.model =
+        name != c.model_inline.end() && name->is_string() ? name->get<std::string>() : "custom";
   } else {
     c.model = Get<std::string>(e, "model", "");
   }

@@ -259,10 +259,14 @@ absl::Status JsonToToml(const nlohmann::json& v, const std::string& field, toml:
 
 absl::Status JsonToToml(const nlohmann::json& v, const std::string& field, toml::table& out,
                         const std::string& key) {
-  if (v.is_boolean()) out.insert_or_assign(key, v.get<bool>());
-  else if (v.is_number_integer()) out.insert_or_assign(key, v.get<int64_t>());
-  else if (v.is_number()) out.insert_or_assign(key, v.get<double>());
-  else if (v.is_string()) out.insert_or_assign(key, v.get<std::string>());
+  if (v.is_boolean())
+    out.insert_or_assign(key, v.get<bool>());
+  else if (v.is_number_integer())
+    out.insert_or_assign(key, v.get<int64_t>());
+  else if (v.is_number())
+    out.insert_or_assign(key, v.get<double>());
+  else if (v.is_string())
+    out.insert_or_assign(key, v.get<std::string>());
   else if (v.is_array()) {
     toml::array a;
     for (size_t i = 0; i < v.size(); ++i)
@@ -280,10 +284,14 @@ absl::Status JsonToToml(const nlohmann::json& v, const std::string& field, toml:
 }
 
 absl::Status JsonToToml(const nlohmann::json& v, const std::string& field, toml::array& out) {
-  if (v.is_boolean()) out.push_back(v.get<bool>());
-  else if (v.is_number_integer()) out.push_back(v.get<int64_t>());
-  else if (v.is_number()) out.push_back(v.get<double>());
-  else if (v.is_string()) out.push_back(v.get<std::string>());
+  if (v.is_boolean())
+    out.push_back(v.get<bool>());
+  else if (v.is_number_integer())
+    out.push_back(v.get<int64_t>());
+  else if (v.is_number())
+    out.push_back(v.get<double>());
+  else if (v.is_string())
+    out.push_back(v.get<std::string>());
   else if (v.is_array()) {
     toml::array a;
     for (size_t i = 0; i < v.size(); ++i)
@@ -314,8 +322,8 @@ absl::StatusOr<ModelSpec> ModelFromToml(const std::string& text, const std::stri
     tbl = toml::parse(text);
   } catch (const toml::parse_error& e) {
     std::ostringstream msg;
-    msg << "model file is not valid TOML: " << e.description() << " (line "
-        << e.source().begin.line << ")";
+    msg << "model file is not valid TOML: " << e.description() << " (line " << e.source().begin.line
+        << ")";
     return absl::InvalidArgumentError(msg.str());
   }
   return ModelFromTable(tbl, default_name, in, k);

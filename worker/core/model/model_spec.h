@@ -4,10 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 
@@ -77,8 +76,8 @@ absl::StatusOr<ModelSpec> ResolveModel(const std::string& name_or_path, int64_t 
 // A custom model given inline (the JSON of a config's [model] table, with the
 // keys of ModelFromToml). INVALID_ARGUMENT naming the field on any error.
 absl::StatusOr<ModelSpec> ModelFromJson(const nlohmann::json& definition,
-                                        const std::string& default_name,
-                                        int64_t in_features = 16, int64_t num_classes = 5);
+                                        const std::string& default_name, int64_t in_features = 16,
+                                        int64_t num_classes = 5);
 
 // The `model` value of a config sent to (or received from) the service: a zoo
 // name (a string) or an inline definition (an object, whose optional `name`

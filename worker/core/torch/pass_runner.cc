@@ -340,8 +340,8 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
       // Checked again where it is written (the names chosen by the config were
       // checked above, with the stricter rule where it applies): a report never
       // lands outside `dir`.
-      QSWEEP_RETURN_IF_ERROR(CheckReportFileName(
-          absl::StrCat("passes.", out.pass, ": report file"), rel, /*plain_names_only=*/false));
+      QSWEEP_RETURN_IF_ERROR(CheckReportFileName(absl::StrCat("passes.", out.pass, ": report file"),
+                                                 rel, /*plain_names_only=*/false));
       QSWEEP_RETURN_IF_ERROR(WriteFile(dir / rel, content, res.files));
     }
   nlohmann::json meta = info.meta;
