@@ -566,10 +566,11 @@ TEST_F(EndToEndTest, HostileSweepTextIsDataOnEveryOutput) {
     auto jobs = Cli("jobs", args);
     ASSERT_EQ(jobs.code, 0) << jobs.err;
     EXPECT_FALSE(HasRawControl(jobs.out)) << jobs.out;
-    if (args.size() == 3 && args[2] == "json")
+    if (args.size() == 3 && args[2] == "json") {
       EXPECT_FALSE(json::parse(jobs.out, nullptr, false).is_discarded()) << jobs.out;
+    }
   }
-  for (const std::string& format : {"table", "json"}) {
+  for (const std::string format : {"table", "json"}) {
     auto status = Cli("status", {id, "--format", format});
     ASSERT_EQ(status.code, 0) << status.err;
     EXPECT_FALSE(HasRawControl(status.out)) << status.out;
@@ -616,7 +617,7 @@ TEST_F(EndToEndTest, ModelFilesTravelInlineAndPathsAreRefused) {
   auto stub = v1::Experiments::NewStub(
       grpc::CreateChannel(server_.address(), grpc::InsecureChannelCredentials()));
   std::vector<std::string> messages;
-  for (const std::string& model : {"/etc/hostname", "/nonexistent.toml", "/dev/zero"}) {
+  for (const std::string model : {"/etc/hostname", "/nonexistent.toml", "/dev/zero"}) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     v1::SubmitSweepRequest req;
@@ -624,9 +625,10 @@ TEST_F(EndToEndTest, ModelFilesTravelInlineAndPathsAreRefused) {
     v1::SubmitSweepResponse resp;
     grpc::Status s = stub->SubmitSweep(&ctx, req, &resp);
     ASSERT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << model << s.error_message();
-    std::string msg = s.error_message();
-    ASSERT_NE(msg.find(model), std::string::npos) << msg;
-    messages.push_back(msg.replace(msg.find(model), model.size(), "M"));
+    const std::string msg = s.error_message();
+    const size_t at = msg.find(model);
+    ASSERT_NE(at, std::string::npos) << msg;
+    messages.push_back(msg.substr(0, at) + "M" + msg.substr(at + model.size()));
     EXPECT_THAT(messages.back(), HasSubstr("sent inline"));
   }
   EXPECT_EQ(messages[0], messages[1]);
@@ -644,7 +646,7 @@ TEST_F(EndToEndTest, ModelFilesTravelInlineAndPathsAreRefused) {
   }
   // Places come from the server's and workers' flags, never from a sweep.
   const std::string place = (dir_ / "place").string();
-  for (const std::string& key : {"data_dir", "project_dir", "load_name"}) {
+  for (const std::string key : {"data_dir", "project_dir", "load_name"}) {
     const std::string bad = (dir_ / "place.toml").string();
     std::ofstream(bad) << "model = \"jsc-tiny\"\ndataset = \"jsc-synthetic\"\n"
                        << key << " = \"" << place << "\"\n";

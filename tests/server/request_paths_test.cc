@@ -170,7 +170,7 @@ TEST(RequestPathsTest, PlainReportNamesAreAccepted) {
 
 TEST(RequestPathsTest, TransformConfigsNameNoPlaceAndNoModelFile) {
   const std::string passes = "[passes.report_graph]\n";
-  for (const std::string& key : {"data_dir", "load_name", "project_dir"}) {
+  for (const std::string key : {"data_dir", "load_name", "project_dir"}) {
     auto s = ValidateTransformConfig(absl::StrCat(key, " = \"/tmp/x\"\n", passes), "t.toml",
                                      "jsc-toy", 64);
     ASSERT_FALSE(s.ok()) << key;
