@@ -37,7 +37,8 @@ project = "NA"
 name = "s"
 [sweep.grid]
 batch_size = [64, 128]
-model = ["jsc-tiny", "models/small.toml", ")toml" + (dir_ / "models" / "small.toml").string() +
+model = ["jsc-tiny", "models/small.toml", ")toml" +
+                            (dir_ / "models" / "small.toml").string() +
                             R"toml("]
 [sweep.random]
 trials = 2

@@ -547,7 +547,8 @@ TEST_F(EndToEndTest, HostileSweepTextIsDataOnEveryOutput) {
                          "synthetic_rows = 600\nmax_epochs = 1\nbatch_size = 64\n"
                          "project = \"p\\u001b[2J\\n!touch "
                       << "marker_p\\n\"\n[sweep]\nname = \"n\\u001b]0;owned\\u0007\\r\\u009b31m\"\n"
-                      << "[sweep.grid]\ntarget = [\"x\\n!touch " << m << "1\\n\", \"x\\ne\\n!touch " << m << "3\\n\", \"`touch " << m
+                      << "[sweep.grid]\ntarget = [\"x\\n!touch " << m << "1\\n\", \"x\\ne\\n!touch "
+                      << m << "3\\n\", \"`touch " << m
                       << "2` @x $y '\\\" \\\\ \\u001b[31m\\u007f\\u009b\"]\n";
   auto submit = Cli("submit", {path, "--format", "json"});
   ASSERT_EQ(submit.code, 0) << submit.err;
