@@ -580,6 +580,11 @@ TEST_F(EndToEndTest, HostileSweepTextIsDataOnEveryOutput) {
     EXPECT_FALSE(HasRawControl(show.out)) << show.out;
   }
   EXPECT_THAT(Cli("status", {id}).out, HasSubstr("\\x1b]0;owned"));
+  for (const std::string format : {"table", "json"}) {
+    auto watch = Cli("watch", {id, "--format", format});  // finished: one event, then the end
+    ASSERT_EQ(watch.code, 0) << watch.err;
+    EXPECT_FALSE(HasRawControl(watch.out)) << watch.out;
+  }
   // Errors quoting the sweep's text.
   const std::string bad = (dir_ / "bad-key.toml").string();
   std::ofstream(bad) << "model = \"jsc-tiny\"\ndataset = \"jsc\"\n\"k\\u001b[2J\" = 1\n";
