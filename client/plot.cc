@@ -12,18 +12,28 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "common/terminal_text.h"
 
 namespace qsweep {
 namespace fs = std::filesystem;
 namespace {
 
+// A gnuplot string literal holding `s` as plain text. Single-quoted: gnuplot
+// expands neither backslash escapes, nor `command` substitution, nor @macros
+// inside single quotes, so the only way out is the quote itself. gnuplot's
+// scanner reads a doubled quote right after the opening one as an empty
+// string, so a quote is not escaped but shown as U+2019 (’). Control
+// characters (a newline would end the command and start a new one, e.g.
+// "!rm ...") are shown escaped. No byte of a label can leave the string.
 std::string Quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
+  std::string out = "'";
+  for (char c : TerminalSafe(s, /*keep_newlines=*/false)) {
+    if (c == '\'')
+      out += "\u2019";
+    else
+      out += c;
   }
-  return out + "\"";
+  return out + "'";
 }
 
 }  // namespace
@@ -37,8 +47,10 @@ absl::Status DrawPlot(const std::vector<PlotSeries>& series, const PlotOptions& 
   const int height = key_below ? 600 + 14 * static_cast<int>((curves + 2) / 3) : 600;
   std::string size = absl::StrCat("size 1100,", height);
   std::string terminal;
-  if (ext == ".png") terminal = "pngcairo " + size;
-  else if (ext == ".svg") terminal = "svg " + size + " dynamic";
+  if (ext == ".png")
+    terminal = "pngcairo " + size;
+  else if (ext == ".svg")
+    terminal = "svg " + size + " dynamic";
   else
     return absl::InvalidArgumentError(
         absl::StrCat("plot output '", o.output, "' must end in .png or .svg"));
@@ -48,10 +60,13 @@ absl::Status DrawPlot(const std::vector<PlotSeries>& series, const PlotOptions& 
     return absl::InvalidArgumentError(absl::StrCat("no values of metric '", o.metric, "' to plot"));
 
   std::ostringstream script;
-  script << "set terminal " << terminal << "\n"
-         << "set output " << Quote(o.output) << "\n"
+  script << "set terminal " << terminal
+         << "\n"
+         // "./" keeps a relative name from reading as gnuplot's '|command' output.
+         << "set output " << Quote(fs::path(o.output).is_absolute() ? o.output : "./" + o.output)
+         << "\n"
          << "set title " << Quote(o.title.empty() ? o.metric : o.title) << " noenhanced\n"
-         << "set xlabel " << Quote(o.xlabel) << "\nset ylabel " << Quote(o.metric)
+         << "set xlabel " << Quote(o.xlabel) << " noenhanced\nset ylabel " << Quote(o.metric)
          << " noenhanced\n"
          << (key_below ? "set key below maxrows " + std::to_string((curves + 2) / 3) +
                              " noenhanced font \",9\"\n"
@@ -81,9 +96,9 @@ absl::Status DrawPlot(const std::vector<PlotSeries>& series, const PlotOptions& 
   std::fwrite(text.data(), 1, text.size(), p);
   int status = pclose(p);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return absl::FailedPreconditionError(absl::StrCat(
-        "gnuplot failed (exit ", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-        "); is it installed? (Debian package gnuplot-nox)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("gnuplot failed (exit ", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                     "); is it installed? (Debian package gnuplot-nox)"));
   if (!fs::exists(o.output))
     return absl::FailedPreconditionError(absl::StrCat("gnuplot wrote no file at ", o.output));
   return absl::OkStatus();
@@ -128,7 +143,8 @@ int RunLocalPlotCommand(const std::vector<std::string>& args) {
   constexpr const char* kUsage =
       "usage: qsweep plot RUN... --metric val_acc_epoch -o curves.png|svg [--title T]\n"
       "  RUN: a project folder of qsweep train, or its software/metrics.csv\n"
-      "usage: qsweep plot SWEEP --metric val_acc_epoch -o curves.png|svg   (a sweep on the server)\n";
+      "usage: qsweep plot SWEEP --metric val_acc_epoch -o curves.png|svg   (a sweep on the "
+      "server)\n";
   for (const auto& a : args)
     if (a == "-h" || a == "--help") {
       std::printf("%s", kUsage);
@@ -136,10 +152,14 @@ int RunLocalPlotCommand(const std::vector<std::string>& args) {
     }
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    if ((a == "--metric" || a == "-o" || a == "--output" || a == "--title") && i + 1 < args.size()) {
+    if ((a == "--metric" || a == "-o" || a == "--output" || a == "--title") &&
+        i + 1 < args.size()) {
       (a == "--metric" ? o.metric : a == "--title" ? o.title : o.output) = args[++i];
     } else if (a.rfind("-", 0) == 0) {
-      std::fprintf(stderr, "error: qsweep plot: unknown flag '%s'; allowed: --metric M, -o FILE, --title T\n", a.c_str());
+      std::fprintf(
+          stderr,
+          "error: qsweep plot: unknown flag '%s'; allowed: --metric M, -o FILE, --title T\n",
+          a.c_str());
       return 2;
     } else {
       runs.push_back(a);
@@ -155,7 +175,7 @@ int RunLocalPlotCommand(const std::vector<std::string>& args) {
     if (fs::is_directory(csv)) csv = csv / "software" / "metrics.csv";
     auto s = ReadMetricsCsv(csv.string(), o.metric);
     if (!s.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(s.status().message()).c_str());
+      std::fprintf(stderr, "error: %s\n", TerminalSafe(std::string(s.status().message())).c_str());
       return 2;
     }
     s->label = fs::is_directory(run) ? fs::path(run).lexically_normal().filename().string() : run;
@@ -164,10 +184,11 @@ int RunLocalPlotCommand(const std::vector<std::string>& args) {
   }
   absl::Status st = DrawPlot(series, o);
   if (!st.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(st.message()).c_str());
+    std::fprintf(stderr, "error: %s\n", TerminalSafe(std::string(st.message())).c_str());
     return absl::IsInvalidArgument(st) ? 2 : 1;
   }
-  std::printf("wrote %s (%zu runs, metric %s)\n", o.output.c_str(), series.size(), o.metric.c_str());
+  std::printf("wrote %s (%zu runs, metric %s)\n", o.output.c_str(), series.size(),
+              o.metric.c_str());
   return 0;
 }
 

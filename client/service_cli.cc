@@ -22,10 +22,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/inline_model.h"
 #include "client/service_cli_internal.h"
 #include "common/limits.h"
 #include "common/sha256.h"
 #include "common/table.h"
+#include "common/terminal_text.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
 
 namespace qsweep {
@@ -84,11 +86,17 @@ int Submit(Common& c, const std::string& path, const std::string& key, const std
   }
   std::stringstream text;
   text << f.rdbuf();
+  // The service reads no files: local model files travel inline.
+  auto sent = InlineModelFiles(text.str(), path);
+  if (!sent.ok()) {
+    *c.err << "qsweep: " << sent.status().message() << "\n";
+    return absl::IsNotFound(sent.status()) ? 1 : 2;
+  }
   v1::SubmitSweepRequest req;
   req.set_request_id(RequestId());
   req.set_idempotency_key(key);
   req.set_name(name);
-  req.set_sweep_toml(text.str());
+  req.set_sweep_toml(*sent);
   req.set_source_name(fs::path(path).filename().string());
   v1::SubmitSweepResponse resp;
   grpc::ClientContext ctx;
@@ -199,7 +207,8 @@ int Watch(Common& c, const std::string& sweep_id) {
   v1::WatchSweepRequest req;
   req.set_sweep_id(sweep_id);
   auto reader = Stub(c)->WatchSweep(&ctx, req);
-  const bool tty = c.out == &std::cout && isatty(STDOUT_FILENO);
+  const bool tty = RawBuffer(c.out->rdbuf()) == std::cout.rdbuf() && isatty(STDOUT_FILENO);
+  std::ostream raw(RawBuffer(c.out->rdbuf()));  // qsweep's own cursor control only
   const auto start = std::chrono::steady_clock::now();
   v1::WatchSweepEvent e;
   WatchState last;
@@ -214,7 +223,7 @@ int Watch(Common& c, const std::string& sweep_id) {
     if (c.format == "json")
       *c.out << SummaryJson(last.summary).dump() << "\n";
     else if (tty)
-      *c.out << "\r" << ProgressLine(last, secs, true) << "\033[K" << std::flush;
+      raw << "\r" << ProgressLine(last, secs, true) << "\033[K" << std::flush;
     else if (std::string counts = ProgressLine(last, 0, false); counts != last_plain) {
       *c.out << ProgressLine(last, secs, false) << "\n" << std::flush;
       last_plain = counts;
@@ -489,10 +498,15 @@ int TransformSubmit(Common& c, const std::string& from, const std::string& path,
   }
   std::stringstream text;
   text << f.rdbuf();
+  auto sent = InlineModelFiles(text.str(), path);  // the service reads no files
+  if (!sent.ok()) {
+    *c.err << "qsweep: " << sent.status().message() << "\n";
+    return absl::IsNotFound(sent.status()) ? 1 : 2;
+  }
   v1::SubmitTransformRequest req;
   req.set_request_id(RequestId());
   req.set_from_job_id(from);
-  req.set_config_toml(text.str());
+  req.set_config_toml(*sent);
   req.set_source_name(fs::path(path).filename().string());
   req.set_fine_tune_epochs(epochs);
   v1::SubmitTransformResponse resp;
@@ -744,7 +758,18 @@ int RunServiceCommand(const std::string& command, const std::vector<std::string>
     return 2;
   }
   if (command != "up" && !Connect(c)) return 2;
-  return run();
+  // Whatever the server sends (names, trial values, errors, reports) is data:
+  // its control characters are shown escaped, never acted on by the terminal.
+  TerminalSafeBuf safe_out(out.rdbuf(), c.format == "json" ? TerminalSafeBuf::Mode::kJson
+                                                           : TerminalSafeBuf::Mode::kText);
+  TerminalSafeBuf safe_err(err.rdbuf(), TerminalSafeBuf::Mode::kText);
+  std::ostream sout(&safe_out), serr(&safe_err);
+  c.out = &sout;
+  c.err = &serr;
+  const int rc = run();
+  sout.flush();
+  serr.flush();
+  return rc;
 }
 
 int RunServiceCommand(const std::string& command, const std::vector<std::string>& args) {

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "common/terminal_text.h"
+
 namespace qsweep {
 namespace {
 
@@ -51,7 +53,14 @@ std::string Align(const std::string& s, size_t width, char how) {
 
 }  // namespace
 
-std::string RenderTable(const Table& table, TableStyle style) {
+std::string RenderTable(const Table& raw, TableStyle style) {
+  // Cells are data: control characters are shown escaped, never acted on.
+  Table table;
+  for (const auto& h : raw.headers) table.headers.push_back(TerminalSafe(h));
+  for (const auto& r : raw.rows) {
+    table.rows.emplace_back();
+    for (const auto& cell : r) table.rows.back().push_back(TerminalSafe(cell));
+  }
   const size_t ncol = table.headers.size();
   std::vector<Column> cols(ncol);
   std::vector<std::vector<std::string>> rows = table.rows;
@@ -135,7 +144,8 @@ std::string RenderTable(const Table& table, TableStyle style) {
         emit(rows[i], false, " | ", "| ", " |");
         if (style == TableStyle::kGrid || i + 1 == rows.size()) rule('-', '+', '+');
       }
-      if (rows.empty() && style == TableStyle::kPretty) {}
+      if (rows.empty() && style == TableStyle::kPretty) {
+      }
       break;
     }
     case TableStyle::kSimple: {
@@ -173,7 +183,12 @@ std::string RenderTable(const Table& table, TableStyle style) {
 
 std::string RenderCsv(const Table& table) {
   std::ostringstream out;
-  auto field = [&](const std::string& s) {
+  auto field = [&](const std::string& raw) {
+    // Control characters escaped (a newline stays, quoted); a text cell that a
+    // spreadsheet would run as a formula gets a leading apostrophe.
+    std::string s = TerminalSafe(raw);
+    if (!s.empty() && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@') && !IsNumber(s))
+      s = "'" + s;
     if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
     std::string q = "\"";
     for (char ch : s) {

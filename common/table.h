@@ -17,10 +17,14 @@ struct Table {
 };
 
 // Renders `table`; no trailing newline. Rows shorter than the header are
-// padded with empty cells.
+// padded with empty cells. Cells go through TerminalSafe (terminal_text.h):
+// a control character in a cell is shown escaped (\x1b), never acted on.
 std::string RenderTable(const Table& table, TableStyle style);
 
-// Comma-separated rendering with RFC 4180 quoting; ends with a newline.
+// Comma-separated rendering with RFC 4180 quoting; ends with a newline. Cells
+// go through TerminalSafe (newlines kept inside quotes), and a cell that is
+// not a number but starts with '=', '+', '-' or '@' gets a leading "'" so
+// that a spreadsheet shows it as text instead of running it as a formula.
 std::string RenderCsv(const Table& table);
 
 }  // namespace qsweep

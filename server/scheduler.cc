@@ -258,7 +258,8 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
   const std::string from_config =
       EffectiveConfigJson(sweeps_.at(from->second.sweep_id()), from->second);
   const nlohmann::json config = nlohmann::json::parse(from_config, nullptr, false);
-  const std::string model = config.is_object() ? config.value("model", std::string()) : "";
+  const nlohmann::json model =
+      config.is_object() ? config.value("model", nlohmann::json()) : nullptr;
   const int64_t batch = config.is_object() ? config.value("batch_size", int64_t{1}) : 1;
   const std::string source = request.source_name().empty() ? "config_toml" : request.source_name();
   QSWEEP_RETURN_IF_ERROR(ValidateTransformConfig(request.config_toml(), source, model, batch));

@@ -257,13 +257,21 @@ absl::Status ValidateConfig(const std::string& source, size_t index, const json&
   if (!config.ok())
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": trial ", index, ": ", config.status().message()));
-  if (models_checked.insert(config->model).second) {
-    auto model = ResolveModel(config->model);
-    if (!model.ok())
-      return absl::Status(model.status().code(),
-                          absl::StrCat(source, ": key 'model': ", model.status().message()));
+  const json model = effective.value("model", json());
+  if (models_checked.insert(model.dump()).second) {
+    auto spec = ServiceModel(model);
+    if (!spec.ok())
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", spec.status().message()));
   }
   return absl::OkStatus();
+}
+
+// A top-level [model] table (or model = { ... }) is the base config's inline model.
+void InlineModelTable(ConfigLayers& layers) {
+  if (layers.tables.contains("model")) {
+    layers.file["model"] = json::parse(layers.tables["model"].dump());
+    layers.tables.erase("model");
+  }
 }
 
 // The [passes.*] and [transform] tables, if any.
@@ -281,6 +289,8 @@ absl::Status ParseTransformTables(const std::string& source, const ojson& tables
   auto parsed = ParsePassList(tables["passes"]);
   QSWEEP_RETURN_IF_ERROR(with_source(parsed.status()));
   passes = std::move(*parsed);
+  // Report files are plain names inside the job's output folder.
+  QSWEEP_RETURN_IF_ERROR(with_source(CheckReportFileNames(passes, /*plain_names_only=*/true)));
   if (passes.empty()) return FieldError(source, "[passes]", "names no pass to run");
   plan.transform = true;
   return absl::OkStatus();
@@ -289,8 +299,9 @@ absl::Status ParseTransformTables(const std::string& source, const ojson& tables
 // Checks the passes against the trial's model graph (by-name targets etc.).
 absl::Status ValidateTransform(const std::string& source, const json& effective,
                                const std::vector<PassSpec>& passes) {
-  auto model = ResolveModel(effective.value("model", std::string()));
-  if (!model.ok()) return model.status();
+  auto model = ServiceModel(effective.value("model", json()));
+  if (!model.ok())
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", model.status().message()));
   const int64_t batch = effective.value("batch_size", int64_t{1});
   absl::Status s = ValidatePasses(passes, BuildGraph(*model, batch));
   if (!s.ok())
@@ -305,6 +316,8 @@ absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::s
                                       const SweepPlanOptions& options) {
   ConfigLayers layers = NewConfigLayers();
   QSWEEP_RETURN_IF_ERROR(LoadTomlConfig(toml_text, source, layers));
+  InlineModelTable(layers);
+  QSWEEP_RETURN_IF_ERROR(CheckServiceConfig(layers.file, absl::StrCat(source, ": ")));
   SweepPlan plan;
   SweepSpec spec;
   for (const auto& [table, value] : layers.tables.items()) {
@@ -319,9 +332,14 @@ absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::s
   QSWEEP_RETURN_IF_ERROR(ParseTransformTables(source, layers.tables, plan, passes));
   QSWEEP_ASSIGN_OR_RETURN(plan.trials, ExpandTrials(source, spec, options.max_trials));
   plan.base = layers.Effective();
+  // Places are the worker's own: a job's config names none (CheckServiceConfig
+  // refused any given in the file or a trial; this drops the defaults).
+  for (const auto& key : PlaceKeys()) plan.base.erase(key);
   const json& base = plan.base;
   std::set<std::string> models_checked;
   for (size_t i = 0; i < plan.trials.size(); ++i) {
+    QSWEEP_RETURN_IF_ERROR(
+        CheckServiceConfig(plan.trials[i], absl::StrCat(source, ": [sweep] trial ", i, ": ")));
     json effective = base;
     for (const auto& [key, value] : plan.trials[i].items()) effective[key] = value;
     QSWEEP_RETURN_IF_ERROR(ValidateConfig(source, i, effective, models_checked));
@@ -332,9 +350,16 @@ absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::s
 }
 
 absl::Status ValidateTransformConfig(const std::string& toml_text, const std::string& source,
-                                     const std::string& model, int64_t batch_size) {
+                                     const json& model, int64_t batch_size) {
   ConfigLayers layers = NewConfigLayers();
   QSWEEP_RETURN_IF_ERROR(LoadTomlConfig(toml_text, source, layers));
+  InlineModelTable(layers);
+  QSWEEP_RETURN_IF_ERROR(CheckServiceConfig(layers.file, absl::StrCat(source, ": ")));
+  if (layers.file.contains("model")) {  // only compared with the checkpoint's; never opened
+    auto named = ServiceModel(layers.file["model"]);
+    if (!named.ok())
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", named.status().message()));
+  }
   SweepPlan plan;
   std::vector<PassSpec> passes;
   QSWEEP_RETURN_IF_ERROR(ParseTransformTables(source, layers.tables, plan, passes));

@@ -67,15 +67,17 @@ struct SweepPlan {
 };
 
 // Parses and expands a sweep file's text. `source` names the file in errors.
-// INVALID_ARGUMENT naming the field and the allowed values on any error;
-// NOT_FOUND for an unknown model name.
+// INVALID_ARGUMENT naming the field and the allowed values on any error. The
+// model is a zoo name or an inline [model] table (never a file); keys naming a
+// file or folder (PlaceKeys()) are refused, and the configs carry none.
 absl::StatusOr<SweepPlan> ExpandSweep(const std::string& toml_text, const std::string& source,
                                       const SweepPlanOptions& options = {});
 
 // Checks a stand-alone transform config (MASE keys, [passes.*], optional
-// [transform]) for a checkpoint of `model` trained with `batch_size`.
+// [transform]) for a checkpoint of `model` (the trained job's config value: a
+// zoo name or an inline definition) trained with `batch_size`.
 // INVALID_ARGUMENT naming the field on any error.
 absl::Status ValidateTransformConfig(const std::string& toml_text, const std::string& source,
-                                     const std::string& model, int64_t batch_size);
+                                     const nlohmann::json& model, int64_t batch_size);
 
 }  // namespace qsweep

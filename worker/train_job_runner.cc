@@ -154,6 +154,16 @@ JobOutcome TrainJobRunner::Run(const v1::Job& job, JobContext& context) {
 
 JobOutcome TrainJobRunner::RunTransformJob(const v1::Job& job, JobContext& context) {
   if (job.input_checkpoint_sha256().empty()) return Failed(job, "no input checkpoint");
+  // Defence in depth: the server refuses these at submit; a worker checks again.
+  {
+    ConfigLayers layers = NewConfigLayers();
+    absl::Status s = LoadTomlConfig(job.transform_toml(), "transform config", layers);
+    if (s.ok()) s = CheckServiceConfig(layers.file, "transform config: ");
+    const nlohmann::json trained = nlohmann::json::parse(job.config_json(), nullptr, false);
+    if (s.ok() && !job.config_json().empty())
+      s = CheckServiceConfig(trained, "job config: ", /*allow_default_project_dir=*/true);
+    if (!s.ok()) return Failed(job, std::string(s.message()));
+  }
   auto bytes = context.FetchArtifact(job.input_checkpoint_sha256());
   if (!bytes.ok())
     return Failed(job, absl::StrCat("fetching input checkpoint ", job.input_checkpoint_sha256(),
@@ -178,6 +188,8 @@ JobOutcome TrainJobRunner::RunTransformJob(const v1::Job& job, JobContext& conte
     options.overrides["threads"] =
         ThreadsForWorker(threads, static_cast<int64_t>(std::thread::hardware_concurrency()));
   }
+  options.plain_report_names = true;
+  if (!options_.data_dir.empty()) options.overrides["data_dir"] = options_.data_dir;
   if (!job.dataset_sha256().empty()) {
     if (auto s = StageServedDataset(job, context, options_.data_dir, options.overrides); !s.ok())
       return Failed(job, absl::StrCat("loading dataset: ", s.message()));
@@ -202,6 +214,11 @@ JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
   nlohmann::json effective = nlohmann::json::parse(job.config_json(), nullptr, false);
   if (effective.is_discarded() || !effective.is_object())
     return Failed(job, "config_json is not a JSON object");
+  // Defence in depth: the server refuses these at submit; a worker checks again.
+  if (absl::Status s =
+          CheckServiceConfig(effective, "job config: ", /*allow_default_project_dir=*/true);
+      !s.ok())
+    return Failed(job, std::string(s.message()));
   auto config = TrainConfigFromJson(effective);
   if (!config.ok()) return Failed(job, std::string(config.status().message()));
   config->device = options_.device;
@@ -221,7 +238,9 @@ JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
                       error);
   }
   if (!data) return Failed(job, "loading dataset: " + error);
-  auto spec = ResolveModel(config->model, data->n_features, data->n_classes);
+  // A zoo name or the inline definition the job carries; never a file.
+  auto spec =
+      ServiceModel(effective.value("model", nlohmann::json()), data->n_features, data->n_classes);
   if (!spec.ok()) return Failed(job, std::string(spec.status().message()));
 
   ContextCallback callback(context);

@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,10 +22,28 @@ namespace fs = std::filesystem;
 
 enum StopReason { kRun = 0, kCancelled = 1, kLost = 2, kShutdown = 3 };
 
+bool IsSafeId(const std::string& id) {
+  if (id.empty() || id.size() > 128 || id[0] == '.') return false;
+  for (char c : id)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
+      return false;
+  return true;
+}
+
+absl::StatusOr<std::string> MakeTempFolder(const std::string& prefix) {
+  std::string tmpl = prefix + "XXXXXX";
+  if (mkdtemp(tmpl.data()) == nullptr)
+    return absl::InternalError(
+        absl::StrCat("cannot create a folder ", tmpl, ": ", std::strerror(errno)));
+  return tmpl;
+}
+
 struct Worker::RunningJob final : public JobContext {
   CoordinatorClient* client = nullptr;
   v1::GrantedLease lease;
   std::string work_dir;
+  std::string start_error;  // set when the job cannot start (bad id, no folder)
   std::atomic<int> stop{kRun};
   std::atomic<bool> finished{false};
   std::thread thread;
@@ -117,9 +138,6 @@ Worker::Worker(CoordinatorClient& client, JobRunner& runner, WorkerOptions optio
     gethostname(host, sizeof(host) - 1);
     options_.name = absl::StrCat(host, ":", getpid());
   }
-  if (options_.work_dir.empty())
-    options_.work_dir =
-        (fs::temp_directory_path() / absl::StrCat("qsweep-worker-", getpid())).string();
 }
 
 Worker::~Worker() {
@@ -190,6 +208,12 @@ bool Worker::RegisterUntilDone() {
 
 absl::Status Worker::Run() {
   std::error_code ec;
+  if (options_.work_dir.empty()) {
+    auto made = MakeTempFolder((fs::temp_directory_path(ec) / "qsweep-worker-").string());
+    if (!made.ok()) return made.status();
+    options_.work_dir = *made;
+    own_work_dir_ = true;
+  }
   fs::create_directories(options_.work_dir, ec);
   if (ec)
     return absl::InternalError(
@@ -240,7 +264,8 @@ absl::Status Worker::Run() {
     jobs_.clear();
   }
   heartbeats.join();
-  fs::remove(options_.work_dir, ec);  // only if empty
+  fs::remove(options_.work_dir, ec);             // only if empty
+  if (own_work_dir_) options_.work_dir.clear();  // the next Run() makes a fresh one
   return absl::OkStatus();
 }
 
@@ -248,12 +273,24 @@ void Worker::StartJob(const v1::GrantedLease& lease) {
   auto job = std::make_shared<RunningJob>();
   job->client = &client_;
   job->lease = lease;
-  job->work_dir = (fs::path(options_.work_dir) /
-                   absl::StrCat(lease.job().id(), "-attempt", lease.job().attempt()))
-                      .string();
-  std::error_code ec;
-  fs::create_directories(job->work_dir, ec);
-  Log(absl::StrCat("leased ", lease.job().id(), " (lease ", lease.lease_id(), ")"));
+  // An id from the server becomes part of a folder name only once checked;
+  // the folder itself is made by mkdtemp, never a predictable name.
+  if (!IsSafeId(lease.job().id())) {
+    job->start_error =
+        "the server sent a job id that is not 1-128 characters of A-Z a-z 0-9 . _ - (not "
+        "starting with '.'); the job was not run";
+  } else {
+    auto made =
+        MakeTempFolder((fs::path(options_.work_dir) /
+                        absl::StrCat(lease.job().id(), "-attempt", lease.job().attempt(), "-"))
+                           .string());
+    if (made.ok())
+      job->work_dir = *made;
+    else
+      job->start_error = std::string(made.status().message());
+  }
+  Log(absl::StrCat("leased ", IsSafeId(lease.job().id()) ? lease.job().id() : "(bad id)",
+                   " (lease ", lease.lease_id(), ")"));
   RunningJob* raw = job.get();
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) raw->stop = kShutdown;
@@ -262,10 +299,17 @@ void Worker::StartJob(const v1::GrantedLease& lease) {
 }
 
 void Worker::RunJob(RunningJob* job) {
-  JobOutcome outcome = runner_.Run(job->lease.job(), *job);
+  JobOutcome outcome;
+  if (job->start_error.empty()) {
+    outcome = runner_.Run(job->lease.job(), *job);
+  } else {
+    outcome.kind = JobOutcome::Kind::kFailed;
+    outcome.error = job->start_error;
+  }
   ReportOutcome(*job, std::move(outcome));
   std::error_code ec;
-  fs::remove_all(job->work_dir, ec);  // outputs were uploaded; the server keeps them
+  if (!job->work_dir.empty())
+    fs::remove_all(job->work_dir, ec);  // outputs were uploaded; the server keeps them
   job->finished = true;
   std::lock_guard<std::mutex> lock(mu_);
   cv_.notify_all();

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "worker/coordinator_client.h"
 #include "worker/job_runner.h"
 
@@ -30,7 +31,9 @@ struct WorkerOptions {
   std::string device = "cpu";
   // Jobs run at once. Default: 1.
   int slots = 1;
-  // Folder for attempts' files; created. Default: "$TMPDIR/qsweep-worker-<pid>".
+  // Folder for attempts' files; created if missing. Each attempt gets a fresh
+  // folder in it made by mkdtemp (mode 0700). Default: "" = a folder made by
+  // mkdtemp as $TMPDIR/qsweep-worker-XXXXXX, removed when Run() returns.
   std::string work_dir;
   // Long-poll length of one Lease call. Default: 2000 ms.
   int64_t lease_wait_ms = 2000;
@@ -45,6 +48,13 @@ struct WorkerOptions {
   // Receives one line per notable event. Default: none.
   std::function<void(std::string_view)> log;
 };
+
+// True for an id the server may hand out and a worker may use as part of a
+// file name: 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'.
+bool IsSafeId(const std::string& id);
+
+// Makes a fresh folder `prefix`XXXXXX (mode 0700) with mkdtemp; returns its path.
+absl::StatusOr<std::string> MakeTempFolder(const std::string& prefix);
 
 class Worker {
  public:
@@ -89,9 +99,10 @@ class Worker {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                                    // guarded by mu_
-  std::string worker_id_;                                    // guarded by mu_
-  int64_t heartbeat_ms_ = 5000;                              // guarded by mu_
+  bool stopping_ = false;        // guarded by mu_
+  bool own_work_dir_ = false;    // Run() made options_.work_dir with mkdtemp
+  std::string worker_id_;        // guarded by mu_
+  int64_t heartbeat_ms_ = 5000;  // guarded by mu_
   std::map<std::string, std::shared_ptr<RunningJob>> jobs_;  // by lease id; guarded by mu_
   std::mt19937_64 rng_;                                      // guarded by mu_
   std::atomic<int> jobs_reported_{0};

@@ -542,5 +542,149 @@ TEST_F(ServedDatasetTest, WorkerWithEmptyDataDirFetchesTheDataset) {
   EXPECT_FALSE(fs::exists(dir_ / "data" / "jsc-synthetic-r1500-s3.qsds"));
 }
 
+// True if `s` holds a byte a terminal acts on: C0 other than '\n', DEL, or
+// the UTF-8 form of a C1 control.
+bool HasRawControl(const std::string& s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && c != '\n') || c == 0x7f) return true;
+    if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(s[i + 1]) <= 0x9f)
+      return true;
+  }
+  return false;
+}
+
+// A submitter's text is data on every output of the CLI (security issue,
+// section 3): plotted, listed, shown, exported and in errors, nothing from
+// the sweep runs or reaches the terminal as a control sequence.
+TEST_F(EndToEndTest, HostileSweepTextIsDataOnEveryOutput) {
+  const std::string m = (dir_ / "marker").string();
+  const std::string path = (dir_ / "hostile.toml").string();
+  std::ofstream(path) << "model = \"jsc-tiny\"\ndataset = \"jsc-synthetic\"\n"
+                         "synthetic_rows = 600\nmax_epochs = 1\nbatch_size = 64\n"
+                         "project = \"p\\u001b[2J\\n!touch "
+                      << "marker_p\\n\"\n[sweep]\nname = \"n\\u001b]0;owned\\u0007\\r\\u009b31m\"\n"
+                      << "[sweep.grid]\ntarget = [\"x\\n!touch " << m << "1\\n\", \"x\\ne\\n!touch "
+                      << m << "3\\n\", \"`touch " << m
+                      << "2` @x $y '\\\" \\\\ \\u001b[31m\\u007f\\u009b\"]\n";
+  auto submit = Cli("submit", {path, "--format", "json"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  const std::string id = json::parse(submit.out)["id"];
+  ASSERT_EQ(Cli("watch", {id}).code, 0);
+
+  const std::string svg = (dir_ / "hostile.svg").string();
+  auto plot = Cli("plot", {id, "--metric", "val_acc_epoch", "-o", svg});
+  EXPECT_EQ(plot.code, 0) << plot.err << server_.log();
+  EXPECT_TRUE(fs::exists(svg));
+  for (const auto& e : fs::directory_iterator(dir_))
+    EXPECT_NE(e.path().filename().string().rfind("marker", 0), 0u) << e.path();
+
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {id}, {id, "--format", "csv"}, {id, "--format", "json"}}) {
+    auto jobs = Cli("jobs", args);
+    ASSERT_EQ(jobs.code, 0) << jobs.err;
+    EXPECT_FALSE(HasRawControl(jobs.out)) << jobs.out;
+    if (args.size() == 3 && args[2] == "json") {
+      EXPECT_FALSE(json::parse(jobs.out, nullptr, false).is_discarded()) << jobs.out;
+    }
+  }
+  for (const std::string format : {"table", "json"}) {
+    auto status = Cli("status", {id, "--format", format});
+    ASSERT_EQ(status.code, 0) << status.err;
+    EXPECT_FALSE(HasRawControl(status.out)) << status.out;
+    auto show = Cli("show", {id + "-0", "--format", format});
+    ASSERT_EQ(show.code, 0) << show.err;
+    EXPECT_FALSE(HasRawControl(show.out)) << show.out;
+  }
+  EXPECT_THAT(Cli("status", {id}).out, HasSubstr("\\x1b]0;owned"));
+  for (const std::string format : {"table", "json"}) {
+    auto watch = Cli("watch", {id, "--format", format});  // finished: one event, then the end
+    ASSERT_EQ(watch.code, 0) << watch.err;
+    EXPECT_FALSE(HasRawControl(watch.out)) << watch.out;
+  }
+  // Errors quoting the sweep's text.
+  const std::string bad = (dir_ / "bad-key.toml").string();
+  std::ofstream(bad) << "model = \"jsc-tiny\"\ndataset = \"jsc\"\n\"k\\u001b[2J\" = 1\n";
+  auto refused = Cli("submit", {bad});
+  EXPECT_NE(refused.code, 0);
+  EXPECT_THAT(refused.err, HasSubstr("\\x1b[2J"));
+  EXPECT_FALSE(HasRawControl(refused.err)) << refused.err;
+}
+
+// The service opens no file named by a request (security issue, section 2):
+// the CLI sends local model files inline, the server answers every non-zoo
+// model string alike, and keys naming places are refused.
+TEST_F(EndToEndTest, ModelFilesTravelInlineAndPathsAreRefused) {
+  fs::create_directories(dir_ / "models");
+  std::ofstream(dir_ / "models" / "small.toml") << "hidden = [8]\n";
+  const std::string path = (dir_ / "inline.toml").string();
+  std::ofstream(path) << "model = \"" << QSWEEP_SOURCE_DIR << "/examples/models/jsc-10x.toml\"\n"
+                      << "dataset = \"jsc-synthetic\"\nsynthetic_rows = 600\nmax_epochs = 1\n"
+                         "batch_size = 64\n[sweep.grid]\n"
+                         "model = [\"models/small.toml\", \"jsc-tiny\"]\n"
+                         "seed = [1]\n";
+  auto submit = Cli("submit", {path, "--format", "json"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  const std::string id = json::parse(submit.out)["id"];
+  ASSERT_EQ(Cli("watch", {id}).code, 0);
+  json jobs = json::parse(Cli("jobs", {id, "--format", "json"}).out);
+  ASSERT_EQ(jobs.size(), 2u);
+  for (const auto& j : jobs) ASSERT_EQ(j["state"], "SUCCEEDED") << j.dump() << server_.log();
+  json show = json::parse(Cli("show", {jobs[0]["id"].get<std::string>(), "--format", "json"}).out);
+  ASSERT_TRUE(show["config"]["model"].is_object()) << show.dump();
+  EXPECT_EQ(show["config"]["model"]["name"], "small");
+  EXPECT_EQ(show["config"]["model"]["hidden"], json({8}));
+  EXPECT_FALSE(show["config"].contains("data_dir"));
+
+  // Raw requests naming server files: one answer, whatever exists.
+  auto stub = v1::Experiments::NewStub(AdminChannel());
+  std::vector<std::string> messages;
+  for (const std::string model : {"/etc/hostname", "/nonexistent.toml", "/dev/zero"}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::SubmitSweepRequest req;
+    req.set_sweep_toml("model = \"" + model + "\"\ndataset = \"jsc\"\n");
+    v1::SubmitSweepResponse resp;
+    grpc::Status s = stub->SubmitSweep(&ctx, req, &resp);
+    ASSERT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << model << s.error_message();
+    const std::string msg = s.error_message();
+    const size_t at = msg.find(model);
+    ASSERT_NE(at, std::string::npos) << msg;
+    messages.push_back(msg.substr(0, at) + "M" + msg.substr(at + model.size()));
+    EXPECT_THAT(messages.back(), HasSubstr("sent inline"));
+  }
+  EXPECT_EQ(messages[0], messages[1]);
+  EXPECT_EQ(messages[0], messages[2]);
+  {  // The same for a transform config.
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::SubmitTransformRequest req;
+    req.set_from_job_id(jobs[1]["id"].get<std::string>());
+    req.set_config_toml("model = \"/etc/hostname\"\n[passes.report_graph]\n");
+    v1::SubmitTransformResponse resp;
+    grpc::Status s = stub->SubmitTransform(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("sent inline"));
+  }
+  // Places come from the server's and workers' flags, never from a sweep.
+  const std::string place = (dir_ / "place").string();
+  for (const std::string key : {"data_dir", "project_dir", "load_name"}) {
+    const std::string bad = (dir_ / "place.toml").string();
+    std::ofstream(bad) << "model = \"jsc-tiny\"\ndataset = \"jsc-synthetic\"\n"
+                       << key << " = \"" << place << "\"\n";
+    auto refused = Cli("submit", {bad});
+    EXPECT_NE(refused.code, 0) << key;
+    EXPECT_THAT(refused.err, HasSubstr("key '" + key + "' names a place")) << key;
+  }
+  const std::string report = (dir_ / "report.toml").string();
+  std::ofstream(report) << "[passes.report_graph]\nfile_name = \"../../escaped.txt\"\n";
+  auto escaped =
+      Cli("transform", {"submit", "--from", jobs[1]["id"].get<std::string>(), "--config", report});
+  EXPECT_NE(escaped.code, 0);
+  EXPECT_THAT(escaped.err, HasSubstr("passes.report_graph.file_name"));
+  EXPECT_FALSE(fs::exists(place));
+}
+
 }  // namespace
 }  // namespace qsweep

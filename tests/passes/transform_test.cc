@@ -61,6 +61,72 @@ which = ["software"]
 style = "graph"
 )";
 
+// Report outputs named by the config stay inside the output folder: a local
+// run may use a relative path inside it, the service (plain_report_names)
+// only plain names; nothing ever lands outside.
+TEST(Transform, ReportNamesStayInsideTheOutputFolder) {
+  fs::path tmp = fs::temp_directory_path() / ("qsweep_report_names_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp / "a" / "b");
+  TrainConfig cfg;
+  cfg.model = "jsc-tiny";
+  cfg.dataset = "jsc-synthetic";
+  cfg.synthetic_rows = 1000;
+  cfg.data_dir = (tmp / "data").string();
+  cfg.max_epochs = 1;
+  cfg.batch_size = 64;
+  cfg.device = "cpu";
+  DatasetRequest req;
+  req.name = cfg.dataset;
+  req.cache_dir = cfg.data_dir;
+  req.synthetic_rows = cfg.synthetic_rows;
+  auto data = LoadDataset(req);
+  ASSERT_TRUE(data.ok()) << data.status();
+  TrainOptions topt;
+  topt.checkpoint_dir = (tmp / "ckpt").string();
+  auto trained = TrainModel(cfg, *ZooModel("jsc-tiny"), *data, topt);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+
+  auto run = [&](const std::string& name, bool plain) {
+    const fs::path config = tmp / "names.toml";
+    std::ofstream(config) << "[passes.report_graph]\nfile_name = " << nlohmann::json(name).dump()
+                          << "\n";
+    TransformOptions o;
+    o.config_path = config.string();
+    o.load = trained->best_checkpoint;
+    o.evaluate = false;
+    o.output_dir = (tmp / "a" / "b" / "out").string();
+    o.plain_report_names = plain;
+    fs::remove_all(o.output_dir);
+    return RunTransform(o);
+  };
+  // A local run: a relative path inside the output folder is fine.
+  auto inside = run("reports/graph.txt", false);
+  ASSERT_TRUE(inside.ok()) << inside.status();
+  EXPECT_TRUE(fs::exists(tmp / "a" / "b" / "out" / "reports" / "graph.txt"));
+  // Outside it: refused, nothing written.
+  const std::string absolute = (tmp / "abs.txt").string();
+  for (const std::string& name : {std::string("../../escaped.txt"), absolute,
+                                  std::string("reports/../../x.txt"), std::string("")}) {
+    auto r = run(name, false);
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_NE(std::string(r.status().message()).find("passes.report_graph.file_name"),
+              std::string::npos)
+        << r.status();
+  }
+  EXPECT_FALSE(fs::exists(tmp / "a" / "escaped.txt"));
+  EXPECT_FALSE(fs::exists(absolute));
+  EXPECT_FALSE(fs::exists(tmp / "a" / "b" / "x.txt"));
+  // The service's jobs: plain names only.
+  auto plain = run("reports/graph.txt", true);
+  ASSERT_FALSE(plain.ok());
+  EXPECT_NE(std::string(plain.status().message()).find("contains '/'"), std::string::npos)
+      << plain.status();
+  EXPECT_TRUE(run("graph.txt", true).ok());
+  fs::remove_all(tmp);
+}
+
 TEST(Transform, Lab2OnTrainedJscTiny) {
   fs::path tmp =
       fs::temp_directory_path() / ("qsweep_transform_test_" + std::to_string(::getpid()));

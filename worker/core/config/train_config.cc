@@ -1,12 +1,13 @@
 #include "worker/core/config/train_config.h"
 
+#include <toml++/toml.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
-
-#include <toml++/toml.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -23,74 +24,342 @@ const std::vector<KeySpec>& TrainKeys() {
   static const std::vector<KeySpec> kKeys = [] {
     std::vector<KeySpec> k;
     auto add = [&](KeySpec s) { k.push_back(std::move(s)); };
-    add({"model", "--model", {}, KeyType::kString, nullptr, {}, {}, false, true, true,
+    add({"model",
+         "--model",
+         {},
+         KeyType::kString,
+         nullptr,
+         {},
+         {},
+         false,
+         true,
+         true,
          "model name (qsweep models) or a model .toml file"});
-    add({"dataset", "--dataset", {}, KeyType::kString, nullptr, {}, {}, false, true, true,
+    add({"dataset",
+         "--dataset",
+         {},
+         KeyType::kString,
+         nullptr,
+         {},
+         {},
+         false,
+         true,
+         true,
          "dataset: jsc, jsc-synthetic, or an imported dataset name"});
-    add({"task", "--task", {}, KeyType::kString, "classification",
-         {"classification", "cls"}, {}, false, false, true, "task"});
-    add({"load_name", "--load", {}, KeyType::kString, nullptr, {}, {}, false, true, true,
+    add({"task",
+         "--task",
+         {},
+         KeyType::kString,
+         "classification",
+         {"classification", "cls"},
+         {},
+         false,
+         false,
+         true,
+         "task"});
+    add({"load_name",
+         "--load",
+         {},
+         KeyType::kString,
+         nullptr,
+         {},
+         {},
+         false,
+         true,
+         true,
          "checkpoint to load"});
-    add({"load_type", "--load-type", {}, KeyType::kString, "mz", {"pt", "pl", "mz", "ckpt"}, {},
-         false, false, true, "checkpoint type: ckpt/pl/mz = qsweep checkpoint, pt = state dict"});
-    add({"batch_size", "--batch-size", {}, KeyType::kInt, 128, {}, 1.0, false, false, true,
+    add({"load_type",
+         "--load-type",
+         {},
+         KeyType::kString,
+         "mz",
+         {"pt", "pl", "mz", "ckpt"},
+         {},
+         false,
+         false,
+         true,
+         "checkpoint type: ckpt/pl/mz = qsweep checkpoint, pt = state dict"});
+    add({"batch_size",
+         "--batch-size",
+         {},
+         KeyType::kInt,
+         128,
+         {},
+         1.0,
+         false,
+         false,
+         true,
          "batch size"});
-    add({"to_debug", "--debug", {}, KeyType::kBool, false, {}, {}, false, false, true,
+    add({"to_debug",
+         "--debug",
+         {},
+         KeyType::kBool,
+         false,
+         {},
+         {},
+         false,
+         false,
+         true,
          "limit every split to 5 batches"});
-    add({"log_level", "--log-level", {}, KeyType::kString, "info",
-         {"debug", "info", "warning", "error", "critical"}, {}, false, false, true, "log level"});
-    add({"report_to", "--report-to", {}, KeyType::kString, "tensorboard",
-         {"wandb", "tensorboard"}, {}, false, false, false, "accepted for MASE compatibility"});
+    add({"log_level",
+         "--log-level",
+         {},
+         KeyType::kString,
+         "info",
+         {"debug", "info", "warning", "error", "critical"},
+         {},
+         false,
+         false,
+         true,
+         "log level"});
+    add({"report_to",
+         "--report-to",
+         {},
+         KeyType::kString,
+         "tensorboard",
+         {"wandb", "tensorboard"},
+         {},
+         false,
+         false,
+         false,
+         "accepted for MASE compatibility"});
     add({"seed", "--seed", {}, KeyType::kInt, 0, {}, 0.0, false, false, true, "random seed"});
-    add({"quant_config", "--quant-config", {}, KeyType::kString, nullptr, {}, {}, false, true,
-         false, "accepted for MASE compatibility"});
-    add({"training_optimizer", "--training-optimizer", {}, KeyType::kString, "adam",
-         {"adam", "sgd", "adamw"}, {}, false, false, true, "optimizer"});
-    add({"trainer_precision", "--trainer-precision", {}, KeyType::kString, "32", {"32"}, {}, false,
-         false, true, "numeric precision (qsweep trains in fp32)"});
-    add({"learning_rate", "--learning-rate", {}, KeyType::kFloat, 1e-5, {}, 0.0, true, false, true,
+    add({"quant_config",
+         "--quant-config",
+         {},
+         KeyType::kString,
+         nullptr,
+         {},
+         {},
+         false,
+         true,
+         false,
+         "accepted for MASE compatibility"});
+    add({"training_optimizer",
+         "--training-optimizer",
+         {},
+         KeyType::kString,
+         "adam",
+         {"adam", "sgd", "adamw"},
+         {},
+         false,
+         false,
+         true,
+         "optimizer"});
+    add({"trainer_precision",
+         "--trainer-precision",
+         {},
+         KeyType::kString,
+         "32",
+         {"32"},
+         {},
+         false,
+         false,
+         true,
+         "numeric precision (qsweep trains in fp32)"});
+    add({"learning_rate",
+         "--learning-rate",
+         {},
+         KeyType::kFloat,
+         1e-5,
+         {},
+         0.0,
+         true,
+         false,
+         true,
          "learning rate"});
-    add({"weight_decay", "--weight-decay", {}, KeyType::kFloat, 0.0, {}, 0.0, false, false, true,
+    add({"weight_decay",
+         "--weight-decay",
+         {},
+         KeyType::kFloat,
+         0.0,
+         {},
+         0.0,
+         false,
+         false,
+         true,
          "weight decay (adam: L2 in the gradient; adamw: decoupled)"});
-    add({"max_epochs", "--max-epochs", {}, KeyType::kInt, 20, {}, 1.0, false, false, true,
+    add({"max_epochs",
+         "--max-epochs",
+         {},
+         KeyType::kInt,
+         20,
+         {},
+         1.0,
+         false,
+         false,
+         true,
          "epochs"});
-    add({"max_steps", "--max-steps", {}, KeyType::kInt, -1, {}, {}, false, true, true,
+    add({"max_steps",
+         "--max-steps",
+         {},
+         KeyType::kInt,
+         -1,
+         {},
+         {},
+         false,
+         true,
+         true,
          "stop after this many optimizer steps (<= 0: no limit)"});
-    add({"accumulate_grad_batches", "--accumulate-grad-batches", {}, KeyType::kInt, 1, {}, 1.0,
-         false, false, true, "batches per optimizer step"});
-    add({"log_every_n_steps", "--log-every-n-steps", {}, KeyType::kInt, 50, {}, {}, false, true,
-         true, "train_loss_step interval (<= 0: never)"});
-    add({"num_workers", "--cpu", {"--num-workers"}, KeyType::kInt, 0, {}, 0.0, false, false, false,
+    add({"accumulate_grad_batches",
+         "--accumulate-grad-batches",
+         {},
+         KeyType::kInt,
+         1,
+         {},
+         1.0,
+         false,
+         false,
+         true,
+         "batches per optimizer step"});
+    add({"log_every_n_steps",
+         "--log-every-n-steps",
+         {},
+         KeyType::kInt,
+         50,
+         {},
+         {},
+         false,
+         true,
+         true,
+         "train_loss_step interval (<= 0: never)"});
+    add({"num_workers",
+         "--cpu",
+         {"--num-workers"},
+         KeyType::kInt,
+         0,
+         {},
+         0.0,
+         false,
+         false,
+         false,
          "accepted for MASE compatibility (qsweep loads data in-process)"});
-    add({"num_devices", "--gpu", {"--num-devices"}, KeyType::kInt, 1, {}, 1.0, false, false, false,
+    add({"num_devices",
+         "--gpu",
+         {"--num-devices"},
+         KeyType::kInt,
+         1,
+         {},
+         1.0,
+         false,
+         false,
+         false,
          "accepted for MASE compatibility"});
-    add({"num_nodes", "--nodes", {}, KeyType::kInt, 1, {}, 1.0, false, false, false,
+    add({"num_nodes",
+         "--nodes",
+         {},
+         KeyType::kInt,
+         1,
+         {},
+         1.0,
+         false,
+         false,
+         false,
          "accepted for MASE compatibility"});
-    add({"accelerator", "--accelerator", {}, KeyType::kString, "auto",
-         {"auto", "cpu", "gpu", "cuda", "mps"}, {}, false, false, true,
+    add({"accelerator",
+         "--accelerator",
+         {},
+         KeyType::kString,
+         "auto",
+         {"auto", "cpu", "gpu", "cuda", "mps"},
+         {},
+         false,
+         false,
+         true,
          "auto/cpu/gpu; --device picks an exact device"});
-    add({"strategy", "--strategy", {}, KeyType::kString, "auto",
-         {"auto", "ddp", "ddp_find_unused_parameters_true"}, {}, false, false, false,
+    add({"strategy",
+         "--strategy",
+         {},
+         KeyType::kString,
+         "auto",
+         {"auto", "ddp", "ddp_find_unused_parameters_true"},
+         {},
+         false,
+         false,
+         false,
          "accepted for MASE compatibility"});
-    add({"device", "--device", {}, KeyType::kString, nullptr, {}, {}, false, true, true,
+    add({"device",
+         "--device",
+         {},
+         KeyType::kString,
+         nullptr,
+         {},
+         {},
+         false,
+         true,
+         true,
          "cpu, cuda or cuda:N (overrides accelerator)"});
-    add({"threads", "--threads", {}, KeyType::kInt, 1, {}, 1.0, false, false, true,
+    add({"threads",
+         "--threads",
+         {},
+         KeyType::kInt,
+         1,
+         {},
+         1.0,
+         false,
+         false,
+         true,
          "intra-op CPU threads"});
-    add({"project_dir", "--project-dir", {}, KeyType::kString, "qsweep_output", {}, {}, false,
-         false, true, "output root"});
-    add({"project", "--project", {}, KeyType::kString, nullptr, {}, {}, false, true, true,
+    add({"project_dir",
+         "--project-dir",
+         {},
+         KeyType::kString,
+         "qsweep_output",
+         {},
+         {},
+         false,
+         false,
+         true,
+         "output root"});
+    add({"project",
+         "--project",
+         {},
+         KeyType::kString,
+         nullptr,
+         {},
+         {},
+         false,
+         true,
+         true,
          "project folder name (default {model}_{task}_{dataset}_{date})"});
-    add({"data_dir", "--data-dir", {}, KeyType::kString, nullptr, {}, {}, false, true, true,
+    add({"data_dir",
+         "--data-dir",
+         {},
+         KeyType::kString,
+         nullptr,
+         {},
+         {},
+         false,
+         true,
+         true,
          "dataset cache folder (default $QSWEEP_DATA_DIR or ~/.cache/qsweep/datasets)"});
-    add({"synthetic_rows", "--synthetic-rows", {}, KeyType::kInt, 0, {}, 0.0, false, false, true,
+    add({"synthetic_rows",
+         "--synthetic-rows",
+         {},
+         KeyType::kInt,
+         0,
+         {},
+         0.0,
+         false,
+         false,
+         true,
          "rows of jsc-synthetic (0: JSC-sized)"});
-    add({"synthetic_seed", "--synthetic-seed", {}, KeyType::kInt, 0, {}, 0.0, false, false, true,
+    add({"synthetic_seed",
+         "--synthetic-seed",
+         {},
+         KeyType::kInt,
+         0,
+         {},
+         0.0,
+         false,
+         false,
+         true,
          "generator seed of jsc-synthetic"});
     // MASE keys read from config files only, with no effect in qsweep.
-    for (const char* name : {"t_max", "eta_min", "is_to_auto_requeue", "github_ci",
-                             "disable_dataset_cache", "target", "num_targets", "is_pretrained",
-                             "max_token_len", "run_emit", "skip_build", "skip_test", "profile",
-                             "no_warnings"}) {
+    for (const char* name :
+         {"t_max", "eta_min", "is_to_auto_requeue", "github_ci", "disable_dataset_cache", "target",
+          "num_targets", "is_pretrained", "max_token_len", "run_emit", "skip_build", "skip_test",
+          "profile", "no_warnings"}) {
       KeySpec s;
       s.name = name;
       s.type = KeyType::kString;  // type-checked loosely: any scalar
@@ -127,10 +396,14 @@ namespace {
 
 std::string TypeName(KeyType t) {
   switch (t) {
-    case KeyType::kInt: return "an integer";
-    case KeyType::kFloat: return "a number";
-    case KeyType::kString: return "a string";
-    case KeyType::kBool: return "true or false";
+    case KeyType::kInt:
+      return "an integer";
+    case KeyType::kFloat:
+      return "a number";
+    case KeyType::kString:
+      return "a string";
+    case KeyType::kBool:
+      return "true or false";
   }
   return "?";
 }
@@ -149,11 +422,21 @@ absl::Status CheckKeyValue(const KeySpec& key, const json& v, const std::string&
   }
   bool type_ok = false;
   switch (key.type) {
-    case KeyType::kInt: type_ok = v.is_number_integer(); break;
-    case KeyType::kFloat: type_ok = v.is_number(); break;
-    case KeyType::kString: type_ok = v.is_string(); break;
-    case KeyType::kBool: type_ok = v.is_boolean(); break;
+    case KeyType::kInt:
+      type_ok = v.is_number_integer();
+      break;
+    case KeyType::kFloat:
+      type_ok = v.is_number();
+      break;
+    case KeyType::kString:
+      type_ok = v.is_string();
+      break;
+    case KeyType::kBool:
+      type_ok = v.is_boolean();
+      break;
   }
+  // `model` may also be an inline definition (a [model] table), checked by the model layer.
+  if (key.name == "model" && v.is_object()) return absl::OkStatus();
   if (!type_ok)
     return KeyError(key, where, absl::StrCat("must be ", TypeName(key.type), ", got ", v.dump()));
   if (key.name == "project") {
@@ -161,7 +444,8 @@ absl::Status CheckKeyValue(const KeySpec& key, const json& v, const std::string&
     if (p.empty() || p == "." || p == ".." || p.find('/') != std::string::npos ||
         p.find('\\') != std::string::npos)
       return KeyError(key, where,
-                      absl::StrCat("is '", p, "'; it names one folder inside project_dir, so it "
+                      absl::StrCat("is '", p,
+                                   "'; it names one folder inside project_dir, so it "
                                    "may not be empty, contain '/' or be '.' or '..'"));
   }
   if (!key.allowed.empty()) {
@@ -212,9 +496,12 @@ absl::StatusOr<json> ParseKeyValue(const KeySpec& key, const std::string& text) 
       break;
     }
     case KeyType::kBool:
-      if (text == "true" || text == "1" || text.empty()) v = true;
-      else if (text == "false" || text == "0") v = false;
-      else return KeyError(key, where, absl::StrCat("must be true or false, got '", text, "'"));
+      if (text == "true" || text == "1" || text.empty())
+        v = true;
+      else if (text == "false" || text == "0")
+        v = false;
+      else
+        return KeyError(key, where, absl::StrCat("must be true or false, got '", text, "'"));
       break;
     case KeyType::kString:
       v = text;
@@ -234,8 +521,8 @@ absl::Status LoadTomlConfig(const std::string& text, const std::string& source,
     }
     const KeySpec* spec = FindTrainKey(key);
     if (!spec && (key == "passes" || key == "transform" || key == "search" || key == "sweep"))
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": '", key, "' must be a table ([", key, "] or [", key, ".NAME]), not a value"));
+      return absl::InvalidArgumentError(absl::StrCat(source, ": '", key, "' must be a table ([",
+                                                     key, "] or [", key, ".NAME]), not a value"));
     if (!spec) {
       std::vector<std::string> names;
       for (const auto& k : TrainKeys())
@@ -255,8 +542,7 @@ absl::Status LoadTomlConfigFile(const std::string& path, ConfigLayers& layers) {
   std::ifstream f(path);
   if (!f) return absl::NotFoundError(absl::StrCat("config file '", path, "' cannot be opened"));
   if (path.size() < 5 || path.substr(path.size() - 5) != ".toml")
-    return absl::InvalidArgumentError(
-        absl::StrCat("config file '", path, "' must end in .toml"));
+    return absl::InvalidArgumentError(absl::StrCat("config file '", path, "' must end in .toml"));
   std::stringstream buf;
   buf << f.rdbuf();
   return LoadTomlConfig(buf.str(), path, layers);
@@ -273,6 +559,43 @@ T Get(const json& e, const std::string& key, T fallback) {
 
 }  // namespace
 
+const std::vector<std::string>& PlaceKeys() {
+  static const std::vector<std::string> kKeys = {"load_name", "project_dir", "data_dir",
+                                                 "quant_config"};
+  return kKeys;
+}
+
+absl::Status CheckServiceConfig(const json& keys, const std::string& where,
+                                bool allow_default_project_dir) {
+  if (!keys.is_object()) return absl::InvalidArgumentError(where + "the config must be a table");
+  for (const auto& key : PlaceKeys()) {
+    auto it = keys.find(key);
+    if (it == keys.end() || it->is_null()) continue;
+    if (allow_default_project_dir && key == "project_dir" && *it == "qsweep_output") continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, "key '", key,
+        "' names a place on the server or a worker; the service does not take file or folder "
+        "names from a sweep (storage places are set by the --data-dir/--work-dir flags of "
+        "qsweep-server and qsweep-worker, and checkpoints by job: qsweep transform submit "
+        "--from JOB)"));
+  }
+  if (auto it = keys.find("dataset"); it != keys.end() && it->is_string()) {
+    const std::string name = it->get<std::string>();
+    const bool ok = !name.empty() && name.size() <= 64 && name[0] != '.' && name[0] != '-' &&
+                    std::all_of(name.begin(), name.end(), [](char c) {
+                      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                             c == '_' || c == '-';
+                    });
+    if (!ok)
+      return absl::InvalidArgumentError(absl::StrCat(
+          where,
+          "key 'dataset' must be jsc, jsc-synthetic or an imported dataset's name (1-64 "
+          "characters from a-z, 0-9, '.', '_', '-', not starting with '.' or '-'), got ",
+          it->dump()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TrainConfig> TrainConfigFromJson(const json& e, bool require) {
   for (auto& [k, v] : e.items()) {
     const KeySpec* spec = FindTrainKey(k);
@@ -280,14 +603,23 @@ absl::StatusOr<TrainConfig> TrainConfigFromJson(const json& e, bool require) {
     QSWEEP_RETURN_IF_ERROR(CheckKeyValue(*spec, v, "config key "));
   }
   TrainConfig c;
-  c.model = Get<std::string>(e, "model", "");
+  if (e.contains("model") && e["model"].is_object()) {
+    c.model_inline = e["model"];
+    auto name = c.model_inline.find("name");
+    c.model =
+        name != c.model_inline.end() && name->is_string() ? name->get<std::string>() : "custom";
+  } else {
+    c.model = Get<std::string>(e, "model", "");
+  }
   c.dataset = Get<std::string>(e, "dataset", "");
   if (require && c.model.empty())
     return absl::InvalidArgumentError(
-        "config key 'model' is required: give MODEL on the command line or model = \"...\" in the config");
+        "config key 'model' is required: give MODEL on the command line or model = \"...\" in the "
+        "config");
   if (require && c.dataset.empty())
     return absl::InvalidArgumentError(
-        "config key 'dataset' is required: give DATASET on the command line or dataset = \"...\" in the config");
+        "config key 'dataset' is required: give DATASET on the command line or dataset = \"...\" "
+        "in the config");
   c.task = Get<std::string>(e, "task", c.task);
   c.load_name = Get<std::string>(e, "load_name", "");
   c.load_type = Get<std::string>(e, "load_type", c.load_type);
@@ -301,8 +633,10 @@ absl::StatusOr<TrainConfig> TrainConfigFromJson(const json& e, bool require) {
   c.max_steps = Get<int64_t>(e, "max_steps", -1);
   c.accumulate_grad_batches = Get<int64_t>(e, "accumulate_grad_batches", 1);
   c.log_every_n_steps = Get<int64_t>(e, "log_every_n_steps", -1);
-  if (e.contains("log_every_n_steps") && e["log_every_n_steps"].is_null()) c.log_every_n_steps = -1;
-  else c.log_every_n_steps = Get<int64_t>(e, "log_every_n_steps", 50);
+  if (e.contains("log_every_n_steps") && e["log_every_n_steps"].is_null())
+    c.log_every_n_steps = -1;
+  else
+    c.log_every_n_steps = Get<int64_t>(e, "log_every_n_steps", 50);
   c.debug = Get<bool>(e, "to_debug", false);
   c.accelerator = Get<std::string>(e, "accelerator", c.accelerator);
   c.device = Get<std::string>(e, "device", "");

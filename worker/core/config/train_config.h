@@ -5,11 +5,10 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 
@@ -19,16 +18,16 @@ enum class KeyType { kInt, kFloat, kString, kBool };
 
 // One configuration key: the TOML key (= MASE's argparse dest) and its flag.
 struct KeySpec {
-  std::string name;                   // "batch_size"
-  std::string flag;                   // "--batch-size"
-  std::vector<std::string> aliases;   // extra flags, e.g. "--num-workers" for "--cpu"
+  std::string name;                  // "batch_size"
+  std::string flag;                  // "--batch-size"
+  std::vector<std::string> aliases;  // extra flags, e.g. "--num-workers" for "--cpu"
   KeyType type = KeyType::kString;
-  nlohmann::json default_value;       // null means none ("NA")
-  std::vector<std::string> allowed;   // allowed string values; empty = any
-  std::optional<double> min;          // inclusive lower bound for numbers
-  bool exclusive_min = false;         // true: value must be > min
-  bool nullable = true;               // may be "NA"
-  bool used = true;                   // false: accepted for MASE compatibility, no effect
+  nlohmann::json default_value;      // null means none ("NA")
+  std::vector<std::string> allowed;  // allowed string values; empty = any
+  std::optional<double> min;         // inclusive lower bound for numbers
+  bool exclusive_min = false;        // true: value must be > min
+  bool nullable = true;              // may be "NA"
+  bool used = true;                  // false: accepted for MASE compatibility, no effect
   std::string help;
 };
 
@@ -66,10 +65,11 @@ absl::Status CheckKeyValue(const KeySpec& key, const nlohmann::json& value,
                            const std::string& where);
 
 struct TrainConfig {
-  std::string model;               // zoo name or model TOML path
-  std::string dataset;             // "jsc", "jsc-synthetic", or an imported dataset name
+  std::string model;            // zoo name, model TOML path, or the inline model's name
+  nlohmann::json model_inline;  // the inline [model] definition; null when by name
+  std::string dataset;          // "jsc", "jsc-synthetic", or an imported dataset name
   std::string task = "classification";
-  std::string load_name;           // checkpoint to load ("" = none)
+  std::string load_name;  // checkpoint to load ("" = none)
   std::string load_type = "mz";
   int64_t batch_size = 128;
   int64_t seed = 0;
@@ -78,20 +78,33 @@ struct TrainConfig {
   double learning_rate = 1e-5;
   double weight_decay = 0.0;
   int64_t max_epochs = 20;
-  int64_t max_steps = -1;          // <= 0: no limit
+  int64_t max_steps = -1;  // <= 0: no limit
   int64_t accumulate_grad_batches = 1;
   int64_t log_every_n_steps = 50;  // <= 0: never
   bool debug = false;              // limit train/val/test to 5 batches
   std::string accelerator = "auto";
-  std::string device;              // "" (from accelerator), "cpu", "cuda", "cuda:N"
-  int64_t threads = 1;             // intra-op threads
+  std::string device;   // "" (from accelerator), "cpu", "cuda", "cuda:N"
+  int64_t threads = 1;  // intra-op threads
   std::string project_dir = "qsweep_output";
-  std::string project;             // "" = {model}_{task}_{dataset}_{YYYY-MM-DD}
-  std::string data_dir;            // "" = $QSWEEP_DATA_DIR or ~/.cache/qsweep/datasets
-  int64_t synthetic_rows = 0;      // 0 = JSC-sized
+  std::string project;         // "" = {model}_{task}_{dataset}_{YYYY-MM-DD}
+  std::string data_dir;        // "" = $QSWEEP_DATA_DIR or ~/.cache/qsweep/datasets
+  int64_t synthetic_rows = 0;  // 0 = JSC-sized
   int64_t synthetic_seed = 0;
   std::string log_level = "info";
 };
+
+// Keys that name a file or folder (load_name, project_dir, data_dir,
+// quant_config). Local commands honour them; the service refuses them: its
+// storage places are set by the flags of qsweep-server and qsweep-worker.
+const std::vector<std::string>& PlaceKeys();
+
+// Checks the keys of a config sent to the service or received from it:
+// INVALID_ARGUMENT "key 'data_dir' names a place on the server; ..." for a
+// place key with a value (null is allowed; with `allow_default_project_dir`,
+// project_dir "qsweep_output", which earlier servers stored, is too), and for
+// a dataset that is not a plain name. `where` prefixes the message.
+absl::Status CheckServiceConfig(const nlohmann::json& keys, const std::string& where,
+                                bool allow_default_project_dir = false);
 
 // Builds a TrainConfig from effective values. INVALID_ARGUMENT if a required
 // key (model, dataset) is missing.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -30,7 +31,7 @@ struct LayerSpec {
 };
 
 struct ModelSpec {
-  std::string name;                    // "jsc-toy", or the custom model's name
+  std::string name;                      // "jsc-toy", or the custom model's name
   std::string container = "seq_blocks";  // "module_list" for jsc-s
   std::vector<LayerSpec> layers;
   int64_t in_features = 16;
@@ -64,12 +65,31 @@ absl::StatusOr<ModelSpec> ZooModel(const std::string& name, int64_t in_features 
 // A linear layer's width may be omitted (or "classes") on the last linear layer.
 // INVALID_ARGUMENT naming the offending field on any error.
 absl::StatusOr<ModelSpec> ModelFromToml(const std::string& toml_text,
-                                        const std::string& default_name,
-                                        int64_t in_features = 16, int64_t num_classes = 5);
+                                        const std::string& default_name, int64_t in_features = 16,
+                                        int64_t num_classes = 5);
 
-// A zoo name, or a path to a custom model TOML file.
+// A zoo name, or a path to a custom model TOML file. For local commands only:
+// what comes from the service goes through ServiceModel, which opens no file.
 absl::StatusOr<ModelSpec> ResolveModel(const std::string& name_or_path, int64_t in_features = 16,
                                        int64_t num_classes = 5);
+
+// A custom model given inline (the JSON of a config's [model] table, with the
+// keys of ModelFromToml). INVALID_ARGUMENT naming the field on any error.
+absl::StatusOr<ModelSpec> ModelFromJson(const nlohmann::json& definition,
+                                        const std::string& default_name, int64_t in_features = 16,
+                                        int64_t num_classes = 5);
+
+// The `model` value of a config sent to (or received from) the service: a zoo
+// name (a string) or an inline definition (an object, whose optional `name`
+// must be 1-64 of [A-Za-z0-9._+-], default "custom"). Never opens a file: any
+// other string gets the same INVALID_ARGUMENT, listing the zoo names and
+// saying that custom models are sent inline.
+absl::StatusOr<ModelSpec> ServiceModel(const nlohmann::json& model, int64_t in_features = 16,
+                                       int64_t num_classes = 5);
+
+// The display name of a config's `model` value: the string, the inline
+// definition's name ("custom" when it has none), or "" for anything else.
+std::string ModelValueName(const nlohmann::json& model);
 
 // Checks shapes: each layer's input width matches the previous output width,
 // the first layer takes `in_features`, the last produces `num_classes`.

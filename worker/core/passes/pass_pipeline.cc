@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/status_macros.h"
 #include "worker/core/passes/graph_reports.h"
 
@@ -228,6 +229,44 @@ absl::Status CheckTransformTable(const ojson& tables) {
     return absl::InvalidArgumentError(absl::StrCat(
         "transform.style = ", t["style"].dump(),
         " is not supported; allowed: \"graph\" (qsweep runs MASE's graph-style passes)"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckReportFileName(const std::string& field, const std::string& name,
+                                 bool plain_names_only) {
+  auto bad = [&](const std::string& what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " ", what, "; report files are ",
+                     plain_names_only ? "plain names (like \"report.txt\")"
+                                      : "relative paths (like \"reports/graph.txt\")",
+                     " inside the job's output folder"));
+  };
+  if (name.empty()) return bad("is empty");
+  if (name.size() > 128) return bad("is longer than 128 bytes");
+  for (unsigned char c : name)
+    if (c < 0x20 || c == 0x7f) return bad("contains a control character");
+  if (name.find('\\') != std::string::npos) return bad("contains a backslash");
+  if (name[0] == '/') return bad(absl::StrCat("is an absolute path ('", name, "')"));
+  if (plain_names_only && name.find('/') != std::string::npos)
+    return bad(absl::StrCat("contains '/' ('", name, "')"));
+  for (absl::string_view part : absl::StrSplit(name, '/'))
+    if (part.empty() || part == "." || part == "..")
+      return bad(absl::StrCat("has an empty, '.' or '..' component ('", name, "')"));
+  return absl::OkStatus();
+}
+
+absl::Status CheckReportFileNames(const std::vector<PassSpec>& passes, bool plain_names_only) {
+  static const std::vector<std::pair<std::string, std::string>> kFileKeys = {
+      {"report_graph", "file_name"}, {"report_node_meta_param", "save_path"}};
+  for (const auto& p : passes)
+    for (const auto& [pass, key] : kFileKeys) {
+      if (p.name != pass || !p.args.is_object() || !p.args.contains(key)) continue;
+      const std::string field = absl::StrCat("passes.", pass, ".", key);
+      if (!p.args[key].is_string())
+        return absl::InvalidArgumentError(absl::StrCat(field, " must be a string (a file name)"));
+      QSWEEP_RETURN_IF_ERROR(
+          CheckReportFileName(field, p.args[key].get<std::string>(), plain_names_only));
+    }
   return absl::OkStatus();
 }
 

@@ -40,6 +40,18 @@ absl::StatusOr<std::vector<PassSpec>> ParsePassList(const nlohmann::ordered_json
 // `[transform]`: style must be "graph" (the default when absent).
 absl::Status CheckTransformTable(const nlohmann::ordered_json& tables);
 
+// Pass arguments that name an output file: report_graph.file_name,
+// report_node_meta_param.save_path.
+// Checks them: a string of at most 128 bytes with no NUL or control
+// character, not absolute, no "." or ".." component, no backslash. With
+// `plain_names_only` (the service: sweeps, transform jobs) it must also be
+// one plain name (no '/'); otherwise (a local `qsweep transform`) a relative
+// path inside the output folder is allowed. INVALID_ARGUMENT naming the pass
+// and key.
+absl::Status CheckReportFileNames(const std::vector<PassSpec>& passes, bool plain_names_only);
+absl::Status CheckReportFileName(const std::string& field, const std::string& name,
+                                 bool plain_names_only);
+
 // Checks every pass against the graph without touching data: by-name
 // quantize keys, profile targets, stat kwargs, `which`.
 absl::Status ValidatePasses(const std::vector<PassSpec>& passes, const Graph& graph);

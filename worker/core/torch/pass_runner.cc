@@ -240,6 +240,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   QSWEEP_ASSIGN_OR_RETURN(std::vector<PassSpec> passes, ParsePassList(passes_table));
   if (passes.empty())
     return absl::InvalidArgumentError(absl::StrCat(o.config_path, ": no [passes.*] table to run"));
+  QSWEEP_RETURN_IF_ERROR(CheckReportFileNames(passes, o.plain_report_names));
 
   std::string load = o.load;
   if (load.empty() && layers.file.contains("load_name") && layers.file["load_name"].is_string())
@@ -265,7 +266,8 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
     std::string trained = info.meta.value("config", nlohmann::json::object()).value("model", "");
     if (named != info.spec.name && named != trained)
       absl::StrAppend(&text, "warning: the config names model '", named,
-                      "' but the checkpoint holds '", info.spec.name, "'; using the checkpoint's\n");
+                      "' but the checkpoint holds '", info.spec.name,
+                      "'; using the checkpoint's\n");
   }
   if (info.meta.value("synthetic", false))
     absl::StrAppend(&text, "NOTE: the checkpoint was trained on SYNTHETIC data (",
@@ -336,8 +338,12 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   res.output_dir = dir.string();
   for (const auto& out : pipe.outputs)
     for (const auto& [rel, content] : out.files) {
-      fs::path p = fs::path(rel).is_absolute() ? fs::path(rel) : dir / rel;
-      QSWEEP_RETURN_IF_ERROR(WriteFile(p, content, res.files));
+      // Checked again where it is written (the names chosen by the config were
+      // checked above, with the stricter rule where it applies): a report never
+      // lands outside `dir`.
+      QSWEEP_RETURN_IF_ERROR(CheckReportFileName(absl::StrCat("passes.", out.pass, ": report file"),
+                                                 rel, /*plain_names_only=*/false));
+      QSWEEP_RETURN_IF_ERROR(WriteFile(dir / rel, content, res.files));
     }
   nlohmann::json meta = info.meta;
   meta["kind"] = "transformed";

@@ -34,6 +34,10 @@ struct TransformOptions {
   // <project_dir>/<project>/software/transform, or transform-vN when an
   // earlier transform already wrote there.
   std::string output_dir;
+  // Report file names (report_graph.file_name, report_node_meta_param.save_path)
+  // must be plain names, as the service requires; otherwise relative paths
+  // inside the output folder are allowed. Never outside it. Default: false.
+  bool plain_report_names = false;
   // Receives each evaluation as a MetricPoint (test_loss_before,
   // test_acc_before, test_loss_after_passes, ..., test_acc_after_finetune) as
   // it is computed. Not owned; may be null.
