@@ -18,6 +18,10 @@
 #include "worker/local/local_commands.h"
 #include "worker/train_job_runner.h"
 #include "worker/worker.h"
+#ifdef QSWEEP_WORKER_TEST_HOLD
+// Only in the test binary qsweep-worker-held (tests/e2e/CMakeLists.txt).
+#include "tests/e2e/held_job_runner.h"
+#endif
 
 int main(int argc, char** argv) {
   // Local commands handed over by the qsweep CLI (train, test, checkpoint export).
@@ -53,7 +57,13 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto client = qsweep::NewGrpcCoordinatorClient(server);
-  qsweep::TrainJobRunner runner(runner_options);
+  qsweep::TrainJobRunner train_runner(runner_options);
+#ifdef QSWEEP_WORKER_TEST_HOLD
+  qsweep::testing::HeldJobRunner runner(train_runner,
+                                        qsweep::testing::HeldJobRunner::DirFromEnvironment());
+#else
+  qsweep::JobRunner& runner = train_runner;
+#endif
   qsweep::Worker worker(*client, runner, options);
   std::thread waiter([&worker, signals]() mutable {
     int sig = 0;

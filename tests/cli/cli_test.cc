@@ -1,13 +1,13 @@
 // End-to-end tests of the `qsweep` executable: real processes, real files.
-#include <sys/wait.h>
-
 #include <gtest/gtest.h>
 
-#include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+#include "tests/common/subprocess.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -17,18 +17,15 @@ struct Result {
   std::string out;  // stdout and stderr together
 };
 
+// Runs the qsweep executable through the shell (for `env` assignments),
+// killed after 5 minutes so that a hang fails fast.
 Result RunQsweep(const std::string& args, const std::string& env = "") {
   std::string bin = std::string(QSWEEP_BINARY_DIR) + "/qsweep";
-  std::string cmd = env + " " + bin + " " + args + " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  qsweep::testing::ProcessOptions o;
+  o.timeout = std::chrono::minutes(5);
+  o.merge_stderr = true;
+  auto p = qsweep::testing::RunShell(env + " " + bin + " " + args, o);
+  return {p.code, p.out + p.err};
 }
 
 class CliTest : public ::testing::Test {
