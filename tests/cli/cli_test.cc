@@ -1,4 +1,6 @@
 // End-to-end tests of the `qsweep` executable: real processes, real files.
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -31,8 +33,12 @@ Result RunQsweep(const std::string& args, const std::string& env = "") {
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The pid keeps two runs of the same test (other checkouts, other builds on
+    // this machine) out of each other's folder.
     dir_ = fs::temp_directory_path() /
-           ("qsweep-cli-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+           ("qsweep-cli-" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "-" +
+            std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     env_ = "QSWEEP_DATA_DIR=" + (dir_ / "data").string();
