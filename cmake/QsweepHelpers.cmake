@@ -21,6 +21,7 @@ function(qsweep_add_test name)
   add_executable(${name} ${ARG_SOURCES})
   target_compile_options(${name} PRIVATE ${QSWEEP_WARNINGS})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})  # tests/common/*.h
   target_compile_definitions(${name} PRIVATE
     QSWEEP_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     QSWEEP_BINARY_DIR="${PROJECT_BINARY_DIR}")

@@ -20,6 +20,10 @@
 #include "worker/local/local_commands.h"
 #include "worker/train_job_runner.h"
 #include "worker/worker.h"
+#ifdef QSWEEP_WORKER_TEST_HOLD
+// Only in the test binary qsweep-worker-held (tests/e2e/CMakeLists.txt).
+#include "tests/e2e/held_job_runner.h"
+#endif
 
 int main(int argc, char** argv) {
   // Local commands handed over by the qsweep CLI (train, test, checkpoint
@@ -85,7 +89,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "qsweep-worker: %s\n", std::string(client.status().message()).c_str());
     return 2;
   }
-  qsweep::TrainJobRunner runner(runner_options);
+  qsweep::TrainJobRunner train_runner(runner_options);
+#ifdef QSWEEP_WORKER_TEST_HOLD
+  qsweep::testing::HeldJobRunner runner(train_runner,
+                                        qsweep::testing::HeldJobRunner::DirFromEnvironment());
+#else
+  qsweep::JobRunner& runner = train_runner;
+#endif
   qsweep::Worker worker(**client, runner, options);
   std::thread waiter([&worker, signals]() mutable {
     int sig = 0;

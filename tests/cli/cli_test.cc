@@ -1,13 +1,14 @@
 // End-to-end tests of the `qsweep` executable: real processes, real files.
-#include <sys/wait.h>
-
 #include <gtest/gtest.h>
+#include <unistd.h>
 
-#include <array>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+#include "tests/common/subprocess.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -17,25 +18,26 @@ struct Result {
   std::string out;  // stdout and stderr together
 };
 
+// Runs the qsweep executable through the shell (for `env` assignments),
+// killed after 5 minutes so that a hang fails fast.
 Result RunQsweep(const std::string& args, const std::string& env = "") {
   std::string bin = std::string(QSWEEP_BINARY_DIR) + "/qsweep";
-  std::string cmd = env + " " + bin + " " + args + " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  qsweep::testing::ProcessOptions o;
+  o.timeout = std::chrono::minutes(5);
+  o.merge_stderr = true;
+  auto p = qsweep::testing::RunShell(env + " " + bin + " " + args, o);
+  return {p.code, p.out + p.err};
 }
 
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // The pid keeps two runs of the same test (other checkouts, other builds on
+    // this machine) out of each other's folder.
     dir_ = fs::temp_directory_path() /
-           ("qsweep-cli-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+           ("qsweep-cli-" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "-" +
+            std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     env_ = "QSWEEP_DATA_DIR=" + (dir_ / "data").string();
@@ -54,7 +56,8 @@ TEST_F(CliTest, ModelsListsTheZooWithParameterCounts) {
 }
 
 TEST_F(CliTest, ModelShowCustomFile) {
-  Result r = RunQsweep("model show " + std::string(QSWEEP_SOURCE_DIR) + "/examples/models/jsc-10x.toml");
+  Result r =
+      RunQsweep("model show " + std::string(QSWEEP_SOURCE_DIR) + "/examples/models/jsc-10x.toml");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("4423 Trainable params"), std::string::npos) << r.out;
 }
@@ -91,9 +94,9 @@ TEST_F(CliTest, BadInputGivesOneClearLineAndNonZeroExit) {
 }
 
 TEST_F(CliTest, EveryCommandHasHelp) {
-  for (std::string cmd : {"--help", "train --help", "test --help", "transform --help",
-                          "checkpoint export --help", "models --help", "model show --help",
-                          "plot --help", "data --help"}) {
+  for (std::string cmd :
+       {"--help", "train --help", "test --help", "transform --help", "checkpoint export --help",
+        "models --help", "model show --help", "plot --help", "data --help"}) {
     Result r = RunQsweep(cmd, env_);
     EXPECT_EQ(r.code, 0) << cmd << "\n" << r.out;
     EXPECT_NE(r.out.find("sage"), std::string::npos) << cmd << "\n" << r.out;
@@ -118,7 +121,8 @@ TEST_F(CliTest, ImportedDatasetsAreNotReplacedSilently) {
 
 TEST_F(CliTest, WrongTomlTypesAreReportedWithTheFile) {
   fs::path cfg = dir_ / "bad.toml";
-  std::ofstream(cfg) << "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\nbatch_size = \"large\"\n";
+  std::ofstream(cfg)
+      << "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\nbatch_size = \"large\"\n";
   Result r = RunQsweep("train --config " + cfg.string(), env_);
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("batch_size"), std::string::npos) << r.out;
@@ -137,8 +141,11 @@ TEST_F(CliTest, UnknownModelAndDatasetInTrain) {
 // Train, test and export through the CLI on a small synthetic set.
 TEST_F(CliTest, TrainTestExportRoundTrip) {
   std::string proj = "--project-dir " + (dir_ / "out").string() + " --project p";
-  Result r = RunQsweep("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 2 "
-                 "--batch-size 128 --learning-rate 1e-3 " + proj, env_);
+  Result r = RunQsweep(
+      "train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 2 "
+      "--batch-size 128 --learning-rate 1e-3 " +
+          proj,
+      env_);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("SYNTHETIC"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Training is completed"), std::string::npos) << r.out;
@@ -181,17 +188,20 @@ TEST_F(CliTest, TrainTestExportRoundTrip) {
   EXPECT_GT(fs::file_size(pt), 100u);
   // The exported state dict evaluates to the checkpoint's own test metrics.
   fs::path pt_json = dir_ / "pt.json";
-  Result pt_test = RunQsweep("test --load " + pt.string() +
-                             " --load-type pt --model jsc-tiny jsc-synthetic --synthetic-rows 3000"
-                             " -o " + pt_json.string(),
-                             env_);
+  Result pt_test =
+      RunQsweep("test --load " + pt.string() +
+                    " --load-type pt --model jsc-tiny jsc-synthetic --synthetic-rows 3000"
+                    " -o " +
+                    pt_json.string(),
+                env_);
   ASSERT_EQ(pt_test.code, 0) << pt_test.out;
   EXPECT_TRUE(fs::exists(pt_json)) << pt_test.out;
   auto acc_line = [](const std::string& out) {
     size_t at = out.find("| test_acc_epoch ");
     return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);
   };
-  std::string ckpt_line = acc_line(RunQsweep("test --load " + (ckpts / "best.ckpt").string(), env_).out);
+  std::string ckpt_line =
+      acc_line(RunQsweep("test --load " + (ckpts / "best.ckpt").string(), env_).out);
   EXPECT_FALSE(ckpt_line.empty());
   EXPECT_EQ(acc_line(pt_test.out), ckpt_line);
   r = RunQsweep("test --load " + pt.string() + " --load-type pt", env_);
@@ -209,17 +219,24 @@ TEST_F(CliTest, TrainTestExportRoundTrip) {
 
 TEST_F(CliTest, TransformLab2ConfigOnATrainedCheckpoint) {
   std::string proj = "--project-dir " + (dir_ / "out").string();
-  Result r = RunQsweep("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 1 "
-                       "--learning-rate 1e-3 --project t " + proj, env_);
+  Result r = RunQsweep(
+      "train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 1 "
+      "--learning-rate 1e-3 --project t " +
+          proj,
+      env_);
   ASSERT_EQ(r.code, 0) << r.out;
   std::string ckpt = (dir_ / "out" / "t" / "software" / "training_ckpts" / "best.ckpt").string();
   std::string cfg = std::string(QSWEEP_SOURCE_DIR) + "/examples/lab2/jsc_tiny_by_type.toml";
-  r = RunQsweep("transform --config " + cfg + " --load " + ckpt + " --dataset jsc-synthetic "
-                "--synthetic-rows 3000 " + proj, env_);
+  r = RunQsweep("transform --config " + cfg + " --load " + ckpt +
+                    " --dataset jsc-synthetic "
+                    "--synthetic-rows 3000 " +
+                    proj,
+                env_);
   ASSERT_EQ(r.code, 0) << r.out;
   // MASE's histogram rows for jsc-tiny with Linear quantized by type (MASE.md section 5.5).
   EXPECT_NE(r.out.find("| Linear          | linear       |       1 |         1 |           0 |"),
-            std::string::npos) << r.out;
+            std::string::npos)
+      << r.out;
   EXPECT_TRUE(fs::exists(dir_ / "out" / "jsc-tiny" / "software" / "transform" / "quantize" /
                          "quantize_histogram.csv"));
   // `qsweep test` on the transformed checkpoint evaluates the quantized network.
@@ -230,7 +247,8 @@ TEST_F(CliTest, TransformLab2ConfigOnATrainedCheckpoint) {
   ASSERT_NE(acc_at, std::string::npos) << r.out;
   double after_acc = std::stod(r.out.substr(acc_at + 14));
   std::string transformed = (dir_ / "out" / "jsc-tiny" / "software" / "transform" /
-                             "transformed_ckpt" / "transformed.ckpt").string();
+                             "transformed_ckpt" / "transformed.ckpt")
+                                .string();
   Result t = RunQsweep("test --load " + transformed, env_);
   ASSERT_EQ(t.code, 0) << t.out;
   size_t row = t.out.find("| test_acc_epoch ");
@@ -245,7 +263,8 @@ TEST_F(CliTest, TransformLab2ConfigOnATrainedCheckpoint) {
 
   // A second transform into the same project keeps the first one's reports.
   Result again = RunQsweep("transform --config " + cfg + " --load " + ckpt +
-                           " --dataset jsc-synthetic --synthetic-rows 3000 " + proj, env_);
+                               " --dataset jsc-synthetic --synthetic-rows 3000 " + proj,
+                           env_);
   ASSERT_EQ(again.code, 0) << again.out;
   EXPECT_TRUE(fs::exists(dir_ / "out" / "jsc-tiny" / "software" / "transform-v1" / "quantize" /
                          "quantize_histogram.csv"));
@@ -255,7 +274,8 @@ TEST_F(CliTest, TransformLab2ConfigOnATrainedCheckpoint) {
   EXPECT_NE(r.out.find("--config FILE.toml is required"), std::string::npos) << r.out;
 
   fs::path bad = dir_ / "bad.toml";
-  std::ofstream(bad) << "[passes.quantize]\nby = \"colour\"\n[passes.quantize.default.config]\nname = \"NA\"\n";
+  std::ofstream(bad)
+      << "[passes.quantize]\nby = \"colour\"\n[passes.quantize.default.config]\nname = \"NA\"\n";
   r = RunQsweep("transform --config " + bad.string() + " --load " + ckpt, env_);
   EXPECT_NE(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("colour"), std::string::npos) << r.out;
@@ -281,15 +301,19 @@ TEST_F(CliTest, PlotLocalRuns) {
   r = RunQsweep("plot " + run.string() + " --metric test_acc_epoch -o " + png.string());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("no values of metric 'test_acc_epoch'"), std::string::npos) << r.out;
-  std::ofstream(run / "software" / "metrics.csv") << "name,step,epoch,value\nval_acc_epoch,x,0,0.5\n";
+  std::ofstream(run / "software" / "metrics.csv")
+      << "name,step,epoch,value\nval_acc_epoch,x,0,0.5\n";
   r = RunQsweep("plot " + run.string() + " -o " + png.string());
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("metrics.csv:2"), std::string::npos) << r.out;
 }
 
 TEST_F(CliTest, DivergingRunEndsWithAClearResult) {
-  Result r = RunQsweep("train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 2 "
-                 "--learning-rate 1e20 --project-dir " + (dir_ / "out").string(), env_);
+  Result r = RunQsweep(
+      "train jsc-tiny jsc-synthetic --synthetic-rows 3000 --max-epochs 2 "
+      "--learning-rate 1e20 --project-dir " +
+          (dir_ / "out").string(),
+      env_);
   EXPECT_EQ(r.code, 3) << r.out;
   EXPECT_NE(r.out.find("diverged: loss is"), std::string::npos) << r.out;
 }

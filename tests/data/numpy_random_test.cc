@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
 #include "tests/data/test_util.h"
 
@@ -19,6 +20,12 @@ std::vector<uint64_t> Numbers(const std::string& text) {
   uint64_t x;
   while (in >> x) v.push_back(x);
   return v;
+}
+
+// A reference test whose Python module is missing fails; it is not skipped.
+TEST(PythonReference, MissingModuleFailsTheTest) {
+  EXPECT_FATAL_FAILURE(QSWEEP_REQUIRE_PYTHON("qsweep_no_such_module"),
+                       "cannot import qsweep_no_such_module");
 }
 
 TEST(NumpyRandom, SeedingMatchesNumpyState) {

@@ -105,7 +105,18 @@ TEST(Synthetic, LoadedDatasetIsSplitScaledAndSaysSynthetic) {
   auto other = LoadDataset(req);
   ASSERT_TRUE(other.ok());
   EXPECT_NE(other->sha256, d->sha256);
-  EXPECT_NE(PreparedPath(req), d->source);
+  // Each seed has its own prepared file: seed 4's did not replace seed 3's,
+  // whose reload gives back the same data.
+  const std::string path4 = PreparedPath(req);
+  req.synthetic_seed = 3;
+  const std::string path3 = PreparedPath(req);
+  EXPECT_NE(path3, path4);
+  EXPECT_TRUE(std::filesystem::exists(path3)) << path3;
+  EXPECT_TRUE(std::filesystem::exists(path4)) << path4;
+  auto again = LoadDataset(req);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->sha256, d->sha256);
+  EXPECT_EQ(again->train_val.x, d->train_val.x);
 }
 
 TEST(Synthetic, RejectsBadRowCounts) {

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/common/subprocess.h"
 
 namespace qsweep::testing {
 
@@ -39,7 +41,7 @@ struct PyResult {
   std::string output;  // stdout and stderr
 };
 
-// Runs `code` with /usr/bin/python3, arguments appended (shell-quoted simply).
+// Runs `code` with /usr/bin/python3 and `args`, killed after 5 minutes.
 inline PyResult RunPython(const std::string& code, const std::vector<std::string>& args = {}) {
   char tmpl[] = "/tmp/qsweep_data_py_XXXXXX";
   const int fd = mkstemp(tmpl);
@@ -47,29 +49,27 @@ inline PyResult RunPython(const std::string& code, const std::vector<std::string
   if (fd < 0) return r;
   ::close(fd);
   std::ofstream(tmpl) << code;
-  std::string cmd = std::string("/usr/bin/python3 ") + tmpl;
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " 2>&1";
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-    const int st = pclose(p);
-    r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  }
+  std::vector<std::string> argv = {"/usr/bin/python3", tmpl};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessOptions o;
+  o.timeout = std::chrono::minutes(5);
+  o.merge_stderr = true;
+  ProcessResult p = RunProcess(argv, o);
+  r.exit_code = p.code;
+  r.output = p.out + p.err;
   std::filesystem::remove(tmpl);
   return r;
 }
 
-// True when /usr/bin/python3 can import every module listed.
-inline bool HavePython(const std::string& modules) {
-  return RunPython("import " + modules + "\n").exit_code == 0;
-}
-
-#define QSWEEP_REQUIRE_PYTHON(modules)                                        \
-  do {                                                                        \
-    if (!::qsweep::testing::HavePython(modules))                              \
-      GTEST_SKIP() << "/usr/bin/python3 lacks " << (modules) << "; skipping"; \
+// The independent references need Debian's python3-numpy / python3-h5py
+// (deploy/setup-debian.sh installs them). Without them the test FAILS: a
+// missing reference must not pass as a skip.
+#define QSWEEP_REQUIRE_PYTHON(modules)                                                            \
+  do {                                                                                            \
+    const auto qsweep_py = ::qsweep::testing::RunPython("import " + std::string(modules));        \
+    ASSERT_EQ(qsweep_py.exit_code, 0)                                                             \
+        << "/usr/bin/python3 cannot import " << (modules)                                         \
+        << " (install python3-numpy python3-h5py: deploy/setup-debian.sh): " << qsweep_py.output; \
   } while (0)
 
 // Whitespace-separated numbers from a file written by a reference script.

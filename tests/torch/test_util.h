@@ -3,14 +3,17 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
 
+#include "tests/common/subprocess.h"
 #include "worker/core/data/dataset.h"
 
 namespace qsweep::testing_util {
@@ -22,12 +25,17 @@ inline std::string HelperScript() {
   return std::string(QSWEEP_SOURCE_DIR) + "/tests/torch/mase_models.py";
 }
 
-// Runs a command, returning its exit code; stdout goes to `stdout_file` if
-// given.
+// Runs a shell command, returning its exit code (-1 when killed at the 5-minute
+// deadline); stdout goes to `stdout_file` if given, else to ours, like stderr.
 inline int RunCommand(const std::string& cmd, const std::string& stdout_file = "") {
   std::string full = cmd;
   if (!stdout_file.empty()) full += " > '" + stdout_file + "'";
-  return std::system(full.c_str());
+  ::qsweep::testing::ProcessOptions o;
+  o.timeout = std::chrono::minutes(5);
+  const auto r = ::qsweep::testing::RunShell(full, o);
+  std::cout << r.out;
+  std::cerr << r.err;
+  return r.code;
 }
 
 inline std::string ReadFile(const std::string& path) {
