@@ -23,26 +23,21 @@ using testing_util::BlobDataset;
 using testing_util::TempDir;
 
 class Recorder : public TrainCallback {
-public:
-  explicit Recorder(std::vector<std::string> *finish_log = nullptr,
-                    std::string tag = "")
+ public:
+  explicit Recorder(std::vector<std::string> *finish_log = nullptr, std::string tag = "")
       : finish_log_(finish_log), tag_(std::move(tag)) {}
   void OnMetric(const MetricPoint &m) override {
-    if (m.name != "epoch_seconds" && m.name != "samples_per_second")
-      metrics.push_back(m);
+    if (m.name != "epoch_seconds" && m.name != "samples_per_second") metrics.push_back(m);
   }
   void OnProgress(const TrainProgress &p) override {
     ++progress_calls;
     last = p;
   }
-  bool ShouldStop() override {
-    return stop_after >= 0 && progress_calls >= stop_after;
-  }
+  bool ShouldStop() override { return stop_after >= 0 && progress_calls >= stop_after; }
   void OnFinished(const TrainResult &r) override {
     ++finished;
     status = r.status;
-    if (finish_log_)
-      finish_log_->push_back(tag_);
+    if (finish_log_) finish_log_->push_back(tag_);
   }
 
   std::vector<MetricPoint> metrics;
@@ -52,7 +47,7 @@ public:
   int finished = 0;
   std::string status;
 
-private:
+ private:
   std::vector<std::string> *finish_log_;
   std::string tag_;
 };
@@ -77,8 +72,7 @@ TrainConfig Config(int64_t seed, double lr, int64_t epochs) {
 
 ModelSpec Model(const std::string &name) {
   if (name == "jsc-10x") {
-    auto s = ResolveModel(std::string(QSWEEP_SOURCE_DIR) +
-                          "/examples/models/jsc-10x.toml");
+    auto s = ResolveModel(std::string(QSWEEP_SOURCE_DIR) + "/examples/models/jsc-10x.toml");
     EXPECT_TRUE(s.ok()) << s.status();
     return *s;
   }
@@ -93,34 +87,30 @@ double ExpectSameMetrics(const Recorder &got, const Recorder &want, double tol,
                          const std::string &what) {
   EXPECT_EQ(got.metrics.size(), want.metrics.size()) << what;
   double worst = 0;
-  for (size_t i = 0; i < std::min(got.metrics.size(), want.metrics.size());
-       ++i) {
+  for (size_t i = 0; i < std::min(got.metrics.size(), want.metrics.size()); ++i) {
     const MetricPoint &a = got.metrics[i];
     const MetricPoint &b = want.metrics[i];
     EXPECT_EQ(a.name, b.name) << what << " #" << i;
     EXPECT_EQ(a.step, b.step) << what << " " << a.name;
     EXPECT_EQ(a.epoch, b.epoch) << what << " " << a.name;
-    const double d =
-        std::abs(a.value - b.value) / std::max(1.0, std::abs(b.value));
+    const double d = std::abs(a.value - b.value) / std::max(1.0, std::abs(b.value));
     worst = std::max(worst, d);
-    EXPECT_LE(d, tol) << what << " " << a.name << " step " << a.step << ": "
-                      << a.value << " vs " << b.value;
+    EXPECT_LE(d, tol) << what << " " << a.name << " step " << a.step << ": " << a.value << " vs "
+                      << b.value;
   }
   return worst;
 }
 
-void ExpectSameResult(const TrainResult &got, const TrainResult &want,
-                      double tol, const std::string &what) {
+void ExpectSameResult(const TrainResult &got, const TrainResult &want, double tol,
+                      const std::string &what) {
   EXPECT_EQ(got.status, want.status) << what;
   EXPECT_EQ(got.message, want.message) << what;
   EXPECT_EQ(got.global_steps, want.global_steps) << what;
   EXPECT_EQ(got.epochs_completed, want.epochs_completed) << what;
   for (const auto &[name, value] : want.final_metrics) {
-    if (name == "epoch_seconds" || name == "samples_per_second")
-      continue;
+    if (name == "epoch_seconds" || name == "samples_per_second") continue;
     ASSERT_TRUE(got.final_metrics.count(name)) << what << " " << name;
-    EXPECT_NEAR(got.final_metrics.at(name), value,
-                tol * std::max(1.0, std::abs(value)))
+    EXPECT_NEAR(got.final_metrics.at(name), value, tol * std::max(1.0, std::abs(value)))
         << what << " " << name;
   }
 }
@@ -140,8 +130,7 @@ TEST(PackedTrainerTest, SingleTrialMatchesAutograd) {
       {"jsc-10x", "adamw", 1e-2, 1, -1}, {"jsc-toy", "adam", 1e-3, 3, 20},
   };
   for (const Case &k : cases) {
-    const std::string what =
-        k.model + "/" + k.optimizer + "/acc" + std::to_string(k.accumulate);
+    const std::string what = k.model + "/" + k.optimizer + "/acc" + std::to_string(k.accumulate);
     TrainConfig c = Config(7, 5e-3, 3);
     c.training_optimizer = k.optimizer;
     c.weight_decay = k.weight_decay;
@@ -160,8 +149,7 @@ TEST(PackedTrainerTest, SingleTrialMatchesAutograd) {
     ExpectSameResult(*a, *b, 1e-5, what);
     EXPECT_EQ(packed.finished, 1);
     EXPECT_EQ(autograd.finished, 1);
-    std::printf("%-28s largest relative difference to autograd: %.3g\n",
-                what.c_str(), worst);
+    std::printf("%-28s largest relative difference to autograd: %.3g\n", what.c_str(), worst);
   }
 }
 
@@ -171,15 +159,14 @@ TEST(PackedTrainerTest, SingleTrialMatchesAutograd) {
 // go on.
 TEST(PackedTrainerTest, PackedTrialsMatchAloneAndLeaveEarly) {
   for (const std::string model : {"jsc-tiny", "jsc-toy", "jsc-10x"}) {
-    const std::vector<TrainConfig> configs = {
-        Config(0, 1e-2, 2), Config(1, 3e-3, 4), Config(0, 5e-3, 3)};
+    const std::vector<TrainConfig> configs = {Config(0, 1e-2, 2), Config(1, 3e-3, 4),
+                                              Config(0, 5e-3, 3)};
     TempDir dir("packed_" + model);
     std::vector<std::string> finish_order;
     std::vector<std::unique_ptr<Recorder>> packed_rec;
     std::vector<PackedTrial> trials;
     for (size_t i = 0; i < configs.size(); ++i) {
-      packed_rec.push_back(
-          std::make_unique<Recorder>(&finish_order, std::to_string(i)));
+      packed_rec.push_back(std::make_unique<Recorder>(&finish_order, std::to_string(i)));
       PackedTrial t{configs[i], {}};
       t.options.callback = packed_rec.back().get();
       t.options.checkpoint_dir = dir.File("p" + std::to_string(i));
@@ -199,44 +186,36 @@ TEST(PackedTrainerTest, PackedTrialsMatchAloneAndLeaveEarly) {
       o.checkpoint_dir = dir.File("a" + std::to_string(i));
       auto alone = TrainModel(configs[i], Model(model), Blobs(), o);
       ASSERT_TRUE(alone.ok()) << alone.status();
-      worst = std::max(
-          worst, ExpectSameMetrics(*packed_rec[i], alone_rec, 1e-5, what));
+      worst = std::max(worst, ExpectSameMetrics(*packed_rec[i], alone_rec, 1e-5, what));
       ExpectSameResult((*packed)[i], *alone, 1e-5, what);
       EXPECT_EQ((*packed)[i].epochs_completed, configs[i].max_epochs) << what;
       EXPECT_EQ(packed_rec[i]->finished, 1) << what;
       // The trial's own checkpoint holds its weights: it evaluates to its
       // logged test metrics.
-      auto eval = EvaluateCheckpoint((*packed)[i].last_checkpoint, Blobs(),
-                                     "test", 128, "");
+      auto eval = EvaluateCheckpoint((*packed)[i].last_checkpoint, Blobs(), "test", 128, "");
       ASSERT_TRUE(eval.ok()) << eval.status();
-      EXPECT_NEAR(eval->loss, (*packed)[i].final_metrics.at("test_loss_epoch"),
-                  1e-5)
-          << what;
-      EXPECT_NEAR(eval->accuracy,
-                  (*packed)[i].final_metrics.at("test_acc_epoch"), 1e-3)
-          << what;
+      EXPECT_NEAR(eval->loss, (*packed)[i].final_metrics.at("test_loss_epoch"), 1e-5) << what;
+      EXPECT_NEAR(eval->accuracy, (*packed)[i].final_metrics.at("test_acc_epoch"), 1e-3) << what;
       auto info = ReadCheckpointInfo((*packed)[i].last_checkpoint);
       ASSERT_TRUE(info.ok()) << info.status();
       EXPECT_EQ(info->meta["provenance"]["job"], i) << what;
       EXPECT_EQ(info->meta["seed"], configs[i].seed) << what;
       EXPECT_EQ(info->meta["epoch"], configs[i].max_epochs - 1) << what;
     }
-    std::printf("%-10s largest relative difference packed vs alone: %.3g\n",
-                model.c_str(), worst);
+    std::printf("%-10s largest relative difference packed vs alone: %.3g\n", model.c_str(), worst);
   }
 }
 
 // A cancelled trial and a diverging trial leave the pack; the others are
 // unaffected.
 TEST(PackedTrainerTest, CancelAndDivergenceLeaveThePackAlone) {
-  auto no_bn = ModelFromToml("layers = [{type = \"linear\", width = 64}, {type "
-                             "= \"relu\"}, {type = \"linear\"}]\n",
-                             "no-bn");
+  auto no_bn = ModelFromToml(
+      "layers = [{type = \"linear\", width = 64}, {type "
+      "= \"relu\"}, {type = \"linear\"}]\n",
+      "no-bn");
   ASSERT_TRUE(no_bn.ok()) << no_bn.status();
-  std::vector<TrainConfig> configs = {Config(0, 1e-2, 3), Config(0, 10, 3),
-                                      Config(2, 1e-2, 3)};
-  for (auto &c : configs)
-    c.training_optimizer = "sgd";
+  std::vector<TrainConfig> configs = {Config(0, 1e-2, 3), Config(0, 10, 3), Config(2, 1e-2, 3)};
+  for (auto &c : configs) c.training_optimizer = "sgd";
   std::vector<std::unique_ptr<Recorder>> rec;
   std::vector<PackedTrial> trials;
   for (const auto &c : configs) {
@@ -244,7 +223,7 @@ TEST(PackedTrainerTest, CancelAndDivergenceLeaveThePackAlone) {
     trials.push_back({c, {}});
     trials.back().options.callback = rec.back().get();
   }
-  rec[2]->stop_after = 40; // cancelled in the second epoch
+  rec[2]->stop_after = 40;  // cancelled in the second epoch
   auto packed = TrainPacked(trials, *no_bn, Blobs());
   ASSERT_TRUE(packed.ok()) << packed.status();
   EXPECT_EQ((*packed)[1].status, "diverged");
@@ -275,23 +254,18 @@ TEST(PackedTrainerTest, CancelAndDivergenceLeaveThePackAlone) {
 }
 
 TEST(PackedTrainerTest, RejectsWhatCannotBePacked) {
-  std::vector<PackedTrial> trials = {{Config(0, 1e-2, 2), {}},
-                                     {Config(1, 1e-2, 2), {}}};
+  std::vector<PackedTrial> trials = {{Config(0, 1e-2, 2), {}}, {Config(1, 1e-2, 2), {}}};
   trials[1].config.batch_size = 64;
   auto r = TrainPacked(trials, Model("jsc-toy"), Blobs());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("trial 1"));
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("batch_size"));
-  for (const char *key :
-       {"training_optimizer", "accumulate_grad_batches", "threads"}) {
+  for (const char *key : {"training_optimizer", "accumulate_grad_batches", "threads"}) {
     TrainConfig b = Config(0, 1e-2, 2);
-    if (std::string(key) == "training_optimizer")
-      b.training_optimizer = "sgd";
-    if (std::string(key) == "accumulate_grad_batches")
-      b.accumulate_grad_batches = 2;
-    if (std::string(key) == "threads")
-      b.threads = 2;
+    if (std::string(key) == "training_optimizer") b.training_optimizer = "sgd";
+    if (std::string(key) == "accumulate_grad_batches") b.accumulate_grad_batches = 2;
+    if (std::string(key) == "threads") b.threads = 2;
     absl::Status s = CheckPackable(Config(0, 1e-2, 2), b);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << key;
     EXPECT_THAT(std::string(s.message()), HasSubstr(key));
@@ -303,8 +277,7 @@ TEST(PackedTrainerTest, RejectsWhatCannotBePacked) {
   // loop.
   auto dropout = ModelFromToml("hidden = [8]\ndropout = 0.2\n", "drop");
   ASSERT_TRUE(dropout.ok()) << dropout.status();
-  EXPECT_EQ(CheckPackableModel(*dropout).code(),
-            absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(CheckPackableModel(*dropout).code(), absl::StatusCode::kUnimplemented);
   auto d = TrainPacked({{Config(0, 1e-2, 1), {}}}, *dropout, Blobs());
   ASSERT_FALSE(d.ok());
   EXPECT_THAT(std::string(d.status().message()), HasSubstr("Dropout"));
@@ -332,5 +305,5 @@ TEST(PackedTrainerTest, IntraOpThreadsArePerThread) {
   EXPECT_EQ(ThreadIntraOpThreads(), 1);
 }
 
-} // namespace
-} // namespace qsweep
+}  // namespace
+}  // namespace qsweep

@@ -62,9 +62,8 @@ absl::Status CheckPackable(const TrainConfig &a, const TrainConfig &b);
 // while training (I/O, LibTorch) ends the whole pack with INTERNAL and the
 // context. Sets the calling thread's intra-op threads to config.threads (see
 // SetThreadIntraOpThreads).
-absl::StatusOr<std::vector<TrainResult>>
-TrainPacked(const std::vector<PackedTrial> &trials, const ModelSpec &spec,
-            const Dataset &data);
+absl::StatusOr<std::vector<TrainResult>> TrainPacked(const std::vector<PackedTrial> &trials,
+                                                     const ModelSpec &spec, const Dataset &data);
 
 // Sets the number of intra-op threads used by LibTorch operations started from
 // the calling thread, without changing other threads (LibTorch's OpenMP backend
@@ -75,4 +74,4 @@ int SetThreadIntraOpThreads(int threads);
 // The intra-op thread count in effect on the calling thread.
 int ThreadIntraOpThreads();
 
-} // namespace qsweep
+}  // namespace qsweep

@@ -2,11 +2,11 @@
 // (trainer.cc) and the packed engine (packed_trainer.cc).
 #pragma once
 
+#include <torch/torch.h>
+
 #include <exception>
 #include <string>
 #include <utility>
-
-#include <torch/torch.h>
 
 #include "absl/status/status.h"
 #include "worker/core/config/train_config.h"
@@ -27,8 +27,7 @@ absl::Status CheckDataFitsModel(const Dataset &data, const ModelSpec &spec);
 absl::Status CheckConfig(const TrainConfig &c);
 
 // Tensors viewing a split's rows (no copy on CPU; the Dataset outlives them).
-std::pair<torch::Tensor, torch::Tensor>
-SplitTensors(const DataSplit &s, int64_t n_features,
-             const torch::Device &device);
+std::pair<torch::Tensor, torch::Tensor> SplitTensors(const DataSplit &s, int64_t n_features,
+                                                     const torch::Device &device);
 
-} // namespace qsweep
+}  // namespace qsweep
