@@ -234,6 +234,7 @@ class PackedEngine {
   torch::Tensor param_, grad_, step_grad_, exp_avg_, exp_avg_sq_, momentum_, denom_, upd_;
   // Per-trial columns [K, 1], defined only when the trials' values differ.
   torch::Tensor neg_lr_, wd_, decay_, step_scale_;
+  torch::Tensor neg_lr_d_, step_scale_d_;  // not CPU: -lr_k in double, per-step scratch
   std::vector<double> lrs_;
   std::vector<torch::Tensor> bn_w_,
       bn_b_;                                   // K > 1: contiguous [K·C] copies per BatchNorm
@@ -534,6 +535,11 @@ void PackedEngine::SetLearningRates() {
   wd_ = uniform_wd_ ? torch::Tensor() : column(wds);
   decay_ = uniform_lr_ && uniform_wd_ ? torch::Tensor() : column(decay);
   step_scale_ = uniform_lr_ ? torch::Tensor() : torch::empty({K, 1}, param_.options());
+  if (!uniform_lr_ && !param_.is_cpu()) {
+    neg_lr_d_ = torch::from_blob(neg.data(), {K, 1}, torch::kDouble)
+                    .to(param_.device(), torch::kDouble, /*non_blocking=*/false, /*copy=*/true);
+    step_scale_d_ = torch::empty_like(neg_lr_d_);
+  }
 }
 
 void PackedEngine::Shuffle() {
@@ -728,12 +734,12 @@ void PackedEngine::OptimizerStep() {
   } else {
     // Per trial FlatOptimizer's addcdiv_ arithmetic: p + (float(-lr_k / bc1) *
     // exp_avg) / denom.
-    std::vector<float> scale(static_cast<size_t>(K));
-    for (int64_t k = 0; k < K; ++k) scale[k] = static_cast<float>(-lrs_[k] / bc1);
     if (step_scale_.is_cpu()) {
-      std::copy(scale.begin(), scale.end(), step_scale_.data_ptr<float>());
-    } else {
-      step_scale_.copy_(torch::from_blob(scale.data(), {K, 1}, torch::kFloat));
+      float *scale = step_scale_.data_ptr<float>();
+      for (int64_t k = 0; k < K; ++k) scale[k] = static_cast<float>(-lrs_[k] / bc1);
+    } else {  // on the device, without a host synchronisation: the same double division
+      at::div_out(step_scale_d_, neg_lr_d_, bc1);
+      step_scale_.copy_(step_scale_d_);
     }
     at::mul_out(upd_, exp_avg_, step_scale_);
     param_.addcdiv_(upd_, denom_, 1.0);
