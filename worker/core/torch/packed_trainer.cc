@@ -499,6 +499,7 @@ void PackedEngine::AllocateWork() {
   neg_scale_value_ = 0;
   loss_buf_ = torch::empty({loss_cap_, K}, opts);
   pending_.clear();
+  pending_.reserve(static_cast<size_t>(loss_cap_));
 }
 
 void PackedEngine::SetLearningRates() {
