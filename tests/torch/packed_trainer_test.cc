@@ -24,17 +24,17 @@ using testing_util::TempDir;
 
 class Recorder : public TrainCallback {
  public:
-  explicit Recorder(std::vector<std::string> *finish_log = nullptr, std::string tag = "")
+  explicit Recorder(std::vector<std::string>* finish_log = nullptr, std::string tag = "")
       : finish_log_(finish_log), tag_(std::move(tag)) {}
-  void OnMetric(const MetricPoint &m) override {
+  void OnMetric(const MetricPoint& m) override {
     if (m.name != "epoch_seconds" && m.name != "samples_per_second") metrics.push_back(m);
   }
-  void OnProgress(const TrainProgress &p) override {
+  void OnProgress(const TrainProgress& p) override {
     ++progress_calls;
     last = p;
   }
   bool ShouldStop() override { return stop_after >= 0 && progress_calls >= stop_after; }
-  void OnFinished(const TrainResult &r) override {
+  void OnFinished(const TrainResult& r) override {
     ++finished;
     status = r.status;
     if (finish_log_) finish_log_->push_back(tag_);
@@ -48,11 +48,11 @@ class Recorder : public TrainCallback {
   std::string status;
 
  private:
-  std::vector<std::string> *finish_log_;
+  std::vector<std::string>* finish_log_;
   std::string tag_;
 };
 
-const Dataset &Blobs() {
+const Dataset& Blobs() {
   static const Dataset d = BlobDataset(4000, 1000);
   return d;
 }
@@ -70,7 +70,7 @@ TrainConfig Config(int64_t seed, double lr, int64_t epochs) {
   return c;
 }
 
-ModelSpec Model(const std::string &name) {
+ModelSpec Model(const std::string& name) {
   if (name == "jsc-10x") {
     auto s = ResolveModel(std::string(QSWEEP_SOURCE_DIR) + "/examples/models/jsc-10x.toml");
     EXPECT_TRUE(s.ok()) << s.status();
@@ -83,13 +83,13 @@ ModelSpec Model(const std::string &name) {
 
 // The same metric series (names, steps, epochs) with values within `tol`
 // (relative to max(1, |value|)); returns the largest difference seen.
-double ExpectSameMetrics(const Recorder &got, const Recorder &want, double tol,
-                         const std::string &what) {
+double ExpectSameMetrics(const Recorder& got, const Recorder& want, double tol,
+                         const std::string& what) {
   EXPECT_EQ(got.metrics.size(), want.metrics.size()) << what;
   double worst = 0;
   for (size_t i = 0; i < std::min(got.metrics.size(), want.metrics.size()); ++i) {
-    const MetricPoint &a = got.metrics[i];
-    const MetricPoint &b = want.metrics[i];
+    const MetricPoint& a = got.metrics[i];
+    const MetricPoint& b = want.metrics[i];
     EXPECT_EQ(a.name, b.name) << what << " #" << i;
     EXPECT_EQ(a.step, b.step) << what << " " << a.name;
     EXPECT_EQ(a.epoch, b.epoch) << what << " " << a.name;
@@ -101,13 +101,13 @@ double ExpectSameMetrics(const Recorder &got, const Recorder &want, double tol,
   return worst;
 }
 
-void ExpectSameResult(const TrainResult &got, const TrainResult &want, double tol,
-                      const std::string &what) {
+void ExpectSameResult(const TrainResult& got, const TrainResult& want, double tol,
+                      const std::string& what) {
   EXPECT_EQ(got.status, want.status) << what;
   EXPECT_EQ(got.message, want.message) << what;
   EXPECT_EQ(got.global_steps, want.global_steps) << what;
   EXPECT_EQ(got.epochs_completed, want.epochs_completed) << what;
-  for (const auto &[name, value] : want.final_metrics) {
+  for (const auto& [name, value] : want.final_metrics) {
     if (name == "epoch_seconds" || name == "samples_per_second") continue;
     ASSERT_TRUE(got.final_metrics.count(name)) << what << " " << name;
     EXPECT_NEAR(got.final_metrics.at(name), value, tol * std::max(1.0, std::abs(value)))
@@ -129,7 +129,7 @@ TEST(PackedTrainerTest, SingleTrialMatchesAutograd) {
       {"jsc-10x", "adam", 0, 1, -1},     {"jsc-toy", "sgd", 0, 1, -1},
       {"jsc-10x", "adamw", 1e-2, 1, -1}, {"jsc-toy", "adam", 1e-3, 3, 20},
   };
-  for (const Case &k : cases) {
+  for (const Case& k : cases) {
     const std::string what = k.model + "/" + k.optimizer + "/acc" + std::to_string(k.accumulate);
     TrainConfig c = Config(7, 5e-3, 3);
     c.training_optimizer = k.optimizer;
@@ -215,10 +215,10 @@ TEST(PackedTrainerTest, CancelAndDivergenceLeaveThePackAlone) {
       "no-bn");
   ASSERT_TRUE(no_bn.ok()) << no_bn.status();
   std::vector<TrainConfig> configs = {Config(0, 1e-2, 3), Config(0, 10, 3), Config(2, 1e-2, 3)};
-  for (auto &c : configs) c.training_optimizer = "sgd";
+  for (auto& c : configs) c.training_optimizer = "sgd";
   std::vector<std::unique_ptr<Recorder>> rec;
   std::vector<PackedTrial> trials;
-  for (const auto &c : configs) {
+  for (const auto& c : configs) {
     rec.push_back(std::make_unique<Recorder>());
     trials.push_back({c, {}});
     trials.back().options.callback = rec.back().get();
@@ -261,7 +261,7 @@ TEST(PackedTrainerTest, RejectsWhatCannotBePacked) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("trial 1"));
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("batch_size"));
-  for (const char *key : {"training_optimizer", "accumulate_grad_batches", "threads"}) {
+  for (const char* key : {"training_optimizer", "accumulate_grad_batches", "threads"}) {
     TrainConfig b = Config(0, 1e-2, 2);
     if (std::string(key) == "training_optimizer") b.training_optimizer = "sgd";
     if (std::string(key) == "accumulate_grad_batches") b.accumulate_grad_batches = 2;

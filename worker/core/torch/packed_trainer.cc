@@ -62,9 +62,9 @@ int ThreadIntraOpThreads() {
   return at::get_num_threads();
 }
 
-absl::Status CheckPackableModel(const ModelSpec &spec) {
+absl::Status CheckPackableModel(const ModelSpec& spec) {
   for (size_t i = 0; i < spec.layers.size(); ++i) {
-    const LayerSpec &l = spec.layers[i];
+    const LayerSpec& l = spec.layers[i];
     if (l.kind == LayerKind::kDropout && l.p != 0.0) {
       return absl::UnimplementedError(
           absl::StrCat("model '", spec.name, "' layer ", i, " is Dropout(p=", l.p,
@@ -75,8 +75,8 @@ absl::Status CheckPackableModel(const ModelSpec &spec) {
   return absl::OkStatus();
 }
 
-absl::Status CheckPackable(const TrainConfig &a, const TrainConfig &b) {
-  auto differs = [](const char *key, const auto &x, const auto &y) -> absl::Status {
+absl::Status CheckPackable(const TrainConfig& a, const TrainConfig& b) {
+  auto differs = [](const char* key, const auto& x, const auto& y) -> absl::Status {
     if (x == y) return absl::OkStatus();
     return absl::InvalidArgumentError(
         absl::StrCat("trials differ in '", key, "', which must be equal within a pack"));
@@ -117,7 +117,7 @@ const int64_t kAxis1[1] = {1};
 // Network::Create seeds and draws from the process-wide default generator; the
 // engine copies that generator's state right after, so trials built on several
 // threads must not interleave.
-std::mutex &InitMutex() {
+std::mutex& InitMutex() {
   static std::mutex m;
   return m;
 }
@@ -134,8 +134,8 @@ struct Layer {
 
 // One trial and its bookkeeping.
 struct Trial {
-  const PackedTrial *src = nullptr;
-  TrainCallback *cb = nullptr;
+  const PackedTrial* src = nullptr;
+  TrainCallback* cb = nullptr;
   std::shared_ptr<Network> net;          // for checkpoints: the trial's state is copied here
   std::unique_ptr<FlatOptimizer> opt;    // ditto (optimizer state)
   at::Generator gen;                     // this trial's shuffles
@@ -160,20 +160,20 @@ struct PendingBatch {
 
 class PackedEngine {
  public:
-  PackedEngine(const std::vector<PackedTrial> &trials, const ModelSpec &spec, const Dataset &data)
+  PackedEngine(const std::vector<PackedTrial>& trials, const ModelSpec& spec, const Dataset& data)
       : src_(trials), spec_(spec), data_(data), cfg_(trials.front().config) {}
 
   absl::Status Run();
   std::vector<TrainResult> TakeResults() {
     std::vector<TrainResult> out;
-    for (auto &t : trials_) out.push_back(std::move(t.result));
+    for (auto& t : trials_) out.push_back(std::move(t.result));
     return out;
   }
   int64_t epoch() const { return epoch_; }
 
  private:
   absl::Status Setup();
-  absl::Status SetupTrial(Trial &t);
+  absl::Status SetupTrial(Trial& t);
   void BuildPack();
   void BindViews();
   void AllocateWork();
@@ -181,42 +181,42 @@ class PackedEngine {
   void Shuffle();
   // Trains the epoch's batches; false when the pack must stop (max_steps).
   bool TrainEpoch();
-  void Forward(int64_t n, const torch::Tensor &xb);
+  void Forward(int64_t n, const torch::Tensor& xb);
   // A BatchNorm's weight / bias as one [K·C] tensor: a view for one trial, a
   // copy otherwise.
   torch::Tensor BnWeight(size_t li) {
-    const Layer &L = layers_[li];
+    const Layer& L = layers_[li];
     if (K == 1) return bn_weight_used_[L.bn] = W_[li].view({L.out});
     bn_w_[L.bn].view({K, L.out}).copy_(W_[li]);
     return bn_weight_used_[L.bn] = bn_w_[L.bn];
   }
   torch::Tensor BnBias(size_t li) {
-    const Layer &L = layers_[li];
+    const Layer& L = layers_[li];
     if (K == 1) return B_[li].view({L.out});
     bn_b_[L.bn].view({K, L.out}).copy_(B_[li]);
     return bn_b_[L.bn];
   }
-  void LossAndGrad(int64_t n, const torch::Tensor &yb, int64_t row);
+  void LossAndGrad(int64_t n, const torch::Tensor& yb, int64_t row);
   void Backward(int64_t n);
   void OptimizerStep();
   // Reads the pending losses: divergence, progress, log-step metrics.
-  void Flush(const torch::Tensor &log_correct);
+  void Flush(const torch::Tensor& log_correct);
   absl::Status EndEpoch(Clock::time_point epoch_start, double train_seconds, bool last_for_all);
-  void EvaluatePacked(const torch::Tensor &x, const torch::Tensor &y, std::vector<EvalResult> &out);
-  absl::Status SaveCheckpoint(Trial &t, const std::string &file, const std::string &kind);
+  void EvaluatePacked(const torch::Tensor& x, const torch::Tensor& y, std::vector<EvalResult>& out);
+  absl::Status SaveCheckpoint(Trial& t, const std::string& file, const std::string& kind);
   void SyncTrialToNetwork(int col);
   // Ends the trials marked `leaving`, calls their OnFinished, and compacts the
   // pack.
   void Leave();
-  void Finish(Trial &t);
-  void Emit(Trial &t, const std::string &name, double value) {
+  void Finish(Trial& t);
+  void Emit(Trial& t, const std::string& name, double value) {
     if (t.cb) t.cb->OnMetric({name, global_step_, epoch_, value});
   }
 
-  const std::vector<PackedTrial> &src_;
-  const ModelSpec &spec_;
-  const Dataset &data_;
-  const TrainConfig &cfg_;  // the pack-wide settings (trial 0's)
+  const std::vector<PackedTrial>& src_;
+  const ModelSpec& spec_;
+  const Dataset& data_;
+  const TrainConfig& cfg_;  // the pack-wide settings (trial 0's)
 
   torch::Device device_ = torch::kCPU;
   std::vector<Trial> trials_;
@@ -247,6 +247,19 @@ class PackedEngine {
       save_invstd_;  // per BatchNorm
   int64_t opt_step_ = 0;
 
+  // Views made once per pack shape (the dispatcher cost of a view is not negligible at these
+  // sizes): per Linear, the operands of its products; "full" ones assume n = batch_size.
+  struct LinearViews {
+    torch::Tensor w, wt, b, gw, gb;      // K = 1: 2-D / 1-D; K > 1: [K, ...]
+    std::vector<torch::Tensor> gb_rows;  // K > 1: gB row k
+    torch::Tensor out_full, gin_full;    // K = 1: [bs, C]; K > 1: [K, bs, C] transposes
+  };
+  std::vector<LinearViews> lv_;
+  void CacheViews();
+  static torch::Tensor Rows(const torch::Tensor& t, int64_t n) {
+    return n == t.size(0) ? t : t.narrow(0, 0, n);
+  }
+
   // Work buffers for up to batch_size rows.
   std::vector<torch::Tensor> act_, gin_,
       in_;  // per layer: output, input gradient, input
@@ -261,8 +274,8 @@ class PackedEngine {
   Clock::time_point start_;
 };
 
-absl::Status PackedEngine::SetupTrial(Trial &t) {
-  const TrainConfig &c = t.src->config;
+absl::Status PackedEngine::SetupTrial(Trial& t) {
+  const TrainConfig& c = t.src->config;
   {
     std::lock_guard<std::mutex> lock(InitMutex());
     QSWEEP_ASSIGN_OR_RETURN(t.net, Network::Create(spec_, static_cast<uint64_t>(c.seed)));
@@ -330,7 +343,7 @@ absl::Status PackedEngine::Setup() {
 
   // Layers and parameter blocks, in Network::parameters() order.
   bool seen_compute = false;
-  for (const LayerSpec &l : spec_.layers) {
+  for (const LayerSpec& l : spec_.layers) {
     Layer L;
     L.kind = l.kind;
     L.in = l.in;
@@ -366,7 +379,7 @@ absl::Status PackedEngine::Setup() {
   }
   // Widths of layers whose in/out the spec leaves implicit (ReLU, Dropout).
   int64_t width = spec_.in_features;
-  for (Layer &L : layers_) {
+  for (Layer& L : layers_) {
     if (L.kind == LayerKind::kLinear) {
       L.in = width;
       width = L.out;
@@ -398,7 +411,7 @@ void PackedEngine::BuildPack() {
   std::vector<torch::Tensor> rows;
   for (int i : active_) {
     std::vector<torch::Tensor> flat;
-    for (const auto &p : trials_[i].net->parameters()) flat.push_back(p.detach().reshape({-1}));
+    for (const auto& p : trials_[i].net->parameters()) flat.push_back(p.detach().reshape({-1}));
     rows.push_back(torch::cat(flat));
   }
   param_ = torch::stack(rows).contiguous();  // [K, P]
@@ -416,7 +429,7 @@ void PackedEngine::BuildPack() {
   run_mean_.assign(n_bn_, {});
   run_var_.assign(n_bn_, {});
   for (size_t li = 0; li < layers_.size(); ++li) {
-    const Layer &L = layers_[li];
+    const Layer& L = layers_[li];
     if (L.bn < 0) continue;
     std::vector<torch::Tensor> means, vars;
     for (int i : active_) {
@@ -447,11 +460,11 @@ void PackedEngine::BindViews() {
   }
   bn_w_.assign(n_bn_, {});
   bn_b_.assign(n_bn_, {});
-  const torch::Tensor &g = cfg_.accumulate_grad_batches > 1 ? step_grad_ : grad_;
+  const torch::Tensor& g = cfg_.accumulate_grad_batches > 1 ? step_grad_ : grad_;
   for (size_t li = 0; li < n; ++li) {
-    const Layer &L = layers_[li];
+    const Layer& L = layers_[li];
     if (L.wblock < 0) continue;
-    auto block = [&](const torch::Tensor &flat, int j) {
+    auto block = [&](const torch::Tensor& flat, int j) {
       return flat.narrow(1, offsets[j],
                          block_sizes_[j]);  // [K, size], row stride P
     };
@@ -484,7 +497,7 @@ void PackedEngine::AllocateWork() {
   bn_weight_used_.assign(n_bn_, {});
   save_invstd_.assign(n_bn_, {});
   for (size_t li = 0; li < n; ++li) {
-    const Layer &L = layers_[li];
+    const Layer& L = layers_[li];
     if (L.skip) continue;
     const bool own_output =
         L.kind == LayerKind::kLinear || (L.kind == LayerKind::kReLU && !L.in_place_relu);
@@ -500,13 +513,40 @@ void PackedEngine::AllocateWork() {
   loss_buf_ = torch::empty({loss_cap_, K}, opts);
   pending_.clear();
   pending_.reserve(static_cast<size_t>(loss_cap_));
+  CacheViews();
+}
+
+void PackedEngine::CacheViews() {
+  const int64_t bs = cfg_.batch_size;
+  lv_.assign(layers_.size(), {});
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& L = layers_[li];
+    if (L.kind != LayerKind::kLinear) continue;
+    LinearViews& v = lv_[li];
+    if (K == 1) {
+      v.w = W_[li].view({L.out, L.in});
+      v.wt = v.w.t();
+      v.b = B_[li].view({L.out});
+      v.gw = gW_[li].view({L.out, L.in});
+      v.gb = gB_[li].view({L.out});
+      v.out_full = act_[li].view({bs, L.out});
+      if (gin_[li].defined()) v.gin_full = gin_[li].view({bs, L.in});
+    } else {
+      v.w = W_[li];
+      v.wt = W_[li].transpose(1, 2);
+      v.b = B_[li].unsqueeze(1);
+      for (int64_t k = 0; k < K; ++k) v.gb_rows.push_back(gB_[li].select(0, k));
+      v.out_full = act_[li].transpose(0, 1);
+      if (gin_[li].defined()) v.gin_full = gin_[li].transpose(0, 1);
+    }
+  }
 }
 
 void PackedEngine::SetLearningRates() {
   torch::NoGradGuard no_grad;
   std::vector<double> lrs, wds;
   for (int i : active_) {
-    Trial &t = trials_[i];
+    Trial& t = trials_[i];
     t.lr = CosineAnnealingLr(t.src->config.learning_rate, epoch_, t.src->config.max_epochs);
     t.opt->set_lr(t.lr);
     lrs.push_back(t.lr);
@@ -522,7 +562,7 @@ void PackedEngine::SetLearningRates() {
   lr_ = lrs[0];
   wd_scalar_ = wds[0];
   lrs_ = lrs;
-  auto column = [&](const std::vector<double> &v) {
+  auto column = [&](const std::vector<double>& v) {
     std::vector<float> host(v.begin(), v.end());
     return torch::from_blob(host.data(), {K, 1}, torch::kFloat)
         .to(param_.options(), /*non_blocking=*/false, /*copy=*/true);
@@ -556,24 +596,24 @@ void PackedEngine::Shuffle() {
   ys_ = train_y_.index_select(0, idx).view({n, K});
 }
 
-void PackedEngine::Forward(int64_t n, const torch::Tensor &xb) {
+void PackedEngine::Forward(int64_t n, const torch::Tensor& xb) {
   torch::Tensor h = xb;
   for (size_t li = 0; li < layers_.size(); ++li) {
-    const Layer &L = layers_[li];
+    const Layer& L = layers_[li];
     if (L.skip) continue;
     in_[li] = h;
     switch (L.kind) {
       case LayerKind::kLinear: {
-        torch::Tensor o = act_[li].narrow(0, 0, n);
+        const LinearViews& v = lv_[li];
+        const bool full = n == cfg_.batch_size;
         if (K == 1) {
-          torch::Tensor o2 = o.view({n, L.out});
-          at::addmm_out(o2, B_[li].view({L.out}), h.view({n, L.in}),
-                        W_[li].view({L.out, L.in}).t());
+          torch::Tensor o2 = full ? v.out_full : act_[li].narrow(0, 0, n).view({n, L.out});
+          at::addmm_out(o2, v.b, h.view({n, L.in}), v.wt);
         } else {
-          torch::Tensor ot = o.transpose(0, 1);
-          at::baddbmm_out(ot, B_[li].unsqueeze(1), h.transpose(0, 1), W_[li].transpose(1, 2));
+          torch::Tensor ot = full ? v.out_full : act_[li].narrow(0, 0, n).transpose(0, 1);
+          at::baddbmm_out(ot, v.b, h.transpose(0, 1), v.wt);
         }
-        h = o;
+        h = Rows(act_[li], n);
         break;
       }
       case LayerKind::kBatchNorm1d: {
@@ -605,11 +645,11 @@ void PackedEngine::Forward(int64_t n, const torch::Tensor &xb) {
   out_ = h;
 }
 
-void PackedEngine::LossAndGrad(int64_t n, const torch::Tensor &yb, int64_t row) {
-  torch::Tensor logp = logp_.narrow(0, 0, n);
+void PackedEngine::LossAndGrad(int64_t n, const torch::Tensor& yb, int64_t row) {
+  torch::Tensor logp = Rows(logp_, n);
   at::_log_softmax_out(logp, out_, 2, false);
   const torch::Tensor y3 = yb.unsqueeze(2);
-  torch::Tensor picked = picked_.narrow(0, 0, n);
+  torch::Tensor picked = Rows(picked_, n);
   at::gather_out(picked, logp, 2, y3);
   torch::Tensor loss_row = loss_buf_.select(0, row);
   at::sum_out(loss_row, picked.view({n, K}), at::IntArrayRef(kAxis0));
@@ -621,18 +661,18 @@ void PackedEngine::LossAndGrad(int64_t n, const torch::Tensor &yb, int64_t row) 
     neg_scale_.fill_(-scale);
     neg_scale_value_ = scale;
   }
-  torch::Tensor g = gout_.narrow(0, 0, n);
+  torch::Tensor g = Rows(gout_, n);
   at::exp_out(g, logp);
   g.mul_(scale);
-  g.scatter_add_(2, y3, neg_scale_.narrow(0, 0, n));
+  g.scatter_add_(2, y3, Rows(neg_scale_, n));
 }
 
 void PackedEngine::Backward(int64_t n) {
-  torch::Tensor g = gout_.narrow(0, 0, n);
+  torch::Tensor g = Rows(gout_, n);
   for (size_t li = layers_.size(); li-- > 0;) {
-    const Layer &L = layers_[li];
+    const Layer& L = layers_[li];
     if (L.skip) continue;
-    const torch::Tensor &h = in_[li];
+    const torch::Tensor& h = in_[li];
     switch (L.kind) {
       case LayerKind::kReLU:
         // g was produced by this pass (loss gradient or a layer's input
@@ -640,17 +680,16 @@ void PackedEngine::Backward(int64_t n) {
         at::threshold_backward_out(g, g, L.in_place_relu ? h : act_[li].narrow(0, 0, n), 0);
         break;
       case LayerKind::kLinear: {
+        LinearViews& v = lv_[li];
+        const bool full = n == cfg_.batch_size;
         if (K == 1) {
           const torch::Tensor g2 = g.view({n, L.out});
-          torch::Tensor gw = gW_[li].view({L.out, L.in});
-          torch::Tensor gb = gB_[li].view({L.out});
-          at::mm_out(gw, g2.t(), h.view({n, L.in}));
-          at::sum_out(gb, g2, at::IntArrayRef(kAxis0));
+          at::mm_out(v.gw, g2.t(), h.view({n, L.in}));
+          at::sum_out(v.gb, g2, at::IntArrayRef(kAxis0));
           if (!L.first) {
-            torch::Tensor gi = gin_[li].narrow(0, 0, n);
-            torch::Tensor gi2 = gi.view({n, L.in});
-            at::mm_out(gi2, g2, W_[li].view({L.out, L.in}));
-            g = gi;
+            torch::Tensor gi2 = full ? v.gin_full : gin_[li].narrow(0, 0, n).view({n, L.in});
+            at::mm_out(gi2, g2, v.w);
+            g = Rows(gin_[li], n);
           }
         } else {
           const torch::Tensor gt = g.transpose(0, 1);  // [K, n, out]
@@ -660,14 +699,12 @@ void PackedEngine::Backward(int64_t n) {
           // its rounding noise into full steps, so a different summation order
           // would change the trajectory.
           for (int64_t k = 0; k < K; ++k) {
-            torch::Tensor gbk = gB_[li].select(0, k);
-            at::sum_out(gbk, g.select(1, k), at::IntArrayRef(kAxis0));
+            at::sum_out(v.gb_rows[k], g.select(1, k), at::IntArrayRef(kAxis0));
           }
           if (!L.first) {
-            torch::Tensor gi = gin_[li].narrow(0, 0, n);
-            torch::Tensor git = gi.transpose(0, 1);
-            at::bmm_out(git, gt, W_[li]);
-            g = gi;
+            torch::Tensor git = full ? v.gin_full : gin_[li].narrow(0, 0, n).transpose(0, 1);
+            at::bmm_out(git, gt, v.w);
+            g = Rows(gin_[li], n);
           }
         }
         break;
@@ -736,7 +773,7 @@ void PackedEngine::OptimizerStep() {
     // Per trial FlatOptimizer's addcdiv_ arithmetic: p + (float(-lr_k / bc1) *
     // exp_avg) / denom.
     if (step_scale_.is_cpu()) {
-      float *scale = step_scale_.data_ptr<float>();
+      float* scale = step_scale_.data_ptr<float>();
       for (int64_t k = 0; k < K; ++k) scale[k] = static_cast<float>(-lrs_[k] / bc1);
     } else {  // on the device, without a host synchronisation: the same double division
       at::div_out(step_scale_d_, neg_lr_d_, bc1);
@@ -747,20 +784,20 @@ void PackedEngine::OptimizerStep() {
   }
 }
 
-void PackedEngine::Flush(const torch::Tensor &log_correct) {
+void PackedEngine::Flush(const torch::Tensor& log_correct) {
   if (pending_.empty()) return;
   const int64_t rows = static_cast<int64_t>(pending_.size());
   const torch::Tensor losses = loss_buf_.narrow(0, 0, rows).to(torch::kCPU).contiguous();
-  const float *lp = losses.data_ptr<float>();
+  const float* lp = losses.data_ptr<float>();
   torch::Tensor correct;
   if (log_correct.defined()) correct = log_correct.to(torch::kCPU).contiguous();
   for (int64_t c = 0; c < K; ++c) {
-    Trial &t = trials_[active_[c]];
+    Trial& t = trials_[active_[c]];
     if (t.leaving) continue;
     double last = 0;
     bool bad = false;
     for (int64_t r = 0; r < rows; ++r) {
-      const PendingBatch &p = pending_[r];
+      const PendingBatch& p = pending_[r];
       const double loss = -static_cast<double>(lp[r * K + c]) / static_cast<double>(p.rows);
       if (!std::isfinite(loss)) {
         t.result.status = "diverged";
@@ -802,7 +839,7 @@ bool PackedEngine::TrainEpoch() {
   for (int64_t b = 0; b < num_batches; ++b) {
     bool stop = false;
     for (int i : active_) {
-      Trial &t = trials_[i];
+      Trial& t = trials_[i];
       if (t.cb && t.cb->ShouldStop()) {
         t.leaving = true;
         t.result.status = "cancelled";
@@ -826,7 +863,7 @@ bool PackedEngine::TrainEpoch() {
     Backward(len);
     pending_.push_back({global_step_, len, false});
     for (int i : active_) {
-      for (int64_t &nbt : trials_[i].batches_tracked) ++nbt;
+      for (int64_t& nbt : trials_[i].batches_tracked) ++nbt;
     }
     epoch_samples_ += len;
     const bool first_in_window = b % accumulate == 0;
@@ -851,7 +888,7 @@ bool PackedEngine::TrainEpoch() {
     if (!flushed && static_cast<int64_t>(pending_.size()) == loss_cap_) Flush({});
     bool any_leaving = false;
     for (int i : active_) {
-      Trial &t = trials_[i];
+      Trial& t = trials_[i];
       any_leaving |= t.leaving;
       if (t.cb) {
         t.progress.epoch = epoch_;
@@ -875,8 +912,8 @@ bool PackedEngine::TrainEpoch() {
 // of batch means). For one trial these are the same ops, in the same order, as
 // EvaluateCheckpoint's, so a checkpoint evaluates to exactly the metrics logged
 // for it.
-void PackedEngine::EvaluatePacked(const torch::Tensor &x, const torch::Tensor &y,
-                                  std::vector<EvalResult> &out) {
+void PackedEngine::EvaluatePacked(const torch::Tensor& x, const torch::Tensor& y,
+                                  std::vector<EvalResult>& out) {
   torch::NoGradGuard no_grad;
   const int64_t bs = cfg_.batch_size;
   int64_t n = x.size(0);
@@ -892,7 +929,7 @@ void PackedEngine::EvaluatePacked(const torch::Tensor &x, const torch::Tensor &y
     torch::Tensor h = x.narrow(0, s, len);
     h = K == 1 ? h.view({len, 1, f}) : h.unsqueeze(1).expand({len, K, f}).contiguous();
     for (size_t li = 0; li < layers_.size(); ++li) {
-      const Layer &L = layers_[li];
+      const Layer& L = layers_[li];
       if (L.skip) continue;
       if (L.kind == LayerKind::kLinear) {
         if (K == 1) {
@@ -944,7 +981,7 @@ void PackedEngine::EvaluatePacked(const torch::Tensor &x, const torch::Tensor &y
 // from).
 void PackedEngine::SyncTrialToNetwork(int col) {
   torch::NoGradGuard no_grad;
-  Trial &t = trials_[active_[col]];
+  Trial& t = trials_[active_[col]];
   auto params = t.net->parameters();
   int64_t off = 0;
   const torch::Tensor row = param_.select(0, col);
@@ -959,7 +996,7 @@ void PackedEngine::SyncTrialToNetwork(int col) {
   }
   int bn = 0;
   for (size_t li = 0; li < layers_.size(); ++li) {
-    const Layer &L = layers_[li];
+    const Layer& L = layers_[li];
     if (L.bn < 0) continue;
     auto m = std::dynamic_pointer_cast<torch::nn::BatchNorm1dImpl>(t.net->LayerModule(li));
     m->running_mean.copy_(run_mean_[L.bn].view({K, L.out}).select(0, col));
@@ -968,8 +1005,8 @@ void PackedEngine::SyncTrialToNetwork(int col) {
   }
 }
 
-absl::Status PackedEngine::SaveCheckpoint(Trial &t, const std::string &file,
-                                          const std::string &kind) {
+absl::Status PackedEngine::SaveCheckpoint(Trial& t, const std::string& file,
+                                          const std::string& kind) {
   nlohmann::json meta = t.base_meta;
   meta["kind"] = kind;
   meta["epoch"] = epoch_;
@@ -988,7 +1025,7 @@ absl::Status PackedEngine::EndEpoch(Clock::time_point epoch_start, double train_
   EvaluatePacked(test_x_, test_y_, test);
   const double epoch_seconds = SecondsSince(epoch_start);
   for (int64_t c = 0; c < K; ++c) {
-    Trial &t = trials_[active_[c]];
+    Trial& t = trials_[active_[c]];
     t.epoch_metrics = {
         {"val_loss_epoch", val[c].loss}, {"val_acc_epoch", val[c].accuracy}, {"lr", t.lr}};
     if (test[c].rows > 0) {
@@ -998,10 +1035,10 @@ absl::Status PackedEngine::EndEpoch(Clock::time_point epoch_start, double train_
     t.epoch_metrics["epoch_seconds"] = epoch_seconds;
     t.epoch_metrics["samples_per_second"] =
         train_seconds > 0 ? static_cast<double>(epoch_samples_) / train_seconds : 0.0;
-    for (const auto &[name, value] : t.epoch_metrics) Emit(t, name, value);
+    for (const auto& [name, value] : t.epoch_metrics) Emit(t, name, value);
     t.progress.val_loss = val[c].loss;
     t.progress.val_acc = val[c].accuracy;
-    for (const auto &[name, value] : t.epoch_metrics) t.result.final_metrics[name] = value;
+    for (const auto& [name, value] : t.epoch_metrics) t.result.final_metrics[name] = value;
     t.train_seconds_total += train_seconds;
     t.samples_total += epoch_samples_;
     if (!std::isfinite(val[c].loss)) {
@@ -1027,7 +1064,7 @@ absl::Status PackedEngine::EndEpoch(Clock::time_point epoch_start, double train_
   return absl::OkStatus();
 }
 
-void PackedEngine::Finish(Trial &t) {
+void PackedEngine::Finish(Trial& t) {
   if (t.result.status == "succeeded") t.result.global_steps = global_step_;
   if (std::isfinite(t.best_val_loss))
     t.result.final_metrics["best_val_loss_epoch"] = t.best_val_loss;
@@ -1043,7 +1080,7 @@ void PackedEngine::Leave() {
   std::vector<int64_t> keep;
   std::vector<int> still;
   for (int64_t c = 0; c < K; ++c) {
-    Trial &t = trials_[active_[c]];
+    Trial& t = trials_[active_[c]];
     if (t.leaving) {
       Finish(t);
     } else {
@@ -1058,7 +1095,7 @@ void PackedEngine::Leave() {
   if (K == 0) return;
   const torch::Tensor idx =
       torch::tensor(keep, torch::TensorOptions().dtype(torch::kLong)).to(device_);
-  auto compact = [&](const torch::Tensor &t) { return t.defined() ? t.index_select(0, idx) : t; };
+  auto compact = [&](const torch::Tensor& t) { return t.defined() ? t.index_select(0, idx) : t; };
   param_ = compact(param_);
   grad_ = compact(grad_);
   step_grad_ = compact(step_grad_);
@@ -1101,13 +1138,13 @@ absl::Status PackedEngine::Run() {
 
 }  // namespace
 
-absl::StatusOr<std::vector<TrainResult>> TrainPacked(const std::vector<PackedTrial> &trials,
-                                                     const ModelSpec &spec, const Dataset &data) {
+absl::StatusOr<std::vector<TrainResult>> TrainPacked(const std::vector<PackedTrial>& trials,
+                                                     const ModelSpec& spec, const Dataset& data) {
   PackedEngine engine(trials, spec, data);
   absl::Status s;
   try {
     s = engine.Run();
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("training model '", spec.name, "' failed at epoch ",
                                             engine.epoch(), ": ", TorchMessage(e)));
   }

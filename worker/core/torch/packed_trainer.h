@@ -41,7 +41,7 @@ struct PackedTrial {
 // OK when `spec` can be trained by the packed engine: Linear, BatchNorm1d and
 // ReLU layers, and Dropout with p = 0 (a no-op). Otherwise UNIMPLEMENTED naming
 // the layer (TrainModel then uses its autograd loop).
-absl::Status CheckPackableModel(const ModelSpec &spec);
+absl::Status CheckPackableModel(const ModelSpec& spec);
 
 // OK when `a` and `b` may share a pack. Per trial: seed, learning_rate,
 // weight_decay, max_epochs, load_name and everything that is only provenance
@@ -49,7 +49,7 @@ absl::Status CheckPackableModel(const ModelSpec &spec);
 // accumulate_grad_batches, max_steps, debug, log_every_n_steps,
 // trainer_precision, device, accelerator, threads (and model / dataset, which
 // the caller passes once). INVALID_ARGUMENT naming the first key that differs.
-absl::Status CheckPackable(const TrainConfig &a, const TrainConfig &b);
+absl::Status CheckPackable(const TrainConfig& a, const TrainConfig& b);
 
 // Trains the trials together on `data` (one model `spec`, one dataset, as
 // loaded by the caller). Each trial leaves the pack when it ends: after its
@@ -62,8 +62,8 @@ absl::Status CheckPackable(const TrainConfig &a, const TrainConfig &b);
 // while training (I/O, LibTorch) ends the whole pack with INTERNAL and the
 // context. Sets the calling thread's intra-op threads to config.threads (see
 // SetThreadIntraOpThreads).
-absl::StatusOr<std::vector<TrainResult>> TrainPacked(const std::vector<PackedTrial> &trials,
-                                                     const ModelSpec &spec, const Dataset &data);
+absl::StatusOr<std::vector<TrainResult>> TrainPacked(const std::vector<PackedTrial>& trials,
+                                                     const ModelSpec& spec, const Dataset& data);
 
 // Sets the number of intra-op threads used by LibTorch operations started from
 // the calling thread, without changing other threads (LibTorch's OpenMP backend

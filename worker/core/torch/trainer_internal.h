@@ -16,18 +16,18 @@
 namespace qsweep {
 
 // The message of a LibTorch error without its C++ backtrace.
-std::string TorchMessage(const std::exception &e);
+std::string TorchMessage(const std::exception& e);
 
 // INVALID_ARGUMENT when the dataset's width/classes differ from the model's or
 // a split is inconsistent (naming the split and row).
-absl::Status CheckDataFitsModel(const Dataset &data, const ModelSpec &spec);
+absl::Status CheckDataFitsModel(const Dataset& data, const ModelSpec& spec);
 
 // batch_size, max_epochs, accumulate_grad_batches, threads >= 1;
 // trainer_precision "32".
-absl::Status CheckConfig(const TrainConfig &c);
+absl::Status CheckConfig(const TrainConfig& c);
 
 // Tensors viewing a split's rows (no copy on CPU; the Dataset outlives them).
-std::pair<torch::Tensor, torch::Tensor> SplitTensors(const DataSplit &s, int64_t n_features,
-                                                     const torch::Device &device);
+std::pair<torch::Tensor, torch::Tensor> SplitTensors(const DataSplit& s, int64_t n_features,
+                                                     const torch::Device& device);
 
 }  // namespace qsweep
