@@ -1,10 +1,15 @@
-// qsweep-bench-train: trains one model with qsweep's trainer and prints one
-// JSON line with the training throughput (median of per-epoch samples/s), in
-// the same shape as the reference script's output. Driven by
-// bench/train_throughput.py.
+// qsweep-bench-train: trains with qsweep's trainer and prints one JSON line with the training
+// throughput (median of per-epoch samples/s), in the same shape as the reference script's
+// output. Driven by bench/train_throughput.py and bench/packed_throughput.py.
 //
 //   qsweep-bench-train --model jsc-toy --dataset jsc-synthetic --synthetic-rows 200000 \
-//       --batch-size 256 --epochs 3 [--threads 1] [--lr 1e-3]
+//       --batch-size 256 --epochs 3 [--threads 1] [--lr 1e-3] [--engine packed|autograd]
+//       [--trials K --mode packed|sequential]
+//
+// --trials K trains K trials (seeds 0..K-1, learning rates lr * 0.5^(k mod 3)) either as one
+// pack (TrainPacked) or one after another (TrainModel each); samples_per_second_median is then
+// the total: K * training rows / training seconds (median over the epochs of the pack, or the
+// sum of the trials' rows over the sum of their training times).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +20,7 @@
 
 #include "worker/core/data/dataset.h"
 #include "worker/core/model/model_spec.h"
+#include "worker/core/torch/packed_trainer.h"
 #include "worker/core/torch/trainer.h"
 
 namespace {
@@ -48,6 +54,8 @@ int main(int argc, char** argv) {
   c.max_epochs = 3;
   c.learning_rate = 1e-3;
   c.log_every_n_steps = 50;
+  std::string engine = "packed", mode = "sequential";
+  int64_t trials = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--model") c.model = v;
@@ -58,6 +66,9 @@ int main(int argc, char** argv) {
     else if (k == "--threads") c.threads = std::atoll(v.c_str());
     else if (k == "--lr") c.learning_rate = std::atof(v.c_str());
     else if (k == "--data-dir") c.data_dir = v;
+    else if (k == "--engine") engine = v;
+    else if (k == "--trials") trials = std::atoll(v.c_str());
+    else if (k == "--mode") mode = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -74,13 +85,48 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", std::string(spec.status().message()).c_str());
     return 1;
   }
-  SpsRecorder rec;
-  qsweep::TrainOptions opts;
-  opts.callback = &rec;
-  auto r = qsweep::TrainModel(c, *spec, *data, opts);
-  if (!r.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(r.status().message()).c_str());
-    return 1;
+  if (engine != "packed" && engine != "autograd") {
+    std::fprintf(stderr, "--engine must be packed or autograd, got %s\n", engine.c_str());
+    return 2;
+  }
+  if (mode != "packed" && mode != "sequential") {
+    std::fprintf(stderr, "--mode must be packed or sequential, got %s\n", mode.c_str());
+    return 2;
+  }
+  std::vector<SpsRecorder> recs(static_cast<size_t>(std::max<int64_t>(trials, 1)));
+  std::vector<qsweep::PackedTrial> pack;
+  for (int64_t k = 0; k < trials; ++k) {
+    qsweep::PackedTrial t{c, {}};
+    t.config.seed = k;
+    t.config.learning_rate = c.learning_rate * (k % 3 == 0 ? 1.0 : k % 3 == 1 ? 0.5 : 0.25);
+    t.options.callback = &recs[k];
+    t.options.use_autograd = engine == "autograd";
+    pack.push_back(t);
+  }
+  double sps = 0, wall = 0;
+  SpsRecorder& rec = recs[0];
+  if (trials > 1 && mode == "packed") {
+    auto r = qsweep::TrainPacked(pack, *spec, *data);
+    if (!r.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    sps = static_cast<double>(trials) * Median(rec.sps);
+    for (const auto& t : *r) wall = std::max(wall, t.wall_seconds);
+  } else {
+    double rows = 0, seconds = 0;
+    for (auto& t : pack) {
+      auto r = qsweep::TrainModel(t.config, *spec, *data, t.options);
+      if (!r.ok()) {
+        std::fprintf(stderr, "error: %s\n", std::string(r.status().message()).c_str());
+        return 1;
+      }
+      const double m = Median(static_cast<SpsRecorder*>(t.options.callback)->sps);
+      rows += static_cast<double>(data->train_val.rows);
+      seconds += m > 0 ? static_cast<double>(data->train_val.rows) / m : 0;
+      wall += r->wall_seconds;
+    }
+    sps = seconds > 0 ? rows / seconds : 0;
   }
   nlohmann::json out = {{"impl", "qsweep"},
                         {"model", spec->name},
@@ -89,8 +135,11 @@ int main(int argc, char** argv) {
                         {"batch_size", c.batch_size},
                         {"epochs", c.max_epochs},
                         {"threads", c.threads},
-                        {"train_seconds", r->wall_seconds},
-                        {"samples_per_second_median", Median(rec.sps)},
+                        {"engine", engine},
+                        {"trials", trials},
+                        {"mode", mode},
+                        {"wall_seconds", wall},
+                        {"samples_per_second_median", sps},
                         {"val_acc", rec.val_acc},
                         {"test_acc", rec.test_acc},
                         {"dataset", data->DisplayName()}};

@@ -50,6 +50,11 @@ class FlatOptimizer {
   // Hyperparameters, as stored in checkpoints.
   nlohmann::json Describe() const;
 
+  // Replaces the state with values trained elsewhere (the packed engine's row for one trial):
+  // `first` is exp_avg (adam/adamw) or the momentum buffer (sgd), `second` exp_avg_sq (adam,
+  // adamw; ignored for sgd); both flat, in parameter order.
+  void SetState(int64_t step, double lr, const torch::Tensor& first, const torch::Tensor& second);
+
   // State (step count, moment buffers, hyperparameters) into / from an archive.
   void Save(torch::serialize::OutputArchive& archive) const;
   // DATA_LOSS if the archive's state does not fit these parameters.

@@ -13,6 +13,8 @@
 #include "worker/core/torch/network.h"
 #include "worker/core/torch/quantized_modules.h"
 #include "worker/core/torch/optimizer.h"
+#include "worker/core/torch/packed_trainer.h"
+#include "worker/core/torch/trainer_internal.h"
 
 namespace qsweep {
 
@@ -67,6 +69,19 @@ absl::StatusOr<std::unique_ptr<FlatOptimizer>> FlatOptimizer::Create(
 }
 
 void FlatOptimizer::ZeroGrad() { grad_.zero_(); }
+
+void FlatOptimizer::SetState(int64_t step, double lr, const torch::Tensor& first,
+                             const torch::Tensor& second) {
+  torch::NoGradGuard no_grad;
+  step_ = step;
+  options_.lr = lr;
+  if (options_.kind == "sgd") {
+    momentum_.copy_(first.view_as(momentum_));
+  } else {
+    exp_avg_.copy_(first.view_as(exp_avg_));
+    exp_avg_sq_.copy_(second.view_as(exp_avg_sq_));
+  }
+}
 
 void FlatOptimizer::Step() {
   torch::NoGradGuard no_grad;
@@ -175,21 +190,13 @@ double CosineAnnealingLr(double lr0, int64_t epoch, int64_t max_epochs, double e
 
 // ------------------------------------------------------------------ trainer
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-namespace F = torch::nn::functional;
-
-double SecondsSince(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
+// Shared with the packed engine (trainer_internal.h).
 std::string TorchMessage(const std::exception& e) {
   if (const auto* c10e = dynamic_cast<const c10::Error*>(&e)) return c10e->what_without_backtrace();
   return e.what();
 }
 
-absl::Status CheckSplit(const DataSplit& s, const char* name, int64_t n_features,
+static absl::Status CheckSplit(const DataSplit& s, const char* name, int64_t n_features,
                         int64_t n_classes) {
   if (s.rows < 0 || static_cast<int64_t>(s.x.size()) != s.rows * n_features ||
       static_cast<int64_t>(s.y.size()) != s.rows) {
@@ -242,6 +249,15 @@ std::pair<torch::Tensor, torch::Tensor> SplitTensors(const DataSplit& s, int64_t
   auto y = torch::from_blob(const_cast<int64_t*>(s.y.data()), {s.rows}, torch::kLong);
   if (!device.is_cpu()) return {x.to(device), y.to(device)};
   return {x, y};
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+namespace F = torch::nn::functional;
+
+double SecondsSince(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
 // Rows per forward pass in Evaluate (a multiple of the batch size).
@@ -345,7 +361,7 @@ absl::Status Trainer::Setup() {
         absl::StrCat("dataset '", data_.name, "' has fewer than 2 training rows"));
   }
   QSWEEP_ASSIGN_OR_RETURN(device_, ResolveDevice(config_.device, config_.accelerator));
-  torch::set_num_threads(static_cast<int>(config_.threads));
+  SetThreadIntraOpThreads(static_cast<int>(config_.threads));
   // MASE: seed_everything(seed), then the model is built; the same default
   // generator later draws the shuffles.
   QSWEEP_ASSIGN_OR_RETURN(net_, Network::Create(spec_, static_cast<uint64_t>(config_.seed)));
@@ -541,6 +557,12 @@ absl::StatusOr<TrainResult> Trainer::Run() {
 
 absl::StatusOr<TrainResult> TrainModel(const TrainConfig& config, const ModelSpec& spec,
                                        const Dataset& data, const TrainOptions& options) {
+  if (!options.use_autograd && CheckPackableModel(spec).ok()) {
+    // A single trial is a pack of one.
+    QSWEEP_ASSIGN_OR_RETURN(std::vector<TrainResult> results,
+                            TrainPacked({PackedTrial{config, options}}, spec, data));
+    return std::move(results.front());
+  }
   Trainer trainer(config, spec, data, options);
   absl::StatusOr<TrainResult> result;
   try {
@@ -553,6 +575,7 @@ absl::StatusOr<TrainResult> TrainModel(const TrainConfig& config, const ModelSpe
     return absl::Status(result.status().code(), absl::StrCat("training model '", spec.name,
                                                              "': ", result.status().message()));
   }
+  if (options.callback) options.callback->OnFinished(*result);
   return result;
 }
 

@@ -43,6 +43,8 @@ struct TrainProgress {
   double elapsed_seconds = 0.0;
 };
 
+struct TrainResult;
+
 // Receives metrics and progress. Called on the training thread. OnProgress is
 // called after every training batch, so it must be cheap.
 class TrainCallback {
@@ -52,6 +54,9 @@ class TrainCallback {
   virtual void OnProgress(const TrainProgress& progress) {}
   // Polled between steps; true stops training with status "cancelled".
   virtual bool ShouldStop() { return false; }
+  // Called once when the trial ends, with its result (also when it was trained in a pack and
+  // other trials go on). Not called when training fails with an error Status.
+  virtual void OnFinished(const TrainResult& result) {}
 };
 
 struct TrainOptions {
@@ -61,6 +66,9 @@ struct TrainOptions {
   TrainCallback* callback = nullptr;
   // Extra provenance stored in checkpoints (e.g. job id). Default: empty object.
   nlohmann::json provenance = nlohmann::json::object();
+  // Train with the autograd loop even where the packed engine (packed_trainer.h) supports the
+  // model: the reference the engine is tested and benchmarked against.
+  bool use_autograd = false;
 };
 
 struct TrainResult {
@@ -87,11 +95,17 @@ struct TrainResult {
 // partial epoch is still evaluated), debug = 5 batches per split, val on the
 // training split in eval mode, test every epoch, best (lowest
 // val_loss_epoch) and last checkpoints into options.checkpoint_dir (rewritten
-// after every epoch). Sets torch::set_num_threads(config.threads) (process
-// wide). With config.load_name set, training starts from those weights (a
+// after every epoch). With config.load_name set, training starts from those weights (a
 // qsweep checkpoint or a pickled PyTorch state dict; "model." prefixes are
 // stripped, as MASE's load_type pl does) instead of the seeded init.
 // Same seed, data and config give identical metrics on CPU.
+// Models of Linear, BatchNorm1d, ReLU (and Dropout p = 0) layers train through the packed
+// engine as a pack of one (hand-written forward/backward, losses read at log steps and epoch
+// ends only); other models, or options.use_autograd, use the autograd loop. Both give the same
+// results to float tolerance (tests/torch/packed_trainer_test.cc). TrainProgress::train_loss
+// is then the loss of the latest batch read (log steps, epoch ends), not of every batch. A
+// divergence is still reported at the exact step it happened. The intra-op thread count
+// (config.threads) is set for the calling thread only (SetThreadIntraOpThreads).
 // A NaN/inf training loss ends with status "diverged" and the message
 // "diverged: loss is NaN at step N" (N = 1-based optimizer step), not an
 // error; ShouldStop() ends with status "cancelled". Both keep the checkpoints
