@@ -2,7 +2,9 @@
 // Lease operations are in scheduler_leases.cc.
 #include "server/scheduler.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -93,15 +95,28 @@ void Scheduler::Unindex(const v1::Job& job) {
 absl::Status Scheduler::Commit(const v1::Job& next_in, const v1::Attempt* attempt) {
   auto it = jobs_.find(next_in.id());
   if (it == jobs_.end()) return absl::InternalError(absl::StrCat("no job ", next_in.id()));
-  if (it->second.state() != next_in.state())
-    QSWEEP_RETURN_IF_ERROR(Transition(it->second.state(), next_in.state()));
-  v1::Job next = next_in;
-  next.set_updated_unix_ms(clock_.NowMs());
-  QSWEEP_RETURN_IF_ERROR(attempt ? store_.UpdateJobAndAttempt(next, *attempt)
-                                 : store_.UpdateJob(next));
-  Unindex(it->second);
-  it->second = std::move(next);
-  Index(it->second);
+  std::vector<v1::Job> nexts{next_in};
+  for (auto& d : DependentsAfter(next_in)) nexts.push_back(std::move(d));
+  std::vector<JobUpdate> updates;
+  const int64_t now = clock_.NowMs();
+  for (auto& next : nexts) {
+    const v1::Job& current = jobs_.at(next.id());
+    if (current.state() != next.state())
+      QSWEEP_RETURN_IF_ERROR(Transition(current.state(), next.state()));
+    next.set_updated_unix_ms(now);
+    updates.push_back({next, current.lease_epoch(), current.state()});
+  }
+  QSWEEP_RETURN_IF_ERROR(store_.UpdateJobs(updates, attempt));
+  for (auto& next : nexts) {
+    v1::Job& job = jobs_.at(next.id());
+    Unindex(job);
+    job = std::move(next);
+    Index(job);
+    if (!IsActive(job.state())) {
+      lease_deadline_.erase(job.id());
+      attempt_started_.erase(job.id());
+    }
+  }
   if (attempt) {
     if (IsActive(it->second.state()))
       open_attempts_[it->first] = *attempt;
@@ -136,15 +151,38 @@ absl::Status Scheduler::Recover() {
     sweeps_[s.id()] = std::move(s);
   }
   QSWEEP_ASSIGN_OR_RETURN(auto jobs, store_.ListJobs({}));
-  const int64_t grace = clock_.NowMs() + options_.lease_ttl_ms;
+  const int64_t wall = clock_.NowMs();
+  const int64_t mono = clock_.MonotonicMs();
   for (auto& j : jobs) {
     if (IsActive(j.state())) {
-      j.set_lease_expires_unix_ms(std::max(j.lease_expires_unix_ms(), grace));
+      // At least one TTL from now; the stored wall-clock expiry is only a hint.
+      const int64_t left = std::clamp(j.lease_expires_unix_ms() - wall, options_.lease_ttl_ms,
+                                      2 * options_.lease_ttl_ms);
+      j.set_lease_expires_unix_ms(wall + left);
+      lease_deadline_[j.id()] = mono + left;
       QSWEEP_ASSIGN_OR_RETURN(auto attempts, store_.ListAttempts(j.id()));
-      if (!attempts.empty()) open_attempts_[j.id()] = attempts.back();
+      int64_t ran = 0;
+      if (!attempts.empty()) {
+        open_attempts_[j.id()] = attempts.back();
+        ran = std::max<int64_t>(0, wall - attempts.back().started_unix_ms());
+      }
+      attempt_started_[j.id()] = mono - ran;
     }
     Index(j);
     jobs_[j.id()] = std::move(j);
+  }
+  return ResolveMissedDependents();
+}
+
+absl::Status Scheduler::ResolveMissedDependents() {
+  std::vector<std::string> ended;
+  for (const auto& [dep, dependents] : dependents_) {
+    auto it = jobs_.find(dep);
+    if (it != jobs_.end() && !DependentsAfter(it->second).empty()) ended.push_back(dep);
+  }
+  for (const auto& dep : ended) {
+    for (const v1::Job& next : DependentsAfter(jobs_.at(dep)))
+      QSWEEP_RETURN_IF_ERROR(Commit(next, nullptr));
   }
   return absl::OkStatus();
 }
@@ -201,6 +239,7 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   sweep.set_source_toml(request.sweep_toml());
   sweep.set_max_concurrency(plan->max_concurrency);
   sweep.set_retries(plan->retries);
+  sweep.set_timeout_ms(plan->timeout_s * 1000);
   sweep.set_priority(plan->priority);
   sweep.set_created_unix_ms(clock_.NowMs());
   // The base config is stored once, here; each job stores only its trial.
@@ -318,14 +357,14 @@ void Scheduler::AddTransformJobs(const SweepPlan& plan, std::vector<v1::Job>& jo
   }
 }
 
-void Scheduler::ResolveDependents(const v1::Job& dep) {
-  if (!IsTerminal(dep.state())) return;
+std::vector<v1::Job> Scheduler::DependentsAfter(const v1::Job& dep) const {
+  std::vector<v1::Job> out;
+  if (!IsTerminal(dep.state())) return out;
   auto dependents = dependents_.find(dep.id());
-  if (dependents == dependents_.end()) return;
-  for (const std::string& id :
-       std::vector<std::string>(dependents->second.begin(), dependents->second.end())) {
+  if (dependents == dependents_.end()) return out;
+  for (const std::string& id : dependents->second) {
     const v1::Job& job = jobs_.at(id);
-    if (job.state() != v1::PENDING) continue;
+    if (job.state() != v1::PENDING || !job.input_checkpoint_sha256().empty()) continue;
     v1::Job next = job;
     if (dep.state() == v1::SUCCEEDED && !dep.best_checkpoint_sha256().empty()) {
       next.set_input_checkpoint_sha256(dep.best_checkpoint_sha256());
@@ -336,8 +375,9 @@ void Scheduler::ResolveDependents(const v1::Job& dep) {
               ? absl::StrCat("job ", dep.id(), " produced no best checkpoint")
               : absl::StrCat("job ", dep.id(), " it depends on is ", JobStateName(dep.state())));
     }
-    Commit(next, nullptr).IgnoreError();  // stays PENDING-and-blocked if this fails
+    out.push_back(std::move(next));
   }
+  return out;
 }
 
 absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const Caller& caller,
@@ -391,8 +431,7 @@ absl::StatusOr<int> Scheduler::CancelOne(const std::string& job_id) {
     v1::Job next = job;
     next.set_state(v1::CANCELLED);
     next.set_error("cancelled before it started");
-    QSWEEP_RETURN_IF_ERROR(Commit(next, nullptr));
-    ResolveDependents(jobs_.at(job_id));
+    QSWEEP_RETURN_IF_ERROR(Commit(next, nullptr));  // resolves its dependents too
     return 1;
   }
   if (IsActive(job.state()) && !job.cancel_requested()) {
@@ -429,10 +468,21 @@ absl::StatusOr<int> Scheduler::RetryJobs(const Caller& caller,
     for (const auto& [id, job] : jobs_)
       if (job.sweep_id() == request.sweep_id()) ids.push_back(id);
   }
+  for (const auto& id : ids)
+    if (!jobs_.count(id)) return absl::NotFoundError(absl::StrCat("no job '", id, "'"));
+  // A job before the jobs that depend on it (they are in the same or a later
+  // sweep, at a higher index): whether a dependent is retried depends on the
+  // state its dependency is left in. Job ids do not sort this way ("-10" <
+  // "-2").
+  std::sort(ids.begin(), ids.end(), [&](const std::string& a, const std::string& b) {
+    const v1::Job &ja = jobs_.at(a), &jb = jobs_.at(b);
+    return std::tuple(sweep_seq_[ja.sweep_id()], ja.index(), a) <
+           std::tuple(sweep_seq_[jb.sweep_id()], jb.index(), b);
+  });
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   int n = 0;
   for (const auto& id : ids) {
     auto it = jobs_.find(id);
-    if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", id, "'"));
     const v1::JobState s = it->second.state();
     const bool blocked_dependent = s == v1::CANCELLED && !it->second.depends_on().empty() &&
                                    !IsTerminal(jobs_.at(it->second.depends_on()).state());
@@ -450,6 +500,9 @@ absl::StatusOr<int> Scheduler::RetryJobs(const Caller& caller,
     QSWEEP_RETURN_IF_ERROR(Commit(next, nullptr));
     ++n;
   }
+  // A dependent retried while its dependency stays ended is resolved now, not
+  // left blocked.
+  QSWEEP_RETURN_IF_ERROR(ResolveMissedDependents());
   if (n > 0) ServeWaiters();
   return n;
 }

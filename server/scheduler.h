@@ -8,9 +8,19 @@
 // clients) and an epoch one higher than any before for that job.
 // Heartbeats renew it (the first one moves the job to RUNNING); a lease not
 // renewed within the TTL expires at the next Tick() and the job goes back to
-// PENDING (or FAILED after too many expiries). Complete and Fail with an older
-// epoch are rejected with FAILED_PRECONDITION; repeating an accepted call is
-// harmless and returns OK.
+// PENDING (or FAILED after too many expiries). Lease deadlines, time limits
+// and Lease waits run on Clock::MonotonicMs: a step of the wall clock neither
+// expires nor extends a lease (Job.lease_expires_unix_ms is for display).
+//
+// Time limit: an attempt running longer than its sweep's `timeout` (else
+// SchedulerOptions::{train,transform}_timeout_ms) is failed at the next Tick
+// with an error that says so, and retried per the sweep's `retries`.
+//
+// Dependents: the write that ends a job also resolves the PENDING jobs that
+// depend on it (input checkpoint, or CANCELLED), in one store transaction;
+// Recover() resolves any that a server of an older version left blocked. Complete and Fail with an
+// older epoch are rejected with FAILED_PRECONDITION; repeating an accepted call is harmless and
+// returns OK.
 //
 // Identity: every call names its Caller (server/auth.h). Users act only on
 // their own sweeps (admins on all); another user's sweep or job is answered
@@ -60,6 +70,10 @@ struct SchedulerOptions {
   // kMaxWorkersPerIdentity, kMaxWorkers (common/limits.h).
   int32_t max_workers_per_identity = kMaxWorkersPerIdentity;
   int32_t max_workers = kMaxWorkers;
+  // Per-attempt time limits by job kind, for sweeps without `timeout`.
+  // Default: 24 h for TRAIN, 6 h for TRANSFORM.
+  int64_t train_timeout_ms = 24LL * 3600 * 1000;
+  int64_t transform_timeout_ms = 6LL * 3600 * 1000;
 };
 
 // The key under which a submission is remembered: the request's idempotency
@@ -161,7 +175,7 @@ class Scheduler {
   struct Waiter {
     Caller caller;
     v1::LeaseRequest request;
-    int64_t deadline_ms;
+    int64_t deadline_ms;  // monotonic
     LeaseDone done;
   };
   // Queue order: higher priority first, then older sweep, then index.
@@ -170,8 +184,10 @@ class Scheduler {
   PendingKey KeyOf(const v1::Job& job) const;
   void Index(const v1::Job& job);
   void Unindex(const v1::Job& job);
-  // Checks the move, persists `next` (with `attempt`, if given), then makes it
-  // the in-memory job. Nothing changes if persisting fails.
+  // Checks the move, persists `next` (with `attempt`, if given) conditional
+  // on the stored job being the in-memory one, then makes it the in-memory
+  // job. When `next` ends the job, its pending dependents are resolved in the
+  // same transaction. Nothing changes if persisting fails.
   absl::Status Commit(const v1::Job& next, const v1::Attempt* attempt);
   // Closes the job's open attempt with `state` and commits `next`.
   absl::Status CommitClosingAttempt(const v1::Job& next, v1::JobState attempt_state);
@@ -192,6 +208,9 @@ class Scheduler {
   absl::Status RecordMetrics(const v1::Job& job,
                              const google::protobuf::RepeatedPtrField<v1::Metric>& metrics);
   absl::Status ExpireLease(const std::string& job_id);
+  // Fails the job's attempt for running past its time limit.
+  absl::Status TimeOut(const std::string& job_id);
+  int64_t TimeLimitMs(const v1::Job& job) const;
   absl::StatusOr<int> CancelOne(const std::string& job_id);
   std::string NewId(const char* prefix);
   // Removes workers not seen for worker_expiry_ms that hold no lease.
@@ -200,9 +219,12 @@ class Scheduler {
   void RemoveWorker(const std::string& worker_id);
   // Appends one TRANSFORM job per TRAIN job in `jobs`.
   void AddTransformJobs(const SweepPlan& plan, std::vector<v1::Job>& jobs);
-  // After `dep` ended: gives its pending dependents their input checkpoint,
-  // or cancels them when it did not succeed.
-  void ResolveDependents(const v1::Job& dep);
+  // For `dep` as it ends: the new values of its pending dependents (input
+  // checkpoint, or CANCELLED when it did not succeed). Empty if `dep` has not
+  // ended.
+  std::vector<v1::Job> DependentsAfter(const v1::Job& dep) const;
+  // Resolves the dependents of ended jobs still blocked (at Recover).
+  absl::Status ResolveMissedDependents();
 
   Store& store_;
   Clock& clock_;
@@ -216,6 +238,9 @@ class Scheduler {
   std::map<std::string, v1::Attempt> open_attempts_;  // job id -> current attempt
   std::set<PendingKey> pending_;
   std::map<std::string, std::string> leases_;  // lease id -> job id (LEASED/RUNNING)
+  // Job id -> monotonic lease deadline and attempt start, for active jobs.
+  std::map<std::string, int64_t> lease_deadline_;
+  std::map<std::string, int64_t> attempt_started_;
   std::map<std::string, int> active_per_sweep_;
   // Job id -> the jobs that depend on it (TRANSFORM on TRAIN), so that ending
   // a job does not look at every job.

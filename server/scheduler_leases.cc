@@ -54,6 +54,9 @@ absl::Status Scheduler::Grant(const std::string& job_id, const std::string& work
   attempt.set_state(v1::LEASED);
   attempt.set_started_unix_ms(now);
   QSWEEP_RETURN_IF_ERROR(Commit(next, &attempt));
+  const int64_t mono = clock_.MonotonicMs();
+  lease_deadline_[job_id] = mono + options_.lease_ttl_ms;
+  attempt_started_[job_id] = mono;
   v1::GrantedLease* lease = response.add_leases();
   lease->set_lease_id(next.lease_id());
   lease->set_epoch(next.lease_epoch());
@@ -103,7 +106,7 @@ void Scheduler::Lease(const Caller& caller, const v1::LeaseRequest& request, Lea
   }
   if (response.leases_size() == 0 && request.wait_ms() > 0 && !closing_) {
     const int64_t wait = std::min(request.wait_ms(), options_.max_lease_wait_ms);
-    waiters_.push_back({caller, request, clock_.NowMs() + wait, std::move(done)});
+    waiters_.push_back({caller, request, clock_.MonotonicMs() + wait, std::move(done)});
     return;
   }
   if (!request.request_id().empty()) {
@@ -198,7 +201,6 @@ v1::LeaseVerdict Scheduler::Renew(const std::string& worker_id, const v1::LeaseU
     next.set_state(v1::CANCELLED);
     next.set_error("cancelled by user");
     const bool ok = CommitClosingAttempt(next, v1::CANCELLED).ok();
-    if (ok) ResolveDependents(jobs_.at(next.id()));
     verdict.set_action(ok ? v1::CANCEL : v1::CONTINUE);
     return verdict;
   }
@@ -213,6 +215,7 @@ v1::LeaseVerdict Scheduler::Renew(const std::string& worker_id, const v1::LeaseU
   } else {
     s = Commit(next, nullptr);
   }
+  if (s.ok()) lease_deadline_[next.id()] = clock_.MonotonicMs() + options_.lease_ttl_ms;
   verdict.set_action(v1::CONTINUE);
   return verdict;
 }
@@ -261,8 +264,7 @@ absl::Status Scheduler::Complete(const Caller& caller, const v1::CompleteRequest
     report.set_job_id(next.id());
     QSWEEP_RETURN_IF_ERROR(store_.PutReport(report));
   }
-  QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, v1::SUCCEEDED));
-  ResolveDependents(jobs_.at(next.id()));
+  QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, v1::SUCCEEDED));  // and its dependents
   ServeWaiters();  // a concurrency slot was freed
   return absl::OkStatus();
 }
@@ -287,7 +289,6 @@ absl::Status Scheduler::Fail(const Caller& caller, const v1::FailRequest& reques
                                                            : v1::FAILED);
   }
   QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, attempt_state));
-  ResolveDependents(jobs_.at(next.id()));
   ServeWaiters();
   return absl::OkStatus();
 }
@@ -301,18 +302,45 @@ absl::Status Scheduler::ExpireLease(const std::string& job_id) {
   next.set_state(next.cancel_requested()                   ? v1::CANCELLED
                  : next.expiries() > options_.max_expiries ? v1::FAILED
                                                            : v1::PENDING);
-  QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, v1::FAILED));
-  ResolveDependents(jobs_.at(job_id));
-  return absl::OkStatus();
+  return CommitClosingAttempt(next, v1::FAILED);
+}
+
+int64_t Scheduler::TimeLimitMs(const v1::Job& job) const {
+  auto sweep = sweeps_.find(job.sweep_id());
+  if (sweep != sweeps_.end() && sweep->second.timeout_ms() > 0) return sweep->second.timeout_ms();
+  return job.kind() == v1::TRANSFORM ? options_.transform_timeout_ms : options_.train_timeout_ms;
+}
+
+absl::Status Scheduler::TimeOut(const std::string& job_id) {
+  v1::Job next = jobs_.at(job_id);
+  const int64_t limit = TimeLimitMs(next);
+  next.set_failures(next.failures() + 1);
+  next.set_lease_expires_unix_ms(0);
+  next.set_error(absl::StrCat("attempt ", next.attempt(), " ran longer than its time limit of ",
+                              limit / 1000, " s (the sweep's `timeout`",
+                              sweeps_.at(next.sweep_id()).timeout_ms() > 0 ? "" : ", by default",
+                              ") on worker ", next.worker_id()));
+  next.set_state(next.cancel_requested()                 ? v1::CANCELLED
+                 : next.failures() < next.max_attempts() ? v1::PENDING
+                                                         : v1::FAILED);
+  return CommitClosingAttempt(next, v1::FAILED);
 }
 
 void Scheduler::Tick() {
-  const int64_t now = clock_.NowMs();
-  std::vector<std::string> expired;
-  for (const auto& [lease, job_id] : leases_)
-    if (jobs_.at(job_id).lease_expires_unix_ms() <= now) expired.push_back(job_id);
+  const int64_t now = clock_.MonotonicMs();
+  std::vector<std::string> expired, timed_out;
+  for (const auto& [lease, job_id] : leases_) {
+    auto deadline = lease_deadline_.find(job_id);
+    auto started = attempt_started_.find(job_id);
+    if (deadline == lease_deadline_.end() || deadline->second <= now)
+      expired.push_back(job_id);
+    else if (started != attempt_started_.end() &&
+             now - started->second > TimeLimitMs(jobs_.at(job_id)))
+      timed_out.push_back(job_id);
+  }
   bool freed = false;
   for (const auto& id : expired) freed |= ExpireLease(id).ok();
+  for (const auto& id : timed_out) freed |= TimeOut(id).ok();
   ExpireWorkers();
   std::deque<Waiter> still;
   std::vector<Waiter> overdue;

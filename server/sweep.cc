@@ -175,7 +175,8 @@ absl::Status ParseTransformOptions(const std::string& source, const ojson& t, Sw
 
 absl::Status ParseSweepTable(const std::string& source, const ojson& sweep, SweepPlan& plan,
                              SweepSpec& spec) {
-  static const char* kAllowed = "name, max_concurrency, retries, priority, grid, random, transform";
+  static const char* kAllowed =
+      "name, max_concurrency, retries, priority, timeout, grid, random, transform";
   for (const auto& [key, value] : sweep.items()) {
     const std::string field = absl::StrCat("sweep.", key);
     if (key == "name") {
@@ -187,6 +188,10 @@ absl::Status ParseSweepTable(const std::string& source, const ojson& sweep, Swee
       QSWEEP_ASSIGN_OR_RETURN(plan.retries, SmallInt(source, field, value, 0, 100));
     } else if (key == "priority") {
       QSWEEP_ASSIGN_OR_RETURN(plan.priority, SmallInt(source, field, value, -1000000, 1000000));
+    } else if (key == "timeout") {
+      // Seconds, 1 s .. 30 days.
+      QSWEEP_ASSIGN_OR_RETURN(int32_t t, SmallInt(source, field, value, 1, 30 * 24 * 3600));
+      plan.timeout_s = t;
     } else if (key == "grid") {
       QSWEEP_RETURN_IF_ERROR(ParseGrid(source, value, spec));
     } else if (key == "random") {

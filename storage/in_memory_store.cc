@@ -65,6 +65,19 @@ class InMemoryStore final : public Store {
     return absl::OkStatus();
   }
 
+  absl::Status UpdateJobs(const std::vector<JobUpdate>& updates,
+                          const v1::Attempt* attempt) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& u : updates) {
+      auto it = jobs_.find(u.job.id());
+      if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", u.job.id(), "'"));
+      if (auto s = CheckExpected(it->second, u); !s.ok()) return s;
+    }
+    for (const auto& u : updates) jobs_[u.job.id()] = u.job;
+    if (attempt) attempts_[{attempt->job_id(), attempt->number()}] = *attempt;
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<v1::Job> GetJob(const std::string& id) override {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(id);

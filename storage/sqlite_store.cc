@@ -274,6 +274,28 @@ class SqliteStoreImpl final : public Store {
     });
   }
 
+  absl::Status UpdateJobs(const std::vector<JobUpdate>& updates,
+                          const v1::Attempt* attempt) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return InTransaction([&]() -> absl::Status {
+      for (const auto& u : updates) {
+        Stmt get(db_, "SELECT data FROM jobs WHERE id = ?");
+        get.Text(1, u.job.id());
+        if (!get.Next()) {
+          QSWEEP_RETURN_IF_ERROR(get.status());
+          return absl::NotFoundError(absl::StrCat("no job '", u.job.id(), "'"));
+        }
+        QSWEEP_ASSIGN_OR_RETURN(v1::Job stored, Parse<v1::Job>(get.ColumnBytes(0), "job"));
+        QSWEEP_RETURN_IF_ERROR(CheckExpected(stored, u));
+        QSWEEP_RETURN_IF_ERROR(UpdateJobLocked(u.job));
+      }
+      if (attempt == nullptr) return absl::OkStatus();
+      Stmt s(db_, "INSERT OR REPLACE INTO attempts(job_id, number, data) VALUES (?, ?, ?)");
+      s.Text(1, attempt->job_id()).Int(2, attempt->number()).Blob(3, attempt->SerializeAsString());
+      return s.Run();
+    });
+  }
+
   absl::StatusOr<v1::Job> GetJob(const std::string& id) override {
     std::lock_guard<std::mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM jobs WHERE id = ?");

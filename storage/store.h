@@ -25,6 +25,20 @@ struct JobFilter {
   std::vector<v1::JobState> states;
 };
 
+// One job write of Store::UpdateJobs. The write is conditional: the stored
+// job must still be at `expected_epoch` in `expected_state` (the values the
+// writer last saw), so that a writer with a stale view (e.g. a second server
+// on the same database) cannot overwrite a newer one.
+struct JobUpdate {
+  v1::Job job;
+  int64_t expected_epoch = 0;
+  v1::JobState expected_state = v1::JOB_STATE_UNSPECIFIED;
+};
+
+// FAILED_PRECONDITION unless `stored` is at the update's expected epoch and
+// state (shared by the implementations).
+absl::Status CheckExpected(const v1::Job& stored, const JobUpdate& update);
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -44,6 +58,12 @@ class Store {
   virtual absl::Status UpdateJob(const v1::Job& job) = 0;
   // Like UpdateJob, and upserts `attempt` in the same transaction.
   virtual absl::Status UpdateJobAndAttempt(const v1::Job& job, const v1::Attempt& attempt) = 0;
+  // Replaces several jobs and upserts `attempt` (if not null) in one
+  // transaction: all or nothing. NOT_FOUND if a job was never created;
+  // FAILED_PRECONDITION naming the job if one is not at its expected epoch and
+  // state (then nothing is changed).
+  virtual absl::Status UpdateJobs(const std::vector<JobUpdate>& jobs,
+                                  const v1::Attempt* attempt) = 0;
   // NOT_FOUND if there is no such job.
   virtual absl::StatusOr<v1::Job> GetJob(const std::string& job_id) = 0;
   // Matching jobs ordered by sweep creation, then index.

@@ -615,5 +615,260 @@ TEST(JobStateTest, TransitionRejectsIllegalMoves) {
   EXPECT_FALSE(Transition(v1::JOB_STATE_UNSPECIFIED, v1::PENDING).ok());
 }
 
+// Delegates to another store; job writes fail once `job_writes_left` is 0.
+class FlakyStore final : public Store {
+ public:
+  explicit FlakyStore(std::unique_ptr<Store> inner) : inner_(std::move(inner)) {}
+  int job_writes_left = 1 << 30;
+
+  absl::Status CreateSweep(const v1::Sweep& s, const std::vector<v1::Job>& j) override {
+    return inner_->CreateSweep(s, j);
+  }
+  absl::StatusOr<v1::Sweep> GetSweep(const std::string& id) override {
+    return inner_->GetSweep(id);
+  }
+  absl::StatusOr<v1::Sweep> FindSweepByIdempotencyKey(const std::string& k) override {
+    return inner_->FindSweepByIdempotencyKey(k);
+  }
+  absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() override { return inner_->ListSweeps(); }
+  absl::Status UpdateJob(const v1::Job& job) override {
+    if (!Write()) return absl::UnavailableError("disk gone");
+    return inner_->UpdateJob(job);
+  }
+  absl::Status UpdateJobAndAttempt(const v1::Job& job, const v1::Attempt& a) override {
+    if (!Write()) return absl::UnavailableError("disk gone");
+    return inner_->UpdateJobAndAttempt(job, a);
+  }
+  absl::Status UpdateJobs(const std::vector<JobUpdate>& jobs, const v1::Attempt* a) override {
+    if (!Write()) return absl::UnavailableError("disk gone");
+    return inner_->UpdateJobs(jobs, a);
+  }
+  absl::StatusOr<v1::Job> GetJob(const std::string& id) override { return inner_->GetJob(id); }
+  absl::StatusOr<std::vector<v1::Job>> ListJobs(const JobFilter& f) override {
+    return inner_->ListJobs(f);
+  }
+  absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& id) override {
+    return inner_->ListAttempts(id);
+  }
+  absl::Status AppendMetrics(const std::string& id, int32_t a,
+                             const std::vector<v1::Metric>& m) override {
+    return inner_->AppendMetrics(id, a, m);
+  }
+  absl::StatusOr<std::vector<v1::Metric>> ListMetrics(const std::string& id, int32_t a,
+                                                      const std::string& n) override {
+    return inner_->ListMetrics(id, a, n);
+  }
+  absl::Status PutArtifact(const v1::ArtifactInfo& i, const std::string& b) override {
+    return inner_->PutArtifact(i, b);
+  }
+  absl::StatusOr<std::string> GetArtifactBytes(const std::string& sha) override {
+    return inner_->GetArtifactBytes(sha);
+  }
+  absl::StatusOr<v1::ArtifactInfo> FindArtifact(const std::string& id,
+                                                const std::string& n) override {
+    return inner_->FindArtifact(id, n);
+  }
+  absl::StatusOr<std::vector<v1::ArtifactInfo>> ListArtifacts(const std::string& id) override {
+    return inner_->ListArtifacts(id);
+  }
+  absl::Status PutReport(const v1::Report& r) override { return inner_->PutReport(r); }
+  absl::StatusOr<v1::Report> GetReport(const std::string& id, const std::string& p) override {
+    return inner_->GetReport(id, p);
+  }
+  absl::Status PutWorker(const v1::WorkerInfo& w) override { return inner_->PutWorker(w); }
+  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() override {
+    return inner_->ListWorkers();
+  }
+  absl::Status CreateToken(const v1::Token& t) override { return inner_->CreateToken(t); }
+  absl::StatusOr<v1::Token> GetToken(const std::string& id) override {
+    return inner_->GetToken(id);
+  }
+  absl::StatusOr<std::vector<v1::Token>> ListTokens() override { return inner_->ListTokens(); }
+  absl::StatusOr<bool> RevokeToken(const std::string& id, int64_t at) override {
+    return inner_->RevokeToken(id, at);
+  }
+  absl::Status DeleteWorker(const std::string& id) override { return inner_->DeleteWorker(id); }
+
+ private:
+  bool Write() { return job_writes_left-- > 0; }
+  std::unique_ptr<Store> inner_;
+};
+
+TEST_F(SchedulerTest, TheCompleteThatEndsATrainJobResolvesItsTransformInTheSameWrite) {
+  auto flaky_owned = std::make_unique<FlakyStore>(std::move(store_));
+  FlakyStore* flaky = flaky_owned.get();
+  store_ = std::move(flaky_owned);
+  Restart();
+  std::string s = Submit(SweepToml(1) + kPasses);
+  std::string w = RegisterWorker();
+  auto train = LeaseNow(w, 10);
+  ASSERT_EQ(train.leases_size(), 1);
+  v1::CompleteRequest done;
+  done.set_lease_id(train.leases(0).lease_id());
+  done.set_epoch(train.leases(0).epoch());
+  done.set_best_checkpoint_sha256(Upload(train.leases(0), "best", "weights"));
+  flaky->job_writes_left = 1;  // the store fails every write after the next one
+  ASSERT_TRUE(scheduler_->Complete(worker_, done).ok());
+  EXPECT_EQ(StateOf(s + "-0"), v1::SUCCEEDED);
+  EXPECT_EQ(store_->GetJob(s + "-1")->input_checkpoint_sha256(), done.best_checkpoint_sha256());
+  // A failed write changes nothing, in the store or in memory.
+  v1::LeaseRequest r;
+  r.set_worker_id(w);
+  r.set_max_jobs(10);
+  std::optional<absl::StatusOr<v1::LeaseResponse>> got;
+  scheduler_->Lease(worker_, r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = resp; });
+  ASSERT_TRUE(got.has_value());
+  EXPECT_THAT(got->status().message(), HasSubstr("disk gone"));  // the grant's write failed
+  EXPECT_EQ(StateOf(s + "-1"), v1::PENDING);
+  EXPECT_EQ(scheduler_->FindJob(s + "-1")->state(), v1::PENDING);
+}
+
+TEST_F(SchedulerTest, RecoveryResolvesADependentLeftBlockedByAnOlderServer) {
+  std::string s = Submit(SweepToml(2) + kPasses);
+  std::string w = RegisterWorker();
+  auto trains = LeaseNow(w, 10);
+  ASSERT_EQ(trains.leases_size(), 2);
+  v1::CompleteRequest done;
+  done.set_lease_id(trains.leases(0).lease_id());
+  done.set_epoch(trains.leases(0).epoch());
+  done.set_best_checkpoint_sha256(Upload(trains.leases(0), "best", "weights"));
+  ASSERT_TRUE(scheduler_->Complete(worker_, done).ok());
+  ASSERT_TRUE(Fail(trains.leases(1)).ok());
+  // As a crash between the two writes of an older server left them: ended
+  // train jobs, their transforms PENDING without input.
+  for (const std::string id : {s + "-2", s + "-3"}) {
+    v1::Job blocked = *store_->GetJob(id);
+    blocked.set_state(v1::PENDING);
+    blocked.clear_input_checkpoint_sha256();
+    blocked.clear_error();
+    ASSERT_TRUE(store_->UpdateJob(blocked).ok());
+  }
+  Restart();
+  EXPECT_EQ(store_->GetJob(s + "-2")->input_checkpoint_sha256(), done.best_checkpoint_sha256());
+  EXPECT_EQ(StateOf(s + "-3"), v1::CANCELLED);
+  auto transform = LeaseNow(w, 10);
+  ASSERT_EQ(transform.leases_size(), 1);
+  EXPECT_EQ(transform.leases(0).job().id(), s + "-2");
+}
+
+TEST_F(SchedulerTest, RetryFailedResetsTransformsInSweepsOfTenOrMoreTrials) {
+  std::string s = Submit(SweepToml(12) + kPasses);  // trains -0..-11, transforms -12..-23
+  std::string w = RegisterWorker();
+  auto trains = LeaseNow(w, 100);
+  ASSERT_EQ(trains.leases_size(), 12);
+  for (const auto& lease : trains.leases()) ASSERT_TRUE(Fail(lease).ok());
+  for (int i = 12; i < 24; ++i) ASSERT_EQ(StateOf(absl::StrCat(s, "-", i)), v1::CANCELLED);
+  v1::RetryJobsRequest retry;
+  retry.set_sweep_id(s);
+  EXPECT_EQ(*scheduler_->RetryJobs(user_, retry), 24);
+  for (int i = 0; i < 24; ++i)
+    EXPECT_EQ(StateOf(absl::StrCat(s, "-", i)), v1::PENDING) << "job " << i;
+  // Named jobs in any order: the same.
+  auto again = LeaseNow(w, 100);
+  ASSERT_EQ(again.leases_size(), 12);
+  for (const auto& lease : again.leases()) ASSERT_TRUE(Fail(lease).ok());
+  v1::RetryJobsRequest named;
+  for (int i : {23, 2, 14, 11, 1, 13, 9, 21}) named.add_job_ids(absl::StrCat(s, "-", i));
+  EXPECT_EQ(*scheduler_->RetryJobs(user_, named), 8);
+  for (int i : {1, 2, 9, 11, 13, 14, 21, 23})
+    EXPECT_EQ(StateOf(absl::StrCat(s, "-", i)), v1::PENDING) << "job " << i;
+}
+
+TEST_F(SchedulerTest, ARetriedTransformWhoseTrainStaysFailedIsNotLeftBlocked) {
+  std::string s = Submit(SweepToml(1) + kPasses);
+  std::string w = RegisterWorker();
+  ASSERT_TRUE(Fail(LeaseNow(w, 10).leases(0)).ok());
+  v1::RetryJobsRequest retry;
+  retry.add_job_ids(s + "-1");
+  retry.set_include_cancelled(true);
+  EXPECT_EQ(*scheduler_->RetryJobs(user_, retry), 1);
+  EXPECT_EQ(StateOf(s + "-1"), v1::CANCELLED);  // at once: its input will never come
+}
+
+TEST_F(SchedulerTest, AWallClockStepNeitherExpiresNorExtendsLeases) {
+  Submit(SweepToml(1));
+  std::string w = RegisterWorker();
+  auto lease = LeaseNow(w, 1).leases(0);
+  clock_.StepWallMs(options_.lease_ttl_ms * 100);  // the clock jumps forward
+  scheduler_->Tick();
+  EXPECT_EQ(StateOf(lease.job().id()), v1::LEASED);
+  EXPECT_EQ(Beat(w, lease).verdicts(0).action(), v1::CONTINUE);
+  clock_.StepWallMs(-options_.lease_ttl_ms * 200);  // and far back
+  clock_.AdvanceMs(options_.lease_ttl_ms + 1);      // one TTL passes without renewal
+  scheduler_->Tick();
+  EXPECT_EQ(StateOf(lease.job().id()), v1::PENDING);
+  EXPECT_EQ(Beat(w, lease).verdicts(0).action(), v1::LOST);
+}
+
+TEST_F(SchedulerTest, AHungJobIsFailedAtItsTimeLimitAndRetriedPerTheSweep) {
+  std::string toml = SweepToml(1, 0, /*retries=*/1);
+  toml.replace(toml.find("[sweep]\n"), 8, "[sweep]\ntimeout = 60\n");
+  std::string s = Submit(toml);
+  EXPECT_EQ(store_->GetSweep(s)->timeout_ms(), 60000);
+  std::string w = RegisterWorker();
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    auto lease = LeaseNow(w, 1);
+    ASSERT_EQ(lease.leases_size(), 1) << "attempt " << attempt;
+    for (int t = 0; t < 5; ++t) {  // heartbeats keep coming: the job hangs, its worker lives
+      clock_.AdvanceMs(11000);
+      ASSERT_EQ(Beat(w, lease.leases(0)).verdicts(0).action(), v1::CONTINUE);
+      scheduler_->Tick();
+      ASSERT_EQ(StateOf(s + "-0"), v1::RUNNING);
+    }
+    clock_.AdvanceMs(6000);  // 61 s after the grant
+    scheduler_->Tick();
+    EXPECT_THAT(store_->GetJob(s + "-0")->error(),
+                HasSubstr("ran longer than its time limit of 60 s"));
+    EXPECT_EQ(Beat(w, lease.leases(0)).verdicts(0).action(), v1::LOST);
+  }
+  EXPECT_EQ(StateOf(s + "-0"), v1::FAILED);  // 1 + retries attempts
+  EXPECT_EQ(store_->ListAttempts(s + "-0")->size(), 2u);
+}
+
+TEST_F(SchedulerTest, JobsWithoutATimeoutGetTheDefaultOfTheirKind) {
+  options_.train_timeout_ms = 1000 * 1000;
+  options_.lease_ttl_ms = 1000 * 1000 * 1000;
+  Restart();
+  std::string s = Submit(SweepToml(1));
+  std::string w = RegisterWorker();
+  LeaseNow(w, 1);
+  clock_.AdvanceMs(999 * 1000);
+  scheduler_->Tick();
+  EXPECT_EQ(StateOf(s + "-0"), v1::LEASED);
+  clock_.AdvanceMs(2 * 1000);
+  scheduler_->Tick();
+  EXPECT_EQ(StateOf(s + "-0"), v1::FAILED);
+  EXPECT_THAT(store_->GetJob(s + "-0")->error(), HasSubstr("by default"));
+}
+
+TEST_F(SchedulerTest, ASecondSchedulerWithAStaleViewCannotOverwriteJobs) {
+  std::string s = Submit(SweepToml(1));
+  Scheduler other(*store_, clock_, options_);  // e.g. a second server on the same database
+  ASSERT_TRUE(other.Recover().ok());
+  std::string w = RegisterWorker();
+  ASSERT_EQ(LeaseNow(w, 1).leases_size(), 1);
+  v1::LeaseRequest r;
+  r.set_worker_id(w);
+  r.set_max_jobs(1);
+  std::optional<absl::StatusOr<v1::LeaseResponse>> got;
+  other.Lease(worker_, r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
+  ASSERT_TRUE(got.has_value());
+  // `other` has not seen the registration: NOT_FOUND. Register there too, then
+  // its grant of the same job must be refused by the store.
+  v1::RegisterRequest reg;
+  reg.set_name("test");
+  reg.set_slots(1);
+  auto w2 = other.Register(worker_, reg);
+  ASSERT_TRUE(w2.ok());
+  r.set_worker_id(w2->worker_id());
+  got.reset();
+  other.Lease(worker_, r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = std::move(resp); });
+  ASSERT_TRUE(got.has_value());
+  ASSERT_FALSE(got->ok());
+  EXPECT_EQ(got->status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(got->status().message(), HasSubstr("another qsweep-server"));
+  EXPECT_EQ(store_->GetJob(s + "-0")->lease_epoch(), 1);
+}
+
 }  // namespace
 }  // namespace qsweep

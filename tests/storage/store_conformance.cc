@@ -139,6 +139,32 @@ v1::Metric M(const std::string& name, int64_t step, double value) {
   return m;
 }
 
+TEST_P(StoreConformanceTest, UpdateJobsIsAllOrNothingAndConditional) {
+  ASSERT_TRUE(store_->CreateSweep(TestSweep("s"), {TestJob("s", 0), TestJob("s", 1)}).ok());
+  v1::Job a = TestJob("s", 0, v1::LEASED);
+  a.set_lease_epoch(1);
+  v1::Job b = TestJob("s", 1, v1::CANCELLED);
+  v1::Attempt attempt;
+  attempt.set_job_id("s-0");
+  attempt.set_number(1);
+  attempt.set_state(v1::LEASED);
+  // The second job is not where the writer believes it is: nothing is written.
+  auto stale = store_->UpdateJobs({{a, 0, v1::PENDING}, {b, 3, v1::PENDING}}, &attempt);
+  EXPECT_EQ(stale.code(), absl::StatusCode::kFailedPrecondition) << stale;
+  EXPECT_THAT(std::string(stale.message()), ::testing::HasSubstr("job 's-1'"));
+  EXPECT_EQ(store_->GetJob("s-0")->state(), v1::PENDING);
+  EXPECT_TRUE(store_->ListAttempts("s-0")->empty());
+  EXPECT_EQ(store_->UpdateJobs({{TestJob("s", 7), 0, v1::PENDING}}, nullptr).code(),
+            absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->UpdateJobs({{a, 0, v1::PENDING}, {b, 0, v1::PENDING}}, &attempt).ok());
+  EXPECT_EQ(store_->GetJob("s-0")->state(), v1::LEASED);
+  EXPECT_EQ(store_->GetJob("s-1")->state(), v1::CANCELLED);
+  EXPECT_EQ(store_->ListAttempts("s-0")->size(), 1u);
+  // Repeating the write with the old expectation is refused.
+  EXPECT_EQ(store_->UpdateJobs({{a, 0, v1::PENDING}}, nullptr).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_P(StoreConformanceTest, MetricsAreIdempotentPerAttempt) {
   ASSERT_TRUE(
       store_->AppendMetrics("j", 1, {M("loss", 20, 0.5), M("loss", 10, 0.9), M("acc", 10, 0.3)})

@@ -1,0 +1,18 @@
+// Helpers shared by the Store implementations.
+#include "storage/store.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace qsweep {
+
+absl::Status CheckExpected(const v1::Job& stored, const JobUpdate& update) {
+  if (stored.lease_epoch() == update.expected_epoch && stored.state() == update.expected_state)
+    return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("job '", stored.id(), "' changed under this writer: it is stored ",
+                   v1::JobState_Name(stored.state()), " at epoch ", stored.lease_epoch(),
+                   ", expected ", v1::JobState_Name(update.expected_state), " at epoch ",
+                   update.expected_epoch, " (is another qsweep-server using this database?)"));
+}
+
+}  // namespace qsweep
