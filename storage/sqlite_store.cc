@@ -1,7 +1,12 @@
 #include "storage/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -75,6 +80,30 @@ CREATE TABLE tokens (
   return kMigrations;
 }
 
+// The status for an SQLite result code. A full or read-only database is
+// named as such: writes are refused, reads go on, nothing is half-written.
+absl::Status SqliteError(int rc, const std::string& what) {
+  std::string msg = absl::StrCat("sqlite: ", what);
+  switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+      return absl::AlreadyExistsError(msg);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(msg);
+    case SQLITE_FULL:
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the database is full (disk or its size limit): it takes no new work or results "
+          "until space is freed; reads still work (",
+          msg, ")"));
+    case SQLITE_READONLY:
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the database is read-only: it takes no new work or results; reads still work (", msg,
+          ")"));
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
 // A prepared statement, finalized on destruction.
 class Stmt {
  public:
@@ -129,10 +158,7 @@ class Stmt {
   }
   absl::Status status() const {
     if (rc_ == SQLITE_OK || rc_ == SQLITE_ROW) return absl::OkStatus();
-    std::string msg = absl::StrCat("sqlite: ", sqlite3_errmsg(db_));
-    if (rc_ == SQLITE_CONSTRAINT) return absl::AlreadyExistsError(msg);
-    if (rc_ == SQLITE_BUSY || rc_ == SQLITE_LOCKED) return absl::UnavailableError(msg);
-    return absl::InternalError(msg);
+    return SqliteError(rc_, sqlite3_errmsg(db_));
   }
   std::string ColumnBytes(int i) const {
     const void* p = sqlite3_column_blob(stmt_, i);
@@ -169,14 +195,38 @@ absl::StatusOr<Msg> Parse(const std::string& bytes, const char* what) {
 class SqliteStoreImpl final : public Store {
  public:
   explicit SqliteStoreImpl(sqlite3* db) : db_(db) {}
-  ~SqliteStoreImpl() override { sqlite3_close_v2(db_); }
+  ~SqliteStoreImpl() override {
+    sqlite3_close_v2(db_);
+    if (lock_fd_ >= 0) close(lock_fd_);  // releases the lock
+  }
+
+  // Takes the exclusive lock of the database's lock file `<path>.lock`, held
+  // until the store is closed or the process ends (also by a crash).
+  void TakeLock(SqliteStoreImpl& other) { std::swap(lock_fd_, other.lock_fd_); }
+  absl::Status Lock(const std::string& path) {
+    const std::string lock_path = path + ".lock";
+    lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0)
+      return absl::UnavailableError(
+          absl::StrCat("cannot open lock file '", lock_path, "': ", std::strerror(errno)));
+    if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      if (err == EWOULDBLOCK)
+        return absl::FailedPreconditionError(absl::StrCat(
+            "database '", path, "' is in use by another process (it holds '", lock_path,
+            "'); is another qsweep-server running on it? Only one server may use a database"));
+      return absl::UnavailableError(
+          absl::StrCat("cannot lock '", lock_path, "': ", std::strerror(err)));
+    }
+    return absl::OkStatus();
+  }
 
   absl::Status Exec(const std::string& sql) {
     char* err = nullptr;
-    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    if (int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err); rc != SQLITE_OK) {
       std::string msg = err ? err : "unknown error";
       sqlite3_free(err);
-      return absl::InternalError(absl::StrCat("sqlite: ", msg, " (in: ", sql.substr(0, 60), ")"));
+      return SqliteError(rc, absl::StrCat(msg, " (in: ", sql.substr(0, 60), ")"));
     }
     return absl::OkStatus();
   }
@@ -537,6 +587,7 @@ class SqliteStoreImpl final : public Store {
 
   std::mutex mu_;
   sqlite3* db_;  // owned; used only under mu_
+  int lock_fd_ = -1;
 };
 
 absl::Status CheckOptions(const SqliteStoreOptions& o) {
@@ -544,6 +595,8 @@ absl::Status CheckOptions(const SqliteStoreOptions& o) {
   if (o.synchronous != "FULL" && o.synchronous != "NORMAL")
     return absl::InvalidArgumentError(
         absl::StrCat("sqlite store: synchronous is '", o.synchronous, "'; allowed: FULL, NORMAL"));
+  if (o.max_page_count < 0)
+    return absl::InvalidArgumentError("sqlite store: max_page_count must be >= 0");
   if (o.busy_timeout_ms < 0)
     return absl::InvalidArgumentError("sqlite store: busy_timeout_ms must be >= 0");
   return absl::OkStatus();
@@ -555,11 +608,14 @@ int SqliteSchemaVersion() { return static_cast<int>(Migrations().size()); }
 
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const SqliteStoreOptions& options) {
   QSWEEP_RETURN_IF_ERROR(CheckOptions(options));
+  auto unopened = std::make_unique<SqliteStoreImpl>(nullptr);
+  if (options.path != ":memory:") QSWEEP_RETURN_IF_ERROR(unopened->Lock(options.path));
   sqlite3* db = nullptr;
   int rc =
       sqlite3_open_v2(options.path.c_str(), &db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   auto store = std::make_unique<SqliteStoreImpl>(db);  // closes db on every path
+  store->TakeLock(*unopened);
   if (rc != SQLITE_OK)
     return absl::UnavailableError(absl::StrCat("cannot open database '", options.path,
                                                "': ", db ? sqlite3_errmsg(db) : "out of memory"));
@@ -573,6 +629,9 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const SqliteStoreOptions&
   QSWEEP_RETURN_IF_ERROR(
       with_path(store->Exec(absl::StrCat("PRAGMA synchronous = ", options.synchronous))));
   QSWEEP_RETURN_IF_ERROR(with_path(store->Exec("PRAGMA foreign_keys = ON")));
+  if (options.max_page_count > 0)
+    QSWEEP_RETURN_IF_ERROR(
+        with_path(store->Exec(absl::StrCat("PRAGMA max_page_count = ", options.max_page_count))));
   QSWEEP_RETURN_IF_ERROR(with_path(store->Migrate()));
   return std::unique_ptr<Store>(std::move(store));
 }

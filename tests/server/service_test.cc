@@ -308,6 +308,32 @@ TEST_F(ServiceTest, WatchStreamsUntilTheSweepFinishes) {
   EXPECT_EQ(last_succeeded, 3);
 }
 
+TEST_F(ServiceTest, AFullDatabaseRefusesNewWorkClearlyAndKeepsServingReads) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / absl::StrCat("qsweep_full_", getpid(), ".db"))
+          .string();
+  for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(path + ext);
+  server_.reset();
+  StartServer(*OpenSqliteStore(SqliteStoreOptions(path)));
+  std::string id = Submit();
+  server_.reset();  // closing checkpoints the WAL into the file
+  SqliteStoreOptions full(path);
+  full.max_page_count = static_cast<int64_t>(std::filesystem::file_size(path) / 4096);
+  StartServer(*OpenSqliteStore(full));
+  // New work is refused with an error that says why.
+  grpc::ClientContext ctx;
+  v1::SubmitSweepRequest req;
+  req.set_sweep_toml(std::string(kSweep) + "# " + std::string(200000, 'x') + "\n");
+  v1::SubmitSweepResponse resp;
+  grpc::Status s = experiments_->SubmitSweep(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("the database is full"));
+  // Reads go on.
+  EXPECT_EQ(GetSweep(id).pending(), 3);
+  server_.reset();
+  for (const char* ext : {"", "-wal", "-shm", ".lock"}) std::filesystem::remove(path + ext);
+}
+
 TEST_F(ServiceTest, RecoversFromSqliteAfterRestart) {
   const std::string path =
       (std::filesystem::temp_directory_path() / absl::StrCat("qsweep_service_", getpid(), ".db"))

@@ -50,6 +50,20 @@ int64_t QueryInt(const std::string& path, const char* sql) {
   return v;
 }
 
+// Reads one text value the same way.
+std::string QueryText(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  sqlite3_open(path.c_str(), &db);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(db, sql, -1, &st, nullptr);
+  std::string v = sqlite3_step(st) == SQLITE_ROW
+                      ? reinterpret_cast<const char*>(sqlite3_column_text(st, 0))
+                      : "(no row)";
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
 TEST(SqliteStoreTest, FileIsWalVersionedAndSurvivesReopen) {
   const std::string path = TempDbPath("reopen");
   {
@@ -67,6 +81,55 @@ TEST(SqliteStoreTest, FileIsWalVersionedAndSurvivesReopen) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ((*again)->GetJob("s-0")->state(), v1::SUCCEEDED);
   EXPECT_EQ((*again)->FindSweepByIdempotencyKey("k")->id(), "s");
+}
+
+TEST(SqliteStoreTest, ASecondOpenOfTheSameFileIsRefusedWhileTheFirstIsOpen) {
+  const std::string path = TempDbPath("locked");
+  {
+    auto first = OpenSqliteStore(SqliteStoreOptions(path));
+    ASSERT_TRUE(first.ok()) << first.status();
+    auto second = OpenSqliteStore(SqliteStoreOptions(path));
+    ASSERT_FALSE(second.ok());
+    EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_THAT(std::string(second.status().message()), HasSubstr(path));
+    EXPECT_THAT(std::string(second.status().message()), HasSubstr("another qsweep-server"));
+    EXPECT_TRUE((*first)->CreateSweep(TestSweep("s", ""), {TestJob("s", 0)}).ok());
+  }
+  auto again = OpenSqliteStore(SqliteStoreOptions(path));  // the first one closed
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE((*again)->GetJob("s-0").ok());
+}
+
+TEST(SqliteStoreTest, AFullDatabaseRefusesWritesKeepsReadsAndStaysIntact) {
+  const std::string path = TempDbPath("full");
+  {
+    auto store = OpenSqliteStore(SqliteStoreOptions(path));
+    ASSERT_TRUE(store.ok()) << store.status();
+    ASSERT_TRUE((*store)->CreateSweep(TestSweep("s", ""), {TestJob("s", 0)}).ok());
+  }
+  SqliteStoreOptions options(path);
+  options.max_page_count = QueryInt(path, "PRAGMA page_count");
+  auto store = OpenSqliteStore(options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<v1::Job> jobs;
+  for (int i = 0; i < 20; ++i) {
+    jobs.push_back(TestJob("big", i));
+    jobs.back().set_trial_json(std::string(20000, 'x'));
+  }
+  absl::Status full = (*store)->CreateSweep(TestSweep("big", ""), jobs);
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
+  EXPECT_THAT(std::string(full.message()), HasSubstr("the database is full"));
+  v1::Metric m;
+  m.set_name("loss");
+  std::vector<v1::Metric> many(2000, m);
+  for (int i = 0; i < 2000; ++i) many[i].set_step(i);
+  EXPECT_EQ((*store)->AppendMetrics("s-0", 1, many).code(), absl::StatusCode::kResourceExhausted);
+  // Reads go on; nothing of the refused writes is there.
+  EXPECT_TRUE((*store)->GetJob("s-0").ok());
+  EXPECT_EQ((*store)->GetSweep("big").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE((*store)->ListMetrics("s-0", 1, "")->empty());
+  store->reset();
+  EXPECT_EQ(QueryText(path, "PRAGMA integrity_check"), "ok");
 }
 
 TEST(SqliteStoreTest, RejectsNewerSchema) {
