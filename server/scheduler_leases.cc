@@ -193,15 +193,17 @@ v1::LeaseVerdict Scheduler::Renew(const std::string& worker_id, const v1::LeaseU
   if (!job_or.ok() || !IsActive((*job_or)->state()) || (*job_or)->worker_id() != worker_id)
     return verdict;
   v1::Job next = **job_or;
-  if (!RecordMetrics(next, update.metrics()).ok()) {
-    verdict.set_action(v1::CONTINUE);  // the worker resends; the lease is not renewed
+  if (absl::Status s = RecordMetrics(next, update.metrics()); !s.ok()) {
+    verdict.set_action(v1::NOT_STORED);  // the worker resends; the lease is not renewed
+    verdict.set_error(std::string(s.message()));
     return verdict;
   }
   if (next.cancel_requested()) {
     next.set_state(v1::CANCELLED);
     next.set_error("cancelled by user");
-    const bool ok = CommitClosingAttempt(next, v1::CANCELLED).ok();
-    verdict.set_action(ok ? v1::CANCEL : v1::CONTINUE);
+    absl::Status s = CommitClosingAttempt(next, v1::CANCELLED);
+    // Not stored: the metrics were; the cancellation is delivered next time.
+    verdict.set_action(s.ok() ? v1::CANCEL : v1::CONTINUE);
     return verdict;
   }
   *next.mutable_progress() = update.progress();
@@ -215,7 +217,14 @@ v1::LeaseVerdict Scheduler::Renew(const std::string& worker_id, const v1::LeaseU
   } else {
     s = Commit(next, nullptr);
   }
-  if (s.ok()) lease_deadline_[next.id()] = clock_.MonotonicMs() + options_.lease_ttl_ms;
+  if (!s.ok()) {
+    // The metrics are stored (AppendMetrics is idempotent, so the resent
+    // ones are stored once), the renewal is not.
+    verdict.set_action(v1::NOT_STORED);
+    verdict.set_error(std::string(s.message()));
+    return verdict;
+  }
+  lease_deadline_[next.id()] = clock_.MonotonicMs() + options_.lease_ttl_ms;
   verdict.set_action(v1::CONTINUE);
   return verdict;
 }

@@ -414,6 +414,8 @@ void Worker::FlushMetrics(RunningJob& job) {
           return resp.status();
         },
         options_.report_attempts);
+    if (s.ok() && resp->verdicts_size() > 0 && resp->verdicts(0).action() == v1::NOT_STORED)
+      s = absl::UnavailableError(resp->verdicts(0).error());
     if (!s.ok()) {
       job.PutBack(std::move(batch));
       Log(absl::StrCat(job.lease.job().id(), ": sending metrics failed: ", s.ToString()));
@@ -468,6 +470,13 @@ void Worker::SendHeartbeat() {
   for (const auto& v : resp->verdicts()) {
     auto it = sent.find(v.lease_id());
     if (it == sent.end()) continue;
+    if (v.action() == v1::NOT_STORED) {
+      // Kept, and sent again with the next heartbeat (or the result).
+      it->second.first->PutBack(std::move(it->second.second));
+      Log(absl::StrCat(it->second.first->lease.job().id(),
+                       ": the server could not store an update; sending it again: ", v.error()));
+      continue;
+    }
     int expected = kRun;
     if (v.action() == v1::CANCEL)
       it->second.first->stop.compare_exchange_strong(expected, kCancelled);

@@ -137,6 +137,69 @@ class FlakyClient final : public CoordinatorClient {
   CoordinatorClient& base_;
 };
 
+// Answers the first `refusals` heartbeats that carry metrics the way a server
+// whose store cannot write does: NOT_STORED, nothing kept.
+class RefusingClient final : public CoordinatorClient {
+ public:
+  RefusingClient(CoordinatorClient& base, int refusals) : left_(refusals), base_(base) {}
+  absl::StatusOr<v1::RegisterResponse> Register(const v1::RegisterRequest& r) override {
+    return base_.Register(r);
+  }
+  absl::StatusOr<v1::LeaseResponse> Lease(const v1::LeaseRequest& r) override {
+    return base_.Lease(r);
+  }
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& r) override {
+    bool metrics = false;
+    for (const auto& u : r.updates()) metrics |= u.metrics_size() > 0;
+    if (!metrics || left_ <= 0) return base_.Heartbeat(r);
+    v1::HeartbeatResponse resp;
+    for (const auto& u : r.updates()) {
+      auto* v = resp.add_verdicts();
+      v->set_lease_id(u.lease_id());
+      v->set_action(v1::NOT_STORED);
+      v->set_error("the database is full");
+    }
+    --left_;
+    return resp;
+  }
+  absl::Status Complete(const v1::CompleteRequest& r) override { return base_.Complete(r); }
+  absl::Status Fail(const v1::FailRequest& r) override { return base_.Fail(r); }
+  absl::Status UploadArtifact(const std::string& lease, int64_t epoch, const v1::ArtifactInfo& i,
+                              const std::string& b) override {
+    return base_.UploadArtifact(lease, epoch, i, b);
+  }
+  absl::StatusOr<std::string> FetchArtifact(const std::string& s) override {
+    return base_.FetchArtifact(s);
+  }
+  std::atomic<int> left_;
+
+ private:
+  CoordinatorClient& base_;
+};
+
+// Reports three metrics, then runs until `client` has refused all its
+// heartbeats with metrics.
+class WaitForRefusalsRunner final : public JobRunner {
+ public:
+  explicit WaitForRefusalsRunner(RefusingClient& client) : client_(client) {}
+  JobOutcome Run(const v1::Job& job, JobContext& ctx) override {
+    for (int step = 1; step <= 3; ++step) {
+      v1::Metric m;
+      m.set_name("train_loss_step");
+      m.set_step(step);
+      m.set_value(1.0 / step);
+      ctx.ReportMetric(m);
+    }
+    while (client_.left_ > 0 && !ctx.ShouldStop()) std::this_thread::yield();
+    JobOutcome o;
+    o.kind = JobOutcome::Kind::kSucceeded;
+    return o;
+  }
+
+ private:
+  RefusingClient& client_;
+};
+
 class WorkerLoopTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -287,6 +350,25 @@ TEST_F(WorkerLoopTest, MetricBacklogsLargerThanOneRequestAreAllStored) {
   v1::GetMetricsResponse resp;
   ASSERT_TRUE(experiments_->GetMetrics(&ctx, req, &resp).ok());
   EXPECT_EQ(resp.metrics_size(), ChattyRunner::kMetrics);
+}
+
+// Metrics the server could not store are kept by the worker and sent again
+// until they are acknowledged.
+TEST_F(WorkerLoopTest, MetricsTheServerCouldNotStoreAreSentAgain) {
+  RefusingClient refusing(*client_, 3);
+  WaitForRefusalsRunner runner(refusing);
+  StartWorker(refusing, runner, 1);
+  std::string id = Submit();
+  EXPECT_EQ(WaitFinished(id).summary().succeeded(), 3);
+  EXPECT_EQ(refusing.left_, 0);
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    v1::GetMetricsRequest req;
+    req.set_job_id(absl::StrCat(id, "-", i));
+    v1::GetMetricsResponse resp;
+    ASSERT_TRUE(experiments_->GetMetrics(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.metrics_size(), 3) << "job " << i;
+  }
 }
 
 // An error text over kMaxErrorBytes is shortened by the worker, not refused.

@@ -620,6 +620,7 @@ class FlakyStore final : public Store {
  public:
   explicit FlakyStore(std::unique_ptr<Store> inner) : inner_(std::move(inner)) {}
   int job_writes_left = 1 << 30;
+  bool fail_metrics = false;
 
   absl::Status CreateSweep(const v1::Sweep& s, const std::vector<v1::Job>& j) override {
     return inner_->CreateSweep(s, j);
@@ -652,6 +653,7 @@ class FlakyStore final : public Store {
   }
   absl::Status AppendMetrics(const std::string& id, int32_t a,
                              const std::vector<v1::Metric>& m) override {
+    if (fail_metrics) return absl::ResourceExhaustedError("the database is full");
     return inner_->AppendMetrics(id, a, m);
   }
   absl::StatusOr<std::vector<v1::Metric>> ListMetrics(const std::string& id, int32_t a,
@@ -868,6 +870,31 @@ TEST_F(SchedulerTest, ASecondSchedulerWithAStaleViewCannotOverwriteJobs) {
   EXPECT_EQ(got->status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(got->status().message(), HasSubstr("another qsweep-server"));
   EXPECT_EQ(store_->GetJob(s + "-0")->lease_epoch(), 1);
+}
+
+TEST_F(SchedulerTest, AHeartbeatTheStoreCannotWriteIsAnsweredNotStored) {
+  auto flaky_owned = std::make_unique<FlakyStore>(std::move(store_));
+  FlakyStore* flaky = flaky_owned.get();
+  store_ = std::move(flaky_owned);
+  Restart();
+  std::string s = Submit(SweepToml(1));
+  std::string w = RegisterWorker();
+  auto lease = LeaseNow(w, 1).leases(0);
+  v1::Metric m;
+  m.set_name("train_loss_step");
+  m.set_step(1);
+  flaky->fail_metrics = true;
+  auto refused = Beat(w, lease, {m});
+  EXPECT_EQ(refused.verdicts(0).action(), v1::NOT_STORED);
+  EXPECT_THAT(refused.verdicts(0).error(), HasSubstr("the database is full"));
+  EXPECT_EQ(StateOf(s + "-0"), v1::LEASED);  // not renewed either
+  flaky->fail_metrics = false;
+  flaky->job_writes_left = 0;  // metrics are stored, the renewal is not
+  EXPECT_EQ(Beat(w, lease, {m}).verdicts(0).action(), v1::NOT_STORED);
+  flaky->job_writes_left = 1 << 30;
+  EXPECT_EQ(Beat(w, lease, {m}).verdicts(0).action(), v1::CONTINUE);
+  EXPECT_EQ(store_->ListMetrics(s + "-0", 1, "")->size(), 1u);
+  EXPECT_EQ(StateOf(s + "-0"), v1::RUNNING);
 }
 
 }  // namespace
