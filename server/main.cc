@@ -68,6 +68,10 @@ int main(int argc, char** argv) {
                  "heartbeat period asked of workers")
       ->check(CLI::Range(int64_t{100}, int64_t{600000}))
       ->capture_default_str();
+  app.add_option("--max-expiries", options.coordinator.scheduler.max_expiries,
+                 "expired leases tolerated per job before it is FAILED")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
   app.add_option("--port-file", port_file, "write the bound port to this file once serving");
   options.experiments.serve_datasets = true;
   bool no_serve_datasets = false;
