@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "client/global_flags.h"
 #include "client/model_commands.h"
 #include "client/plot.h"
 #include "client/worker_exec.h"
@@ -63,7 +64,8 @@ Run 'qsweep <command> --help' for the flags of a command.
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
+  // `qsweep --server ADDR submit ...`: global flags may precede the command.
+  std::vector<std::string> args = qsweep::CommandFirst({argv + 1, argv + argc});
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
     std::fputs(kUsage, args.empty() ? stderr : stdout);
     return args.empty() ? 2 : 0;

@@ -57,9 +57,7 @@ json JobJson(const v1::Job& j) {
   json o = {{"id", j.id()},
             {"sweep_id", j.sweep_id()},
             {"index", j.index()},
-            {"kind", j.kind() == v1::TRANSFORM ? "TRANSFORM"
-                     : j.kind() == v1::EVAL    ? "EVAL"
-                                               : "TRAIN"},
+            {"kind", j.kind() == v1::TRANSFORM ? "TRANSFORM" : "TRAIN"},
             {"state", StateName(j.state())},
             {"trial", json::parse(j.trial_json().empty() ? "{}" : j.trial_json(), nullptr, false)},
             {"final_metrics", metrics},

@@ -8,16 +8,19 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/worker_binary.h"
+
 namespace qsweep {
 namespace fs = std::filesystem;
 
 std::string FindWorkerBinary(const char* argv0) {
-  if (const char* env = std::getenv("QSWEEP_WORKER"); env && *env) return env;
+  if (const char* env = std::getenv(kWorkerBinaryEnv); env && *env) return env;
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);
   if (ec) self = fs::absolute(argv0, ec);
-  std::vector<fs::path> candidates = {self.parent_path() / "qsweep-worker",
-                                      self.parent_path().parent_path() / "worker" / "qsweep-worker"};
+  std::vector<fs::path> candidates = {
+      self.parent_path() / "qsweep-worker",
+      self.parent_path().parent_path() / "worker" / "qsweep-worker"};
   for (const auto& c : candidates)
     if (fs::exists(c, ec)) return c.string();
   if (const char* path = std::getenv("PATH")) {
@@ -39,7 +42,7 @@ int ExecWorker(const char* argv0, const std::vector<std::string>& args) {
   if (worker.empty()) {
     std::fprintf(stderr,
                  "error: qsweep-worker not found (looked next to qsweep and on PATH; "
-                 "set QSWEEP_WORKER to its path)\n");
+                 "set QSWEEP_WORKER_BIN to its path)\n");
     return 1;
   }
   std::vector<char*> cargs;

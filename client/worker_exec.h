@@ -1,5 +1,5 @@
 // Hands a local command to the worker binary (qsweep-worker), found through
-// $QSWEEP_WORKER, next to this executable, or on PATH.
+// $QSWEEP_WORKER_BIN (common/worker_binary.h), next to this executable, or on PATH.
 #pragma once
 
 #include <string>

@@ -11,13 +11,14 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/worker_binary.h"
 
 extern char** environ;
 
 namespace qsweep {
 
 std::string FindWorkerBinary() {
-  if (const char* env = std::getenv("QSWEEP_WORKER_BIN"); env && *env) return env;
+  if (const char* env = std::getenv(kWorkerBinaryEnv); env && *env) return env;
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::path self = fs::read_symlink("/proc/self/exe", ec);

@@ -75,7 +75,6 @@ class Worker {
  private:
   struct RunningJob;
   bool RegisterUntilDone();
-  void LeaseOnce();
   void StartJob(const v1::GrantedLease& lease);
   void RunJob(RunningJob* job);
   void ReportOutcome(RunningJob& job, JobOutcome outcome);

@@ -645,6 +645,18 @@ std::string IntegrityCheck(const std::string& db) {
   return v;
 }
 
+// `qsweep --server ADDR ... COMMAND`: global flags before the command work.
+TEST_F(EndToEndTest, GlobalFlagsMayPrecedeTheCommand) {
+  ::qsweep::testing::ProcessOptions o;
+  o.timeout = kQuick;
+  auto r = ::qsweep::testing::RunProcess(
+      {Executable("client", "qsweep"), "--server", server_.address(), "--token-file",
+       (dir_ / "admin.token").string(), "workers", "--format", "json"},
+      o);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("cpu"));
+}
+
 // A second server on the database of a running one exits at once with an
 // error that says why, instead of leasing the same jobs twice.
 TEST_F(EndToEndTest, ASecondServerOnTheSameDatabaseRefusesToStart) {

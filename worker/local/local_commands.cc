@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/dates.h"
 #include "common/status_macros.h"
 #include "common/table.h"
 #include "worker/core/torch/checkpoint.h"
@@ -28,13 +29,6 @@ namespace {
 void Info(const std::string& msg) {
   std::fprintf(stdout, "INFO     %s\n", msg.c_str());
   std::fflush(stdout);
-}
-
-std::string Today() {
-  std::time_t t = std::time(nullptr);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", std::localtime(&t));
-  return buf;
 }
 
 DatasetRequest RequestFor(const TrainConfig& c) {
@@ -87,7 +81,9 @@ absl::StatusOr<std::pair<std::string, std::string>> PlaceCheckpoints(const fs::p
     if (!fs::exists(from)) continue;
     fs::path to = dir / absl::StrCat(stem, suffix, ".ckpt");
     fs::rename(from, to, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot move checkpoint to ", to.string(), ": ", ec.message()));
+    if (ec)
+      return absl::InternalError(
+          absl::StrCat("cannot move checkpoint to ", to.string(), ": ", ec.message()));
     (std::string(stem) == "best" ? out.first : out.second) = to.string();
   }
   fs::remove_all(staging, ec);
@@ -118,8 +114,7 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
   Info(absl::StrCat("Dataset: ", data.DisplayName(), ", ", data.train_val.rows,
                     " train rows (validation uses the same rows, as in MASE), ", data.test.rows,
                     " test rows, sha256 ", data.sha256.substr(0, 16)));
-  if (data.synthetic)
-    Info("NOTE: this dataset is SYNTHETIC; its accuracies are not JSC results");
+  if (data.synthetic) Info("NOTE: this dataset is SYNTHETIC; its accuracies are not JSC results");
   Info(absl::StrCat("Initialising model '", c.model, "'..."));
   QSWEEP_ASSIGN_OR_RETURN(ModelSpec spec, ResolveModel(c.model, data.n_features, data.n_classes));
   Info(absl::StrCat("Model '", spec.name, "': ", spec.TrainableParams(), " trainable params"));
@@ -127,13 +122,15 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
   // A model given as a file names the project by the model's name, not its path.
   TrainConfig named = c;
   named.model = spec.name;
-  fs::path project = fs::path(c.project_dir) / ProjectName(named, Today());
+  fs::path project = fs::path(c.project_dir) / ProjectName(named, TodayUtc());
   fs::path ckpt_dir = project / "software" / "training_ckpts";
   fs::path staging = ckpt_dir / absl::StrCat(".staging-", getpid());
   std::error_code ec;
   fs::create_directories(project / "hardware", ec);
   fs::create_directories(staging, ec);
-  if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot create ", staging.string(), ": ", ec.message()));
+  if (ec)
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", staging.string(), ": ", ec.message()));
   Info(absl::StrCat("Project will be created at ", fs::absolute(project).string()));
 
   const std::string suffix = RunSuffix(ckpt_dir, project / "software");
@@ -153,8 +150,9 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
   }
   QSWEEP_ASSIGN_OR_RETURN(auto placed, PlaceCheckpoints(staging, ckpt_dir, suffix));
   std::printf("%s\n", MetricsTable(r->final_metrics).c_str());
-  Info(absl::StrFormat("%lld steps, %.1f s, %.0f samples/s", static_cast<long long>(r->global_steps),
-                       r->wall_seconds, r->samples_per_second));
+  Info(absl::StrFormat("%lld steps, %.1f s, %.0f samples/s",
+                       static_cast<long long>(r->global_steps), r->wall_seconds,
+                       r->samples_per_second));
   if (!placed.first.empty()) Info(absl::StrCat("Best checkpoint: ", placed.first));
   if (!placed.second.empty()) Info(absl::StrCat("Last checkpoint: ", placed.second));
   Info(absl::StrCat("Metrics: ", metrics_path.string()));
@@ -167,11 +165,12 @@ absl::Status RunTrain(const std::vector<std::string>& args) {
 // state dicts alike.
 absl::Status ReportTest(const LocalArgs& a, const std::string& load, const Dataset& data,
                         const EvalResult& r) {
-  std::printf("%s\n", MetricsTable({{"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}}).c_str());
+  std::printf("%s\n",
+              MetricsTable({{"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}}).c_str());
   if (!a.output.empty()) {
-    nlohmann::json j = {{"checkpoint", load}, {"dataset", data.DisplayName()},
-                        {"dataset_sha256", data.sha256}, {"rows", r.rows},
-                        {"test_acc_epoch", r.accuracy}, {"test_loss_epoch", r.loss}};
+    nlohmann::json j = {
+        {"checkpoint", load}, {"dataset", data.DisplayName()}, {"dataset_sha256", data.sha256},
+        {"rows", r.rows},     {"test_acc_epoch", r.accuracy},  {"test_loss_epoch", r.loss}};
     std::ofstream out(a.output);
     if (!(out << j.dump(2) << "\n"))
       return absl::PermissionDeniedError(absl::StrCat("cannot write ", a.output));
@@ -209,7 +208,8 @@ absl::Status RunTest(const std::vector<std::string>& args) {
   }
   nlohmann::json eff = a.layers.Effective();
   std::string load = eff.value("load_name", nlohmann::json()).is_string()
-                         ? eff["load_name"].get<std::string>() : "";
+                         ? eff["load_name"].get<std::string>()
+                         : "";
   if (load.empty())
     return absl::InvalidArgumentError("qsweep test: --load CKPT is required (a qsweep checkpoint)");
   if (eff.value("load_type", std::string()) == "pt") return RunTestStateDict(a, load);
@@ -275,9 +275,13 @@ absl::Status RunCheckpoint(const std::vector<std::string>& args) {
     return absl::InvalidArgumentError("usage: qsweep checkpoint export CKPT -o FILE.pt");
   std::string in, out;
   for (size_t i = 1; i < args.size(); ++i) {
-    if ((args[i] == "-o" || args[i] == "--output") && i + 1 < args.size()) out = args[++i];
-    else if (in.empty() && args[i].rfind("-", 0) != 0) in = args[i];
-    else return absl::InvalidArgumentError(absl::StrCat("qsweep checkpoint export: unexpected argument '", args[i], "'"));
+    if ((args[i] == "-o" || args[i] == "--output") && i + 1 < args.size())
+      out = args[++i];
+    else if (in.empty() && args[i].rfind("-", 0) != 0)
+      in = args[i];
+    else
+      return absl::InvalidArgumentError(
+          absl::StrCat("qsweep checkpoint export: unexpected argument '", args[i], "'"));
   }
   if (in.empty() || out.empty())
     return absl::InvalidArgumentError("usage: qsweep checkpoint export CKPT -o FILE.pt");
@@ -296,11 +300,16 @@ int RunLocalCommand(const std::vector<std::string>& argv) {
   if (argv.empty()) return 2;
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
   absl::Status s;
-  if (argv[0] == "train") s = RunTrain(rest);
-  else if (argv[0] == "test") s = RunTest(rest);
-  else if (argv[0] == "transform") s = RunTransformCommand(rest);
-  else if (argv[0] == "checkpoint") s = RunCheckpoint(rest);
-  else s = absl::InvalidArgumentError(absl::StrCat("unknown local command '", argv[0], "'"));
+  if (argv[0] == "train")
+    s = RunTrain(rest);
+  else if (argv[0] == "test")
+    s = RunTest(rest);
+  else if (argv[0] == "transform")
+    s = RunTransformCommand(rest);
+  else if (argv[0] == "checkpoint")
+    s = RunCheckpoint(rest);
+  else
+    s = absl::InvalidArgumentError(absl::StrCat("unknown local command '", argv[0], "'"));
   if (!s.ok()) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/dates.h"
 #include "common/status_macros.h"
 #include "worker/core/config/train_config.h"
 #include "worker/core/passes/graph_reports.h"
@@ -182,13 +183,6 @@ absl::Status FineTune(Network& net, const Dataset& data, const TrainConfig& c, i
   return absl::OkStatus();
 }
 
-std::string Today() {
-  std::time_t t = std::time(nullptr);
-  char buf[16];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d", std::gmtime(&t));
-  return buf;
-}
-
 absl::Status WriteFile(const fs::path& path, const std::string& content,
                        std::vector<std::string>& written) {
   std::error_code ec;
@@ -328,7 +322,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
     dir = fs::absolute(o.output_dir);
   } else {
     // Earlier transforms of the project are kept: a rerun writes transform-v1, -v2, ...
-    std::string project = cfg.project.empty() ? ProjectName(cfg, Today()) : cfg.project;
+    std::string project = cfg.project.empty() ? ProjectName(cfg, TodayUtc()) : cfg.project;
     fs::path base = fs::absolute(fs::path(cfg.project_dir) / project / "software");
     dir = base / "transform";
     std::error_code ec;
