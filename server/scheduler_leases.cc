@@ -190,8 +190,17 @@ v1::LeaseVerdict Scheduler::Renew(const std::string& worker_id, const v1::LeaseU
   verdict.set_lease_id(update.lease_id());
   verdict.set_action(v1::LOST);
   auto job_or = JobOfLease(update.lease_id(), update.epoch());
-  if (!job_or.ok() || !IsActive((*job_or)->state()) || (*job_or)->worker_id() != worker_id)
+  if (!job_or.ok() || (*job_or)->worker_id() != worker_id) return verdict;
+  if (!IsActive((*job_or)->state())) {
+    // A heartbeat overtaken by its attempt's Complete or Fail (the worker
+    // sends them from different threads): its metrics still belong to that
+    // attempt. The job is over for the worker either way.
+    if (absl::Status s = RecordMetrics(**job_or, update.metrics()); !s.ok()) {
+      verdict.set_action(v1::NOT_STORED);
+      verdict.set_error(std::string(s.message()));
+    }
     return verdict;
+  }
   v1::Job next = **job_or;
   if (absl::Status s = RecordMetrics(next, update.metrics()); !s.ok()) {
     verdict.set_action(v1::NOT_STORED);  // the worker resends; the lease is not renewed

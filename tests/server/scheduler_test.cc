@@ -897,5 +897,19 @@ TEST_F(SchedulerTest, AHeartbeatTheStoreCannotWriteIsAnsweredNotStored) {
   EXPECT_EQ(StateOf(s + "-0"), v1::RUNNING);
 }
 
+TEST_F(SchedulerTest, MetricsOfAHeartbeatOvertakenByTheCompleteAreStored) {
+  std::string s = Submit(SweepToml(1));
+  std::string w = RegisterWorker();
+  auto lease = LeaseNow(w, 1).leases(0);
+  ASSERT_TRUE(Complete(lease).ok());
+  v1::Metric m;
+  m.set_name("train_loss_step");
+  m.set_step(7);
+  EXPECT_EQ(Beat(w, lease, {m}).verdicts(0).action(), v1::LOST);  // the job is over
+  auto stored = store_->ListMetrics(s + "-0", 1, "");
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0].step(), 7);
+}
+
 }  // namespace
 }  // namespace qsweep
