@@ -1,6 +1,7 @@
 #include "server/auth.h"
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/secrets.h"
 
@@ -171,7 +172,11 @@ absl::StatusOr<Caller> Authorize(grpc::CallbackServerContext* ctx, std::string_v
   auto context = ctx->auth_context();
   if (context && !Value(*context, kTokenIdProperty).empty()) {
     caller.token_id = std::string(Value(*context, kTokenIdProperty));
-    caller.role = static_cast<v1::Role>(std::stoi(std::string(Value(*context, kRoleProperty))));
+    int role = 0;
+    const std::string_view text = Value(*context, kRoleProperty);
+    if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &role))
+      return absl::InternalError(absl::StrCat(Sv(method), ": the call's identity is incomplete"));
+    caller.role = static_cast<v1::Role>(role);
     caller.owner = std::string(Value(*context, kOwnerProperty));
   } else {
     // No processor ran for this call: check its metadata here.
