@@ -458,7 +458,8 @@ TEST_F(EndToEndTest, PythonClientPrintsTheBestTrial) {
   auto client =
       RunCommand({"/usr/bin/python3", std::string(QSWEEP_SOURCE_DIR) + "/examples/python_client.py",
                   "--server", server_.address(), "--token-file", (dir_ / "admin.token").string(),
-                  "--stubs", stubs, std::string(QSWEEP_SOURCE_DIR) + "/examples/lab1-small.toml"},
+                  "--stubs", stubs, "--best-state-dict", (dir_ / "py_best.pt").string(),
+                  std::string(QSWEEP_SOURCE_DIR) + "/examples/lab1-small.toml"},
                  kSweep);
   const std::string& out = client.out;
   ASSERT_EQ(client.code, 0) << out << client.err;
@@ -466,6 +467,9 @@ TEST_F(EndToEndTest, PythonClientPrintsTheBestTrial) {
   EXPECT_THAT(out, HasSubstr("succeeded 9/9"));
   EXPECT_THAT(out, HasSubstr("best trial: sw-"));
   EXPECT_THAT(out, HasSubstr("test_acc_epoch="));
+  // The best weights were checked against the job's hash and loaded with
+  // torch.load(..., weights_only=True).
+  EXPECT_THAT(out, HasSubstr("sha256 verified, loaded with weights_only=True"));
 }
 
 // Tokens through the CLI: an admin creates a user token; the user sees only
