@@ -492,6 +492,14 @@ TEST_F(EndToEndTest, TokensOwnershipAndVerifiedDownloads) {
   struct stat st {};
   ASSERT_EQ(stat(carol.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // Bad flags name the flag and the allowed values.
+  auto bad_expiry = Cli("token", {"create", "--expires", "5x"});
+  EXPECT_EQ(bad_expiry.code, 2);
+  EXPECT_THAT(bad_expiry.err, HasSubstr("--expires '5x' must be a count with s, m, h or d"));
+  auto bad_role = Cli("token", {"create", "--role", "root"});
+  EXPECT_EQ(bad_role.code, 2);
+  EXPECT_THAT(bad_role.err, HasSubstr("--role"));
+  EXPECT_EQ(Cli("token", {"revoke"}).code, 2);  // the id is required
   auto listed = Cli("token", {"list", "--format", "json"});
   ASSERT_EQ(listed.code, 0) << listed.err;
   EXPECT_THAT(listed.out, HasSubstr("\"carol\""));

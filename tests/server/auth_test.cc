@@ -740,6 +740,10 @@ TEST(ServerSecurityTest, IssueAdminTokenFromTheCommandLine) {
   ASSERT_TRUE(record.ok());
   EXPECT_EQ(record->role(), v1::ROLE_ADMIN);
   EXPECT_EQ(record->sha256(), Sha256Hex(*token));
+  // A file it cannot write is an error, not a token lost.
+  const std::string bad =
+      bin.string() + " --db " + db + " --issue-admin-token /proc/qsweep/none.token 2>/dev/null";
+  EXPECT_NE(std::system(bad.c_str()), 0);
   fs::remove_all(dir);
 }
 
