@@ -315,8 +315,8 @@ std::vector<HostileCase> HostileInputsTest::Cases() {
   sweep("project_dir", Sweep("project_dir = \"/home\"\n"), {"project_dir"});
   sweep("swept data_dir", Sweep("[sweep.grid]\ndata_dir = [\"/a\", \"/b\"]\n"), {"data_dir"});
   sweep("dataset path", "model = \"jsc-tiny\"\ndataset = \"/etc/passwd\"\n", {"dataset"});
-  sweep("TOML syntax error", Sweep("batch_size = = 3\n"), {"line"});
-  sweep("TOML NUL byte", Sweep(std::string("project = \"a\0b\"\n", 17)), {"line"});
+  sweep("TOML syntax error", Sweep("batch_size = = 3\n"), {":3:"});
+  sweep("TOML NUL byte", Sweep(std::string("project = \"a\0b\"\n", 16)), {":3:"});
   sweep("negative batch_size", Sweep("batch_size = -1\n"), {"batch_size"});
   sweep("huge batch_size", Sweep("batch_size = 1099511627776\n"), {"batch_size"});
   sweep("string batch_size", Sweep("batch_size = \"64\"\n"), {"batch_size"});
@@ -773,7 +773,7 @@ std::vector<HostileCase> HostileInputsTest::Cases() {
       [this] {
         return Cli("checkpoint", {"get", job_id_, "--name", "../../etc/passwd"});
       },
-      {"name"});
+      {"artifact '../../etc/passwd'", "nothing downloaded"});
   add("cli", "show another user's job",
       [this] { return Cli("show", {job_id_}, WriteFile("bob.token", tokens_.bob)); }, {job_id_});
   add("cli", "cancel another user's sweep", [this] { return Cli("cancel", {bob_sweep_}); },
@@ -789,13 +789,13 @@ std::vector<HostileCase> HostileInputsTest::Cases() {
         },
         std::move(expect));
   };
-  csv("CSV NaN value", "a,b,y\n1,nan,0\n", {"in.csv", "line 2"});
-  csv("CSV infinite value", "a,b,y\n1,1e999,0\n", {"in.csv", "line 2"});
-  csv("CSV wrong column count", "a,b,y\n1,2\n", {"in.csv", "line 2"});
+  csv("CSV NaN value", "a,b,y\n1,nan,0\n", {"in.csv:2:", "column 'b'"});
+  csv("CSV infinite value", "a,b,y\n1,1e999,0\n", {"in.csv:2:", "column 'b'"});
+  csv("CSV wrong column count", "a,b,y\n1,2\n", {"in.csv:2:", "columns"});
   csv("CSV no header", "", {"in.csv"});
   csv("CSV missing label column", "a,b\n1,2\n", {"in.csv", "class"},
       CsvTableOptions{{}, "class", {}});
-  csv("CSV unknown label", "a,y\n1,q\n2,zz\n", {"in.csv", "line 3"},
+  csv("CSV unknown label", "a,y\n1,q\n2,zz\n", {"in.csv:3:", "column 'y'", "allowed: q, w"},
       CsvTableOptions{{}, "y", {"q", "w"}});
   add("data", "qsweep data import of a hostile CSV",
       [this] {
@@ -839,6 +839,7 @@ std::vector<HostileCase> HostileInputsTest::Cases() {
 TEST_F(HostileInputsTest, EveryHostileInputIsRefusedByNameAndChangesNothing) {
   const std::vector<HostileCase> cases = Cases();
   ASSERT_GE(cases.size(), 60u);
+  RecordProperty("cases", static_cast<int>(cases.size()));
   const std::string before = Snapshot();
   ASSERT_THAT(before, ::testing::HasSubstr(stored_sha_));
   std::map<std::string, int> per_surface;
