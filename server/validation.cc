@@ -236,6 +236,8 @@ absl::Status ValidateUploadInfo(const v1::ArtifactInfo& info) {
   if (info.kind() != "checkpoint" && info.kind() != "state_dict")
     return Bad("info.kind", "must be checkpoint or state_dict (workers upload job artifacts)");
   QSWEEP_RETURN_IF_ERROR(Required("info.job_id", info.job_id()));
+  // 0 = not declared; the server counts the bytes it receives either way.
+  QSWEEP_RETURN_IF_ERROR(Range("info.size_bytes", info.size_bytes(), 0, kMaxArtifactBytes));
   static const char* const kNames[] = {"best", "last", "best_state_dict", "transformed",
                                        "transformed_state_dict"};
   for (const char* n : kNames)

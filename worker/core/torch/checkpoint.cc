@@ -57,22 +57,7 @@ absl::Status CheckExists(const std::string& path) {
 
 absl::StatusOr<CheckpointInfo> ParseMeta(const std::string& path, const c10::IValue& iv) {
   if (!iv.isString()) return NotACheckpoint(path, "the qsweep_checkpoint record is not text");
-  nlohmann::json j = nlohmann::json::parse(iv.toStringRef(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return NotACheckpoint(path, "the qsweep_checkpoint record is not valid JSON");
-  }
-  if (j.value("format", "") != kFormat) return NotACheckpoint(path, "unknown format");
-  if (!j.contains("format_version") || !j["format_version"].is_number_integer() ||
-      j["format_version"].get<int>() > kFormatVersion) {
-    return NotACheckpoint(
-        path, absl::StrCat("unsupported format_version (this build reads ", kFormatVersion, ")"));
-  }
-  CheckpointInfo info;
-  auto spec = ModelSpecFromJson(j.value("spec", nlohmann::json()));
-  if (!spec.ok()) return NotACheckpoint(path, std::string(spec.status().message()));
-  info.spec = *std::move(spec);
-  info.meta = j.value("meta", nlohmann::json::object());
-  return info;
+  return ParseCheckpointRecord(path, iv.toStringRef());
 }
 
 }  // namespace
