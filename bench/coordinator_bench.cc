@@ -169,13 +169,20 @@ int main(int argc, char** argv) {
   Args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--server") a.server = v;
-    else if (k == "--user-token-file") a.user_token_file = v;
-    else if (k == "--worker-token-file") a.worker_token_file = v;
-    else if (k == "--jobs") a.jobs = std::stoi(v);
-    else if (k == "--workers") a.workers = std::stoi(v);
-    else if (k == "--sweep-size") a.sweep_size = std::stoi(v);
-    else if (k == "--latency-samples") a.latency_samples = std::stoi(v);
+    if (k == "--server")
+      a.server = v;
+    else if (k == "--user-token-file")
+      a.user_token_file = v;
+    else if (k == "--worker-token-file")
+      a.worker_token_file = v;
+    else if (k == "--jobs")
+      a.jobs = std::stoi(v);
+    else if (k == "--workers")
+      a.workers = std::stoi(v);
+    else if (k == "--sweep-size")
+      a.sweep_size = std::stoi(v);
+    else if (k == "--latency-samples")
+      a.latency_samples = std::stoi(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;

@@ -17,11 +17,23 @@ namespace {
 // CheckPackable, plus what selects the data and the model). Trials may
 // differ in everything else: seed, learning_rate, weight_decay, max_epochs
 // and provenance.
-constexpr const char* kPackKeys[] = {
-    "model",     "dataset",          "task",        "batch_size",     "training_optimizer",
-    "max_steps", "trainer_precision", "accelerator", "device",         "threads",
-    "debug",     "log_every_n_steps", "data_dir",    "synthetic_rows", "synthetic_seed",
-    "load_type", "accumulate_grad_batches"};
+constexpr const char* kPackKeys[] = {"model",
+                                     "dataset",
+                                     "task",
+                                     "batch_size",
+                                     "training_optimizer",
+                                     "max_steps",
+                                     "trainer_precision",
+                                     "accelerator",
+                                     "device",
+                                     "threads",
+                                     "debug",
+                                     "log_every_n_steps",
+                                     "data_dir",
+                                     "synthetic_rows",
+                                     "synthetic_seed",
+                                     "load_type",
+                                     "accumulate_grad_batches"};
 
 // Only scans this many pending jobs per pack, so a lease stays cheap with a
 // long queue.
@@ -64,8 +76,7 @@ std::vector<std::vector<std::string>> Scheduler::PickPacks(int32_t slots, int32_
     const int32_t limit = sweeps_.at(job.sweep_id()).max_concurrency();
     if (limit <= 0) return true;
     auto active = active_per_sweep_.find(job.sweep_id());
-    return (active == active_per_sweep_.end() ? 0 : active->second) + extra[job.sweep_id()] <
-           limit;
+    return (active == active_per_sweep_.end() ? 0 : active->second) + extra[job.sweep_id()] < limit;
   };
   auto take = [&](const v1::Job& job, std::vector<std::string>& group) {
     ++extra[job.sweep_id()];
@@ -81,8 +92,8 @@ std::vector<std::vector<std::string>> Scheduler::PickPacks(int32_t slots, int32_
     const std::string& key = pack > 1 ? PackKey(job) : std::string();
     if (!key.empty()) {
       int scanned = 0;
-      for (auto it = std::next(head); it != pending_.end() && scanned < kPackScan &&
-                                      static_cast<int32_t>(group.size()) < pack;
+      for (auto it = std::next(head);
+           it != pending_.end() && scanned < kPackScan && static_cast<int32_t>(group.size()) < pack;
            ++it, ++scanned) {
         const v1::Job& other = jobs_.at(std::get<3>(*it));
         if (eligible(other) && PackKey(other) == key) take(other, group);

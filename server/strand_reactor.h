@@ -2,9 +2,9 @@
 // scheduler strand and finish the call with the status the work returns.
 #pragma once
 
-#include <utility>
-
 #include <grpcpp/grpcpp.h>
+
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -19,8 +19,8 @@ namespace qsweep {
 // callback; `fn` runs later on the strand and must not block. Whatever `fn`
 // captures (request, response) is owned by gRPC and lives until Finish.
 template <typename Fn>
-grpc::ServerUnaryReactor* FinishOnStrand(Coordinator& coordinator,
-                                         grpc::CallbackServerContext* ctx, Fn fn) {
+grpc::ServerUnaryReactor* FinishOnStrand(Coordinator& coordinator, grpc::CallbackServerContext* ctx,
+                                         Fn fn) {
   auto* reactor = ctx->DefaultReactor();
   coordinator.Post([&coordinator, reactor, fn = std::move(fn)](Scheduler& scheduler) mutable {
     absl::Status status = fn(scheduler);

@@ -79,18 +79,17 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Lease(grpc::CallbackServerContext* 
   Coordinator& coordinator = coordinator_;
   coordinator_.Post([&coordinator, caller = *caller, request, response,
                      reactor](Scheduler& scheduler) {
-    scheduler.Lease(
-        caller, *request,
-        [&coordinator, response, reactor](absl::StatusOr<v1::LeaseResponse> result) {
-          // Called on the strand (now, or later for a long-poll): the grants
-          // are answered once they are durable.
-          absl::Status status = result.status();
-          if (result.ok()) *response = std::move(*result);
-          coordinator.Ack([response, reactor, status](const absl::Status& committed) {
-            if (!committed.ok()) response->Clear();
-            reactor->Finish(ToGrpcStatus(committed.ok() ? status : committed));
-          });
-        });
+    scheduler.Lease(caller, *request,
+                    [&coordinator, response, reactor](absl::StatusOr<v1::LeaseResponse> result) {
+                      // Called on the strand (now, or later for a long-poll): the grants
+                      // are answered once they are durable.
+                      absl::Status status = result.status();
+                      if (result.ok()) *response = std::move(*result);
+                      coordinator.Ack([response, reactor, status](const absl::Status& committed) {
+                        if (!committed.ok()) response->Clear();
+                        reactor->Finish(ToGrpcStatus(committed.ok() ? status : committed));
+                      });
+                    });
   });
   return reactor;
 }

@@ -213,7 +213,7 @@ JobOutcome TrainJobRunner::RunTransformJob(const v1::Job& job, JobContext& conte
 }
 
 absl::StatusOr<TrainJobRunner::PreparedTrain> TrainJobRunner::PrepareTrain(const v1::Job& job,
-                                                                            JobContext& context) {
+                                                                           JobContext& context) {
   nlohmann::json effective = nlohmann::json::parse(job.config_json(), nullptr, false);
   if (effective.is_discarded() || !effective.is_object())
     return absl::InvalidArgumentError("config_json is not a JSON object");
@@ -225,8 +225,8 @@ absl::StatusOr<TrainJobRunner::PreparedTrain> TrainJobRunner::PrepareTrain(const
   p.config.device = options_.device;
   p.config.project_dir = context.WorkDir();
   // Never more intra-op threads than this machine has cores.
-  p.config.threads = ThreadsForWorker(p.config.threads,
-                                      static_cast<int64_t>(std::thread::hardware_concurrency()));
+  p.config.threads =
+      ThreadsForWorker(p.config.threads, static_cast<int64_t>(std::thread::hardware_concurrency()));
   const std::string dir = !options_.data_dir.empty() ? options_.data_dir : p.config.data_dir;
   std::string error;
   if (!job.dataset_sha256().empty()) {  // served by the coordinator
@@ -258,15 +258,14 @@ JobOutcome TrainJobRunner::OutcomeOf(const PreparedTrain& p, const TrainResult& 
   o.final_metrics = result.final_metrics;
   o.final_metrics["samples_per_second"] = result.samples_per_second;
   o.final_metrics["wall_seconds"] = result.wall_seconds;
-  o.result_json = nlohmann::json{
-      {"status", result.status},
-      {"message", result.message},
-      {"global_steps", result.global_steps},
-      {"epochs_completed", result.epochs_completed},
-      {"threads", p.config.threads},
-      {"dataset", p.data->DisplayName()},
-      {"dataset_sha256",
-       p.data->sha256}}.dump();
+  o.result_json = nlohmann::json{{"status", result.status},
+                                 {"message", result.message},
+                                 {"global_steps", result.global_steps},
+                                 {"epochs_completed", result.epochs_completed},
+                                 {"threads", p.config.threads},
+                                 {"dataset", p.data->DisplayName()},
+                                 {"dataset_sha256", p.data->sha256}}
+                      .dump();
   if (!result.best_checkpoint.empty()) {
     o.outputs.push_back({"best", "checkpoint", result.best_checkpoint});
     const std::string sd = result.best_checkpoint + ".state_dict.pt";

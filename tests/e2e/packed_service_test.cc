@@ -92,7 +92,8 @@ class PackedServiceTest : public ::testing::Test {
   // Watches the sweep, keeping the latest view of every job, until `done`
   // says so or the sweep has finished; returns that view.
   std::map<std::string, v1::Job> WatchUntil(
-      const std::string& id, const std::function<bool(const std::map<std::string, v1::Job>&)>& done) {
+      const std::string& id,
+      const std::function<bool(const std::map<std::string, v1::Job>&)>& done) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
     v1::WatchSweepRequest req;
@@ -175,8 +176,7 @@ TEST_F(PackedServiceTest, PackedTrialsMatchUnpackedOnesAndCancelLeavesTheOthersR
     ASSERT_TRUE(am.ok() && pm.ok());
     ASSERT_EQ(pm->size(), am->size());
     ASSERT_EQ(static_cast<int64_t>(pm->size()), i < 2 ? 1 : 3);
-    for (size_t k = 0; k < pm->size(); ++k)
-      EXPECT_NEAR((*pm)[k].value(), (*am)[k].value(), 1e-6);
+    for (size_t k = 0; k < pm->size(); ++k) EXPECT_NEAR((*pm)[k].value(), (*am)[k].value(), 1e-6);
   }
 
   // 2. Four packed trials, two of which only end by cancel: the short ones

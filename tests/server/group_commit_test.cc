@@ -100,9 +100,7 @@ class BatchCountingStore final : public Store {
     return base->GetReport(id, p);
   }
   absl::Status PutWorker(const v1::WorkerInfo& w) override { return base->PutWorker(w); }
-  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() override {
-    return base->ListWorkers();
-  }
+  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() override { return base->ListWorkers(); }
   absl::Status CreateToken(const v1::Token& t) override { return base->CreateToken(t); }
   absl::StatusOr<v1::Token> GetToken(const std::string& id) override { return base->GetToken(id); }
   absl::StatusOr<std::vector<v1::Token>> ListTokens() override { return base->ListTokens(); }
