@@ -146,8 +146,10 @@ void UploadReactor::FinishUpload() {
       info_.set_attempt(*attempt);
       s = store_.PutArtifact(info_, bytes_);
     }
-    if (s.ok()) *response_->mutable_info() = info_;
-    Finish(ToGrpcStatus(s));
+    coordinator_.Ack([this, s](const absl::Status& committed) {
+      if (s.ok() && committed.ok()) *response_->mutable_info() = info_;
+      Finish(ToGrpcStatus(committed.ok() ? s : committed));
+    });
   });
 }
 

@@ -71,6 +71,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{100}, int64_t{600000}))
       ->capture_default_str();
   app.add_option("--port-file", port_file, "write the bound port to this file once serving");
+  app.add_option("--max-batch", options.coordinator.max_batch,
+                 "group commit: at most this many calls share one store transaction "
+                 "(1 = one transaction per call)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
   options.experiments.serve_datasets = true;
   bool no_serve_datasets = false;
   app.add_option("--data-dir", options.experiments.data_dir,

@@ -175,7 +175,8 @@ absl::Status ParseTransformOptions(const std::string& source, const ojson& t, Sw
 
 absl::Status ParseSweepTable(const std::string& source, const ojson& sweep, SweepPlan& plan,
                              SweepSpec& spec) {
-  static const char* kAllowed = "name, max_concurrency, retries, priority, grid, random, transform";
+  static const char* kAllowed =
+      "name, max_concurrency, retries, priority, pack, grid, random, transform";
   for (const auto& [key, value] : sweep.items()) {
     const std::string field = absl::StrCat("sweep.", key);
     if (key == "name") {
@@ -187,6 +188,10 @@ absl::Status ParseSweepTable(const std::string& source, const ojson& sweep, Swee
       QSWEEP_ASSIGN_OR_RETURN(plan.retries, SmallInt(source, field, value, 0, 100));
     } else if (key == "priority") {
       QSWEEP_ASSIGN_OR_RETURN(plan.priority, SmallInt(source, field, value, -1000000, 1000000));
+    } else if (key == "pack") {
+      if (!value.is_boolean())
+        return FieldError(source, field, "must be true or false (allowed: true, false)");
+      plan.pack = value.get<bool>();
     } else if (key == "grid") {
       QSWEEP_RETURN_IF_ERROR(ParseGrid(source, value, spec));
     } else if (key == "random") {

@@ -10,6 +10,8 @@
 //   max_concurrency = 4                # 0 = unlimited (default)
 //   retries = 1                        # extra attempts after a failure (default 0)
 //   priority = 0                       # higher runs first (default 0)
+//   pack = true                        # false: never train these trials packed
+//                                      # with others on one worker slot (default true)
 //   [sweep.grid]                       # cartesian product; first key varies slowest
 //   batch_size = [64, 256, 1024]
 //   model = ["jsc-tiny", "jsc-toy"]
@@ -53,6 +55,7 @@ struct SweepPlan {
   int32_t max_concurrency = 0;
   int32_t retries = 0;
   int32_t priority = 0;
+  bool pack = true;  // [sweep].pack
   // Per trial, in expansion order: the swept keys only, and the full
   // effective config (defaults < base < swept values; empty unless
   // SweepPlanOptions::keep_configs). A trial's effective config is always

@@ -195,7 +195,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep]\nretries = -1\n",
                 "sweep.retries must be in [0, 100]"},
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep]\nretry = 1\n",
-                "allowed: name, max_concurrency, retries, priority, grid, random"},
+                "allowed: name, max_concurrency, retries, priority, pack, grid, random"},
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[data]\nx = 1\n",
                 "allowed tables: [sweep], [passes.*], [transform]"},
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[passes.quantise]\nby = \"type\"\n",
