@@ -22,7 +22,7 @@ TARGETS=(sweep_toml rpc_validators prepared_file csv checkpoint)
 
 build() {
   local t0=$(date +%s)
-  CC=clang CXX=clang++ cmake -S fuzz -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  CC=clang CXX=clang++ cmake -S fuzz -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE= >/dev/null
   ninja -C "$BUILD" -j "$JOBS" "${TARGETS[@]/#/fuzz_}"
   echo "fuzz: build $(( $(date +%s) - t0 )) s"
 }
