@@ -60,8 +60,11 @@ inline constexpr int64_t kMaxTrialsPerSweep = 10000;
 // Metrics in one Heartbeat (all updates together), Complete or Fail. The
 // worker sends larger backlogs in several requests.
 inline constexpr int32_t kMaxMetricsPerRequest = 5000;
-// Lease updates in one Heartbeat (a worker has at most 1024 slots).
+// Lease updates in one Heartbeat (a worker holds at most 1024 leases:
+// slots times pack).
 inline constexpr int32_t kMaxLeaseUpdates = 1024;
+// Jobs per pack (LeaseRequest.pack): trials trained together on one slot.
+inline constexpr int32_t kMaxPack = 64;
 // Complete.final_metrics entries.
 inline constexpr int32_t kMaxFinalMetrics = 256;
 // Complete.reports entries.

@@ -130,6 +130,12 @@ void UploadReactor::FinishUpload() {
         "field 'info.sha256' is ", info_.sha256(), " but the content hashes to ", actual))));
     return;
   }
+  if (info_.size_bytes() != 0 && info_.size_bytes() != static_cast<int64_t>(bytes_.size())) {
+    Finish(ToGrpcStatus(
+        absl::InvalidArgumentError(absl::StrCat("field 'info.size_bytes' is ", info_.size_bytes(),
+                                                " but ", bytes_.size(), " bytes were sent"))));
+    return;
+  }
   info_.set_size_bytes(static_cast<int64_t>(bytes_.size()));
   // The link is made on the strand, under the lease check, so that no other
   // grant or completion of the job can come between them.
@@ -140,8 +146,10 @@ void UploadReactor::FinishUpload() {
       info_.set_attempt(*attempt);
       s = store_.PutArtifact(info_, bytes_);
     }
-    if (s.ok()) *response_->mutable_info() = info_;
-    Finish(ToGrpcStatus(s));
+    coordinator_.Ack([this, s](const absl::Status& committed) {
+      if (s.ok() && committed.ok()) *response_->mutable_info() = info_;
+      Finish(ToGrpcStatus(committed.ok() ? s : committed));
+    });
   });
 }
 

@@ -19,6 +19,9 @@ struct CoordinatorOptions {
   // 0 = never tick by itself (tests call RunSync(Tick) after moving a fake
   // clock). Default: 250 ms.
   int64_t tick_interval_ms = 250;
+  // Group commit: at most this many posted calls run as one batch, their
+  // store writes in one transaction (Store::BeginBatch). Default: 256.
+  int max_batch = 256;
 };
 
 // Thread-safe: Post and RunSync may be called from any thread.
@@ -31,10 +34,21 @@ class Coordinator {
   // Recovers the scheduler from the store and starts the strand's thread.
   absl::Status Start();
 
-  // Runs `fn` on the strand later. `fn` must not block.
+  // Runs `fn` on the strand later. `fn` must not block. Calls posted while
+  // the strand is busy run together as one group commit: their writes go to
+  // the store in one transaction (one fsync), committed after the last.
   void Post(std::function<void(Scheduler&)> fn);
 
-  // Runs `fn` on the strand and waits for it. Never call it from the strand.
+  // On the strand only (inside a posted `fn`, a Lease callback, ...): runs
+  // `ack` once what the strand has written so far is durable, with OK, or
+  // with UNAVAILABLE when the group commit failed (then nothing of it was
+  // stored and the scheduler has reloaded its state from the store). Answer
+  // a caller only from here, never before: that is what keeps
+  // synchronous = FULL's promise with several calls per transaction.
+  void Ack(std::function<void(const absl::Status&)> ack);
+
+  // Runs `fn` on the strand and waits for it and its group commit. Never call
+  // it from the strand.
   void RunSync(std::function<void(Scheduler&)> fn);
 
   // Answers waiting long-polls, stops the tick and joins the thread. Posted

@@ -241,6 +241,7 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   sweep.set_retries(plan->retries);
   sweep.set_timeout_ms(plan->timeout_s * 1000);
   sweep.set_priority(plan->priority);
+  sweep.set_no_pack(!plan->pack);
   sweep.set_created_unix_ms(clock_.NowMs());
   // The base config is stored once, here; each job stores only its trial.
   sweep.set_base_config_json(plan->base.dump());

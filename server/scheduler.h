@@ -194,6 +194,15 @@ class Scheduler {
   absl::Status Grant(const std::string& job_id, const std::string& worker_id,
                      v1::LeaseResponse& response);
   std::vector<std::string> PickJobs(int32_t max_jobs) const;
+  // Up to `slots` groups of pending jobs to grant, in queue order: each group
+  // is a head job and, when pack > 1, up to pack - 1 later pending jobs with
+  // the same PackKey (scheduler_packs.cc). Per-sweep concurrency counts every
+  // job of a group.
+  std::vector<std::vector<std::string>> PickPacks(int32_t slots, int32_t pack) const;
+  // The key a job shares with the jobs it may be packed with; "" = trains
+  // alone (not TRAIN, the sweep said pack = false, or a model the packed
+  // engine does not train). Cached per job.
+  const std::string& PackKey(const v1::Job& job) const;
   void ServeWaiters();
   absl::StatusOr<v1::Job*> JobOfLease(const std::string& lease_id, int64_t epoch);
   // JobOfLease, and the job's worker must belong to the caller's token.
@@ -253,6 +262,12 @@ class Scheduler {
   bool closing_ = false;  // set by CloseWaiters: no more long-polls
   std::map<std::string, v1::LeaseResponse> lease_replay_;
   std::deque<std::string> lease_replay_order_;
+  mutable std::map<std::string, std::string> pack_keys_;  // job id -> PackKey
 };
+
+// The pack key of an effective config (JSON object text) and dataset hash:
+// the keys a pack must share, or "" when the model cannot be trained packed
+// or the config is not an object.
+std::string PackKeyOfConfig(const std::string& config_json, const std::string& dataset_sha256);
 
 }  // namespace qsweep

@@ -94,14 +94,19 @@ void Scheduler::Lease(const Caller& caller, const v1::LeaseRequest& request, Lea
     }
   }
   v1::LeaseResponse response;
-  for (const auto& job_id : PickJobs(request.max_jobs())) {
-    // Full jobs carry their config: keep the answer within the worker's
-    // receive limit; the worker asks again for the rest.
-    if (response.ByteSizeLong() >= kMaxPageBytes) break;
-    absl::Status s = Grant(job_id, request.worker_id(), response);
-    if (!s.ok()) {
-      done(s);
-      return;
+  int32_t pack_number = 0;
+  for (const auto& group : PickPacks(request.max_jobs(), std::max(1, request.pack()))) {
+    const int32_t number = group.size() > 1 ? ++pack_number : 0;
+    for (const auto& job_id : group) {
+      // Full jobs carry their config: keep the answer within the worker's
+      // receive limit; the worker asks again for the rest.
+      if (response.ByteSizeLong() >= kMaxPageBytes) break;
+      absl::Status s = Grant(job_id, request.worker_id(), response);
+      if (!s.ok()) {
+        done(s);
+        return;
+      }
+      response.mutable_leases()->rbegin()->set_pack(number);
     }
   }
   if (response.leases_size() == 0 && request.wait_ms() > 0 && !closing_) {

@@ -2,9 +2,9 @@
 // scheduler strand and finish the call with the status the work returns.
 #pragma once
 
-#include <utility>
-
 #include <grpcpp/grpcpp.h>
+
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -14,15 +14,20 @@
 namespace qsweep {
 
 // Runs `fn(Scheduler&) -> absl::Status` on the scheduler strand and finishes
-// the default unary reactor of `ctx` with that status. Call from a gRPC
+// the default unary reactor of `ctx` with that status once the strand's
+// writes are committed (Coordinator::Ack). Call from a gRPC
 // callback; `fn` runs later on the strand and must not block. Whatever `fn`
 // captures (request, response) is owned by gRPC and lives until Finish.
 template <typename Fn>
-grpc::ServerUnaryReactor* FinishOnStrand(Coordinator& coordinator,
-                                         grpc::CallbackServerContext* ctx, Fn fn) {
+grpc::ServerUnaryReactor* FinishOnStrand(Coordinator& coordinator, grpc::CallbackServerContext* ctx,
+                                         Fn fn) {
   auto* reactor = ctx->DefaultReactor();
-  coordinator.Post([reactor, fn = std::move(fn)](Scheduler& scheduler) mutable {
-    reactor->Finish(ToGrpcStatus(fn(scheduler)));
+  coordinator.Post([&coordinator, reactor, fn = std::move(fn)](Scheduler& scheduler) mutable {
+    absl::Status status = fn(scheduler);
+    // Answered once the change is durable (group commit), never before.
+    coordinator.Ack([reactor, status](const absl::Status& committed) {
+      reactor->Finish(ToGrpcStatus(committed.ok() ? status : committed));
+    });
   });
   return reactor;
 }

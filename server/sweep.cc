@@ -176,7 +176,7 @@ absl::Status ParseTransformOptions(const std::string& source, const ojson& t, Sw
 absl::Status ParseSweepTable(const std::string& source, const ojson& sweep, SweepPlan& plan,
                              SweepSpec& spec) {
   static const char* kAllowed =
-      "name, max_concurrency, retries, priority, timeout, grid, random, transform";
+      "name, max_concurrency, retries, priority, timeout, pack, grid, random, transform";
   for (const auto& [key, value] : sweep.items()) {
     const std::string field = absl::StrCat("sweep.", key);
     if (key == "name") {
@@ -192,6 +192,10 @@ absl::Status ParseSweepTable(const std::string& source, const ojson& sweep, Swee
       // Seconds, 1 s .. 30 days.
       QSWEEP_ASSIGN_OR_RETURN(int32_t t, SmallInt(source, field, value, 1, 30 * 24 * 3600));
       plan.timeout_s = t;
+    } else if (key == "pack") {
+      if (!value.is_boolean())
+        return FieldError(source, field, "must be true or false (allowed: true, false)");
+      plan.pack = value.get<bool>();
     } else if (key == "grid") {
       QSWEEP_RETURN_IF_ERROR(ParseGrid(source, value, spec));
     } else if (key == "random") {

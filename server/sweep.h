@@ -12,6 +12,8 @@
 //   priority = 0                       # higher runs first (default 0)
 //   timeout = 3600                     # seconds one attempt of a job may run
 //                                      # (default per job kind, see scheduler.h)
+//   pack = true                        # false: never train these trials packed
+//                                      # with others on one worker slot (default true)
 //   [sweep.grid]                       # cartesian product; first key varies slowest
 //   batch_size = [64, 256, 1024]
 //   model = ["jsc-tiny", "jsc-toy"]
@@ -56,6 +58,7 @@ struct SweepPlan {
   int32_t retries = 0;
   int32_t priority = 0;
   int64_t timeout_s = 0;  // [sweep] timeout; 0 = the default of each job kind
+  bool pack = true;  // [sweep].pack
   // Per trial, in expansion order: the swept keys only, and the full
   // effective config (defaults < base < swept values; empty unless
   // SweepPlanOptions::keep_configs). A trial's effective config is always

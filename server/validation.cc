@@ -1,5 +1,6 @@
 #include "server/validation.h"
 
+#include <algorithm>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -174,6 +175,11 @@ absl::Status Validate(const v1::LeaseRequest& r) {
   QSWEEP_RETURN_IF_ERROR(Optional("request_id", r.request_id()));
   QSWEEP_RETURN_IF_ERROR(Required("worker_id", r.worker_id()));
   QSWEEP_RETURN_IF_ERROR(Range("max_jobs", r.max_jobs(), 1, 1024));
+  QSWEEP_RETURN_IF_ERROR(Range("pack", r.pack(), 0, kMaxPack));
+  if (int64_t{r.max_jobs()} * std::max(1, r.pack()) > kMaxLeaseUpdates)
+    return absl::InvalidArgumentError(
+        absl::StrCat("fields 'max_jobs' x 'pack' = ", int64_t{r.max_jobs()} * r.pack(),
+                     " leases; at most ", kMaxLeaseUpdates, " at once"));
   return Range("wait_ms", r.wait_ms(), 0, 600000);
 }
 
@@ -236,6 +242,8 @@ absl::Status ValidateUploadInfo(const v1::ArtifactInfo& info) {
   if (info.kind() != "checkpoint" && info.kind() != "state_dict")
     return Bad("info.kind", "must be checkpoint or state_dict (workers upload job artifacts)");
   QSWEEP_RETURN_IF_ERROR(Required("info.job_id", info.job_id()));
+  // 0 = not declared; the server counts the bytes it receives either way.
+  QSWEEP_RETURN_IF_ERROR(Range("info.size_bytes", info.size_bytes(), 0, kMaxArtifactBytes));
   static const char* const kNames[] = {"best", "last", "best_state_dict", "transformed",
                                        "transformed_state_dict"};
   for (const char* n : kNames)

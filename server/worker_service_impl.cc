@@ -76,11 +76,19 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Lease(grpc::CallbackServerContext* 
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   auto* reactor = ctx->DefaultReactor();
-  coordinator_.Post([caller = *caller, request, response, reactor](Scheduler& scheduler) {
+  Coordinator& coordinator = coordinator_;
+  coordinator_.Post([&coordinator, caller = *caller, request, response,
+                     reactor](Scheduler& scheduler) {
     scheduler.Lease(caller, *request,
-                    [response, reactor](absl::StatusOr<v1::LeaseResponse> result) {
+                    [&coordinator, response, reactor](absl::StatusOr<v1::LeaseResponse> result) {
+                      // Called on the strand (now, or later for a long-poll): the grants
+                      // are answered once they are durable.
+                      absl::Status status = result.status();
                       if (result.ok()) *response = std::move(*result);
-                      reactor->Finish(ToGrpcStatus(result.status()));
+                      coordinator.Ack([response, reactor, status](const absl::Status& committed) {
+                        if (!committed.ok()) response->Clear();
+                        reactor->Finish(ToGrpcStatus(committed.ok() ? status : committed));
+                      });
                     });
   });
   return reactor;

@@ -231,9 +231,22 @@ class SqliteStoreImpl final : public Store {
     return absl::OkStatus();
   }
 
-  // Runs `body` in one IMMEDIATE transaction; rolls back on error.
+  // Runs `body` in one IMMEDIATE transaction; rolls back on error. Inside a
+  // batch (BeginBatch), in a savepoint of the batch's transaction instead: an
+  // error undoes this call's writes only, and nothing is durable before
+  // EndBatch commits.
   template <typename F>
   absl::Status InTransaction(F&& body) {
+    if (in_batch_) {
+      QSWEEP_RETURN_IF_ERROR(Exec("SAVEPOINT call"));
+      absl::Status s = body();
+      if (!s.ok()) {
+        Exec("ROLLBACK TO call").IgnoreError();
+        Exec("RELEASE call").IgnoreError();
+        return s;
+      }
+      return Exec("RELEASE call");
+    }
     QSWEEP_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
     absl::Status s = body();
     if (!s.ok()) {
@@ -241,6 +254,34 @@ class SqliteStoreImpl final : public Store {
       return s;
     }
     return Exec("COMMIT");
+  }
+
+  // Group commit: one transaction (one fsync with synchronous = FULL) for
+  // every write until EndBatch. The calling thread holds the store's lock
+  // from BeginBatch to EndBatch, so calls from other threads wait and never
+  // land in (or read) an uncommitted batch.
+  absl::Status BeginBatch() override {
+    mu_.lock();
+    if (in_batch_) {
+      mu_.unlock();
+      return absl::FailedPreconditionError("sqlite store: a batch is already open");
+    }
+    absl::Status s = Exec("BEGIN IMMEDIATE");
+    if (!s.ok()) {
+      mu_.unlock();
+      return s;
+    }
+    in_batch_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status EndBatch() override {
+    if (!in_batch_) return absl::FailedPreconditionError("sqlite store: no batch is open");
+    in_batch_ = false;
+    absl::Status s = Exec("COMMIT");
+    if (!s.ok()) Exec("ROLLBACK").IgnoreError();
+    mu_.unlock();  // taken by BeginBatch
+    return s;
   }
 
   absl::Status Migrate() {
@@ -263,7 +304,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::Status CreateSweep(const v1::Sweep& sweep, const std::vector<v1::Job>& jobs) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
       {
         Stmt s(db_, "INSERT INTO sweeps(id, idempotency_key, data) VALUES (?, ?, ?)");
@@ -286,7 +327,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<v1::Sweep> GetSweep(const std::string& id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM sweeps WHERE id = ?");
     s.Text(1, id);
     if (s.Next()) return Parse<v1::Sweep>(s.ColumnBytes(0), "sweep");
@@ -295,7 +336,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<v1::Sweep> FindSweepByIdempotencyKey(const std::string& key) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM sweeps WHERE idempotency_key = ?");
     s.Text(1, key);
     if (!key.empty() && s.Next()) return Parse<v1::Sweep>(s.ColumnBytes(0), "sweep");
@@ -304,18 +345,18 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM sweeps ORDER BY seq");
     return Collect<v1::Sweep>(s, "sweep");
   }
 
   absl::Status UpdateJob(const v1::Job& job) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] { return UpdateJobLocked(job); });
   }
 
   absl::Status UpdateJobAndAttempt(const v1::Job& job, const v1::Attempt& attempt) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
       QSWEEP_RETURN_IF_ERROR(UpdateJobLocked(job));
       Stmt s(db_, "INSERT OR REPLACE INTO attempts(job_id, number, data) VALUES (?, ?, ?)");
@@ -326,7 +367,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::Status UpdateJobs(const std::vector<JobUpdate>& updates,
                           const v1::Attempt* attempt) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
       for (const auto& u : updates) {
         Stmt get(db_, "SELECT data FROM jobs WHERE id = ?");
@@ -347,7 +388,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<v1::Job> GetJob(const std::string& id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM jobs WHERE id = ?");
     s.Text(1, id);
     if (s.Next()) return Parse<v1::Job>(s.ColumnBytes(0), "job");
@@ -356,7 +397,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<std::vector<v1::Job>> ListJobs(const JobFilter& filter) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_,
            "SELECT j.data, j.state FROM jobs j JOIN sweeps s ON s.id = j.sweep_id "
            "WHERE (?1 = '' OR j.sweep_id = ?1) ORDER BY s.seq, j.idx");
@@ -374,7 +415,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& job_id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM attempts WHERE job_id = ? ORDER BY number");
     s.Text(1, job_id);
     return Collect<v1::Attempt>(s, "attempt");
@@ -382,7 +423,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::Status AppendMetrics(const std::string& job_id, int32_t attempt,
                              const std::vector<v1::Metric>& metrics) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
       Stmt s(db_,
              "INSERT OR REPLACE INTO metrics(job_id, attempt, name, step, epoch, value) "
@@ -403,7 +444,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<std::vector<v1::Metric>> ListMetrics(const std::string& job_id, int32_t attempt,
                                                       const std::string& name) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_,
            "SELECT name, step, epoch, value FROM metrics WHERE job_id = ?1 AND attempt = ?2 "
            "AND (?3 = '' OR name = ?3) ORDER BY name, step");
@@ -422,7 +463,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::Status PutArtifact(const v1::ArtifactInfo& info, const std::string& bytes) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
       Stmt s(db_, "INSERT OR IGNORE INTO artifacts(sha256, kind, size, data) VALUES (?, ?, ?, ?)");
       s.Text(1, info.sha256())
@@ -438,7 +479,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<std::string> GetArtifactBytes(const std::string& sha256) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM artifacts WHERE sha256 = ?");
     s.Text(1, sha256);
     if (s.Next()) return s.ColumnBytes(0);
@@ -448,7 +489,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<v1::ArtifactInfo> FindArtifact(const std::string& job_id,
                                                 const std::string& name) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT info FROM job_artifacts WHERE job_id = ? AND name = ?");
     s.Text(1, job_id).Text(2, name);
     if (s.Next()) return Parse<v1::ArtifactInfo>(s.ColumnBytes(0), "artifact");
@@ -457,14 +498,14 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<std::vector<v1::ArtifactInfo>> ListArtifacts(const std::string& job_id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT info FROM job_artifacts WHERE job_id = ? ORDER BY name");
     s.Text(1, job_id);
     return Collect<v1::ArtifactInfo>(s, "artifact");
   }
 
   absl::Status PutReport(const v1::Report& r) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] {
       Stmt s(db_,
              "INSERT OR REPLACE INTO reports(job_id, pass_name, json, text) VALUES (?, ?, ?, ?)");
@@ -475,7 +516,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<v1::Report> GetReport(const std::string& job_id,
                                        const std::string& pass_name) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT json, text FROM reports WHERE job_id = ? AND pass_name = ?");
     s.Text(1, job_id).Text(2, pass_name);
     if (s.Next()) {
@@ -492,7 +533,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::Status PutWorker(const v1::WorkerInfo& w) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] {
       Stmt s(db_,
              "INSERT INTO workers(id, data) VALUES (?, ?) "
@@ -503,13 +544,13 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM workers ORDER BY seq");
     return Collect<v1::WorkerInfo>(s, "worker");
   }
 
   absl::Status DeleteWorker(const std::string& worker_id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] {
       Stmt s(db_, "DELETE FROM workers WHERE id = ?");
       s.Text(1, worker_id);
@@ -518,7 +559,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::Status CreateToken(const v1::Token& token) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] {
       Stmt s(db_, "INSERT INTO tokens(id, data) VALUES (?, ?)");
       s.Text(1, token.id()).Blob(2, token.SerializeAsString());
@@ -527,7 +568,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<v1::Token> GetToken(const std::string& id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM tokens WHERE id = ?");
     s.Text(1, id);
     if (s.Next()) return Parse<v1::Token>(s.ColumnBytes(0), "token");
@@ -536,13 +577,13 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::StatusOr<std::vector<v1::Token>> ListTokens() override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM tokens ORDER BY seq");
     return Collect<v1::Token>(s, "token");
   }
 
   absl::StatusOr<bool> RevokeToken(const std::string& id, int64_t at_unix_ms) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<std::recursive_mutex> lock(mu_);
     bool revoked = false;
     absl::Status st = InTransaction([&]() -> absl::Status {
       Stmt get(db_, "SELECT data FROM tokens WHERE id = ?");
@@ -585,8 +626,9 @@ class SqliteStoreImpl final : public Store {
     return out;
   }
 
-  std::mutex mu_;
-  sqlite3* db_;  // owned; used only under mu_
+  std::recursive_mutex mu_;  // recursive: a batch holds it across calls
+  sqlite3* db_;              // owned; used only under mu_
+  bool in_batch_ = false;    // guarded by mu_
   int lock_fd_ = -1;
 };
 

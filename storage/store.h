@@ -117,6 +117,16 @@ class Store {
   virtual absl::StatusOr<bool> RevokeToken(const std::string& token_id, int64_t at_unix_ms) = 0;
   // Removes a worker; OK if there is none.
   virtual absl::Status DeleteWorker(const std::string& worker_id) = 0;
+
+  // Group commit. Between BeginBatch() and EndBatch(), called on one thread,
+  // the writes of every method called on that thread join one transaction:
+  // each method is still all-or-nothing (an error undoes its own writes only)
+  // but none is durable until EndBatch() returns OK, so the caller must not
+  // acknowledge them before. EndBatch() commits; on error nothing of the
+  // batch was stored. Calls from other threads wait until the batch ends.
+  // Batches do not nest. Default (stores without transactions): no-ops.
+  virtual absl::Status BeginBatch() { return absl::OkStatus(); }
+  virtual absl::Status EndBatch() { return absl::OkStatus(); }
 };
 
 // A store that keeps everything in memory, for tests and throw-away servers.

@@ -3,6 +3,8 @@
 // its JobContext. The TRAIN runner (train_job_runner.h) calls the ML core.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -56,6 +58,18 @@ class JobRunner {
   virtual ~JobRunner() = default;
   // Runs one job to the end, on a thread of the worker's. Never throws.
   virtual JobOutcome Run(const v1::Job& job, JobContext& context) = 0;
+
+  // Called with job i's outcome as soon as that job has ended (also while
+  // others of its pack go on); the worker loop reports it at once.
+  using PackDone = std::function<void(size_t index, JobOutcome outcome)>;
+  // Runs jobs the server leased as one pack (GrantedLease.pack) on one thread
+  // of the worker's: jobs[i] with contexts[i] (its own metrics, progress and
+  // ShouldStop). Must call done(i, ...) exactly once for every i before it
+  // returns. Never throws. Default: runs them one after another with Run.
+  virtual void RunPack(const std::vector<const v1::Job*>& jobs,
+                       const std::vector<JobContext*>& contexts, const PackDone& done) {
+    for (size_t i = 0; i < jobs.size(); ++i) done(i, Run(*jobs[i], *contexts[i]));
+  }
 };
 
 }  // namespace qsweep

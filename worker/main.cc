@@ -48,6 +48,11 @@ int main(int argc, char** argv) {
   app.add_option("--slots", options.slots, "jobs run at once")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  options.pack = 8;  // the CLI's default: pack compatible trials
+  app.add_option("--pack", options.pack,
+                 "compatible TRAIN jobs trained together per slot (1 = one job per slot)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   app.add_option("--name", options.name, "name shown by `qsweep workers`");
   app.add_option("--work-dir", options.work_dir, "folder for checkpoints of running jobs");
   app.add_option("--data-dir", runner_options.data_dir, "dataset cache folder");

@@ -7,11 +7,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/limits.h"
+#include "common/status_macros.h"
 #include "worker/core/config/train_config.h"
 #include "worker/core/data/dataset.h"
 #include "worker/core/data/prepared_file.h"
 #include "worker/core/model/model_spec.h"
 #include "worker/core/torch/checkpoint.h"
+#include "worker/core/torch/packed_trainer.h"
 #include "worker/core/torch/pass_runner.h"
 #include "worker/core/torch/trainer.h"
 #include "worker/dataset_cache.h"
@@ -210,75 +212,163 @@ JobOutcome TrainJobRunner::RunTransformJob(const v1::Job& job, JobContext& conte
   return o;
 }
 
-JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
+absl::StatusOr<TrainJobRunner::PreparedTrain> TrainJobRunner::PrepareTrain(const v1::Job& job,
+                                                                           JobContext& context) {
   nlohmann::json effective = nlohmann::json::parse(job.config_json(), nullptr, false);
   if (effective.is_discarded() || !effective.is_object())
-    return Failed(job, "config_json is not a JSON object");
+    return absl::InvalidArgumentError("config_json is not a JSON object");
   // Defence in depth: the server refuses these at submit; a worker checks again.
-  if (absl::Status s =
-          CheckServiceConfig(effective, "job config: ", /*allow_default_project_dir=*/true);
-      !s.ok())
-    return Failed(job, std::string(s.message()));
-  auto config = TrainConfigFromJson(effective);
-  if (!config.ok()) return Failed(job, std::string(config.status().message()));
-  config->device = options_.device;
-  config->project_dir = context.WorkDir();
+  QSWEEP_RETURN_IF_ERROR(
+      CheckServiceConfig(effective, "job config: ", /*allow_default_project_dir=*/true));
+  PreparedTrain p;
+  QSWEEP_ASSIGN_OR_RETURN(p.config, TrainConfigFromJson(effective));
+  p.config.device = options_.device;
+  p.config.project_dir = context.WorkDir();
   // Never more intra-op threads than this machine has cores.
-  config->threads =
-      ThreadsForWorker(config->threads, static_cast<int64_t>(std::thread::hardware_concurrency()));
-  const std::string dir = !options_.data_dir.empty() ? options_.data_dir : config->data_dir;
+  p.config.threads =
+      ThreadsForWorker(p.config.threads, static_cast<int64_t>(std::thread::hardware_concurrency()));
+  const std::string dir = !options_.data_dir.empty() ? options_.data_dir : p.config.data_dir;
   std::string error;
-  std::shared_ptr<const Dataset> data;
   if (!job.dataset_sha256().empty()) {  // served by the coordinator
-    data = LoadServed(job.dataset_sha256(), dir.empty() ? DefaultDataDir() : dir, context, error);
+    p.data = LoadServed(job.dataset_sha256(), dir.empty() ? DefaultDataDir() : dir, context, error);
   } else {
-    const std::string key = absl::StrCat(config->dataset, "|", dir, "|", config->synthetic_rows,
-                                         "|", config->synthetic_seed);
-    data = LoadCached(key, config->dataset, dir, config->synthetic_rows, config->synthetic_seed,
-                      error);
+    const std::string key = absl::StrCat(p.config.dataset, "|", dir, "|", p.config.synthetic_rows,
+                                         "|", p.config.synthetic_seed);
+    p.data = LoadCached(key, p.config.dataset, dir, p.config.synthetic_rows,
+                        p.config.synthetic_seed, error);
   }
-  if (!data) return Failed(job, "loading dataset: " + error);
+  if (!p.data) return absl::InvalidArgumentError("loading dataset: " + error);
   // A zoo name or the inline definition the job carries; never a file.
-  auto spec =
-      ServiceModel(effective.value("model", nlohmann::json()), data->n_features, data->n_classes);
-  if (!spec.ok()) return Failed(job, std::string(spec.status().message()));
-
-  ContextCallback callback(context);
-  TrainOptions options;
-  options.checkpoint_dir = (std::filesystem::path(context.WorkDir()) / "checkpoints").string();
-  options.callback = &callback;
-  options.provenance = {
+  QSWEEP_ASSIGN_OR_RETURN(p.spec, ServiceModel(effective.value("model", nlohmann::json()),
+                                               p.data->n_features, p.data->n_classes));
+  p.options.checkpoint_dir = (std::filesystem::path(context.WorkDir()) / "checkpoints").string();
+  p.options.provenance = {
       {"job_id", job.id()}, {"sweep_id", job.sweep_id()}, {"attempt", job.attempt()}};
-  auto result = TrainModel(*config, *spec, *data, options);
-  if (!result.ok()) return Failed(job, std::string(result.status().message()));
-  if (result->status == "cancelled") {
+  return p;
+}
+
+JobOutcome TrainJobRunner::OutcomeOf(const PreparedTrain& p, const TrainResult& result) {
+  if (result.status == "cancelled") {
     JobOutcome o;
     o.kind = JobOutcome::Kind::kStopped;
     return o;
   }
   JobOutcome o;
   o.kind = JobOutcome::Kind::kSucceeded;  // a diverged trial is a result, not an error
-  o.final_metrics = result->final_metrics;
-  o.final_metrics["samples_per_second"] = result->samples_per_second;
-  o.final_metrics["wall_seconds"] = result->wall_seconds;
-  o.result_json = nlohmann::json{
-      {"status", result->status},
-      {"message", result->message},
-      {"global_steps", result->global_steps},
-      {"epochs_completed", result->epochs_completed},
-      {"threads", config->threads},
-      {"dataset", data->DisplayName()},
-      {"dataset_sha256",
-       data->sha256}}.dump();
-  if (!result->best_checkpoint.empty()) {
-    o.outputs.push_back({"best", "checkpoint", result->best_checkpoint});
-    const std::string sd = result->best_checkpoint + ".state_dict.pt";
-    if (ExportStateDict(result->best_checkpoint, sd).ok())
+  o.final_metrics = result.final_metrics;
+  o.final_metrics["samples_per_second"] = result.samples_per_second;
+  o.final_metrics["wall_seconds"] = result.wall_seconds;
+  o.result_json = nlohmann::json{{"status", result.status},
+                                 {"message", result.message},
+                                 {"global_steps", result.global_steps},
+                                 {"epochs_completed", result.epochs_completed},
+                                 {"threads", p.config.threads},
+                                 {"dataset", p.data->DisplayName()},
+                                 {"dataset_sha256", p.data->sha256}}
+                      .dump();
+  if (!result.best_checkpoint.empty()) {
+    o.outputs.push_back({"best", "checkpoint", result.best_checkpoint});
+    const std::string sd = result.best_checkpoint + ".state_dict.pt";
+    if (ExportStateDict(result.best_checkpoint, sd).ok())
       o.outputs.push_back({"best_state_dict", "state_dict", sd});
   }
-  if (!result->last_checkpoint.empty())
-    o.outputs.push_back({"last", "checkpoint", result->last_checkpoint});
+  if (!result.last_checkpoint.empty())
+    o.outputs.push_back({"last", "checkpoint", result.last_checkpoint});
   return o;
+}
+
+JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
+  auto p = PrepareTrain(job, context);
+  if (!p.ok()) return Failed(job, std::string(p.status().message()));
+  ContextCallback callback(context);
+  p->options.callback = &callback;
+  auto result = TrainModel(p->config, p->spec, *p->data, p->options);
+  if (!result.ok()) return Failed(job, std::string(result.status().message()));
+  return OutcomeOf(*p, *result);
+}
+
+namespace {
+
+// A pack member's callback: the job's context, and its outcome reported the
+// moment the trainer says the trial ended.
+class PackMemberCallback final : public TrainCallback {
+ public:
+  PackMemberCallback(JobContext& context, std::function<void(const TrainResult&)> finished)
+      : context_(context), forward_(context), finished_(std::move(finished)) {}
+  void OnMetric(const MetricPoint& m) override { forward_.OnMetric(m); }
+  void OnProgress(const TrainProgress& p) override { forward_.OnProgress(p); }
+  bool ShouldStop() override { return context_.ShouldStop(); }
+  void OnFinished(const TrainResult& result) override { finished_(result); }
+
+ private:
+  JobContext& context_;
+  ContextCallback forward_;
+  std::function<void(const TrainResult&)> finished_;
+};
+
+}  // namespace
+
+void TrainJobRunner::RunPack(const std::vector<const v1::Job*>& jobs,
+                             const std::vector<JobContext*>& contexts, const PackDone& done) {
+  std::vector<bool> reported(jobs.size(), false);
+  auto report = [&](size_t i, JobOutcome o) {
+    if (reported[i]) return;
+    reported[i] = true;
+    done(i, std::move(o));
+  };
+  // Jobs that are not TRAIN, fail to prepare or cannot share the first
+  // trainable job's pack run alone, after the pack.
+  std::vector<size_t> alone;
+  std::vector<size_t> members;
+  std::vector<PreparedTrain> prepared(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    if (jobs[i]->kind() != v1::TRAIN) {
+      alone.push_back(i);
+      continue;
+    }
+    auto p = PrepareTrain(*jobs[i], *contexts[i]);
+    if (!p.ok()) {
+      report(i, Failed(*jobs[i], std::string(p.status().message())));
+      continue;
+    }
+    prepared[i] = std::move(*p);
+    const bool fits =
+        members.empty()
+            ? CheckPackableModel(prepared[i].spec).ok()
+            : prepared[i].data == prepared[members[0]].data &&
+                  prepared[i].spec.layers.size() == prepared[members[0]].spec.layers.size() &&
+                  CheckPackable(prepared[members[0]].config, prepared[i].config).ok();
+    (fits ? members : alone).push_back(i);
+  }
+  if (members.size() == 1) {
+    alone.insert(alone.begin(), members[0]);
+    members.clear();
+  }
+  if (!members.empty()) {
+    std::vector<std::unique_ptr<PackMemberCallback>> callbacks;
+    std::vector<PackedTrial> trials;
+    for (size_t i : members) {
+      callbacks.push_back(std::make_unique<PackMemberCallback>(
+          *contexts[i],
+          [&, i](const TrainResult& result) { report(i, OutcomeOf(prepared[i], result)); }));
+      PackedTrial t;
+      t.config = prepared[i].config;
+      t.options = prepared[i].options;
+      t.options.callback = callbacks.back().get();
+      trials.push_back(std::move(t));
+    }
+    const size_t first = members[0];
+    auto results = TrainPacked(trials, prepared[first].spec, *prepared[first].data);
+    for (size_t k = 0; k < members.size(); ++k) {
+      const size_t i = members[k];
+      if (!results.ok())
+        report(i, Failed(*jobs[i], std::string(results.status().message())));
+      else
+        report(i, OutcomeOf(prepared[i], (*results)[k]));  // if OnFinished did not come
+    }
+  }
+  for (size_t i : alone)
+    if (!reported[i]) report(i, Run(*jobs[i], *contexts[i]));
 }
 
 }  // namespace qsweep

@@ -7,7 +7,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
+#include "absl/status/statusor.h"
+#include "worker/core/config/train_config.h"
+#include "worker/core/model/model_spec.h"
+#include "worker/core/torch/trainer.h"
 #include "worker/job_runner.h"
 
 namespace qsweep {
@@ -27,8 +32,26 @@ class TrainJobRunner final : public JobRunner {
   explicit TrainJobRunner(TrainJobRunnerOptions options);
   ~TrainJobRunner() override;
   JobOutcome Run(const v1::Job& job, JobContext& context) override;
+  // Trains the pack's TRAIN jobs together (TrainPacked): each job's metrics,
+  // progress and ShouldStop go through its own context, and its outcome is
+  // reported the moment its trial ends. Jobs that cannot join the pack
+  // (another kind, keys CheckPackable refuses, a model the packed engine
+  // does not train) run alone afterwards.
+  void RunPack(const std::vector<const v1::Job*>& jobs, const std::vector<JobContext*>& contexts,
+               const PackDone& done) override;
 
  private:
+  // A TRAIN job ready to train: its config (device, threads and folders set
+  // for this worker), dataset, model and options (checkpoint folder,
+  // provenance; no callback).
+  struct PreparedTrain {
+    TrainConfig config;
+    std::shared_ptr<const Dataset> data;
+    ModelSpec spec;
+    TrainOptions options;
+  };
+  absl::StatusOr<PreparedTrain> PrepareTrain(const v1::Job& job, JobContext& context);
+  static JobOutcome OutcomeOf(const PreparedTrain& p, const TrainResult& result);
   JobOutcome RunTrain(const v1::Job& job, JobContext& context);
   // Runs the job's [passes.*] on its input checkpoint (fetched by hash).
   JobOutcome RunTransformJob(const v1::Job& job, JobContext& context);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -46,7 +47,6 @@ struct Worker::RunningJob final : public JobContext {
   std::string start_error;  // set when the job cannot start (bad id, no folder)
   std::atomic<int> stop{kRun};
   std::atomic<bool> finished{false};
-  std::thread thread;
   std::mutex mu;
   std::vector<v1::Metric> metrics;  // not yet sent; guarded by mu
   v1::JobProgress progress;         // guarded by mu
@@ -83,6 +83,12 @@ struct Worker::RunningJob final : public JobContext {
     unsent.insert(unsent.end(), metrics.begin(), metrics.end());
     metrics = std::move(unsent);
   }
+};
+
+struct Worker::Unit {
+  std::vector<std::shared_ptr<RunningJob>> jobs;
+  std::thread thread;
+  std::atomic<bool> done{false};
 };
 
 namespace {
@@ -227,7 +233,7 @@ absl::Status Worker::Run() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (stopping_) break;
-      free_slots = options_.slots - static_cast<int>(jobs_.size());
+      free_slots = options_.slots - static_cast<int>(units_.size());
       if (free_slots <= 0) {
         cv_.wait_for(lock, std::chrono::milliseconds(500));
         continue;
@@ -240,6 +246,8 @@ absl::Status Worker::Run() {
     }
     req.set_request_id(RequestId());
     req.set_max_jobs(free_slots);
+    req.set_pack(std::clamp(options_.pack, 1,
+                            std::max(1, std::min(kMaxPack, kMaxLeaseUpdates / options_.slots))));
     req.set_wait_ms(options_.lease_wait_ms);
     auto resp = client_.Lease(req);
     if (!resp.ok()) {
@@ -250,15 +258,25 @@ absl::Status Worker::Run() {
       continue;
     }
     backoff = options_.initial_backoff_ms;
-    for (const auto& lease : resp->leases()) StartJob(lease);
+    // Leases with the same pack number train together on one slot.
+    std::map<int32_t, std::vector<std::shared_ptr<RunningJob>>> packs;
+    for (const auto& lease : resp->leases()) {
+      auto job = AddJob(lease);
+      if (lease.pack() > 0)
+        packs[lease.pack()].push_back(std::move(job));
+      else
+        StartUnit({std::move(job)});
+    }
+    for (auto& [number, jobs] : packs) StartUnit(std::move(jobs));
   }
   // Stopping: running jobs were told to stop; each hands its job back.
-  std::vector<RunningJob*> left;
+  std::vector<std::unique_ptr<Unit>> left;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [id, job] : jobs_) left.push_back(job.get());
+    left = std::move(units_);
+    units_.clear();
   }
-  for (auto* job : left) job->thread.join();
+  for (auto& unit : left) unit->thread.join();
   {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.clear();
@@ -269,7 +287,7 @@ absl::Status Worker::Run() {
   return absl::OkStatus();
 }
 
-void Worker::StartJob(const v1::GrantedLease& lease) {
+std::shared_ptr<Worker::RunningJob> Worker::AddJob(const v1::GrantedLease& lease) {
   auto job = std::make_shared<RunningJob>();
   job->client = &client_;
   job->lease = lease;
@@ -290,27 +308,69 @@ void Worker::StartJob(const v1::GrantedLease& lease) {
       job->start_error = std::string(made.status().message());
   }
   Log(absl::StrCat("leased ", IsSafeId(lease.job().id()) ? lease.job().id() : "(bad id)",
-                   " (lease ", lease.lease_id(), ")"));
-  RunningJob* raw = job.get();
+                   " (lease ", lease.lease_id(), lease.pack() > 0 ? ", pack " : "",
+                   lease.pack() > 0 ? absl::StrCat(lease.pack()) : "", ")"));
   std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_) raw->stop = kShutdown;
-  jobs_[lease.lease_id()] = std::move(job);
-  raw->thread = std::thread([this, raw] { RunJob(raw); });
+  if (stopping_) job->stop = kShutdown;
+  jobs_[lease.lease_id()] = job;
+  return job;
 }
 
-void Worker::RunJob(RunningJob* job) {
-  JobOutcome outcome;
-  if (job->start_error.empty()) {
-    outcome = runner_.Run(job->lease.job(), *job);
-  } else {
+void Worker::StartUnit(std::vector<std::shared_ptr<RunningJob>> jobs) {
+  auto unit = std::make_unique<Unit>();
+  unit->jobs = std::move(jobs);
+  Unit* raw = unit.get();
+  std::lock_guard<std::mutex> lock(mu_);
+  units_.push_back(std::move(unit));
+  raw->thread = std::thread([this, raw] { RunUnit(raw); });
+}
+
+void Worker::RunUnit(Unit* unit) {
+  std::vector<RunningJob*> runnable;
+  for (auto& job : unit->jobs) {
+    if (job->start_error.empty()) {
+      runnable.push_back(job.get());
+      continue;
+    }
+    JobOutcome outcome;
     outcome.kind = JobOutcome::Kind::kFailed;
     outcome.error = job->start_error;
+    FinishJob(*job, std::move(outcome));
   }
-  ReportOutcome(*job, std::move(outcome));
+  if (runnable.size() == 1) {
+    FinishJob(*runnable[0], runner_.Run(runnable[0]->lease.job(), *runnable[0]));
+  } else if (!runnable.empty()) {
+    std::vector<const v1::Job*> specs;
+    std::vector<JobContext*> contexts;
+    for (auto* job : runnable) {
+      specs.push_back(&job->lease.job());
+      contexts.push_back(job);
+    }
+    std::vector<bool> reported(runnable.size(), false);
+    runner_.RunPack(specs, contexts, [&](size_t i, JobOutcome outcome) {
+      if (i >= runnable.size() || reported[i]) return;  // a runner bug: report once
+      reported[i] = true;
+      FinishJob(*runnable[i], std::move(outcome));
+    });
+    for (size_t i = 0; i < runnable.size(); ++i) {
+      if (reported[i]) continue;
+      JobOutcome outcome;
+      outcome.kind = JobOutcome::Kind::kFailed;
+      outcome.error = "the job runner returned from its pack without a result for this job";
+      FinishJob(*runnable[i], std::move(outcome));
+    }
+  }
+  unit->done = true;
+  std::lock_guard<std::mutex> lock(mu_);
+  cv_.notify_all();
+}
+
+void Worker::FinishJob(RunningJob& job, JobOutcome outcome) {
+  ReportOutcome(job, std::move(outcome));
   std::error_code ec;
-  if (!job->work_dir.empty())
-    fs::remove_all(job->work_dir, ec);  // outputs were uploaded; the server keeps them
-  job->finished = true;
+  if (!job.work_dir.empty())
+    fs::remove_all(job.work_dir, ec);  // outputs were uploaded; the server keeps them
+  job.finished = true;
   std::lock_guard<std::mutex> lock(mu_);
   cv_.notify_all();
 }
@@ -375,19 +435,25 @@ void Worker::ReportOutcome(RunningJob& job, JobOutcome outcome) {
 }
 
 void Worker::ReapFinished() {
-  std::vector<std::shared_ptr<RunningJob>> done;
+  std::vector<std::unique_ptr<Unit>> done;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = jobs_.begin(); it != jobs_.end();) {
-      if (it->second->finished) {
-        done.push_back(std::move(it->second));
+      if (it->second->finished)
         it = jobs_.erase(it);
+      else
+        ++it;
+    }
+    for (auto it = units_.begin(); it != units_.end();) {
+      if ((*it)->done) {
+        done.push_back(std::move(*it));
+        it = units_.erase(it);
       } else {
         ++it;
       }
     }
   }
-  for (auto& job : done) job->thread.join();
+  for (auto& unit : done) unit->thread.join();
 }
 
 void Worker::FlushMetrics(RunningJob& job) {

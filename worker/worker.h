@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,6 +32,10 @@ struct WorkerOptions {
   std::string device = "cpu";
   // Jobs run at once. Default: 1.
   int slots = 1;
+  // Up to this many compatible TRAIN jobs per slot, trained together as one
+  // pack (LeaseRequest.pack; JobRunner::RunPack). 1 = one job per slot.
+  // Capped so that slots x pack <= kMaxLeaseUpdates. Default: 1.
+  int pack = 1;
   // Folder for attempts' files; created if missing. Each attempt gets a fresh
   // folder in it made by mkdtemp (mode 0700). Default: "" = a folder made by
   // mkdtemp as $TMPDIR/qsweep-worker-XXXXXX, removed when Run() returns.
@@ -74,9 +79,16 @@ class Worker {
 
  private:
   struct RunningJob;
+  // One slot's work: a job alone, or the jobs of one pack, on one thread.
+  struct Unit;
   bool RegisterUntilDone();
-  void StartJob(const v1::GrantedLease& lease);
-  void RunJob(RunningJob* job);
+  // Makes the job's folder and adds it to jobs_.
+  std::shared_ptr<RunningJob> AddJob(const v1::GrantedLease& lease);
+  // Starts a thread running `jobs` (one job, or one pack) on one slot.
+  void StartUnit(std::vector<std::shared_ptr<RunningJob>> jobs);
+  void RunUnit(Unit* unit);
+  // Reports the job's outcome, removes its folder and marks it finished.
+  void FinishJob(RunningJob& job, JobOutcome outcome);
   void ReportOutcome(RunningJob& job, JobOutcome outcome);
   // Sends the job's metrics backlog beyond one request's worth
   // (kMaxMetricsPerRequest) in heartbeats, so its Complete/Fail fits.
@@ -103,6 +115,7 @@ class Worker {
   std::string worker_id_;        // guarded by mu_
   int64_t heartbeat_ms_ = 5000;  // guarded by mu_
   std::map<std::string, std::shared_ptr<RunningJob>> jobs_;  // by lease id; guarded by mu_
+  std::vector<std::unique_ptr<Unit>> units_;                 // one per busy slot; guarded by mu_
   std::mt19937_64 rng_;                                      // guarded by mu_
   std::atomic<int> jobs_reported_{0};
 };

@@ -195,7 +195,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep]\nretries = -1\n",
                 "sweep.retries must be in [0, 100]"},
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep]\nretry = 1\n",
-                "allowed: name, max_concurrency, retries, priority, timeout, grid, random"},
+                "allowed: name, max_concurrency, retries, priority, timeout, pack, grid, random"},
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep]\ntimeout = 0\n",
                 "sweep.timeout must be in [1, 2592000]"},
         BadCase{"model = \"jsc-toy\"\ndataset = \"jsc\"\n[sweep]\ntimeout = \"1h\"\n",

@@ -227,7 +227,9 @@ absl::StatusOr<Dataset> ReadPreparedFile(const std::string& path) {
     return DataLoss(path, "inconsistent metadata");
   }
   const size_t pad = PaddingAfterMeta(meta_len);
-  const uint64_t rows = static_cast<uint64_t>(d.train_val.rows + d.test.rows);
+  // Both counts are >= 0 here; their sum is taken unsigned (no int64 overflow).
+  const uint64_t rows =
+      static_cast<uint64_t>(d.train_val.rows) + static_cast<uint64_t>(d.test.rows);
   const uint64_t expect = kFixedHeader + meta_len + pad + rows * (d.n_features * 4 + 8);
   if (rows > file_size || expect != file_size) {
     return DataLoss(

@@ -16,6 +16,15 @@ namespace qsweep {
 // node name, which Python prints without quotes).
 struct PyValue {
   enum class Kind { kNone, kBool, kInt, kFloat, kStr, kRaw, kList, kDict };
+  // Special members are defaulted after the class: PyValue holds containers of
+  // itself, which clang (with libstdc++) refuses to check while it is incomplete.
+  PyValue();
+  ~PyValue();
+  PyValue(const PyValue&);
+  PyValue(PyValue&&) noexcept;
+  PyValue& operator=(const PyValue&);
+  PyValue& operator=(PyValue&&) noexcept;
+
   Kind kind = Kind::kNone;
   bool b = false;
   int64_t i = 0;
@@ -24,7 +33,7 @@ struct PyValue {
   std::vector<PyValue> list;
   std::vector<std::pair<std::string, PyValue>> dict;  // insertion order; printing sorts
 
-  static PyValue None() { return {}; }
+  static PyValue None();
   static PyValue Bool(bool v);
   static PyValue Int(int64_t v);
   static PyValue Float(double v);
@@ -35,6 +44,14 @@ struct PyValue {
   // Appends or replaces key `k` (dicts only).
   PyValue& Set(const std::string& k, PyValue v);
 };
+
+inline PyValue::PyValue() = default;
+inline PyValue::~PyValue() = default;
+inline PyValue::PyValue(const PyValue&) = default;
+inline PyValue::PyValue(PyValue&&) noexcept = default;
+inline PyValue& PyValue::operator=(const PyValue&) = default;
+inline PyValue& PyValue::operator=(PyValue&&) noexcept = default;
+inline PyValue PyValue::None() { return {}; }
 
 // JSON -> PyValue: null -> None, integers -> int, other numbers -> float.
 PyValue PyFromJson(const nlohmann::ordered_json& j);

@@ -3,9 +3,9 @@
 // config, library versions, epoch, step, metrics).
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "worker/core/model/model_spec.h"
@@ -20,6 +20,13 @@ struct CheckpointInfo {
 // Reads the spec and metadata of a checkpoint. NOT_FOUND / DATA_LOSS naming the
 // file when it is missing or not a qsweep checkpoint.
 absl::StatusOr<CheckpointInfo> ReadCheckpointInfo(const std::string& path);
+
+// Parses a checkpoint's "qsweep_checkpoint" record (JSON text; see
+// checkpoint_io.h) into its spec and metadata. Torch-free, so it can be
+// fuzzed on its own. DATA_LOSS naming `path` when the text is not a record
+// this build reads (not JSON, unknown format or format_version, bad spec).
+absl::StatusOr<CheckpointInfo> ParseCheckpointRecord(const std::string& path,
+                                                     std::string_view record);
 
 // Writes the parameters and buffers as a plain dict of tensors
 // (torch::pickle_save), keys as in the PyTorch model ("seq_blocks.0.weight"),

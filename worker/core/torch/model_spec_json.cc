@@ -113,4 +113,42 @@ absl::StatusOr<ModelSpec> ModelSpecFromJson(const nlohmann::json& j) {
   return spec;
 }
 
+namespace {
+
+constexpr char kRecordFormat[] = "qsweep-checkpoint";
+constexpr int64_t kRecordFormatVersion = 1;
+
+absl::Status NotACheckpoint(const std::string& path, const std::string& why) {
+  return absl::DataLossError(
+      absl::StrCat("checkpoint file '", path, "' is not a readable qsweep checkpoint: ", why));
+}
+
+}  // namespace
+
+absl::StatusOr<CheckpointInfo> ParseCheckpointRecord(const std::string& path,
+                                                     std::string_view record) {
+  nlohmann::json j = nlohmann::json::parse(record, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return NotACheckpoint(path, "the qsweep_checkpoint record is not valid JSON");
+  }
+  const auto format = j.find("format");
+  if (format == j.end() || !format->is_string() || *format != kRecordFormat) {
+    return NotACheckpoint(path, "unknown format");
+  }
+  const auto version = j.find("format_version");
+  if (version == j.end() || !version->is_number_integer() ||
+      version->get<int64_t>() > kRecordFormatVersion || version->get<int64_t>() < 1) {
+    return NotACheckpoint(path, absl::StrCat("unsupported format_version (this build reads ",
+                                             kRecordFormatVersion, ")"));
+  }
+  CheckpointInfo info;
+  const auto spec_json = j.find("spec");
+  auto spec = ModelSpecFromJson(spec_json == j.end() ? nlohmann::json() : *spec_json);
+  if (!spec.ok()) return NotACheckpoint(path, std::string(spec.status().message()));
+  info.spec = *std::move(spec);
+  const auto meta = j.find("meta");
+  info.meta = meta == j.end() ? nlohmann::json::object() : *meta;
+  return info;
+}
+
 }  // namespace qsweep
