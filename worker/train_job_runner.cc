@@ -221,7 +221,7 @@ JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
     return Failed(job, std::string(s.message()));
   auto config = TrainConfigFromJson(effective);
   if (!config.ok()) return Failed(job, std::string(config.status().message()));
-  config->device = options_.device;
+  config->device = context.Device().empty() ? options_.device : context.Device();
   config->project_dir = context.WorkDir();
   // Never more intra-op threads than this machine has cores.
   config->threads =
