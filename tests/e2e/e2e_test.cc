@@ -582,6 +582,38 @@ TEST_F(WorkerCrashTest, KilledWorkersJobIsRequeuedAndFinished) {
   EXPECT_EQ(job["epochs"].size(), 2u) << show.out;  // the finished attempt's metrics
 }
 
+// Preemption (issue 9 §1): SIGUSR1 (what Slurm's --signal=B:USR1 forwards)
+// makes the worker hand its running job back without using a retry and exit
+// 75 so that the batch system requeues it; the other worker finishes the job.
+TEST_F(WorkerCrashTest, SignalledWorkerHandsItsJobBackAndAsksForRequeue) {
+  const std::string path = (dir_ / "preempt.toml").string();
+  std::ofstream(path) << "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\n"
+                         "synthetic_rows = 2000\nmax_epochs = 2\nbatch_size = 64\n"
+                         "[sweep]\nretries = 0\nmax_concurrency = 1\n[sweep.grid]\nseed = [1]\n";
+  auto submit = Cli("submit", {path, "--format", "json"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  const std::string id = json::parse(submit.out)["id"];
+  const std::string held = WaitForHeldJob(kSweep);
+  ASSERT_FALSE(held.empty()) << "no job was held\n" << server_.log();
+  pid_t victim_pid = 0;
+  std::string held_job;
+  std::istringstream(held) >> victim_pid >> held_job;
+  ASSERT_EQ(held_job, id + "-0") << held;
+
+  ASSERT_EQ(kill(victim_pid, SIGUSR1), 0) << std::strerror(errno);
+  ASSERT_TRUE(server_.WaitForLog("handed 1 job(s) back; exit 75 (requeue)", 1, kQuick))
+      << server_.log();
+  ASSERT_TRUE(WaitForExit(victim_pid, kQuick)) << server_.log();
+
+  auto watch = Cli("watch", {id}, kSweep);
+  ASSERT_EQ(watch.code, 0) << watch.err << server_.log();
+  auto show = Cli("show", {held_job, "--format", "json"});
+  ASSERT_EQ(show.code, 0) << show.err;
+  json job = json::parse(show.out);
+  // retries = 0: only a hand-back that uses no retry lets it succeed.
+  ASSERT_EQ(job["state"], "SUCCEEDED") << show.out << server_.log();
+}
+
 // The server prepares the dataset in its own data dir and serves it; the
 // local workers start with an EMPTY data dir ($QSWEEP_DATA_DIR) and fetch the
 // prepared file by hash instead of generating it themselves, for TRAIN and
