@@ -373,6 +373,24 @@ TEST_F(EndToEndTest, Lab1SmallSweepOnTwoWorkers) {
 
 // A sweep with [passes.*]: each trial's best checkpoint is quantized by a
 // dependent TRANSFORM job, whose report and checkpoint are queryable.
+// `qsweep-server --check` (issue 9 §4): exit 0 and SERVING while the server
+// runs, 1 once it has stopped. No token needed.
+TEST_F(EndToEndTest, ServerCheckAnswersWhileServing) {
+  auto check = [&] {
+    ::qsweep::testing::ProcessOptions o;
+    o.timeout = kQuick;
+    return ::qsweep::testing::RunProcess(
+        {Executable("server", "qsweep-server"), "--check", "--listen", server_.address()}, o);
+  };
+  auto serving = check();
+  EXPECT_EQ(serving.code, 0) << serving.err;
+  EXPECT_EQ(serving.out, "SERVING\n");
+  ASSERT_EQ(server_.Stop(), 0) << server_.log();
+  auto stopped = check();
+  EXPECT_EQ(stopped.code, 1) << stopped.out;
+  EXPECT_THAT(stopped.err, HasSubstr("health check failed"));
+}
+
 TEST_F(EndToEndTest, TransformJobsQuantizeEachTrial) {
   const std::string path = (dir_ / "quant.toml").string();
   std::ofstream(path) << R"(
