@@ -44,6 +44,8 @@ std::string RenderSlurmScript(const SlurmSubmitOptions& o, std::string& error) {
     error = "--workers is " + std::to_string(o.workers) + "; allowed: 1 to 10000";
   else if (o.gpus_per_worker < 0 || o.gpus_per_worker > 64)
     error = "--gpus-per-worker is " + std::to_string(o.gpus_per_worker) + "; allowed: 0 to 64";
+  else if (o.cpus_per_worker < 1 || o.cpus_per_worker > 1024)
+    error = "--cpus-per-worker is " + std::to_string(o.cpus_per_worker) + "; allowed: 1 to 1024";
   else if (!o.partition.empty() && !PlainSlurmWord(o.partition))
     error = "--partition is '" + o.partition + "'; allowed: letters, digits and . _ - : +";
   else if (!o.time.empty() && !PlainSlurmWord(o.time))
@@ -67,7 +69,7 @@ std::string RenderSlurmScript(const SlurmSubmitOptions& o, std::string& error) {
   if (o.gpus_per_worker > 0) head << "#SBATCH --gres=gpu:" << o.gpus_per_worker << "\n";
   if (!o.partition.empty()) head << "#SBATCH --partition=" << o.partition << "\n";
   if (!o.time.empty()) head << "#SBATCH --time=" << o.time << "\n";
-  head << "#SBATCH --cpus-per-task=4\n"
+  head << "#SBATCH --cpus-per-task=" << o.cpus_per_worker << "\n"
        << "#SBATCH --requeue\n"
        << "#SBATCH --signal=B:USR1@120\n"
        << "#SBATCH --open-mode=append\n"
@@ -119,6 +121,8 @@ int RunSlurmCommand(const std::vector<std::string>& args, std::ostream& out, std
   app.add_option("--workers", o.workers, "array tasks, one worker each")->required();
   app.add_option("--partition", o.partition, "Slurm partition (default: the site's)");
   app.add_option("--gpus-per-worker", o.gpus_per_worker, "GPUs per task (--gres=gpu:G); 0 = CPU")
+      ->capture_default_str();
+  app.add_option("--cpus-per-worker", o.cpus_per_worker, "CPUs per task (--cpus-per-task)")
       ->capture_default_str();
   app.add_option("--time", o.time, "time limit per task, e.g. 4:00:00");
   app.add_option("--server", o.server, "coordinator host:port (default: $QSWEEP_SERVER)");

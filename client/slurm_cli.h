@@ -14,6 +14,7 @@ struct SlurmSubmitOptions {
   int workers = 1;
   std::string partition;      // "" = the site's default partition
   int gpus_per_worker = 1;    // 0 = no --gres (CPU workers)
+  int cpus_per_worker = 4;    // --cpus-per-task
   std::string time;           // Slurm time limit, e.g. "4:00:00"; "" = the default
   std::string server;         // coordinator address, required
   std::string token_file;     // worker token file, required

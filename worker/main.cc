@@ -28,6 +28,7 @@
 #include "absl/strings/str_join.h"
 #include "common/secrets.h"
 #include "worker/coordinator_client.h"
+#include "worker/core/torch/trainer.h"  // CudaAvailable (torch-free header)
 #include "worker/local/local_commands.h"
 #include "worker/train_job_runner.h"
 #include "worker/worker.h"
@@ -120,6 +121,14 @@ int main(int argc, char** argv) {
                    "qsweep-worker: --gpus auto: no GPU visible (CUDA_VISIBLE_DEVICES unset, empty "
                    "or NoDevFiles); running %d slot(s) on cpu\n",
                    options.slots);
+    } else if (!qsweep::CudaAvailable()) {
+      // A LibTorch without CUDA (or no driver) on a GPU allocation: still one
+      // slot per allocated GPU, on cpu, so that the allocation is used.
+      options.slots = static_cast<int>(visible->size());
+      std::fprintf(stderr,
+                   "qsweep-worker: --gpus auto: CUDA_VISIBLE_DEVICES=%s but CUDA is not available "
+                   "to this qsweep-worker (CPU LibTorch or no driver); running %d slot(s) on cpu\n",
+                   std::getenv("CUDA_VISIBLE_DEVICES"), options.slots);
     } else {
       options.slots = static_cast<int>(visible->size());
       options.slot_devices = *visible;
@@ -172,10 +181,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "qsweep-worker: %s: handing running jobs back (grace %lld ms)\n",
                  strsignal(sig), static_cast<long long>(grace_ms));
     worker.Stop();
-    struct timespec ts;
-    ts.tv_sec = grace_ms / 1000;
-    ts.tv_nsec = (grace_ms % 1000) * 1000000;
-    sigtimedwait(&signals, nullptr, &ts);  // a second signal ends the wait early
+    // Engines signal more than once (Slurm: the batch shell forwards the
+    // SIGTERM that every process of the job already got): further SIGTERM and
+    // SIGUSR1 are ignored; a second SIGINT (Ctrl-C twice) ends the wait.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) break;
+      struct timespec ts;
+      ts.tv_sec = left / 1000000000;
+      ts.tv_nsec = left % 1000000000;
+      const int again = sigtimedwait(&signals, nullptr, &ts);
+      if (again == SIGINT) break;
+    }
     std::fprintf(stderr, "qsweep-worker: jobs not handed back within the grace period; exiting\n");
     std::fflush(stderr);
     _exit(kExitHandedBack);

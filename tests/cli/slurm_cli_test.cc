@@ -39,6 +39,7 @@ TEST(SlurmCliTest, RendersTheArrayWithGpusPartitionTimeAndParameters) {
   EXPECT_THAT(script, HasSubstr("#SBATCH --partition=gpu\n"));
   EXPECT_THAT(script, HasSubstr("#SBATCH --time=4:00:00\n"));
   EXPECT_THAT(script, HasSubstr("#SBATCH --requeue\n"));
+  EXPECT_THAT(script, HasSubstr("#SBATCH --cpus-per-task=4\n"));
   EXPECT_THAT(script, HasSubstr("#SBATCH --signal=B:USR1@120\n"));
   EXPECT_THAT(script, HasSubstr("#SBATCH --open-mode=append\n"));
   EXPECT_THAT(script, HasSubstr("export QSWEEP_SERVER='head:7420'\n"));
@@ -87,6 +88,9 @@ TEST(SlurmCliTest, BadOptionsNameTheOptionAndWhatIsAllowed) {
   o = Valid();
   o.time = "1 day";
   EXPECT_THAT(error_for(o), HasSubstr("--time is '1 day'"));
+  o = Valid();
+  o.cpus_per_worker = 0;
+  EXPECT_THAT(error_for(o), HasSubstr("--cpus-per-worker is 0; allowed: 1 to 1024"));
   o = Valid();
   o.gpus_per_worker = 65;
   EXPECT_THAT(error_for(o), HasSubstr("--gpus-per-worker is 65; allowed: 0 to 64"));
