@@ -114,7 +114,7 @@ cat > "$D/sweep.toml" <<TOML
 model = "jsc-toy"
 dataset = "jsc-synthetic"
 synthetic_rows = 20000
-max_epochs = 4
+max_epochs = 16
 batch_size = 64
 [sweep]
 retries = 2
