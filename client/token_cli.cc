@@ -1,8 +1,10 @@
 // `qsweep token create|list|revoke`: bearer tokens, through the Tokens service.
 #include <cstdlib>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "client/service_cli_internal.h"
 #include "common/secrets.h"
 
@@ -29,17 +31,9 @@ int64_t ParseDuration(const std::string& text) {
   }
 }
 
-const char* RoleText(v1::Role r) {
-  switch (r) {
-    case v1::ROLE_ADMIN:
-      return "admin";
-    case v1::ROLE_USER:
-      return "user";
-    case v1::ROLE_WORKER:
-      return "worker";
-    default:
-      return "?";
-  }
+// admin, user, worker: the proto's own names without the prefix.
+std::string RoleText(v1::Role r) {
+  return absl::AsciiStrToLower(absl::StripPrefix(v1::Role_Name(r), "ROLE_"));
 }
 
 json TokenJson(const v1::Token& t) {

@@ -39,7 +39,9 @@ class BearerFactory final : public grpc::experimental::ClientInterceptorFactoryI
   const std::string header_;
 };
 
-absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
+}  // namespace
+
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, const std::string& what) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return absl::NotFoundError(absl::StrCat(what, " '", path, "' cannot be opened"));
   std::stringstream s;
@@ -48,8 +50,6 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
     return absl::InvalidArgumentError(absl::StrCat(what, " '", path, "' is not a PEM file"));
   return s.str();
 }
-
-}  // namespace
 
 std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
 BearerTokenInterceptors(const std::string& token) {
@@ -63,15 +63,15 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ChannelOptions&
   std::shared_ptr<grpc::ChannelCredentials> creds;
   if (!o.tls_ca_file.empty()) {
     grpc::SslCredentialsOptions ssl;
-    auto ca = ReadPem(o.tls_ca_file, "TLS CA file");
+    auto ca = ReadPemFile(o.tls_ca_file, "TLS CA file");
     if (!ca.ok()) return ca.status();
     ssl.pem_root_certs = *ca;
     if (o.tls_cert_file.empty() != o.tls_key_file.empty())
       return absl::InvalidArgumentError("a client certificate needs both --tls-cert and --tls-key");
     if (!o.tls_cert_file.empty()) {
-      auto cert = ReadPem(o.tls_cert_file, "TLS client certificate");
+      auto cert = ReadPemFile(o.tls_cert_file, "TLS client certificate");
       if (!cert.ok()) return cert.status();
-      auto key = ReadPem(o.tls_key_file, "TLS client key");
+      auto key = ReadPemFile(o.tls_key_file, "TLS client key");
       if (!key.ok()) return key.status();
       ssl.pem_cert_chain = *cert;
       ssl.pem_private_key = *key;

@@ -46,6 +46,10 @@ struct ChannelOptions {
 // files. Connecting happens lazily, at the first call.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ChannelOptions& options);
 
+// The text of a PEM file; `what` names it in errors ("--tls-cert", ...).
+// NOT_FOUND if it cannot be opened, INVALID_ARGUMENT if it holds no PEM block.
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, const std::string& what);
+
 // Interceptors that add "authorization: Bearer <token>" to every call; for
 // channels made elsewhere (e.g. a server's in-process channel in tests).
 std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>

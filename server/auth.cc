@@ -1,8 +1,10 @@
 #include "server/auth.h"
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/secrets.h"
+#include "server/grpc_status_util.h"
 
 namespace qsweep {
 namespace {
@@ -16,23 +18,6 @@ absl::string_view Sv(std::string_view s) { return absl::string_view(s.data(), s.
 
 absl::Status Unauthenticated(std::string_view method, absl::string_view why) {
   return absl::UnauthenticatedError(absl::StrCat(Sv(method), ": ", why));
-}
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
-const char* RoleName(v1::Role r) {
-  switch (r) {
-    case v1::ROLE_ADMIN:
-      return "admin";
-    case v1::ROLE_USER:
-      return "user";
-    case v1::ROLE_WORKER:
-      return "worker";
-    default:
-      return "unknown";
-  }
 }
 
 std::string_view Value(const grpc::AuthContext& ctx, const char* name) {
@@ -121,7 +106,7 @@ absl::Status CheckRole(const Caller& caller, Service service, std::string_view m
   }
   if (ok) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat(Sv(method), " is not allowed for a ",
-                                                  RoleName(caller.role),
+                                                  RoleText(caller.role),
                                                   " token (allowed: ", allowed, ")"));
 }
 
@@ -138,10 +123,10 @@ grpc::Status TokenAuthProcessor::Process(const InputMetadata& md, grpc::AuthCont
   if (auto a = md.find("authorization"); a != md.end())
     header.assign(a->second.data(), a->second.size());
   auto caller = auth_.Authenticate(header);
-  if (!caller.ok()) return ToGrpc(Unauthenticated(method, caller.status().message()));
-  if (auto s = CheckRole(*caller, service, method); !s.ok()) return ToGrpc(s);
+  if (!caller.ok()) return ToGrpcStatus(Unauthenticated(method, caller.status().message()));
+  if (auto s = CheckRole(*caller, service, method); !s.ok()) return ToGrpcStatus(s);
   if (require_worker_cert_ && caller->role == v1::ROLE_WORKER && context->GetPeerIdentity().empty())
-    return ToGrpc(
+    return ToGrpcStatus(
         absl::PermissionDeniedError(absl::StrCat(method,
                                                  ": worker tokens must come with a client "
                                                  "certificate signed by the server's "
@@ -151,7 +136,7 @@ grpc::Status TokenAuthProcessor::Process(const InputMetadata& md, grpc::AuthCont
   const std::string_view bound = Value(*context, kTokenIdProperty);
   if (!bound.empty()) {
     if (bound != caller->token_id)
-      return ToGrpc(
+      return ToGrpcStatus(
           absl::PermissionDeniedError(absl::StrCat(method,
                                                    ": this connection is bound to another token; "
                                                    "open a new connection to use "
@@ -171,7 +156,11 @@ absl::StatusOr<Caller> Authorize(grpc::CallbackServerContext* ctx, std::string_v
   auto context = ctx->auth_context();
   if (context && !Value(*context, kTokenIdProperty).empty()) {
     caller.token_id = std::string(Value(*context, kTokenIdProperty));
-    caller.role = static_cast<v1::Role>(std::stoi(std::string(Value(*context, kRoleProperty))));
+    int role = 0;
+    const std::string_view text = Value(*context, kRoleProperty);
+    if (!absl::SimpleAtoi(absl::string_view(text.data(), text.size()), &role))
+      return absl::InternalError(absl::StrCat(Sv(method), ": the call's identity is incomplete"));
+    caller.role = static_cast<v1::Role>(role);
     caller.owner = std::string(Value(*context, kOwnerProperty));
   } else {
     // No processor ran for this call: check its metadata here.

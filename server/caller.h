@@ -2,11 +2,19 @@
 // the service adapters see it. Set by server/auth.h before any handler runs.
 #pragma once
 
+#include <cctype>
 #include <string>
 
 #include "qsweep/v1/common.pb.h"
 
 namespace qsweep {
+
+// "admin", "user", "worker": the proto's own names without the prefix.
+inline std::string RoleText(v1::Role role) {
+  std::string name = v1::Role_Name(role);  // ROLE_ADMIN, ...
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name.rfind("role_", 0) == 0 ? name.substr(5) : name;
+}
 
 struct Caller {
   std::string token_id;  // the token's public id

@@ -19,6 +19,7 @@
 #include "server/local_workers.h"
 #include "server/server.h"
 #include "server/tokens.h"
+#include "storage/sqlite_store.h"
 
 namespace {
 
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
   std::string worker_binary;
   std::string port_file;
   std::string state_dir;
+  std::string issue_admin_token;
   CLI::App app{
       "qsweep coordinator: schedules sweeps onto workers, stores "
       "results in SQLite"};
@@ -115,8 +117,29 @@ int main(int argc, char** argv) {
                "SERVING, 1 otherwise)");
   app.add_option("--tls-ca", check_ca,
                  "with --check: PEM CA of the server's certificate (default: $QSWEEP_TLS_CA)");
+  app.add_option("--issue-admin-token", issue_admin_token,
+                 "write a new admin token to this file (mode 0600) and exit: for an operator who "
+                 "lost the first one (needs write access to --db)");
   CLI11_PARSE(app, argc, argv);
   if (check) return Check(options.listen, check_ca);
+  if (!issue_admin_token.empty()) {
+    auto store = qsweep::OpenSqliteStore(qsweep::SqliteStoreOptions(options.db_path));
+    qsweep::SystemClock clock;
+    auto issued = store.ok()
+                      ? qsweep::IssueToken(**store, clock, qsweep::v1::ROLE_ADMIN, "admin",
+                                           "issued by qsweep-server --issue-admin-token", 0, "")
+                      : absl::StatusOr<qsweep::IssuedToken>(store.status());
+    absl::Status written = issued.ok()
+                               ? qsweep::WriteSecretFile(issue_admin_token, issued->secret + "\n")
+                               : issued.status();
+    if (!written.ok()) {
+      std::fprintf(stderr, "qsweep-server: %s\n", written.ToString().c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "qsweep-server: wrote admin token %s to %s (mode 0600)\n",
+                 issued->record.id().c_str(), issue_admin_token.c_str());
+    return 0;
+  }
   if (no_serve_datasets) options.experiments.serve_datasets = false;
   state_dir = StateDir(state_dir, options.db_path);
   if (!state_dir.empty()) options.admin_token_file = state_dir + "/admin.token";

@@ -17,24 +17,15 @@
 namespace qsweep {
 namespace {
 
-absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return absl::NotFoundError(absl::StrCat(flag, " '", path, "' cannot be opened"));
-  std::stringstream s;
-  s << f.rdbuf();
-  if (s.str().find("-----BEGIN") == std::string::npos)
-    return absl::InvalidArgumentError(absl::StrCat(flag, " '", path, "' is not a PEM file"));
-  return s.str();
-}
-
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
   if (o.tls.enabled()) {
     grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-    QSWEEP_ASSIGN_OR_RETURN(std::string cert, ReadPem(o.tls.cert_file, "--tls-cert"));
-    QSWEEP_ASSIGN_OR_RETURN(std::string key, ReadPem(o.tls.key_file, "--tls-key"));
+    QSWEEP_ASSIGN_OR_RETURN(std::string cert, ReadPemFile(o.tls.cert_file, "--tls-cert"));
+    QSWEEP_ASSIGN_OR_RETURN(std::string key, ReadPemFile(o.tls.key_file, "--tls-key"));
     ssl.pem_key_cert_pairs.push_back({key, cert});
     if (!o.tls.client_ca_file.empty()) {
-      QSWEEP_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(o.tls.client_ca_file, "--tls-client-ca"));
+      QSWEEP_ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                              ReadPemFile(o.tls.client_ca_file, "--tls-client-ca"));
       ssl.client_certificate_request = GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY;
     }
     return grpc::SslServerCredentials(ssl);

@@ -232,15 +232,21 @@ class EndToEndTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // The qsweep executable as a user runs it, killed at `timeout`.
+  // The qsweep executable as a user runs it, killed at `timeout`, with the
+  // admin token the server wrote at its first start.
   CliResult Cli(const std::string& command, std::vector<std::string> args,
                 milliseconds timeout = kQuick) {
+    return CliAs((dir_ / "admin.token").string(), command, std::move(args), timeout);
+  }
+  // The same with another token file.
+  CliResult CliAs(const std::string& token_file, const std::string& command,
+                  std::vector<std::string> args, milliseconds timeout = kQuick) {
     std::vector<std::string> argv = {Executable("client", "qsweep"), command};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.push_back("--server");
     argv.push_back(server_.address());
-    argv.push_back("--token-file");  // written by the server at its first start
-    argv.push_back((dir_ / "admin.token").string());
+    argv.push_back("--token-file");
+    argv.push_back(token_file);
     ::qsweep::testing::ProcessOptions o;
     o.timeout = timeout;
     return ::qsweep::testing::RunProcess(argv, o);
@@ -470,7 +476,8 @@ TEST_F(EndToEndTest, PythonClientPrintsTheBestTrial) {
   auto client =
       RunCommand({"/usr/bin/python3", std::string(QSWEEP_SOURCE_DIR) + "/examples/python_client.py",
                   "--server", server_.address(), "--token-file", (dir_ / "admin.token").string(),
-                  "--stubs", stubs, std::string(QSWEEP_SOURCE_DIR) + "/examples/lab1-small.toml"},
+                  "--stubs", stubs, "--best-state-dict", (dir_ / "py_best.pt").string(),
+                  std::string(QSWEEP_SOURCE_DIR) + "/examples/lab1-small.toml"},
                  kSweep);
   const std::string& out = client.out;
   ASSERT_EQ(client.code, 0) << out << client.err;
@@ -478,6 +485,98 @@ TEST_F(EndToEndTest, PythonClientPrintsTheBestTrial) {
   EXPECT_THAT(out, HasSubstr("succeeded 9/9"));
   EXPECT_THAT(out, HasSubstr("best trial: sw-"));
   EXPECT_THAT(out, HasSubstr("test_acc_epoch="));
+  // The best weights were checked against the job's hash and loaded with
+  // torch.load(..., weights_only=True).
+  EXPECT_THAT(out, HasSubstr("sha256 verified, loaded with weights_only=True"));
+}
+
+// Tokens through the CLI: an admin creates a user token; the user sees only
+// their own sweeps; a readable token file is refused; a revoked token stops at
+// once; a download whose bytes do not match the job's recorded hash is refused.
+TEST_F(EndToEndTest, TokensOwnershipAndVerifiedDownloads) {
+  const fs::path sweep = dir_ / "tiny.toml";
+  std::ofstream(sweep) << "model = \"jsc-tiny\"\ndataset = \"jsc-synthetic\"\n"
+                          "synthetic_rows = 600\nmax_epochs = 1\nbatch_size = 64\n"
+                          "[sweep.grid]\nseed = [0]\n";
+  auto submit = Cli("submit", {sweep.string(), "--format", "json"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  const std::string id = json::parse(submit.out)["id"];
+  ASSERT_EQ(Cli("watch", {id}, kSweep).code, 0);
+  const std::string job = id + "-0";
+
+  const std::string carol = (dir_ / "carol.token").string();
+  auto created = Cli("token", {"create", "--role", "user", "--owner", "carol", "-o", carol});
+  ASSERT_EQ(created.code, 0) << created.err;
+  struct stat st {};
+  ASSERT_EQ(stat(carol.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // Bad flags name the flag and the allowed values.
+  auto bad_expiry = Cli("token", {"create", "--expires", "5x"});
+  EXPECT_EQ(bad_expiry.code, 2);
+  EXPECT_THAT(bad_expiry.err, HasSubstr("--expires '5x' must be a count with s, m, h or d"));
+  auto bad_role = Cli("token", {"create", "--role", "root"});
+  EXPECT_EQ(bad_role.code, 2);
+  EXPECT_THAT(bad_role.err, HasSubstr("--role"));
+  EXPECT_EQ(Cli("token", {"revoke"}).code, 2);  // the id is required
+  auto listed = Cli("token", {"list", "--format", "json"});
+  ASSERT_EQ(listed.code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("\"carol\""));
+  EXPECT_THAT(listed.out, ::testing::Not(HasSubstr("qsw_")));  // no secret is ever listed
+
+  // carol sees none of the admin's sweeps, and cannot read or cancel them.
+  auto status = CliAs(carol, "status", {"--format", "json"});
+  ASSERT_EQ(status.code, 0) << status.err;
+  EXPECT_THAT(status.out, ::testing::Not(HasSubstr(id)));
+  auto jobs = CliAs(carol, "jobs", {id});
+  EXPECT_EQ(jobs.code, 1);
+  EXPECT_THAT(jobs.err, HasSubstr("no sweep '" + id + "'"));
+  EXPECT_EQ(CliAs(carol, "cancel", {job}).code, 1);
+  const std::string stolen = (dir_ / "stolen.pt").string();
+  EXPECT_EQ(CliAs(carol, "checkpoint", {"get", job, "-o", stolen}).code, 1);
+  EXPECT_FALSE(fs::exists(stolen));
+  // carol may not mint worker tokens.
+  auto worker = CliAs(carol, "token", {"create", "--role", "worker"});
+  EXPECT_EQ(worker.code, 1);
+  EXPECT_THAT(worker.err, HasSubstr("users may create only user tokens"));
+
+  // A token file others can read is refused before anything is sent.
+  chmod(carol.c_str(), 0644);
+  auto open = CliAs(carol, "status", {});
+  EXPECT_EQ(open.code, 2);
+  EXPECT_THAT(open.err, HasSubstr("chmod 600"));
+  chmod(carol.c_str(), 0600);
+
+  // The admin's download is verified against the hash the job records...
+  const std::string pt = (dir_ / "best.pt").string();
+  auto got = Cli("checkpoint", {"get", job, "-o", pt});
+  ASSERT_EQ(got.code, 0) << got.err;
+  EXPECT_THAT(got.out, HasSubstr("verified"));
+  // ...so bytes changed behind the server's back are refused, not written.
+  json show = json::parse(Cli("show", {job, "--format", "json"}).out);
+  std::string sha;
+  for (const auto& a : show["artifacts"])
+    if (a["name"] == "best_state_dict") sha = a["sha256"];
+  ASSERT_EQ(sha.size(), 64u) << show.dump();
+  auto tamper =
+      RunCommand({"sqlite3", (dir_ / "q.db").string(),
+                  "UPDATE artifacts SET data = X'00' || data WHERE sha256 = '" + sha + "'"},
+                 kQuick);
+  ASSERT_EQ(tamper.code, 0) << tamper.err;
+  const std::string tampered = (dir_ / "tampered.pt").string();
+  auto refused = Cli("checkpoint", {"get", job, "-o", tampered});
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("refusing to write it"));
+  EXPECT_FALSE(fs::exists(tampered));
+
+  // Revocation: carol's next call is refused.
+  std::string carol_token_id;
+  for (const auto& t : json::parse(listed.out))
+    if (t["owner"] == "carol") carol_token_id = t["id"];
+  ASSERT_FALSE(carol_token_id.empty());
+  ASSERT_EQ(Cli("token", {"revoke", carol_token_id}).code, 0);
+  auto revoked = CliAs(carol, "status", {});
+  EXPECT_EQ(revoked.code, 1);
+  EXPECT_THAT(revoked.err, HasSubstr("was revoked"));
 }
 
 TEST_F(EndToEndTest, ErrorsAreOneLineAndNonZero) {

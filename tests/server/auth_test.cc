@@ -18,6 +18,7 @@
 #include "qsweep/v1/experiments.grpc.pb.h"
 #include "qsweep/v1/workers.grpc.pb.h"
 #include "server/server.h"
+#include "storage/sqlite_store.h"
 #include "tests/test_util/test_tokens.h"
 
 namespace qsweep {
@@ -714,6 +715,35 @@ TEST(ServerSecurityTest, FirstStartWritesAOneTimeAdminToken) {
   ASSERT_TRUE(again.ok());
   EXPECT_FALSE(*again);
   EXPECT_FALSE(fs::exists(path + ".2"));
+  fs::remove_all(dir);
+}
+
+// An operator who lost the first admin token mints another with the server's
+// own binary (it needs write access to the database, not a token).
+TEST(ServerSecurityTest, IssueAdminTokenFromTheCommandLine) {
+  fs::path dir = TempDir("issue");
+  const std::string db = (dir / "q.db").string(), file = (dir / "new.token").string();
+  fs::path bin = fs::path(QSWEEP_BINARY_DIR) / "qsweep-server";
+  if (!fs::exists(bin)) bin = fs::path(QSWEEP_BINARY_DIR) / "server" / "qsweep-server";
+  ASSERT_TRUE(fs::exists(bin)) << bin;
+  const std::string cmd =
+      bin.string() + " --db " + db + " --issue-admin-token " + file + " 2>/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  struct stat st {};
+  ASSERT_EQ(stat(file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600);
+  auto token = ReadTokenFile(file);
+  ASSERT_TRUE(token.ok()) << token.status();
+  auto store = OpenSqliteStore(SqliteStoreOptions(db));
+  ASSERT_TRUE(store.ok());
+  auto record = (*store)->GetToken(*TokenIdOf(*token));
+  ASSERT_TRUE(record.ok());
+  EXPECT_EQ(record->role(), v1::ROLE_ADMIN);
+  EXPECT_EQ(record->sha256(), Sha256Hex(*token));
+  // A file it cannot write is an error, not a token lost.
+  const std::string bad =
+      bin.string() + " --db " + db + " --issue-admin-token /proc/qsweep/none.token 2>/dev/null";
+  EXPECT_NE(std::system(bad.c_str()), 0);
   fs::remove_all(dir);
 }
 

@@ -1,11 +1,14 @@
 // Checkpoint files: writing, reading, loading into a Network, exporting a
 // PyTorch state dict. Format described in checkpoint_io.h.
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
+#include <torch/version.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <system_error>
-
-#include <torch/version.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -227,12 +230,36 @@ absl::Status LoadOptimizerState(const std::string& path, FlatOptimizer& optimize
   }
 }
 
+// torch.save's zip format for a dict of tensors, without the TorchScript type
+// tags torch::pickle_save adds (torch.jit._pickle.restore_type_tag), which
+// PyTorch's safe loader, torch.load(..., weights_only=True), refuses.
+std::vector<char> SaveUntaggedStateDict(const c10::Dict<std::string, torch::Tensor>& dict) {
+  std::vector<char> pickled;
+  torch::jit::Pickler pickler(
+      [&](const char* buf, size_t size) { pickled.insert(pickled.end(), buf, buf + size); },
+      /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+      /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(c10::IValue(dict));
+  pickler.stop();
+  std::vector<char> container;
+  caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t size) {
+    const char* bytes = static_cast<const char*>(data);
+    container.insert(container.end(), bytes, bytes + size);
+    return size;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickled.data(), pickled.size(), pickler.tensorData(),
+                                     writer);
+  writer.writeEndOfFile();
+  return container;
+}
+
 absl::Status ExportStateDict(const std::string& checkpoint_path, const std::string& out_path) {
   QSWEEP_ASSIGN_OR_RETURN(CheckpointContents c, ReadCheckpoint(checkpoint_path));
   try {
     c10::Dict<std::string, torch::Tensor> dict;
     for (const auto& [key, t] : c.state) dict.insert(key, t.detach().contiguous());
-    const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+    const std::vector<char> bytes = SaveUntaggedStateDict(dict);
     std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.close();
