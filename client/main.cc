@@ -6,12 +6,14 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <string>
 #include <vector>
 
 #include "client/global_flags.h"
 #include "client/model_commands.h"
 #include "client/plot.h"
+#include "client/slurm_cli.h"
 #include "client/worker_exec.h"
 
 #ifdef QSWEEP_HAVE_DATA_CLI
@@ -52,6 +54,10 @@ Service (qsweep-server; --server ADDR or $QSWEEP_SERVER, default 127.0.0.1:7420)
   transform submit --from JOB --config F.toml     quantize/analyse a trained trial
   token create --role user|worker|admin [--owner U] [--expires 30d] [-o FILE]
   token list [--all] | token revoke ID            bearer tokens (admins: everyone's)
+
+Clusters (deploy/README.md):
+  slurm submit --workers N [--partition P] [--gpus-per-worker G] [--time T] [--dry-run]
+                                                  a Slurm job array of qsweep-worker
 
   Every service command authenticates with the token in --token-file FILE,
   $QSWEEP_TOKEN_FILE or ~/.config/qsweep/token (mode 0600); `qsweep up` writes
@@ -97,6 +103,7 @@ int main(int argc, char** argv) {
 #endif
     return qsweep::RunLocalPlotCommand(rest);
   }
+  if (cmd == "slurm") return qsweep::RunSlurmCommand(rest, std::cout, std::cerr);
   if (cmd == "models") return qsweep::RunModelsCommand(rest);
   if (cmd == "model") return qsweep::RunModelCommand(rest);
   if (cmd == "data") {

@@ -539,12 +539,19 @@ int Workers(Common& c) {
   Deadline(ctx);
   grpc::Status s = Stub(c)->ListWorkers(&ctx, v1::ListWorkersRequest(), &resp);
   if (!s.ok()) return RpcError(c, s);
+  // A worker with one device per slot (--gpus auto) shows them all.
+  auto devices = [](const v1::WorkerInfo& w) {
+    if (w.devices().empty()) return w.device();
+    std::string all;
+    for (const auto& d : w.devices()) all += (all.empty() ? "" : ",") + d;
+    return all;
+  };
   if (c.format == "json") {
     json arr = json::array();
     for (const auto& w : resp.workers())
       arr.push_back({{"id", w.id()},
                      {"name", w.name()},
-                     {"device", w.device()},
+                     {"device", devices(w)},
                      {"slots", w.slots()},
                      {"busy", w.busy_slots()},
                      {"last_seen", TimeText(w.last_seen_unix_ms())}});
@@ -553,7 +560,7 @@ int Workers(Common& c) {
   }
   Table t{{"worker", "name", "device", "slots", "busy", "last seen"}, {}};
   for (const auto& w : resp.workers())
-    t.rows.push_back({w.id(), w.name(), w.device(), std::to_string(w.slots()),
+    t.rows.push_back({w.id(), w.name(), devices(w), std::to_string(w.slots()),
                       std::to_string(w.busy_slots()), TimeText(w.last_seen_unix_ms())});
   PrintTable(c, t);
   return 0;

@@ -4,7 +4,7 @@
 add_executable(qsweep client/main.cc)
 target_compile_options(qsweep PRIVATE ${QSWEEP_WARNINGS})
 target_compile_definitions(qsweep PRIVATE QSWEEP_VERSION="${PROJECT_VERSION}")
-target_link_libraries(qsweep PRIVATE qsweep::client_models)
+target_link_libraries(qsweep PRIVATE qsweep::client_models qsweep::slurm_cli)
 if(TARGET qsweep::data_cli)
   target_compile_definitions(qsweep PRIVATE QSWEEP_HAVE_DATA_CLI=1)
   target_link_libraries(qsweep PRIVATE qsweep::data_cli)

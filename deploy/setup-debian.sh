@@ -19,6 +19,7 @@ PACKAGES=(
   gnuplot-nox
   curl ca-certificates
   python3-torch python3-numpy python3-h5py python3-grpcio python3-protobuf python3-tabulate
+  slurm-wlm munge python3-yaml systemd
 )
 
 SUDO=""

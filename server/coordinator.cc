@@ -62,8 +62,14 @@ struct Coordinator::Impl {
     std::vector<std::function<void(const absl::Status&)>> ready = std::move(acks);
     acks.clear();
     if (!committed.ok()) {
-      committed = absl::UnavailableError(
-          absl::StrCat("the coordinator could not store this change: ", committed.message()));
+      // A full or read-only database keeps its own code (the store names it);
+      // anything else is a passing failure the caller may retry.
+      const absl::StatusCode code =
+          absl::IsResourceExhausted(committed) || absl::IsFailedPrecondition(committed)
+              ? committed.code()
+              : absl::StatusCode::kUnavailable;
+      committed = absl::Status(
+          code, absl::StrCat("the coordinator could not store this change: ", committed.message()));
       // The scheduler's memory is ahead of the store: reload it. Waiting
       // Lease calls are answered (empty) first; their callers ask again.
       scheduler->CloseWaiters();

@@ -3,14 +3,19 @@
 //   [--data-dir D]
 //                 [--tls-cert F --tls-key F [--tls-client-ca F
 //                 [--require-worker-cert]]]
+//   qsweep-server --check [--listen ADDR] [--tls-ca F]: exit 0 when a server
+//   at ADDR answers the gRPC health check SERVING (for scripts and probes).
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
+#include "common/channel.h"
 #include "common/secrets.h"
+#include "server/health.h"
 #include "server/local_workers.h"
 #include "server/server.h"
 #include "server/tokens.h"
@@ -25,6 +30,31 @@ std::string StateDir(const std::string& flag, const std::string& db_path) {
   if (db_path == ":memory:") return "";
   std::filesystem::path dir = std::filesystem::absolute(db_path).parent_path();
   return dir.string();
+}
+
+// `qsweep-server --check`: 0 SERVING, 1 otherwise (with the reason).
+int Check(const std::string& listen, const std::string& tls_ca) {
+  qsweep::ChannelOptions o;
+  o.address = listen;
+  // A wildcard listen address is checked over loopback.
+  for (const std::string any : {"0.0.0.0:", "[::]:"})
+    if (listen.rfind(any, 0) == 0)
+      o.address = (any == "[::]:" ? "[::1]:" : "127.0.0.1:") + listen.substr(any.size());
+  o.tls_ca_file = tls_ca;
+  auto channel = qsweep::MakeChannel(o);
+  if (!channel.ok()) {
+    std::fprintf(stderr, "qsweep-server --check: %s\n",
+                 std::string(channel.status().message()).c_str());
+    return 1;
+  }
+  auto status = qsweep::CheckHealth(*channel, "", 5000);
+  if (!status.ok()) {
+    std::fprintf(stderr, "qsweep-server --check: %s: %s\n", o.address.c_str(),
+                 std::string(status.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%s\n", qsweep::ServingStatusName(*status).c_str());
+  return *status == qsweep::ServingStatus::kServing ? 0 : 1;
 }
 
 }  // namespace
@@ -87,10 +117,20 @@ int main(int argc, char** argv) {
                  "(default: $QSWEEP_DATA_DIR, else ~/.cache/qsweep/datasets)");
   app.add_flag("--no-serve-datasets", no_serve_datasets,
                "do not prepare datasets at submission; each worker prepares its own");
+  bool check = false;
+  std::string check_ca;
+  const char* ca_env = std::getenv("QSWEEP_TLS_CA");
+  check_ca = ca_env ? ca_env : "";
+  app.add_flag("--check", check,
+               "do not serve: ask the server at --listen for its gRPC health (exit 0 when "
+               "SERVING, 1 otherwise)");
+  app.add_option("--tls-ca", check_ca,
+                 "with --check: PEM CA of the server's certificate (default: $QSWEEP_TLS_CA)");
   app.add_option("--issue-admin-token", issue_admin_token,
                  "write a new admin token to this file (mode 0600) and exit: for an operator who "
                  "lost the first one (needs write access to --db)");
   CLI11_PARSE(app, argc, argv);
+  if (check) return Check(options.listen, check_ca);
   if (!issue_admin_token.empty()) {
     auto store = qsweep::OpenSqliteStore(qsweep::SqliteStoreOptions(options.db_path));
     qsweep::SystemClock clock;

@@ -415,6 +415,7 @@ absl::StatusOr<v1::RegisterResponse> Scheduler::Register(const Caller& caller,
   w.set_name(request.name());
   w.set_device(request.device());
   w.set_slots(request.slots());
+  *w.mutable_devices() = request.devices();
   w.set_token_id(caller.token_id);
   w.set_registered_unix_ms(clock_.NowMs());
   w.set_last_seen_unix_ms(clock_.NowMs());

@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 
 #include <chrono>
@@ -82,6 +83,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
       std::make_unique<WorkerServiceImpl>(*server->coordinator_, *server->store_, *server->auth_);
   server->tokens_ = std::make_unique<TokenServiceImpl>(*server->store_, c, *server->auth_);
 
+  // grpc.health.v1.Health for probes and `qsweep-server --check`: SERVING
+  // while the server runs, NOT_SERVING once it shuts down.
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   if (creds) {
     if (options.tls.enabled() || IsLocalAddress(options.listen))
@@ -114,6 +118,7 @@ std::shared_ptr<grpc::Channel> Server::InProcessChannel(const std::string& token
 void Server::Shutdown() {
   if (shut_down_ || !grpc_server_) return;
   shut_down_ = true;
+  if (auto* health = grpc_server_->GetHealthCheckService()) health->Shutdown();
   coordinator_->RunSync([](Scheduler& s) { s.CloseWaiters(); });
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   coordinator_->Stop();

@@ -26,7 +26,9 @@ grpc::ServerUnaryReactor* FinishOnStrand(Coordinator& coordinator, grpc::Callbac
     absl::Status status = fn(scheduler);
     // Answered once the change is durable (group commit), never before.
     coordinator.Ack([reactor, status](const absl::Status& committed) {
-      reactor->Finish(ToGrpcStatus(committed.ok() ? status : committed));
+      // A call that failed changed nothing (its writes were undone): its own
+      // error says why. A call that succeeded is answered by the commit.
+      reactor->Finish(ToGrpcStatus(status.ok() ? committed : status));
     });
   });
   return reactor;

@@ -168,7 +168,18 @@ absl::Status Validate(const v1::RegisterRequest& r) {
     for (size_t i = 5; i < d.size(); ++i) device_ok = device_ok && absl::ascii_isdigit(d[i]);
   }
   if (!device_ok) return Bad("device", absl::StrCat("is '", d, "'; allowed: cpu, cuda, cuda:N"));
-  return Range("slots", r.slots(), 1, 1024);
+  QSWEEP_RETURN_IF_ERROR(Range("slots", r.slots(), 1, 1024));
+  if (r.devices_size() > r.slots())
+    return Bad("devices", absl::StrCat("has ", r.devices_size(), " entries for ", r.slots(),
+                                       " slots; at most one per slot"));
+  for (const std::string& dev : r.devices()) {
+    bool ok = dev.rfind("cuda:", 0) == 0 && dev.size() > 5 && dev.size() <= 10;
+    for (size_t i = 5; ok && i < dev.size(); ++i) ok = absl::ascii_isdigit(dev[i]);
+    if (!ok && dev != "cpu")
+      return Bad("devices",
+                 absl::StrCat("has an entry that is not cpu or cuda:N (", dev.substr(0, 32), ")"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Validate(const v1::LeaseRequest& r) {

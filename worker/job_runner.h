@@ -27,6 +27,9 @@ class JobContext {
   // Content stored on the coordinator (e.g. the input checkpoint of a
   // TRANSFORM job). NOT_FOUND if it has none with this hash.
   virtual absl::StatusOr<std::string> FetchArtifact(const std::string& sha256) = 0;
+  // The device of the worker slot this job runs in ("cuda:1"); empty when
+  // the worker has one device for all slots (the runner's own setting).
+  virtual std::string Device() const { return ""; }
 };
 
 // A file the loop uploads after the job succeeded.

@@ -1,13 +1,23 @@
 // qsweep-worker: runs jobs leased from a qsweep-server. Only fills options.
 //   qsweep-worker --server 127.0.0.1:7420 --device cpu --slots 2
+//   qsweep-worker --server HOST:7420 --gpus auto --grace 60s --idle-exit 5m
+// SIGTERM, SIGUSR1 or SIGINT: stop leasing, hand running jobs back, exit
+// within --grace. Exit status: 0 done (stopped with nothing running, or idle
+// for --idle-exit), 1 error, 2 bad setup, 75 (EX_TEMPFAIL) work was handed
+// back or the grace period ran out: a batch system should requeue it.
 // With a local command first (train, test, transform, checkpoint) it runs
 // that command instead, so `qsweep train` and a service run share one
 // implementation.
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -15,8 +25,10 @@
 #ifdef QSWEEP_HAVE_LOCAL_COMMANDS
 #include "worker/local/local_commands.h"
 #endif
+#include "absl/strings/str_join.h"
 #include "common/secrets.h"
 #include "worker/coordinator_client.h"
+#include "worker/core/torch/trainer.h"  // CudaAvailable (torch-free header)
 #include "worker/local/local_commands.h"
 #include "worker/train_job_runner.h"
 #include "worker/worker.h"
@@ -24,6 +36,10 @@
 // Only in the test binary qsweep-worker-held (tests/e2e/CMakeLists.txt).
 #include "tests/e2e/held_job_runner.h"
 #endif
+
+namespace {
+constexpr int kExitHandedBack = 75;  // EX_TEMPFAIL: requeue me
+}  // namespace
 
 int main(int argc, char** argv) {
   // Local commands handed over by the qsweep CLI (train, test, checkpoint
@@ -67,7 +83,65 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", channel.tls_key_file, "PEM key of --tls-cert");
   app.add_flag("--insecure", channel.insecure,
                "allow a plaintext connection to a server on another machine");
+  std::string gpus;
+  std::string grace_text = "60s";
+  std::string idle_text = "0";
+  auto* gpus_opt = app.add_option("--gpus", gpus,
+                                  "auto: one slot per GPU in CUDA_VISIBLE_DEVICES, slot i on "
+                                  "cuda:i (no visible GPU: --slots on cpu)")
+                       ->check(CLI::IsMember({"auto"}));
+  gpus_opt->excludes("--device");
+  app.add_option("--grace", grace_text,
+                 "after SIGTERM/SIGUSR1: time to hand running jobs back before exiting "
+                 "(e.g. 60s, 2m)")
+      ->capture_default_str();
+  app.add_option("--idle-exit", idle_text,
+                 "exit 0 after this long with nothing to lease (e.g. 5m); 0 = never")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  auto grace = qsweep::ParseDuration(grace_text);
+  if (!grace.ok() || *grace <= 0) {
+    std::fprintf(stderr,
+                 "qsweep-worker: --grace is '%s'; allowed: a positive duration such as 30s, 2m\n",
+                 grace_text.c_str());
+    return 2;
+  }
+  auto idle = qsweep::ParseDuration(idle_text);
+  if (!idle.ok() || *idle < 0) {
+    std::fprintf(stderr,
+                 "qsweep-worker: --idle-exit is '%s'; allowed: 0 or a duration such as 5m\n",
+                 idle_text.c_str());
+    return 2;
+  }
+  options.idle_exit_ms = *idle;
+  if (gpus == "auto") {
+    auto visible = qsweep::VisibleGpus(std::getenv("CUDA_VISIBLE_DEVICES"));
+    if (!visible.ok()) {
+      std::fprintf(stderr, "qsweep-worker: --gpus auto: %s\n",
+                   std::string(visible.status().message()).c_str());
+      return 2;
+    }
+    if (visible->empty()) {
+      std::fprintf(stderr,
+                   "qsweep-worker: --gpus auto: no GPU visible (CUDA_VISIBLE_DEVICES unset, empty "
+                   "or NoDevFiles); running %d slot(s) on cpu\n",
+                   options.slots);
+    } else if (!qsweep::CudaAvailable()) {
+      // A LibTorch without CUDA (or no driver) on a GPU allocation: still one
+      // slot per allocated GPU, on cpu, so that the allocation is used.
+      options.slots = static_cast<int>(visible->size());
+      std::fprintf(stderr,
+                   "qsweep-worker: --gpus auto: CUDA_VISIBLE_DEVICES=%s but CUDA is not available "
+                   "to this qsweep-worker (CPU LibTorch or no driver); running %d slot(s) on cpu\n",
+                   std::getenv("CUDA_VISIBLE_DEVICES"), options.slots);
+    } else {
+      options.slots = static_cast<int>(visible->size());
+      options.slot_devices = *visible;
+      options.device = options.slots == 1 ? visible->front() : "cuda";
+      std::fprintf(stderr, "qsweep-worker: --gpus auto: CUDA_VISIBLE_DEVICES=%s -> slots on %s\n",
+                   std::getenv("CUDA_VISIBLE_DEVICES"), absl::StrJoin(*visible, ",").c_str());
+    }
+  }
   auto token = qsweep::ReadTokenFile(qsweep::ResolveTokenPath(token_file));
   if (!token.ok()) {
     std::fprintf(stderr,
@@ -78,7 +152,7 @@ int main(int argc, char** argv) {
   }
   channel.address = server;
   channel.token = *token;
-  runner_options.device = options.device;
+  runner_options.device = options.device == "cuda" ? "cuda:0" : options.device;
   options.log = [](std::string_view line) {
     std::fprintf(stderr, "qsweep-worker: %.*s\n", static_cast<int>(line.size()), line.data());
   };
@@ -87,6 +161,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto client = qsweep::NewGrpcCoordinatorClient(channel);
@@ -102,16 +177,44 @@ int main(int argc, char** argv) {
   qsweep::JobRunner& runner = train_runner;
 #endif
   qsweep::Worker worker(**client, runner, options);
-  std::thread waiter([&worker, signals]() mutable {
+  // A signal stops the worker; if Run() has not returned within the grace
+  // period, the process exits anyway, asking to be requeued.
+  const int64_t grace_ms = *grace;
+  std::thread waiter([&worker, signals, grace_ms]() mutable {
     int sig = 0;
     sigwait(&signals, &sig);
+    std::fprintf(stderr, "qsweep-worker: %s: handing running jobs back (grace %lld ms)\n",
+                 strsignal(sig), static_cast<long long>(grace_ms));
     worker.Stop();
+    // Engines signal more than once (Slurm: the batch shell forwards the
+    // SIGTERM that every process of the job already got): further SIGTERM and
+    // SIGUSR1 are ignored; a second SIGINT (Ctrl-C twice) ends the wait.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            deadline - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) break;
+      struct timespec ts;
+      ts.tv_sec = left / 1000000000;
+      ts.tv_nsec = left % 1000000000;
+      const int again = sigtimedwait(&signals, nullptr, &ts);
+      if (again == SIGINT) break;
+    }
+    std::fprintf(stderr, "qsweep-worker: jobs not handed back within the grace period; exiting\n");
+    std::fflush(stderr);
+    _exit(kExitHandedBack);
   });
   waiter.detach();  // a clean Run() return ends the process; a signal ends Run()
   auto status = worker.Run();
   if (!status.ok()) {
     std::fprintf(stderr, "qsweep-worker: %s\n", status.ToString().c_str());
     return 1;
+  }
+  if (worker.run_end() == qsweep::RunEnd::kHandedBack) {
+    std::fprintf(stderr, "qsweep-worker: handed %d job(s) back; exit %d (requeue)\n",
+                 worker.jobs_handed_back(), kExitHandedBack);
+    return kExitHandedBack;
   }
   return 0;
 }

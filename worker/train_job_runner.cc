@@ -222,7 +222,7 @@ absl::StatusOr<TrainJobRunner::PreparedTrain> TrainJobRunner::PrepareTrain(const
       CheckServiceConfig(effective, "job config: ", /*allow_default_project_dir=*/true));
   PreparedTrain p;
   QSWEEP_ASSIGN_OR_RETURN(p.config, TrainConfigFromJson(effective));
-  p.config.device = options_.device;
+  p.config.device = context.Device().empty() ? options_.device : context.Device();
   p.config.project_dir = context.WorkDir();
   // Never more intra-op threads than this machine has cores.
   p.config.threads =

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/limits.h"
 #include "common/sha256.h"
 
@@ -32,6 +33,53 @@ bool IsSafeId(const std::string& id) {
   return true;
 }
 
+absl::StatusOr<std::vector<std::string>> VisibleGpus(const char* value) {
+  std::vector<std::string> gpus;
+  if (value == nullptr) return gpus;
+  const std::string v = value;
+  if (v.empty() || v == "NoDevFiles") return gpus;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t end = v.find(',', start);
+    if (end == std::string::npos) end = v.size();
+    std::string entry = v.substr(start, end - start);
+    while (!entry.empty() && entry.front() == ' ') entry.erase(0, 1);
+    while (!entry.empty() && entry.back() == ' ') entry.pop_back();
+    bool ok = !entry.empty();
+    if (ok && (entry.rfind("GPU-", 0) == 0 || entry.rfind("MIG-", 0) == 0)) {
+      ok = entry.size() > 4;
+    } else {
+      for (char c : entry) ok = ok && c >= '0' && c <= '9';
+    }
+    if (!ok) {
+      if (gpus.empty() && entry.rfind("-1", 0) != 0)
+        return absl::InvalidArgumentError(absl::StrCat(
+            "CUDA_VISIBLE_DEVICES is '", v,
+            "'; allowed: unset, empty, NoDevFiles, or a comma-separated list of GPU indices or "
+            "GPU-/MIG- UUIDs"));
+      break;  // the CUDA runtime ignores the rest of the list too
+    }
+    gpus.push_back(absl::StrCat("cuda:", gpus.size()));
+    start = end + 1;
+  }
+  return gpus;
+}
+
+absl::StatusOr<int64_t> ParseDuration(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  const std::string unit = text.substr(digits);
+  int64_t scale = 0;
+  if (unit.empty() || unit == "s") scale = 1000;
+  if (unit == "ms") scale = 1;
+  if (unit == "m") scale = 60 * 1000;
+  if (unit == "h") scale = 3600 * 1000;
+  if (digits == 0 || digits > 9 || scale == 0)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "duration is '", text, "'; allowed: digits with a unit ms, s, m or h (e.g. 90s, 5m)"));
+  return std::stoll(text.substr(0, digits)) * scale;
+}
+
 absl::StatusOr<std::string> MakeTempFolder(const std::string& prefix) {
   std::string tmpl = prefix + "XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr)
@@ -45,6 +93,8 @@ struct Worker::RunningJob final : public JobContext {
   v1::GrantedLease lease;
   std::string work_dir;
   std::string start_error;  // set when the job cannot start (bad id, no folder)
+  int slot = -1;            // index into the worker's slots
+  std::string device;       // the slot's device; empty = the runner's own
   std::atomic<int> stop{kRun};
   std::atomic<bool> finished{false};
   std::mutex mu;
@@ -61,6 +111,7 @@ struct Worker::RunningJob final : public JobContext {
   }
   bool ShouldStop() override { return stop.load() != kRun; }
   const std::string& WorkDir() const override { return work_dir; }
+  std::string Device() const override { return device; }
   absl::StatusOr<std::string> FetchArtifact(const std::string& sha256) override {
     return client->FetchArtifact(sha256);
   }
@@ -87,6 +138,7 @@ struct Worker::RunningJob final : public JobContext {
 
 struct Worker::Unit {
   std::vector<std::shared_ptr<RunningJob>> jobs;
+  int slot = -1;  // index into slot_busy_; guarded by mu_
   std::thread thread;
   std::atomic<bool> done{false};
 };
@@ -193,6 +245,7 @@ bool Worker::RegisterUntilDone() {
   req.set_name(options_.name);
   req.set_device(options_.device);
   req.set_slots(options_.slots);
+  for (const auto& d : options_.slot_devices) req.add_devices(d);
   int64_t backoff = options_.initial_backoff_ms;
   while (true) {
     auto resp = client_.Register(req);
@@ -202,7 +255,9 @@ bool Worker::RegisterUntilDone() {
       heartbeat_ms_ = options_.heartbeat_interval_ms > 0 ? options_.heartbeat_interval_ms
                                                          : resp->heartbeat_interval_ms();
       Log(absl::StrCat("registered as ", worker_id_, " (", options_.slots, " slot(s), ",
-                       options_.device, ")"));
+                       options_.slot_devices.empty() ? options_.device
+                                                     : absl::StrJoin(options_.slot_devices, ","),
+                       ")"));
       return true;
     }
     Log(absl::StrCat("register failed: ", resp.status().ToString(), "; retrying in ", backoff,
@@ -224,15 +279,31 @@ absl::Status Worker::Run() {
   if (ec)
     return absl::InternalError(
         absl::StrCat("cannot create work folder '", options_.work_dir, "': ", ec.message()));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    slot_busy_.assign(options_.slots, false);
+  }
+  run_end_ = RunEnd::kStopped;
   if (!RegisterUntilDone()) return absl::OkStatus();
   std::thread heartbeats([this] { HeartbeatLoop(); });
   int64_t backoff = options_.initial_backoff_ms;
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point last_work = Clock::now();
   while (true) {
     ReapFinished();
     int free_slots;
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (stopping_) break;
+      if (!jobs_.empty()) last_work = Clock::now();
+      if (options_.idle_exit_ms > 0 && jobs_.empty() &&
+          Clock::now() - last_work >= std::chrono::milliseconds(options_.idle_exit_ms)) {
+        Log(absl::StrCat("no work for ", options_.idle_exit_ms / 1000.0, " s; exiting"));
+        run_end_ = RunEnd::kIdle;
+        stopping_ = true;
+        cv_.notify_all();
+        break;
+      }
       free_slots = options_.slots - static_cast<int>(units_.size());
       if (free_slots <= 0) {
         cv_.wait_for(lock, std::chrono::milliseconds(500));
@@ -282,6 +353,7 @@ absl::Status Worker::Run() {
     jobs_.clear();
   }
   heartbeats.join();
+  if (run_end_ != RunEnd::kIdle && jobs_handed_back_ > 0) run_end_ = RunEnd::kHandedBack;
   fs::remove(options_.work_dir, ec);             // only if empty
   if (own_work_dir_) options_.work_dir.clear();  // the next Run() makes a fresh one
   return absl::OkStatus();
@@ -321,6 +393,15 @@ void Worker::StartUnit(std::vector<std::shared_ptr<RunningJob>> jobs) {
   unit->jobs = std::move(jobs);
   Unit* raw = unit.get();
   std::lock_guard<std::mutex> lock(mu_);
+  // The unit (one job or one pack) takes a free slot and runs on its device.
+  for (size_t i = 0; i < slot_busy_.size(); ++i) {
+    if (slot_busy_[i]) continue;
+    slot_busy_[i] = true;
+    raw->slot = static_cast<int>(i);
+    if (i < options_.slot_devices.size())
+      for (auto& job : raw->jobs) job->device = options_.slot_devices[i];
+    break;
+  }
   units_.push_back(std::move(unit));
   raw->thread = std::thread([this, raw] { RunUnit(raw); });
 }
@@ -360,8 +441,10 @@ void Worker::RunUnit(Unit* unit) {
       FinishJob(*runnable[i], std::move(outcome));
     }
   }
-  unit->done = true;
   std::lock_guard<std::mutex> lock(mu_);
+  if (unit->slot >= 0 && unit->slot < static_cast<int>(slot_busy_.size()))
+    slot_busy_[unit->slot] = false;
+  unit->done = true;
   cv_.notify_all();
 }
 
@@ -427,6 +510,7 @@ void Worker::ReportOutcome(RunningJob& job, JobOutcome outcome) {
     req.set_error(hand_back ? "worker shutting down" : Shortened(outcome.error, kMaxErrorBytes));
     if (!hand_back) FlushMetrics(job);
     AddMetrics(req, job.TakeMetrics(kMaxMetricsPerRequest));
+    if (hand_back) ++jobs_handed_back_;
     s = Retry([&] { return client_.Fail(req); }, hand_back ? 3 : options_.report_attempts);
   }
   if (s.ok()) ++jobs_reported_;

@@ -36,6 +36,13 @@ struct WorkerOptions {
   // pack (LeaseRequest.pack; JobRunner::RunPack). 1 = one job per slot.
   // Capped so that slots x pack <= kMaxLeaseUpdates. Default: 1.
   int pack = 1;
+  // One device per slot ("cuda:0", "cuda:1", ...), e.g. from --gpus auto; a
+  // job runs on the device of the slot it got. Empty: every slot uses
+  // `device`. When set, its size is `slots`.
+  std::vector<std::string> slot_devices;
+  // Exit Run() once no job has been leased or running for this long (so that
+  // a cluster allocation is not held idle). 0 = never. Default: 0.
+  int64_t idle_exit_ms = 0;
   // Folder for attempts' files; created if missing. Each attempt gets a fresh
   // folder in it made by mkdtemp (mode 0700). Default: "" = a folder made by
   // mkdtemp as $TMPDIR/qsweep-worker-XXXXXX, removed when Run() returns.
@@ -54,6 +61,27 @@ struct WorkerOptions {
   std::function<void(std::string_view)> log;
 };
 
+// The GPUs a process may use, from the value of CUDA_VISIBLE_DEVICES (`value`
+// null when the variable is unset). The CUDA runtime renumbers visible devices
+// 0..n-1, so the result is {"cuda:0", ..., "cuda:<n-1>"} for n entries; unset,
+// empty, "NoDevFiles" (Slurm without a GPU allocation) or a value starting
+// with "-1" mean no GPU. Entries are integers or GPU/MIG UUIDs ("GPU-...",
+// "MIG-..."); as in the CUDA runtime, the list ends at the first invalid entry.
+// An error only for a value whose first entry is invalid (names the value).
+absl::StatusOr<std::vector<std::string>> VisibleGpus(const char* value);
+
+// A duration for an option such as --grace: digits with a unit ms, s, m or h
+// ("90s", "5m"); digits alone are seconds. Milliseconds, or an error naming
+// `text` and the accepted forms.
+absl::StatusOr<int64_t> ParseDuration(const std::string& text);
+
+// Why Run() returned.
+enum class RunEnd {
+  kStopped,     // Stop() was called and no job had to be handed back
+  kHandedBack,  // Stop() was called and running jobs were handed back
+  kIdle,        // idle_exit_ms passed without work
+};
+
 // True for an id the server may hand out and a worker may use as part of a
 // file name: 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.'.
 bool IsSafeId(const std::string& id);
@@ -67,9 +95,13 @@ class Worker {
   Worker(CoordinatorClient& client, JobRunner& runner, WorkerOptions options);
   ~Worker();
 
-  // Runs until Stop(); then stops running jobs, hands them back and returns.
-  // Returns an error only if the work folder cannot be made.
+  // Runs until Stop() (or idle_exit_ms without work); then stops running
+  // jobs, hands them back and returns. Returns an error only if the work
+  // folder cannot be made; run_end() says why it returned.
   absl::Status Run();
+  RunEnd run_end() const { return run_end_.load(); }
+  // Jobs handed back to the server because the worker stopped.
+  int jobs_handed_back() const { return jobs_handed_back_.load(); }
 
   // Asks Run() to finish. Thread-safe; returns at once.
   void Stop();
@@ -118,6 +150,9 @@ class Worker {
   std::vector<std::unique_ptr<Unit>> units_;                 // one per busy slot; guarded by mu_
   std::mt19937_64 rng_;                                      // guarded by mu_
   std::atomic<int> jobs_reported_{0};
+  std::atomic<int> jobs_handed_back_{0};
+  std::atomic<RunEnd> run_end_{RunEnd::kStopped};
+  std::vector<bool> slot_busy_;  // by slot index; guarded by mu_
 };
 
 }  // namespace qsweep

@@ -399,6 +399,24 @@ TEST_F(EndToEndTest, Lab1SmallSweepOnTwoWorkers) {
 
 // A sweep with [passes.*]: each trial's best checkpoint is quantized by a
 // dependent TRANSFORM job, whose report and checkpoint are queryable.
+// `qsweep-server --check` (issue 9 §4): exit 0 and SERVING while the server
+// runs, 1 once it has stopped. No token needed.
+TEST_F(EndToEndTest, ServerCheckAnswersWhileServing) {
+  auto check = [&] {
+    ::qsweep::testing::ProcessOptions o;
+    o.timeout = kQuick;
+    return ::qsweep::testing::RunProcess(
+        {Executable("server", "qsweep-server"), "--check", "--listen", server_.address()}, o);
+  };
+  auto serving = check();
+  EXPECT_EQ(serving.code, 0) << serving.err;
+  EXPECT_EQ(serving.out, "SERVING\n");
+  ASSERT_EQ(server_.Stop(), 0) << server_.log();
+  auto stopped = check();
+  EXPECT_EQ(stopped.code, 1) << stopped.out;
+  EXPECT_THAT(stopped.err, HasSubstr("health check failed"));
+}
+
 TEST_F(EndToEndTest, TransformJobsQuantizeEachTrial) {
   const std::string path = (dir_ / "quant.toml").string();
   std::ofstream(path) << R"(
@@ -824,6 +842,38 @@ TEST_F(CoordinatorCrashTest, TenKillsDuringASweepLoseAndRepeatNothing) {
     }
   }
   EXPECT_GT(seen, 0u);  // the kills did happen while metrics were being written
+}
+
+// Preemption (issue 9 §1): SIGUSR1 (what Slurm's --signal=B:USR1 forwards)
+// makes the worker hand its running job back without using a retry and exit
+// 75 so that the batch system requeues it; the other worker finishes the job.
+TEST_F(WorkerCrashTest, SignalledWorkerHandsItsJobBackAndAsksForRequeue) {
+  const std::string path = (dir_ / "preempt.toml").string();
+  std::ofstream(path) << "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\n"
+                         "synthetic_rows = 2000\nmax_epochs = 2\nbatch_size = 64\n"
+                         "[sweep]\nretries = 0\nmax_concurrency = 1\n[sweep.grid]\nseed = [1]\n";
+  auto submit = Cli("submit", {path, "--format", "json"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  const std::string id = json::parse(submit.out)["id"];
+  const std::string held = WaitForHeldJob(kSweep);
+  ASSERT_FALSE(held.empty()) << "no job was held\n" << server_.log();
+  pid_t victim_pid = 0;
+  std::string held_job;
+  std::istringstream(held) >> victim_pid >> held_job;
+  ASSERT_EQ(held_job, id + "-0") << held;
+
+  ASSERT_EQ(kill(victim_pid, SIGUSR1), 0) << std::strerror(errno);
+  ASSERT_TRUE(server_.WaitForLog("handed 1 job(s) back; exit 75 (requeue)", 1, kQuick))
+      << server_.log();
+  ASSERT_TRUE(WaitForExit(victim_pid, kQuick)) << server_.log();
+
+  auto watch = Cli("watch", {id}, kSweep);
+  ASSERT_EQ(watch.code, 0) << watch.err << server_.log();
+  auto show = Cli("show", {held_job, "--format", "json"});
+  ASSERT_EQ(show.code, 0) << show.err;
+  json job = json::parse(show.out);
+  // retries = 0: only a hand-back that uses no retry lets it succeed.
+  ASSERT_EQ(job["state"], "SUCCEEDED") << show.out << server_.log();
 }
 
 // The server prepares the dataset in its own data dir and serves it; the

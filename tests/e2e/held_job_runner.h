@@ -55,6 +55,7 @@ class HeldJobRunner final : public JobRunner {
     }
     bool ShouldStop() override { return inner_.ShouldStop(); }
     const std::string& WorkDir() const override { return inner_.WorkDir(); }
+    std::string Device() const override { return inner_.Device(); }
     absl::StatusOr<std::string> FetchArtifact(const std::string& sha256) override {
       return inner_.FetchArtifact(sha256);
     }

@@ -59,6 +59,9 @@ class BatchCountingStore final : public Store {
     return kept;
   }
   absl::Status UpdateJob(const v1::Job& j) override { return base->UpdateJob(j); }
+  absl::Status UpdateJobs(const std::vector<JobUpdate>& jobs, const v1::Attempt* a) override {
+    return base->UpdateJobs(jobs, a);
+  }
   absl::Status UpdateJobAndAttempt(const v1::Job& j, const v1::Attempt& a) override {
     return base->UpdateJobAndAttempt(j, a);
   }
