@@ -1,4 +1,5 @@
 #include <ctime>
+#include <fstream>
 #include <random>
 
 #include "absl/strings/str_format.h"
@@ -29,13 +30,35 @@ fs::path EmbeddedStateDir() {
                      : fs::path(home ? home : ".") / ".local" / "share" / "qsweep";
 }
 
+namespace {
+
+// "localhost:P" and "127.0.0.1:P" name the same server.
+std::string NormalAddress(std::string a) {
+  while (!a.empty() && (a.back() == '\n' || a.back() == ' ')) a.pop_back();
+  if (a.rfind("localhost:", 0) == 0) a = "127.0.0.1:" + a.substr(10);
+  return a;
+}
+
+// True when the server `qsweep up` started is the one at `address` (it writes
+// its address next to its admin token while it serves).
+bool IsEmbeddedServer(const std::string& address) {
+  std::ifstream f(EmbeddedStateDir() / "listen.address");
+  std::string line;
+  return f && std::getline(f, line) && NormalAddress(line) == NormalAddress(address);
+}
+
+}  // namespace
+
 bool Connect(Common& c) {
   const bool chosen = !c.token_file.empty() || std::getenv("QSWEEP_TOKEN_FILE");
   std::string path = ResolveTokenPath(c.token_file);
   auto token = ReadTokenFile(path);
-  // With no token configured, a local server started by `qsweep up` is
-  // reached with the admin token it wrote at its first start.
-  if (absl::IsNotFound(token.status()) && !chosen && IsLocalAddress(c.server)) {
+  // With no token chosen, a local server started by `qsweep up` is reached
+  // with the admin token it wrote at its first start: when the user has no
+  // token at all, or when that server is the one at this address (the user's
+  // token may belong to a remote server).
+  const bool embedded_here = !chosen && IsLocalAddress(c.server) && IsEmbeddedServer(c.server);
+  if ((absl::IsNotFound(token.status()) || embedded_here) && !chosen && IsLocalAddress(c.server)) {
     const std::string embedded = (EmbeddedStateDir() / "admin.token").string();
     auto fallback = ReadTokenFile(embedded);
     if (!absl::IsNotFound(fallback.status())) {

@@ -195,6 +195,17 @@ int main(int argc, char** argv) {
                  "~/.config/qsweep/token, then create "
                  "user tokens with `qsweep token create`\n",
                  options.admin_token_file.c_str());
+  // The address this state dir's server answers on: the CLI uses the state
+  // dir's admin token for exactly this address (see client Connect), even
+  // when the user's own token file belongs to another server.
+  const std::string address_file = state_dir.empty() ? "" : state_dir + "/listen.address";
+  if (!address_file.empty() && qsweep::IsLocalAddress(address)) {
+    std::FILE* f = std::fopen(address_file.c_str(), "w");
+    if (f) {
+      std::fprintf(f, "%s\n", address.c_str());
+      std::fclose(f);
+    }
+  }
   if (!port_file.empty()) {
     std::FILE* f = std::fopen(port_file.c_str(), "w");
     if (f) {
@@ -229,5 +240,6 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "qsweep-server: signal %d, shutting down\n", sig);
   workers.StopAll();  // workers hand their jobs back while the server still answers
   (*server)->Shutdown();
+  if (!address_file.empty()) std::remove(address_file.c_str());
   return 0;
 }

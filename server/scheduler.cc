@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/secrets.h"
 #include "common/status_macros.h"
 #include "server/job_config.h"
 #include "server/job_state.h"
@@ -18,10 +19,12 @@
 namespace qsweep {
 
 Scheduler::Scheduler(Store& store, Clock& clock, SchedulerOptions options)
-    : store_(store), clock_(clock), options_(options), rng_(std::random_device{}()) {}
+    : store_(store), clock_(clock), options_(options) {}
 
+// 64 random bits from the kernel: ids never collide in practice and cannot be
+// guessed from earlier ones (ownership, not secrecy, protects a sweep).
 std::string Scheduler::NewId(const char* prefix) {
-  return absl::StrFormat("%s%08x", prefix, static_cast<uint32_t>(rng_()));
+  return absl::StrCat(prefix, SecureRandomHex(8));
 }
 
 namespace {

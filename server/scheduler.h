@@ -33,7 +33,6 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <random>
 #include <set>
 #include <string>
 #include <tuple>
@@ -238,7 +237,6 @@ class Scheduler {
   Store& store_;
   Clock& clock_;
   const SchedulerOptions options_;
-  std::mt19937_64 rng_;
 
   std::map<std::string, v1::Sweep> sweeps_;
   std::map<std::string, int64_t> sweep_seq_;

@@ -288,6 +288,29 @@ class EndToEndTest : public ::testing::Test {
   ServerProcess server_;
 };
 
+// A user whose own token file belongs to another (remote) server still
+// reaches the server `qsweep up` started on this machine: the CLI uses that
+// server's admin token for exactly the address the server wrote next to it.
+TEST_F(EndToEndTest, LocalServerIsReachedDespiteAnotherServersTokenFile) {
+  ASSERT_TRUE(fs::exists(dir_ / "listen.address"));
+  fs::create_directories(dir_ / "xdg-data");
+  fs::create_directory_symlink(dir_, dir_ / "xdg-data" / "qsweep");  // the embedded state dir
+  const fs::path config = dir_ / "xdg-config";
+  fs::create_directories(config / "qsweep");
+  const MintedToken remote = MintToken();  // unknown to this server
+  ASSERT_TRUE(WriteSecretFile((config / "qsweep" / "token").string(), remote.secret + "\n").ok());
+  ::qsweep::testing::ProcessOptions o;
+  o.timeout = kQuick;
+  o.env = {"XDG_DATA_HOME=" + (dir_ / "xdg-data").string(), "XDG_CONFIG_HOME=" + config.string()};
+  const std::vector<std::string> argv = {
+      Executable("client", "qsweep"), "workers", "--format", "json", "--server", server_.address()};
+  auto local = ::qsweep::testing::RunProcess(argv, o);
+  EXPECT_EQ(local.code, 0) << local.err;
+  // Once the server stops, it no longer claims the address.
+  server_.Stop();
+  EXPECT_FALSE(fs::exists(dir_ / "listen.address"));
+}
+
 TEST_F(EndToEndTest, Lab1SmallSweepOnTwoWorkers) {
   auto submit = Cli("submit", {std::string(QSWEEP_SOURCE_DIR) + "/examples/lab1-small.toml",
                                "--format", "json", "--key", "e2e"});
