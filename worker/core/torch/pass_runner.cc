@@ -199,9 +199,12 @@ absl::Status WriteFile(const fs::path& path, const std::string& content,
 absl::StatusOr<TrainConfig> MergedConfig(const ConfigLayers& layers, const nlohmann::json& meta,
                                          const nlohmann::json& overrides) {
   nlohmann::json merged = layers.defaults;
+  // Where the checkpoint was trained (device, accelerator) says nothing about
+  // where it is transformed: that comes from the config file, the overrides
+  // (a worker's --device) or the defaults (cpu).
   if (meta.contains("config") && meta["config"].is_object())
     for (auto& [k, v] : meta["config"].items())
-      if (FindTrainKey(k)) merged[k] = v;
+      if (FindTrainKey(k) && k != "device" && k != "accelerator") merged[k] = v;
   for (auto& [k, v] : layers.file.items()) merged[k] = v;
   for (auto& [k, v] : overrides.items()) {
     const KeySpec* key = FindTrainKey(k);
@@ -245,6 +248,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   QSWEEP_ASSIGN_OR_RETURN(TrainConfig cfg, MergedConfig(layers, info.meta, o.overrides));
   if (cfg.model.empty() || cfg.model != info.spec.name) cfg.model = info.spec.name;
   QSWEEP_ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(cfg.device, cfg.accelerator));
+  res.device = device.str();
   QSWEEP_ASSIGN_OR_RETURN(auto net, LoadCheckpointNetwork(load, device, &info));
   QSWEEP_RETURN_IF_ERROR(
       ApplyQuantizationMeta(*net, info.meta.value("quantization", nlohmann::json())));
@@ -254,7 +258,8 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   QSWEEP_RETURN_IF_ERROR(ValidatePasses(passes, graph));
 
   std::string& text = res.text;
-  absl::StrAppend(&text, "Transforming model '", info.spec.name, "' from ", load, "\n");
+  absl::StrAppend(&text, "Transforming model '", info.spec.name, "' from ", load, " on ",
+                  device.str(), "\n");
   if (layers.file.contains("model") && layers.file["model"].is_string()) {
     std::string named = layers.file["model"].get<std::string>();
     std::string trained = info.meta.value("config", nlohmann::json::object()).value("model", "");
@@ -341,6 +346,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
     }
   nlohmann::json meta = info.meta;
   meta["kind"] = "transformed";
+  meta["device"] = device.str();  // where it was transformed (and fine-tuned)
   meta["source_checkpoint"] = fs::absolute(load).string();
   meta["quantization"] = pipe.plan ? QuantizationMeta(
                                          *pipe.plan,
@@ -368,6 +374,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   res.report["model"] = info.spec.name;
   res.report["checkpoint"] = fs::absolute(load).string();
   res.report["dataset"] = have_data ? data.DisplayName() : "";
+  res.report["device"] = device.str();
   res.report["batch_size"] = cfg.batch_size;
   res.report["evaluation"] = evals;
   res.report["passes"] = pipe.ToJson();
