@@ -14,7 +14,12 @@
 
 #include "tests/common/subprocess.h"
 #include "worker/core/torch/checkpoint.h"
+#include "worker/core/torch/checkpoint_io.h"
+#include "worker/core/torch/optimizer.h"
+#include "worker/core/torch/packed_trainer.h"
 #include "worker/core/torch/pass_runner.h"
+#include "worker/core/torch/quantized_modules.h"
+#include "worker/core/torch/trainer_internal.h"
 
 namespace qsweep {
 namespace {
@@ -297,6 +302,117 @@ bias_width = 2
   auto bad = RunTransform(o);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("seq_blocks_9"), std::string::npos) << bad.status();
+  fs::remove_all(tmp);
+}
+
+// Quantization-aware fine-tuning runs through the trainer (TrainNetwork):
+// the transform's fine-tuned weights and metrics are exactly those of the
+// trainer's loop on the same quantized network, config and seed, and that
+// loop is the fine-tuning the transform always had: Adam at a constant
+// learning rate, torch::manual_seed(seed) then one randperm per epoch, a step
+// per batch (written out here as the independent reference).
+TEST(Transform, FineTuningIsTheTrainersLoop) {
+  fs::path tmp = fs::temp_directory_path() / ("qsweep_finetune_test_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  TrainConfig cfg;
+  cfg.model = "jsc-tiny";
+  cfg.dataset = "jsc-synthetic";
+  cfg.synthetic_rows = 3000;
+  cfg.data_dir = (tmp / "data").string();
+  cfg.max_epochs = 1;
+  cfg.batch_size = 64;
+  cfg.learning_rate = 1e-2;
+  cfg.seed = 7;
+  cfg.device = "cpu";
+  auto spec = ZooModel("jsc-tiny");
+  DatasetRequest req;
+  req.name = cfg.dataset;
+  req.cache_dir = cfg.data_dir;
+  req.synthetic_rows = cfg.synthetic_rows;
+  auto data = LoadDataset(req);
+  ASSERT_TRUE(data.ok()) << data.status();
+  ASSERT_NE(data->train_val.rows % 50, 1);  // no one-row final batch (see below)
+  TrainOptions topt;
+  topt.checkpoint_dir = (tmp / "ckpt").string();
+  auto trained = TrainModel(cfg, *spec, *data, topt);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+
+  fs::path config = tmp / "q.toml";
+  std::ofstream(config) << R"(
+[passes.quantize]
+by = "type"
+[passes.quantize.default.config]
+name = "NA"
+[passes.quantize.linear.config]
+name = "integer"
+data_in_width = 8
+data_in_frac_width = 4
+weight_width = 8
+weight_frac_width = 4
+bias_width = 8
+bias_frac_width = 4
+)";
+  TransformOptions o;
+  o.config_path = config.string();
+  o.load = trained->best_checkpoint;
+  o.overrides = {{"batch_size", 50}, {"project_dir", (tmp / "out").string()}};
+  o.fine_tune_epochs = 2;
+  auto r = RunTransform(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto transformed = ReadCheckpointInfo(r->checkpoint);
+  ASSERT_TRUE(transformed.ok()) << transformed.status();
+
+  // The same quantized network, fine-tuned by the trainer.
+  auto Quantized = [&] {
+    auto net = LoadCheckpointNetwork(trained->best_checkpoint, torch::kCPU);
+    EXPECT_TRUE(net.ok()) << net.status();
+    EXPECT_TRUE(ApplyQuantizationMeta(**net, transformed->meta["quantization"]).ok());
+    return *net;
+  };
+  TrainConfig tune = cfg;
+  tune.batch_size = 50;
+  tune.max_epochs = 2;
+  auto net = Quantized();
+  auto tuned = TrainNetwork(net, tune, *data, TrainOptions{},
+                            NetworkTraining{.constant_lr = true, .evaluate_epochs = false});
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  EXPECT_EQ(tuned->status, "succeeded");
+  EXPECT_EQ(tuned->epochs_completed, 2);
+  auto [tx, ty] = SplitTensors(data->test, data->n_features, torch::kCPU);
+  const EvalResult ev = EvaluateNetwork(*net, tx, ty, 50);
+  EXPECT_EQ(r->metrics["test_acc_after_finetune"], ev.accuracy);
+  EXPECT_EQ(r->metrics["test_loss_after_finetune"], ev.loss);
+  auto outputs = [&](Network& n) {
+    torch::NoGradGuard no_grad;
+    n.eval();
+    torch::Tensor out = n.Forward(tx).contiguous();
+    return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+  };
+  auto saved = RunCheckpointForward(r->checkpoint, data->test.x, data->test.rows);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(*saved, outputs(*net));
+
+  // The reference loop, written out.
+  auto ref = Quantized();
+  SetThreadIntraOpThreads(static_cast<int>(tune.threads));
+  auto opt = FlatOptimizer::Create(ref->parameters(), {"adam", tune.learning_rate, 0.0});
+  ASSERT_TRUE(opt.ok()) << opt.status();
+  auto [x, y] = SplitTensors(data->train_val, data->n_features, torch::kCPU);
+  torch::manual_seed(static_cast<uint64_t>(tune.seed));
+  ref->train();
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    torch::Tensor perm = torch::randperm(x.size(0), torch::TensorOptions().dtype(torch::kLong));
+    for (int64_t start = 0; start < x.size(0); start += 50) {
+      torch::Tensor idx = perm.narrow(0, start, std::min<int64_t>(50, x.size(0) - start));
+      (*opt)->ZeroGrad();
+      torch::nn::functional::cross_entropy(ref->Forward(x.index_select(0, idx)),
+                                           y.index_select(0, idx))
+          .backward();
+      (*opt)->Step();
+    }
+  }
+  EXPECT_EQ(*saved, outputs(*ref));
   fs::remove_all(tmp);
 }
 

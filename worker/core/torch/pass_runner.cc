@@ -4,7 +4,6 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -15,14 +14,13 @@
 #include "worker/core/passes/graph_reports.h"
 #include "worker/core/passes/pass_pipeline.h"
 #include "worker/core/torch/checkpoint_io.h"
-#include "worker/core/torch/optimizer.h"
 #include "worker/core/torch/quantized_modules.h"
+#include "worker/core/torch/trainer_internal.h"
 
 namespace qsweep {
 namespace {
 
 namespace fs = std::filesystem;
-namespace F = torch::nn::functional;
 
 int64_t LayerIndex(const ModelSpec& spec, const std::string& node) {
   for (size_t i = 0; i < spec.layers.size(); ++i)
@@ -33,13 +31,6 @@ int64_t LayerIndex(const ModelSpec& spec, const std::string& node) {
 std::vector<float> ToVector(const torch::Tensor& t) {
   torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
-torch::Tensor SplitX(const DataSplit& s, int64_t n_features) {
-  return torch::from_blob(const_cast<float*>(s.x.data()), {s.rows, n_features}, torch::kFloat);
-}
-torch::Tensor SplitY(const DataSplit& s) {
-  return torch::from_blob(const_cast<int64_t*>(s.y.data()), {s.rows}, torch::kLong);
 }
 
 // The torch side of the pass pipeline.
@@ -66,7 +57,7 @@ class TorchBackend : public PassBackend {
     torch::manual_seed(seed_);
     const int64_t rows = data_->train_val.rows;
     torch::Tensor perm = torch::randperm(rows, torch::kLong);
-    torch::Tensor x_all = SplitX(data_->train_val, data_->n_features);
+    torch::Tensor x_all = SplitTensors(data_->train_val, data_->n_features, torch::kCPU).first;
     torch::NoGradGuard no_grad;
     bool was_training = net_.is_training();
     net_.eval();
@@ -124,62 +115,44 @@ class TorchBackend : public PassBackend {
   torch::Device device_;
 };
 
-EvalResult Evaluate(Network& net, const DataSplit& split, int64_t n_features, int64_t batch,
-                    const torch::Device& device) {
-  torch::NoGradGuard no_grad;
-  bool was_training = net.is_training();
-  net.eval();
-  torch::Tensor x = SplitX(split, n_features).to(device), y = SplitY(split).to(device);
-  EvalResult r;
-  double loss_sum = 0;
-  int64_t correct = 0, batches = 0;
-  for (int64_t start = 0; start < split.rows; start += batch, ++batches) {
-    int64_t len = std::min(batch, split.rows - start);
-    torch::Tensor out = net.Forward(x.narrow(0, start, len));
-    torch::Tensor yb = y.narrow(0, start, len);
-    loss_sum += F::cross_entropy(out, yb).item<double>();
-    correct += out.argmax(1).eq(yb).sum().item<int64_t>();
-    r.rows += len;
-  }
-  r.loss = batches ? loss_sum / batches : std::numeric_limits<double>::quiet_NaN();
-  r.accuracy = r.rows ? double(correct) / double(r.rows) : std::numeric_limits<double>::quiet_NaN();
-  net.train(was_training);
-  return r;
-}
-
-// Quantization-aware fine-tuning: Adam/AdamW/SGD as configured, constant lr,
-// straight-through gradients through the quantizers.
-absl::Status FineTune(Network& net, const Dataset& data, const TrainConfig& c, int64_t epochs,
-                      const torch::Device& device, std::string& log) {
-  QSWEEP_ASSIGN_OR_RETURN(
-      auto opt, FlatOptimizer::Create(net.parameters(),
-                                      {c.training_optimizer, c.learning_rate, c.weight_decay}));
-  torch::Tensor x = SplitX(data.train_val, data.n_features).to(device);
-  torch::Tensor y = SplitY(data.train_val).to(device);
-  const int64_t rows = data.train_val.rows, batch = c.batch_size;
-  torch::manual_seed(static_cast<uint64_t>(c.seed));
-  net.train();
-  for (int64_t e = 0; e < epochs; ++e) {
-    torch::Tensor perm =
-        torch::randperm(rows, torch::TensorOptions().dtype(torch::kLong)).to(device);
-    double loss_sum = 0;
-    int64_t steps = 0;
-    for (int64_t start = 0; start < rows; start += batch) {
-      int64_t len = std::min(batch, rows - start);
-      if (len < 2) continue;  // BatchNorm cannot train on a batch of one row
-      torch::Tensor idx = perm.narrow(0, start, len);
-      opt->ZeroGrad();
-      torch::Tensor loss =
-          F::cross_entropy(net.Forward(x.index_select(0, idx)), y.index_select(0, idx));
-      loss.backward();
-      opt->Step();
-      loss_sum += loss.item<double>();
-      ++steps;
+// Quantization-aware fine-tuning through the trainer's loop (TrainNetwork):
+// Adam/AdamW/SGD as configured at a constant learning rate, one optimizer step
+// per batch, straight-through gradients through the quantizers, no epoch
+// evaluation or checkpoints (the transform evaluates and saves afterwards).
+// Appends "Fine-tune epoch e/E: train loss L" (the mean batch loss of the
+// epoch) to `log`; the caller's ShouldStop() cancels it.
+absl::Status FineTune(const std::shared_ptr<Network>& net, const Dataset& data,
+                      const TrainConfig& c, int64_t epochs, TrainCallback* caller,
+                      std::string& log) {
+  struct EpochLosses final : TrainCallback {
+    explicit EpochLosses(TrainCallback* c) : caller(c) {}
+    void OnProgress(const TrainProgress& p) override {
+      if (static_cast<int64_t>(sums.size()) <= p.epoch) sums.resize(p.epoch + 1, {0.0, 0});
+      sums[p.epoch].first += p.train_loss;  // the loss of this batch's step
+      ++sums[p.epoch].second;
     }
-    absl::StrAppend(&log, absl::StrFormat("Fine-tune epoch %d/%d: train loss %.5f\n", e + 1, epochs,
-                                          steps ? loss_sum / steps : 0.0));
-  }
-  net.eval();
+    bool ShouldStop() override { return caller != nullptr && caller->ShouldStop(); }
+    TrainCallback* caller;
+    std::vector<std::pair<double, int64_t>> sums;  // per epoch: loss sum, steps
+  } losses(caller);
+  TrainConfig tune = c;
+  tune.max_epochs = epochs;
+  tune.accumulate_grad_batches = 1;  // a step per batch
+  tune.max_steps = -1;
+  tune.debug = false;
+  TrainOptions options;  // no checkpoints: the transform writes its own
+  options.callback = &losses;
+  QSWEEP_ASSIGN_OR_RETURN(
+      TrainResult r, TrainNetwork(net, tune, data, options,
+                                  NetworkTraining{.constant_lr = true, .evaluate_epochs = false}));
+  for (size_t e = 0; e < losses.sums.size() && static_cast<int64_t>(e) < r.epochs_completed; ++e)
+    absl::StrAppend(
+        &log, absl::StrFormat(
+                  "Fine-tune epoch %d/%d: train loss %.5f\n", e + 1, epochs,
+                  losses.sums[e].second ? losses.sums[e].first / losses.sums[e].second : 0.0));
+  if (r.status == "cancelled") return absl::CancelledError("fine-tuning " + r.message);
+  if (r.status != "succeeded") absl::StrAppend(&log, "Fine-tuning stopped: ", r.message, "\n");
+  net->eval();
   return absl::OkStatus();
 }
 
@@ -288,7 +261,8 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   }
   nlohmann::ordered_json evals = nlohmann::ordered_json::object();
   auto record = [&](const std::string& key, const char* label) {
-    EvalResult r = Evaluate(*net, data.test, data.n_features, cfg.batch_size, device);
+    auto [x, y] = SplitTensors(data.test, data.n_features, device);
+    EvalResult r = EvaluateNetwork(*net, x, y, cfg.batch_size);
     res.metrics["test_loss_" + key] = r.loss;
     res.metrics["test_acc_" + key] = r.accuracy;
     evals[key] = {{"test_loss", r.loss}, {"test_acc", r.accuracy}, {"rows", r.rows}};
@@ -311,7 +285,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   if (o.evaluate) record("after_passes", "After passes");
   std::string tune_log;
   if (o.fine_tune_epochs > 0) {
-    QSWEEP_RETURN_IF_ERROR(FineTune(*net, data, cfg, o.fine_tune_epochs, device, tune_log));
+    QSWEEP_RETURN_IF_ERROR(FineTune(net, data, cfg, o.fine_tune_epochs, o.callback, tune_log));
     absl::StrAppend(&text, tune_log);
     record("after_finetune", "After quantization-aware fine-tuning");
     if (o.evaluate) {
