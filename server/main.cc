@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/channel.h"
-#include "common/log.h"
+#include "common/log_flag.h"
 #include "common/secrets.h"
 #include "server/health.h"
 #include "server/local_workers.h"
@@ -120,13 +120,8 @@ int main(int argc, char** argv) {
                  "(default: $QSWEEP_DATA_DIR, else ~/.cache/qsweep/datasets)");
   app.add_flag("--no-serve-datasets", no_serve_datasets,
                "do not prepare datasets at submission; each worker prepares its own");
-  std::string log_level = "info";
-  app.add_option(
-         "--log-level", log_level,
-         absl::StrCat("lowest level of the log lines written to stderr: ", qsweep::log::kLevelHelp))
-      ->check(CLI::IsMember(std::vector<std::string>(
-          qsweep::log::LevelNames(), qsweep::log::LevelNames() + qsweep::log::kLevelCount)))
-      ->capture_default_str();
+  std::string log_level;
+  qsweep::log::AddLevelFlag(app, log_level);
   bool check = false;
   std::string check_ca;
   const char* ca_env = std::getenv("QSWEEP_TLS_CA");

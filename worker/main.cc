@@ -28,7 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "common/log.h"
+#include "common/log_flag.h"
 #include "common/secrets.h"
 #include "worker/coordinator_client.h"
 #include "worker/core/torch/trainer.h"  // CudaAvailable (torch-free header)
@@ -101,13 +101,8 @@ int main(int argc, char** argv) {
   app.add_option("--idle-exit", idle_text,
                  "exit 0 after this long with nothing to lease (e.g. 5m); 0 = never")
       ->capture_default_str();
-  std::string log_level = "info";
-  app.add_option(
-         "--log-level", log_level,
-         absl::StrCat("lowest level of the log lines written to stderr: ", qsweep::log::kLevelHelp))
-      ->check(CLI::IsMember(std::vector<std::string>(
-          qsweep::log::LevelNames(), qsweep::log::LevelNames() + qsweep::log::kLevelCount)))
-      ->capture_default_str();
+  std::string log_level;
+  qsweep::log::AddLevelFlag(app, log_level);
   CLI11_PARSE(app, argc, argv);
   namespace log = qsweep::log;
   log::Init("qsweep-worker", *log::ParseLevel(log_level));  // checked by --log-level's IsMember
