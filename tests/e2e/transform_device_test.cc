@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/test_util/fake_job_context.h"
 #include "worker/core/torch/checkpoint.h"
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/train_job_runner.h"
@@ -21,29 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-class FakeContext final : public JobContext {
- public:
-  FakeContext(std::string work_dir, std::string device)
-      : work_dir_(std::move(work_dir)), device_(std::move(device)) {
-    fs::create_directories(work_dir_);
-  }
-  void ReportMetric(const v1::Metric&) override {}
-  void ReportProgress(const v1::JobProgress&) override {}
-  bool ShouldStop() override { return false; }
-  const std::string& WorkDir() const override { return work_dir_; }
-  absl::StatusOr<std::string> FetchArtifact(const std::string& sha) override {
-    auto it = artifacts.find(sha);
-    if (it == artifacts.end()) return absl::NotFoundError(sha);
-    return it->second;
-  }
-  std::string Device() const override { return device_; }
-  std::map<std::string, std::string> artifacts;
-
- private:
-  std::string work_dir_;
-  std::string device_;
-};
+using testing::FakeJobContext;
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -66,7 +45,7 @@ TEST(TransformDeviceTest, TransformJobsRunOnTheWorkersDeviceNotTheCheckpoints) {
   train.set_id("sw-1-0");
   train.set_kind(v1::TRAIN);
   train.set_config_json(config.dump());
-  FakeContext tctx((dir / "train").string(), "");
+  FakeJobContext tctx((dir / "train").string(), "");
   JobOutcome trained = runner.Run(train, tctx);
   ASSERT_EQ(trained.kind, JobOutcome::Kind::kSucceeded) << trained.error;
   EXPECT_EQ(json::parse(trained.result_json)["device"], "cpu");
@@ -105,7 +84,7 @@ TEST(TransformDeviceTest, TransformJobsRunOnTheWorkersDeviceNotTheCheckpoints) {
   // The worker's --device (no per-slot device), and a slot's own device.
   for (const std::string slot_device : {"", "cpu"}) {
     SCOPED_TRACE("slot device '" + slot_device + "'");
-    FakeContext ctx((dir / ("transform" + slot_device)).string(), slot_device);
+    FakeJobContext ctx((dir / ("transform" + slot_device)).string(), slot_device);
     ctx.artifacts["ckpt"] = ReadAll(gpu_ckpt);
     JobOutcome o = runner.Run(transform, ctx);
     ASSERT_EQ(o.kind, JobOutcome::Kind::kSucceeded) << o.error;
