@@ -200,6 +200,78 @@ std::string MetricLine(const char* label, const EvalResult& r) {
                          r.accuracy, r.rows);
 }
 
+// Notes on the checkpoint for the run's text: a model name in the config that
+// is not the checkpoint's, and synthetic training data.
+std::string CheckpointNotes(const nlohmann::json& file, const CheckpointInfo& info) {
+  std::string text;
+  if (file.contains("model") && file["model"].is_string()) {
+    std::string named = file["model"].get<std::string>();
+    std::string trained = info.meta.value("config", nlohmann::json::object()).value("model", "");
+    if (named != info.spec.name && named != trained)
+      absl::StrAppend(&text, "warning: the config names model '", named,
+                      "' but the checkpoint holds '", info.spec.name,
+                      "'; using the checkpoint's\n");
+  }
+  if (info.meta.value("synthetic", false))
+    absl::StrAppend(&text, "NOTE: the checkpoint was trained on SYNTHETIC data (",
+                    info.meta.value("dataset", std::string("jsc-synthetic")),
+                    "); its accuracies are not JSC results\n");
+  return text;
+}
+
+// The dataset (the config's, else the checkpoint's); says which in `text`,
+// and warns when it is not the one the checkpoint was trained on.
+absl::StatusOr<Dataset> LoadTransformData(const TrainConfig& cfg, const CheckpointInfo& info,
+                                          std::string& text) {
+  DatasetRequest req;
+  req.name = cfg.dataset.empty() ? info.meta.value("dataset", std::string()) : cfg.dataset;
+  req.cache_dir = cfg.data_dir;
+  req.synthetic_rows = cfg.synthetic_rows;
+  req.synthetic_seed = static_cast<uint64_t>(cfg.synthetic_seed);
+  QSWEEP_ASSIGN_OR_RETURN(Dataset data, LoadDataset(req));
+  absl::StrAppend(&text, "Dataset: ", data.DisplayName(), "\n");
+  if (info.meta.contains("dataset_sha256") && info.meta["dataset_sha256"] != data.sha256)
+    absl::StrAppend(&text, "warning: dataset ", data.DisplayName(),
+                    " differs from the one the checkpoint was trained on\n");
+  return data;
+}
+
+// options.output_dir, else <project_dir>/<project>/software/transform; earlier
+// transforms of the project are kept: a rerun writes transform-v1, -v2, ...
+fs::path OutputDir(const TransformOptions& o, const TrainConfig& cfg) {
+  if (!o.output_dir.empty()) return fs::absolute(o.output_dir);
+  std::string project = cfg.project.empty() ? ProjectName(cfg, TodayUtc()) : cfg.project;
+  fs::path base = fs::absolute(fs::path(cfg.project_dir) / project / "software");
+  fs::path dir = base / "transform";
+  std::error_code ec;
+  for (int v = 1; fs::exists(dir, ec) && !fs::is_empty(dir, ec); ++v)
+    dir = base / absl::StrCat("transform-v", v);
+  return dir;
+}
+
+// The transformed checkpoint's meta: the source's, with where and how it was
+// transformed and the quantization a loader re-applies.
+nlohmann::json TransformedMeta(const TransformOptions& o, const std::string& load,
+                               const CheckpointInfo& info, const std::vector<PassSpec>& passes,
+                               const PipelineResult& pipe, const TransformResult& res) {
+  nlohmann::json meta = info.meta;
+  meta["kind"] = "transformed";
+  meta["device"] = res.device;  // where it was transformed (and fine-tuned)
+  meta["source_checkpoint"] = fs::absolute(load).string();
+  nlohmann::ordered_json quantize_args;
+  for (const auto& p : passes)
+    if (p.name == "quantize") {
+      quantize_args = p.args;
+      break;
+    }
+  meta["quantization"] = pipe.plan ? QuantizationMeta(*pipe.plan, quantize_args, info.spec)
+                                   : info.meta.value("quantization", nlohmann::json());
+  meta["transform"] = {{"config", fs::absolute(o.config_path).string()},
+                       {"passes", res.passes},
+                       {"fine_tune_epochs", o.fine_tune_epochs}};
+  return meta;
+}
+
 absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   TransformResult res;
   ConfigLayers layers = NewConfigLayers();
@@ -233,31 +305,11 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   std::string& text = res.text;
   absl::StrAppend(&text, "Transforming model '", info.spec.name, "' from ", load, " on ",
                   device.str(), "\n");
-  if (layers.file.contains("model") && layers.file["model"].is_string()) {
-    std::string named = layers.file["model"].get<std::string>();
-    std::string trained = info.meta.value("config", nlohmann::json::object()).value("model", "");
-    if (named != info.spec.name && named != trained)
-      absl::StrAppend(&text, "warning: the config names model '", named,
-                      "' but the checkpoint holds '", info.spec.name,
-                      "'; using the checkpoint's\n");
-  }
-  if (info.meta.value("synthetic", false))
-    absl::StrAppend(&text, "NOTE: the checkpoint was trained on SYNTHETIC data (",
-                    info.meta.value("dataset", std::string("jsc-synthetic")),
-                    "); its accuracies are not JSC results\n");
+  absl::StrAppend(&text, CheckpointNotes(layers.file, info));
   Dataset data;
-  bool have_data = NeedsData(passes, o);
+  const bool have_data = NeedsData(passes, o);
   if (have_data) {
-    DatasetRequest req;
-    req.name = cfg.dataset.empty() ? info.meta.value("dataset", std::string()) : cfg.dataset;
-    req.cache_dir = cfg.data_dir;
-    req.synthetic_rows = cfg.synthetic_rows;
-    req.synthetic_seed = static_cast<uint64_t>(cfg.synthetic_seed);
-    QSWEEP_ASSIGN_OR_RETURN(data, LoadDataset(req));
-    absl::StrAppend(&text, "Dataset: ", data.DisplayName(), "\n");
-    if (info.meta.contains("dataset_sha256") && info.meta["dataset_sha256"] != data.sha256)
-      absl::StrAppend(&text, "warning: dataset ", data.DisplayName(),
-                      " differs from the one the checkpoint was trained on\n");
+    QSWEEP_ASSIGN_OR_RETURN(data, LoadTransformData(cfg, info, text));
   }
   nlohmann::ordered_json evals = nlohmann::ordered_json::object();
   auto record = [&](const std::string& key, const char* label) {
@@ -296,18 +348,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
     }
   }
 
-  fs::path dir;
-  if (!o.output_dir.empty()) {
-    dir = fs::absolute(o.output_dir);
-  } else {
-    // Earlier transforms of the project are kept: a rerun writes transform-v1, -v2, ...
-    std::string project = cfg.project.empty() ? ProjectName(cfg, TodayUtc()) : cfg.project;
-    fs::path base = fs::absolute(fs::path(cfg.project_dir) / project / "software");
-    dir = base / "transform";
-    std::error_code ec;
-    for (int v = 1; fs::exists(dir, ec) && !fs::is_empty(dir, ec); ++v)
-      dir = base / absl::StrCat("transform-v", v);
-  }
+  const fs::path dir = OutputDir(o, cfg);
   res.output_dir = dir.string();
   for (const auto& out : pipe.outputs)
     for (const auto& [rel, content] : out.files) {
@@ -318,25 +359,10 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
                                                  rel, /*plain_names_only=*/false));
       QSWEEP_RETURN_IF_ERROR(WriteFile(dir / rel, content, res.files));
     }
-  nlohmann::json meta = info.meta;
-  meta["kind"] = "transformed";
-  meta["device"] = device.str();  // where it was transformed (and fine-tuned)
-  meta["source_checkpoint"] = fs::absolute(load).string();
-  meta["quantization"] = pipe.plan ? QuantizationMeta(
-                                         *pipe.plan,
-                                         [&] {
-                                           for (const auto& p : passes)
-                                             if (p.name == "quantize") return p.args;
-                                           return nlohmann::ordered_json();
-                                         }(),
-                                         info.spec)
-                                   : info.meta.value("quantization", nlohmann::json());
-  meta["transform"] = {{"config", fs::absolute(o.config_path).string()},
-                       {"passes", res.passes},
-                       {"fine_tune_epochs", o.fine_tune_epochs}};
   res.checkpoint = (dir / "transformed_ckpt" / "transformed.ckpt").string();
   fs::create_directories(dir / "transformed_ckpt");
-  QSWEEP_RETURN_IF_ERROR(WriteCheckpoint(res.checkpoint, *net, nullptr, meta));
+  QSWEEP_RETURN_IF_ERROR(WriteCheckpoint(res.checkpoint, *net, nullptr,
+                                         TransformedMeta(o, load, info, passes, pipe, res)));
   res.files.push_back(res.checkpoint);
   QSWEEP_RETURN_IF_ERROR(WriteFile(dir / "transformed_ckpt" / "node_meta_param.toml",
                                    NodeMetaParamToml(pipe.graph), res.files));
