@@ -15,59 +15,26 @@ SYNTHETIC (jsc-synthetic); only throughput is compared here. Targets
 """
 import argparse
 import json
-import os
-import subprocess
-import sys
-import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-DEFAULT_REFERENCE = os.path.join(os.path.dirname(ROOT), "shared", "bench", "torch_reference.py")
-
-
-def run_json(cmd, env):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])
+from bench_common import Setup, add_common_args, run_json
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--reference", default=DEFAULT_REFERENCE)
-    ap.add_argument("--rows", type=int, default=100000, help="synthetic rows before the 80/20 split")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-sizes", default="64,256,1024")
-    ap.add_argument("--models", default="jsc-toy,10x")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(ap, rows=100000, epochs=3, batch_sizes="64,256,1024")
     a = ap.parse_args()
-
-    qsweep = os.path.join(a.build, "qsweep")
-    bench = os.path.join(a.build, "bench", "qsweep-bench-train")
-    for path in (qsweep, bench, a.reference):
-        if not os.path.exists(path):
-            sys.exit(f"missing {path}: build qsweep first (deploy/build.sh)")
-    tmp = tempfile.mkdtemp(prefix="qsweep-bench-")
-    env = dict(os.environ, QSWEEP_DATA_DIR=os.path.join(tmp, "data"), OMP_NUM_THREADS="1")
-    csv = os.path.join(tmp, "train.csv")
-    subprocess.run([qsweep, "data", "export", "jsc-synthetic", "--split", "train", "--format", "csv",
-                    "--synthetic-rows", str(a.rows), "-o", csv], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    tenx = os.path.join(ROOT, "examples", "models", "jsc-10x.toml")
-    models = {"jsc-toy": (["--model", "jsc-toy"], "jsc-toy"),
-              "10x": (["--model", "mlp", "--hidden", "64,40,10"], tenx)}
+    setup = Setup(a)
 
     rows = []
     print(f"{'model':<10} {'batch':>6} {'reference/s':>12} {'autograd/s':>12} {'qsweep/s':>12} "
           f"{'vs ref':>7} {'vs autograd':>11}")
-    for name in a.models.split(","):
-        ref_args, qsweep_model = models[name]
-        for bs in [int(b) for b in a.batch_sizes.split(",")]:
-            ref = run_json(["/usr/bin/python3", a.reference, *ref_args, "--csv", csv,
-                            "--batch-size", str(bs), "--epochs", str(a.epochs), "--threads", "1",
-                            "--lr", "1e-3"], env)
-            common = [bench, "--model", qsweep_model, "--synthetic-rows", str(a.rows),
-                      "--batch-size", str(bs), "--epochs", str(a.epochs), "--threads", "1"]
-            ours = run_json(common + ["--engine", "packed"], env)
-            autograd = run_json(common + ["--engine", "autograd"], env)
+    for name, ref_args, qsweep_model in setup.models():
+        for bs in setup.batch_sizes():
+            ref = setup.reference(ref_args, bs)
+            common = setup.bench_command(qsweep_model, bs)
+            ours = run_json(common + ["--engine", "packed"], setup.env)
+            autograd = run_json(common + ["--engine", "autograd"], setup.env)
             assert ref["rows"] == ours["rows"], (ref["rows"], ours["rows"])
             assert ref["params"] == ours["params"], (ref["params"], ours["params"])
             ratio = ours["samples_per_second_median"] / ref["samples_per_second_median"]

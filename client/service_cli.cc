@@ -72,11 +72,73 @@ json JobJson(const v1::Job& j) {
   return o;
 }
 
+// ---- each command's own options (filled by CLI11, read by the command)
+// -------------------------------------------------------------------------
+
+struct SubmitOptions {
+  std::string file;  // sweep TOML
+  std::string key;   // idempotency key
+  std::string name;  // sweep name ("" = [sweep].name)
+  bool watch = false;
+};
+struct StatusOptions {
+  std::string sweep;  // "" = all sweeps
+};
+struct WatchOptions {
+  std::string sweep;
+};
+struct JobsOptions {
+  std::string sweep;
+  std::string sort = "index";
+  bool asc = false;
+  std::string state;  // "" = every state
+};
+struct ShowOptions {
+  std::string job;
+};
+struct ReportOptions {
+  std::string job;
+  std::string pass = "transform";
+};
+struct CancelOptions {
+  std::string id;  // sweep or job
+};
+struct RetryOptions {
+  std::string id;  // sweep or job
+  bool failed = false;
+  bool cancelled = false;
+};
+struct CheckpointGetOptions {
+  std::string action;  // "get"
+  std::string job;
+  std::string output;  // "" = JOB-NAME.pt
+  std::string name = "best_state_dict";
+};
+struct PlotCommandOptions {
+  std::string sweep;
+  std::string metric = "val_acc_epoch";
+  std::string x = "step";
+  std::string output;
+};
+struct TransformSubmitOptions {
+  std::string action;  // "submit"
+  std::string from;    // TRAIN job
+  std::string config;  // transform TOML
+  int fine_tune_epochs = 0;
+  bool watch = false;
+};
+struct UpOptions {
+  std::string db;  // "" = DefaultDbPath()
+  std::string listen = "127.0.0.1:7420";
+  int local_workers = 2;
+};
+
 // ---- the commands
 // -------------------------------------------------------------------------
 
-int Submit(Common& c, const std::string& path, const std::string& key, const std::string& name,
-           bool watch, const std::function<int(Common&, const std::string&)>& watcher) {
+int Submit(Common& c, const SubmitOptions& o,
+           const std::function<int(Common&, const std::string&)>& watcher) {
+  const std::string& path = o.file;
   std::ifstream f(path);
   if (!f) {
     *c.err << "qsweep: sweep file '" << path << "' cannot be opened\n";
@@ -92,8 +154,8 @@ int Submit(Common& c, const std::string& path, const std::string& key, const std
   }
   v1::SubmitSweepRequest req;
   req.set_request_id(RequestId());
-  req.set_idempotency_key(key);
-  req.set_name(name);
+  req.set_idempotency_key(o.key);
+  req.set_name(o.name);
   req.set_sweep_toml(*sent);
   req.set_source_name(fs::path(path).filename().string());
   v1::SubmitSweepResponse resp;
@@ -113,7 +175,7 @@ int Submit(Common& c, const std::string& path, const std::string& key, const std
            << " (" << resp.sweep().num_jobs() << " jobs"
            << (resp.sweep().name().empty() ? "" : ", " + resp.sweep().name()) << ")\n";
   }
-  return watch ? watcher(c, resp.sweep().id()) : 0;
+  return o.watch ? watcher(c, resp.sweep().id()) : 0;
 }
 
 int Status(Common& c, const std::string& sweep_id) {
@@ -236,8 +298,9 @@ int Watch(Common& c, const std::string& sweep_id) {
   return 0;
 }
 
-int Jobs(Common& c, const std::string& sweep_id, const std::string& sort, bool asc,
-         const std::string& state_name) {
+int Jobs(Common& c, const JobsOptions& o) {
+  const std::string& sweep_id = o.sweep;
+  const std::string& state_name = o.state;
   v1::JobState state = v1::JOB_STATE_UNSPECIFIED;
   if (!state_name.empty() && !v1::JobState_Parse(state_name, &state)) {
     *c.err << "qsweep: --state is '" << state_name
@@ -246,7 +309,7 @@ int Jobs(Common& c, const std::string& sweep_id, const std::string& sort, bool a
     return 2;
   }
   grpc::Status status;
-  auto jobs = FetchJobs(c, sweep_id, sort, asc, state, status);
+  auto jobs = FetchJobs(c, sweep_id, o.sort, o.asc, state, status);
   if (!jobs.ok()) return RpcError(c, status);
   if (c.format == "json") {
     json arr = json::array();
@@ -409,7 +472,9 @@ int Cancel(Common& c, const std::string& id) {
   return 0;
 }
 
-int Retry(Common& c, const std::string& id, bool failed, bool cancelled) {
+int Retry(Common& c, const RetryOptions& o) {
+  const std::string& id = o.id;
+  const bool failed = o.failed, cancelled = o.cancelled;
   if (!failed && !cancelled) {
     *c.err << "qsweep: retry needs --failed and/or --cancelled\n";
     return 2;
@@ -430,8 +495,10 @@ int Retry(Common& c, const std::string& id, bool failed, bool cancelled) {
   return 0;
 }
 
-int CheckpointGet(Common& c, const std::string& job_id, const std::string& name,
-                  std::string out_path) {
+int CheckpointGet(Common& c, const CheckpointGetOptions& o) {
+  const std::string& job_id = o.job;
+  const std::string& name = o.name;
+  std::string out_path = o.output;
   if (out_path.empty()) out_path = job_id + "-" + name + ".pt";
   // The hash to trust comes from the job record, not from the download.
   v1::GetJobRequest jreq;
@@ -487,8 +554,8 @@ int CheckpointGet(Common& c, const std::string& job_id, const std::string& name,
   return 0;
 }
 
-int TransformSubmit(Common& c, const std::string& from, const std::string& path, int epochs,
-                    bool watch) {
+int TransformSubmit(Common& c, const TransformSubmitOptions& o) {
+  const std::string& path = o.config;
   std::ifstream f(path);
   if (!f) {
     *c.err << "qsweep: transform config '" << path << "' cannot be opened\n";
@@ -503,10 +570,10 @@ int TransformSubmit(Common& c, const std::string& from, const std::string& path,
   }
   v1::SubmitTransformRequest req;
   req.set_request_id(RequestId());
-  req.set_from_job_id(from);
+  req.set_from_job_id(o.from);
   req.set_config_toml(*sent);
   req.set_source_name(fs::path(path).filename().string());
-  req.set_fine_tune_epochs(epochs);
+  req.set_fine_tune_epochs(o.fine_tune_epochs);
   v1::SubmitTransformResponse resp;
   grpc::ClientContext ctx;
   Deadline(ctx);
@@ -516,8 +583,8 @@ int TransformSubmit(Common& c, const std::string& from, const std::string& path,
     *c.out << json{{"sweep_id", resp.sweep().id()}, {"job_id", resp.job().id()}}.dump(2) << "\n";
   else
     *c.out << "submitted transform job " << resp.job().id() << " (sweep " << resp.sweep().id()
-           << ") on the best checkpoint of " << from << "\n";
-  return watch ? Watch(c, resp.sweep().id()) : 0;
+           << ") on the best checkpoint of " << o.from << "\n";
+  return o.watch ? Watch(c, resp.sweep().id()) : 0;
 }
 
 int Report(Common& c, const std::string& job_id, const std::string& pass) {
@@ -589,8 +656,10 @@ std::string DefaultDbPath() {
   return (dir / "qsweep.db").string();
 }
 
-int Up(Common& c, std::string db, const std::string& listen, int workers) {
-  if (db.empty()) db = DefaultDbPath();
+int Up(Common& c, const UpOptions& o) {
+  const std::string db = o.db.empty() ? DefaultDbPath() : o.db;
+  const std::string& listen = o.listen;
+  const int workers = o.local_workers;
   const std::string bin = FindServerBinary();
   std::vector<std::string> args = {
       bin, "--listen", listen, "--db", db, "--local-workers", std::to_string(workers)};
@@ -603,6 +672,163 @@ int Up(Common& c, std::string db, const std::string& listen, int workers) {
   *c.err << "qsweep: cannot run " << bin << ": " << std::strerror(errno)
          << " (set QSWEEP_SERVER_BIN to its path)\n";
   return 1;
+}
+
+// ---- command lines: each command adds its own options to `app` and returns
+// what runs it once they are parsed (its options live as long as that).
+// -------------------------------------------------------------------------
+
+using Runner = std::function<int()>;
+
+Runner AddSubmit(CLI::App& app, Common& c) {
+  auto o = std::make_shared<SubmitOptions>();
+  app.add_option("file", o->file, "sweep TOML file")->required();
+  app.add_option("--key", o->key, "idempotency key: the same key submits once");
+  app.add_option("--name", o->name, "sweep name (default: [sweep].name)");
+  app.add_flag("--watch", o->watch, "watch the sweep after submitting");
+  return [&c, o] { return Submit(c, *o, Watch); };
+}
+
+Runner AddStatus(CLI::App& app, Common& c) {
+  auto o = std::make_shared<StatusOptions>();
+  app.add_option("sweep", o->sweep, "sweep id (default: all sweeps)");
+  return [&c, o] { return Status(c, o->sweep); };
+}
+
+Runner AddWatch(CLI::App& app, Common& c) {
+  auto o = std::make_shared<WatchOptions>();
+  app.add_option("sweep", o->sweep, "sweep id")->required();
+  return [&c, o] { return Watch(c, o->sweep); };
+}
+
+Runner AddJobs(CLI::App& app, Common& c) {
+  auto o = std::make_shared<JobsOptions>();
+  app.add_option("sweep", o->sweep, "sweep id")->required();
+  app.add_option("--sort", o->sort, "index, state, or a final metric (e.g. test_acc_epoch)");
+  app.add_flag("--asc", o->asc, "ascending metric order (default: best first, descending)");
+  app.add_option("--state", o->state, "only jobs in this state");
+  return [&c, o] { return Jobs(c, *o); };
+}
+
+Runner AddShow(CLI::App& app, Common& c) {
+  auto o = std::make_shared<ShowOptions>();
+  app.add_option("job", o->job, "job id")->required();
+  return [&c, o] { return Show(c, o->job); };
+}
+
+Runner AddReport(CLI::App& app, Common& c) {
+  auto o = std::make_shared<ReportOptions>();
+  app.add_option("job", o->job, "job id")->required();
+  app.add_option("--pass", o->pass, "report name (transform jobs store \"transform\")")
+      ->capture_default_str();
+  return [&c, o] { return Report(c, o->job, o->pass); };
+}
+
+Runner AddCancel(CLI::App& app, Common& c) {
+  auto o = std::make_shared<CancelOptions>();
+  app.add_option("id", o->id, "sweep or job id")->required();
+  return [&c, o] { return Cancel(c, o->id); };
+}
+
+Runner AddRetry(CLI::App& app, Common& c) {
+  auto o = std::make_shared<RetryOptions>();
+  app.add_option("id", o->id, "sweep or job id")->required();
+  app.add_flag("--failed", o->failed, "retry FAILED jobs");
+  app.add_flag("--cancelled", o->cancelled, "retry CANCELLED jobs too");
+  return [&c, o] { return Retry(c, *o); };
+}
+
+Runner AddCheckpoint(CLI::App& app, Common& c) {
+  auto o = std::make_shared<CheckpointGetOptions>();
+  app.add_option("action", o->action, "get")->required()->check(CLI::IsMember({"get"}));
+  app.add_option("job", o->job, "job id")->required();
+  app.add_option("-o,--output", o->output, "output file (default: JOB-NAME.pt)");
+  app.add_option("--name", o->name, "best_state_dict (for torch.load), best or last")
+      ->capture_default_str();
+  return [&c, o] { return CheckpointGet(c, *o); };
+}
+
+Runner AddPlot(CLI::App& app, Common& c) {
+  auto o = std::make_shared<PlotCommandOptions>();
+  app.add_option("sweep", o->sweep, "sweep id")->required();
+  app.add_option("--metric", o->metric, "metric name")->capture_default_str();
+  app.add_option("--x", o->x, "step or epoch")
+      ->check(CLI::IsMember({"step", "epoch"}))
+      ->capture_default_str();
+  app.add_option("-o,--output", o->output, "curves.svg or curves.png")->required();
+  return [&c, o] { return Plot(c, o->sweep, o->metric, o->x, o->output); };
+}
+
+Runner AddTransform(CLI::App& app, Common& c) {
+  auto o = std::make_shared<TransformSubmitOptions>();
+  app.add_option("action", o->action, "submit")->required()->check(CLI::IsMember({"submit"}));
+  app.add_option("--from", o->from, "TRAIN job whose best checkpoint to transform")->required();
+  app.add_option("--config", o->config, "transform config ([passes.*] tables)")->required();
+  app.add_option("--fine-tune-epochs", o->fine_tune_epochs, "quantization-aware fine-tuning epochs")
+      ->check(CLI::Range(0, 1000));
+  app.add_flag("--watch", o->watch, "watch the transform job");
+  return [&c, o] { return TransformSubmit(c, *o); };
+}
+
+Runner AddWorkers(CLI::App&, Common& c) {
+  return [&c] { return Workers(c); };
+}
+
+Runner AddToken(CLI::App& app, Common& c) {
+  auto o = std::make_shared<TokenArgs>();
+  app.add_option("action", o->action, "create, list or revoke")
+      ->required()
+      ->check(CLI::IsMember({"create", "list", "revoke"}));
+  app.add_option("id", o->id, "token id (revoke)");
+  app.add_option("--role", o->role, "create: user, worker or admin")
+      ->check(CLI::IsMember({"user", "worker", "admin"}))
+      ->capture_default_str();
+  app.add_option("--owner", o->owner, "create: the user it acts for (default: yourself)");
+  app.add_option("--name", o->name, "create: a label shown by `qsweep token list`");
+  app.add_option("--expires", o->expires, "create: lifetime such as 30d, 12h, or never")
+      ->capture_default_str();
+  app.add_option("-o,--output", o->output,
+                 "create: write the token to this file (mode 0600) instead of stdout");
+  app.add_flag("--all", o->all, "list: include revoked tokens");
+  return [&c, o] {
+    if (o->action == "revoke" && o->id.empty()) {
+      *c.err << "qsweep token revoke: the token id is required\n";
+      return 2;
+    }
+    return Token(c, *o);
+  };
+}
+
+Runner AddUp(CLI::App& app, Common& c) {
+  auto o = std::make_shared<UpOptions>();
+  app.add_option("--db", o->db, "SQLite file (default: ~/.local/share/qsweep/qsweep.db)");
+  app.add_option("--listen", o->listen, "address to serve on")->capture_default_str();
+  app.add_option("--local-workers", o->local_workers, "local CPU workers")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  return [&c, o] { return Up(c, *o); };
+}
+
+// The command's options added to `app`, and what runs it; empty for an
+// unknown command.
+Runner AddCommand(const std::string& command, CLI::App& app, Common& c) {
+  static const std::map<std::string, Runner (*)(CLI::App&, Common&)> kAdders = {
+      {"submit", AddSubmit},
+      {"status", AddStatus},
+      {"watch", AddWatch},
+      {"jobs", AddJobs},
+      {"show", AddShow},
+      {"report", AddReport},
+      {"cancel", AddCancel},
+      {"retry", AddRetry},
+      {"checkpoint", AddCheckpoint},
+      {"plot", AddPlot},
+      {"transform", AddTransform},
+      {"workers", AddWorkers},
+      {"token", AddToken},
+      {"up", AddUp}};
+  auto it = kAdders.find(command);
+  return it == kAdders.end() ? Runner() : it->second(app, c);
 }
 
 const std::vector<std::string>& Commands() {
@@ -647,107 +873,8 @@ int RunServiceCommand(const std::string& command, const std::vector<std::string>
   app.add_option("--tls-key", c.tls_key, "PEM key of --tls-cert");
   app.add_flag("--insecure", c.insecure,
                "allow a plaintext connection to a server on another machine");
-  std::string id, path, key, name, sort = "index", state, out_path, pass, db;
-  std::string listen = "127.0.0.1:7420";
-  std::string metric = "val_acc_epoch", x = "step";
-  bool watch = false, asc = false, failed = false, cancelled = false;
-  int workers = 2;
-  TokenArgs token;
-  std::function<int()> run;
-  if (command == "submit") {
-    app.add_option("file", path, "sweep TOML file")->required();
-    app.add_option("--key", key, "idempotency key: the same key submits once");
-    app.add_option("--name", name, "sweep name (default: [sweep].name)");
-    app.add_flag("--watch", watch, "watch the sweep after submitting");
-    run = [&] { return Submit(c, path, key, name, watch, Watch); };
-  } else if (command == "status") {
-    app.add_option("sweep", id, "sweep id (default: all sweeps)");
-    run = [&] { return Status(c, id); };
-  } else if (command == "watch") {
-    app.add_option("sweep", id, "sweep id")->required();
-    run = [&] { return Watch(c, id); };
-  } else if (command == "jobs") {
-    app.add_option("sweep", id, "sweep id")->required();
-    app.add_option("--sort", sort, "index, state, or a final metric (e.g. test_acc_epoch)");
-    app.add_flag("--asc", asc, "ascending metric order (default: best first, descending)");
-    app.add_option("--state", state, "only jobs in this state");
-    run = [&] { return Jobs(c, id, sort, asc, state); };
-  } else if (command == "show") {
-    app.add_option("job", id, "job id")->required();
-    run = [&] { return Show(c, id); };
-  } else if (command == "report") {
-    app.add_option("job", id, "job id")->required();
-    pass = "transform";
-    app.add_option("--pass", pass, "report name (transform jobs store \"transform\")")
-        ->capture_default_str();
-    run = [&] { return Report(c, id, pass); };
-  } else if (command == "cancel") {
-    app.add_option("id", id, "sweep or job id")->required();
-    run = [&] { return Cancel(c, id); };
-  } else if (command == "retry") {
-    app.add_option("id", id, "sweep or job id")->required();
-    app.add_flag("--failed", failed, "retry FAILED jobs");
-    app.add_flag("--cancelled", cancelled, "retry CANCELLED jobs too");
-    run = [&] { return Retry(c, id, failed, cancelled); };
-  } else if (command == "checkpoint") {
-    std::string action;
-    name = "best_state_dict";
-    app.add_option("action", action, "get")->required()->check(CLI::IsMember({"get"}));
-    app.add_option("job", id, "job id")->required();
-    app.add_option("-o,--output", out_path, "output file (default: JOB-NAME.pt)");
-    app.add_option("--name", name, "best_state_dict (for torch.load), best or last")
-        ->capture_default_str();
-    run = [&] { return CheckpointGet(c, id, name, out_path); };
-  } else if (command == "plot") {
-    app.add_option("sweep", id, "sweep id")->required();
-    app.add_option("--metric", metric, "metric name")->capture_default_str();
-    app.add_option("--x", x, "step or epoch")
-        ->check(CLI::IsMember({"step", "epoch"}))
-        ->capture_default_str();
-    app.add_option("-o,--output", out_path, "curves.svg or curves.png")->required();
-    run = [&] { return Plot(c, id, metric, x, out_path); };
-  } else if (command == "transform") {
-    std::string action;
-    app.add_option("action", action, "submit")->required()->check(CLI::IsMember({"submit"}));
-    app.add_option("--from", id, "TRAIN job whose best checkpoint to transform")->required();
-    app.add_option("--config", path, "transform config ([passes.*] tables)")->required();
-    app.add_option("--fine-tune-epochs", workers, "quantization-aware fine-tuning epochs")
-        ->check(CLI::Range(0, 1000));
-    app.add_flag("--watch", watch, "watch the transform job");
-    workers = 0;
-    run = [&] { return TransformSubmit(c, id, path, workers, watch); };
-  } else if (command == "workers") {
-    run = [&] { return Workers(c); };
-  } else if (command == "token") {
-    app.add_option("action", token.action, "create, list or revoke")
-        ->required()
-        ->check(CLI::IsMember({"create", "list", "revoke"}));
-    app.add_option("id", token.id, "token id (revoke)");
-    app.add_option("--role", token.role, "create: user, worker or admin")
-        ->check(CLI::IsMember({"user", "worker", "admin"}))
-        ->capture_default_str();
-    app.add_option("--owner", token.owner, "create: the user it acts for (default: yourself)");
-    app.add_option("--name", token.name, "create: a label shown by `qsweep token list`");
-    app.add_option("--expires", token.expires, "create: lifetime such as 30d, 12h, or never")
-        ->capture_default_str();
-    app.add_option("-o,--output", token.output,
-                   "create: write the token to this file (mode 0600) instead of stdout");
-    app.add_flag("--all", token.all, "list: include revoked tokens");
-    run = [&] {
-      if (token.action == "revoke" && token.id.empty()) {
-        err << "qsweep token revoke: the token id is required\n";
-        return 2;
-      }
-      return Token(c, token);
-    };
-  } else if (command == "up") {
-    app.add_option("--db", db, "SQLite file (default: ~/.local/share/qsweep/qsweep.db)");
-    app.add_option("--listen", listen, "address to serve on")->capture_default_str();
-    app.add_option("--local-workers", workers, "local CPU workers")
-        ->check(CLI::Range(0, 256))
-        ->capture_default_str();
-    run = [&] { return Up(c, db, listen, workers); };
-  } else {
+  std::function<int()> run = AddCommand(command, app, c);
+  if (!run) {
     err << "qsweep: unknown command '" << command << "'\n";
     return 2;
   }

@@ -13,7 +13,10 @@
 #include <filesystem>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/channel.h"
+#include "common/log_flag.h"
 #include "common/secrets.h"
 #include "server/health.h"
 #include "server/local_workers.h"
@@ -117,6 +120,8 @@ int main(int argc, char** argv) {
                  "(default: $QSWEEP_DATA_DIR, else ~/.cache/qsweep/datasets)");
   app.add_flag("--no-serve-datasets", no_serve_datasets,
                "do not prepare datasets at submission; each worker prepares its own");
+  std::string log_level;
+  qsweep::log::AddLevelFlag(app, log_level);
   bool check = false;
   std::string check_ca;
   const char* ca_env = std::getenv("QSWEEP_TLS_CA");
@@ -131,6 +136,8 @@ int main(int argc, char** argv) {
                  "lost the first one (needs write access to --db)");
   CLI11_PARSE(app, argc, argv);
   if (check) return Check(options.listen, check_ca);
+  namespace log = qsweep::log;
+  log::Init("qsweep-server", *log::ParseLevel(log_level));  // checked by --log-level's IsMember
   if (!issue_admin_token.empty()) {
     auto store = qsweep::OpenSqliteStore(qsweep::SqliteStoreOptions(options.db_path));
     qsweep::SystemClock clock;
@@ -153,16 +160,15 @@ int main(int argc, char** argv) {
   state_dir = StateDir(state_dir, options.db_path);
   if (!state_dir.empty()) options.admin_token_file = state_dir + "/admin.token";
   if (local_workers > 0 && options.tls.enabled()) {
-    std::fprintf(stderr,
-                 "qsweep-server: --local-workers is for the local default; with TLS "
-                 "start "
-                 "workers yourself (qsweep-worker --tls-ca ... --token-file ...)\n");
+    log::Error(
+        "--local-workers is for the local default; with TLS start workers yourself "
+        "(qsweep-worker --tls-ca ... --token-file ...)");
     return 2;
   }
   if (local_workers > 0 && state_dir.empty()) {
-    std::fprintf(stderr,
-                 "qsweep-server: --local-workers with an in-memory --db needs "
-                 "--state-dir for the workers' token file\n");
+    log::Error(
+        "--local-workers with an in-memory --db needs --state-dir for the workers' token "
+        "file");
     return 2;
   }
 
@@ -175,26 +181,25 @@ int main(int argc, char** argv) {
 
   auto server = qsweep::Server::Start(options);
   if (!server.ok()) {
-    std::fprintf(stderr, "qsweep-server: %s\n", server.status().ToString().c_str());
+    log::Error(server.status().ToString());
     return 1;
   }
   const bool unix_socket = options.listen.rfind("unix:", 0) == 0;
   const std::string host = options.listen.substr(0, options.listen.rfind(':'));
   const std::string address =
       unix_socket ? options.listen : host + ":" + std::to_string((*server)->port());
-  std::fprintf(stderr, "qsweep-server: serving on %s, database %s; %s\n", address.c_str(),
-               options.db_path.c_str(),
-               options.tls.enabled()                    ? "TLS"
-               : qsweep::IsLocalAddress(options.listen) ? "local connections only"
-                                                        : "INSECURE: plaintext, --insecure-listen");
+  const bool insecure = !options.tls.enabled() && !qsweep::IsLocalAddress(options.listen);
+  (insecure ? log::Warn
+            : log::Info)(absl::StrCat("serving on ", address, ", database ", options.db_path, "; ",
+                                      options.tls.enabled() ? "TLS"
+                                      : insecure ? "INSECURE: plaintext, --insecure-listen"
+                                                 : "local connections only"));
   if ((*server)->wrote_admin_token())
-    std::fprintf(stderr,
-                 "qsweep-server: first start: wrote a one-time admin token to "
-                 "%s (mode 0600); "
-                 "use it with --token-file or copy it to "
-                 "~/.config/qsweep/token, then create "
-                 "user tokens with `qsweep token create`\n",
-                 options.admin_token_file.c_str());
+    log::Info(absl::StrCat("first start: wrote a one-time admin token to ",
+                           options.admin_token_file,
+                           " (mode 0600); use it with --token-file or copy it to "
+                           "~/.config/qsweep/token, then create user tokens with `qsweep token "
+                           "create`"));
   // The address this state dir's server answers on: the CLI uses the state
   // dir's admin token for exactly this address (see client Connect), even
   // when the user's own token file belongs to another server.
@@ -227,17 +232,16 @@ int main(int argc, char** argv) {
     auto started =
         token.ok() ? qsweep::LocalWorkers::Start(wo) : absl::StatusOr<qsweep::LocalWorkers>(token);
     if (!started.ok()) {
-      std::fprintf(stderr, "qsweep-server: %s\n", started.status().ToString().c_str());
+      log::Error(started.status().ToString());
       (*server)->Shutdown();
       return 1;
     }
     workers = std::move(*started);
-    std::fprintf(stderr, "qsweep-server: started %d local worker(s) (%s)\n", local_workers,
-                 wo.worker_binary.c_str());
+    log::Info(absl::StrFormat("started %d local worker(s) (%s)", local_workers, wo.worker_binary));
   }
   int sig = 0;
   sigwait(&signals, &sig);
-  std::fprintf(stderr, "qsweep-server: signal %d, shutting down\n", sig);
+  log::Info(absl::StrFormat("signal %d, shutting down", sig));
   workers.StopAll();  // workers hand their jobs back while the server still answers
   (*server)->Shutdown();
   if (!address_file.empty()) std::remove(address_file.c_str());

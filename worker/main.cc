@@ -25,7 +25,10 @@
 #ifdef QSWEEP_HAVE_LOCAL_COMMANDS
 #include "worker/local/local_commands.h"
 #endif
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/log_flag.h"
 #include "common/secrets.h"
 #include "worker/coordinator_client.h"
 #include "worker/core/torch/trainer.h"  // CudaAvailable (torch-free header)
@@ -98,64 +101,62 @@ int main(int argc, char** argv) {
   app.add_option("--idle-exit", idle_text,
                  "exit 0 after this long with nothing to lease (e.g. 5m); 0 = never")
       ->capture_default_str();
+  std::string log_level;
+  qsweep::log::AddLevelFlag(app, log_level);
   CLI11_PARSE(app, argc, argv);
+  namespace log = qsweep::log;
+  log::Init("qsweep-worker", *log::ParseLevel(log_level));  // checked by --log-level's IsMember
   auto grace = qsweep::ParseDuration(grace_text);
   if (!grace.ok() || *grace <= 0) {
-    std::fprintf(stderr,
-                 "qsweep-worker: --grace is '%s'; allowed: a positive duration such as 30s, 2m\n",
-                 grace_text.c_str());
+    log::Error(absl::StrCat("--grace is '", grace_text,
+                            "'; allowed: a positive duration such as 30s, 2m"));
     return 2;
   }
   auto idle = qsweep::ParseDuration(idle_text);
   if (!idle.ok() || *idle < 0) {
-    std::fprintf(stderr,
-                 "qsweep-worker: --idle-exit is '%s'; allowed: 0 or a duration such as 5m\n",
-                 idle_text.c_str());
+    log::Error(
+        absl::StrCat("--idle-exit is '", idle_text, "'; allowed: 0 or a duration such as 5m"));
     return 2;
   }
   options.idle_exit_ms = *idle;
   if (gpus == "auto") {
     auto visible = qsweep::VisibleGpus(std::getenv("CUDA_VISIBLE_DEVICES"));
     if (!visible.ok()) {
-      std::fprintf(stderr, "qsweep-worker: --gpus auto: %s\n",
-                   std::string(visible.status().message()).c_str());
+      log::Error(absl::StrCat("--gpus auto: ", visible.status().message()));
       return 2;
     }
     if (visible->empty()) {
-      std::fprintf(stderr,
-                   "qsweep-worker: --gpus auto: no GPU visible (CUDA_VISIBLE_DEVICES unset, empty "
-                   "or NoDevFiles); running %d slot(s) on cpu\n",
-                   options.slots);
+      log::Warn(absl::StrFormat(
+          "--gpus auto: no GPU visible (CUDA_VISIBLE_DEVICES unset, empty or NoDevFiles); running "
+          "%d slot(s) on cpu",
+          options.slots));
     } else if (!qsweep::CudaAvailable()) {
       // A LibTorch without CUDA (or no driver) on a GPU allocation: still one
       // slot per allocated GPU, on cpu, so that the allocation is used.
       options.slots = static_cast<int>(visible->size());
-      std::fprintf(stderr,
-                   "qsweep-worker: --gpus auto: CUDA_VISIBLE_DEVICES=%s but CUDA is not available "
-                   "to this qsweep-worker (CPU LibTorch or no driver); running %d slot(s) on cpu\n",
-                   std::getenv("CUDA_VISIBLE_DEVICES"), options.slots);
+      log::Warn(absl::StrFormat(
+          "--gpus auto: CUDA_VISIBLE_DEVICES=%s but CUDA is not available to this qsweep-worker "
+          "(CPU LibTorch or no driver); running %d slot(s) on cpu",
+          std::getenv("CUDA_VISIBLE_DEVICES"), options.slots));
     } else {
       options.slots = static_cast<int>(visible->size());
       options.slot_devices = *visible;
       options.device = options.slots == 1 ? visible->front() : "cuda";
-      std::fprintf(stderr, "qsweep-worker: --gpus auto: CUDA_VISIBLE_DEVICES=%s -> slots on %s\n",
-                   std::getenv("CUDA_VISIBLE_DEVICES"), absl::StrJoin(*visible, ",").c_str());
+      log::Info(absl::StrFormat("--gpus auto: CUDA_VISIBLE_DEVICES=%s -> slots on %s",
+                                std::getenv("CUDA_VISIBLE_DEVICES"), absl::StrJoin(*visible, ",")));
     }
   }
   auto token = qsweep::ReadTokenFile(qsweep::ResolveTokenPath(token_file));
   if (!token.ok()) {
-    std::fprintf(stderr,
-                 "qsweep-worker: %s (an admin creates worker tokens with `qsweep token "
-                 "create --role worker -o FILE`)\n",
-                 std::string(token.status().message()).c_str());
+    log::Error(absl::StrCat(token.status().message(),
+                            " (an admin creates worker tokens with `qsweep token create --role "
+                            "worker -o FILE`)"));
     return 2;
   }
   channel.address = server;
   channel.token = *token;
   runner_options.device = options.device == "cuda" ? "cuda:0" : options.device;
-  options.log = [](std::string_view line) {
-    std::fprintf(stderr, "qsweep-worker: %.*s\n", static_cast<int>(line.size()), line.data());
-  };
+  options.log = [](std::string_view line) { log::Info(line); };
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -166,7 +167,7 @@ int main(int argc, char** argv) {
 
   auto client = qsweep::NewGrpcCoordinatorClient(channel);
   if (!client.ok()) {
-    std::fprintf(stderr, "qsweep-worker: %s\n", std::string(client.status().message()).c_str());
+    log::Error(std::string(client.status().message()));
     return 2;
   }
   qsweep::TrainJobRunner train_runner(runner_options);
@@ -183,8 +184,8 @@ int main(int argc, char** argv) {
   std::thread waiter([&worker, signals, grace_ms]() mutable {
     int sig = 0;
     sigwait(&signals, &sig);
-    std::fprintf(stderr, "qsweep-worker: %s: handing running jobs back (grace %lld ms)\n",
-                 strsignal(sig), static_cast<long long>(grace_ms));
+    log::Info(
+        absl::StrFormat("%s: handing running jobs back (grace %d ms)", strsignal(sig), grace_ms));
     worker.Stop();
     // Engines signal more than once (Slurm: the batch shell forwards the
     // SIGTERM that every process of the job already got): further SIGTERM and
@@ -201,19 +202,18 @@ int main(int argc, char** argv) {
       const int again = sigtimedwait(&signals, nullptr, &ts);
       if (again == SIGINT) break;
     }
-    std::fprintf(stderr, "qsweep-worker: jobs not handed back within the grace period; exiting\n");
-    std::fflush(stderr);
+    log::Warn("jobs not handed back within the grace period; exiting");
     _exit(kExitHandedBack);
   });
   waiter.detach();  // a clean Run() return ends the process; a signal ends Run()
   auto status = worker.Run();
   if (!status.ok()) {
-    std::fprintf(stderr, "qsweep-worker: %s\n", status.ToString().c_str());
+    log::Error(status.ToString());
     return 1;
   }
   if (worker.run_end() == qsweep::RunEnd::kHandedBack) {
-    std::fprintf(stderr, "qsweep-worker: handed %d job(s) back; exit %d (requeue)\n",
-                 worker.jobs_handed_back(), kExitHandedBack);
+    log::Info(absl::StrFormat("handed %d job(s) back; exit %d (requeue)", worker.jobs_handed_back(),
+                              kExitHandedBack));
     return kExitHandedBack;
   }
   return 0;

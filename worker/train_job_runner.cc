@@ -181,6 +181,9 @@ JobOutcome TrainJobRunner::RunTransformJob(const v1::Job& job, JobContext& conte
   options.config_path = config;
   options.load = load;
   options.overrides = {{"project_dir", (dir / "out").string()}};
+  // This worker's device (its slot's, or --device), never the one the
+  // checkpoint was trained on.
+  options.overrides["device"] = context.Device().empty() ? options_.device : context.Device();
   {  // never more intra-op threads than this machine has cores
     const nlohmann::json effective = nlohmann::json::parse(job.config_json(), nullptr, false);
     int64_t threads = 1;
@@ -203,7 +206,7 @@ JobOutcome TrainJobRunner::RunTransformJob(const v1::Job& job, JobContext& conte
   JobOutcome o;
   o.kind = JobOutcome::Kind::kSucceeded;
   o.final_metrics = result->metrics;
-  o.result_json = nlohmann::json{{"passes", result->passes}}.dump();
+  o.result_json = nlohmann::json{{"passes", result->passes}, {"device", result->device}}.dump();
   if (!result->checkpoint.empty())
     o.outputs.push_back({"transformed", "checkpoint", result->checkpoint});
   if (!result->state_dict.empty())
@@ -263,6 +266,7 @@ JobOutcome TrainJobRunner::OutcomeOf(const PreparedTrain& p, const TrainResult& 
                                  {"global_steps", result.global_steps},
                                  {"epochs_completed", result.epochs_completed},
                                  {"threads", p.config.threads},
+                                 {"device", p.config.device},
                                  {"dataset", p.data->DisplayName()},
                                  {"dataset_sha256", p.data->sha256}}
                       .dump();

@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
 #include "server/server.h"
-#include "tests/test_util/test_tokens.h"
+#include "tests/test_util/in_process_worker.h"
 #include "worker/coordinator_client.h"
 #include "worker/train_job_runner.h"
 #include "worker/worker.h"
@@ -42,22 +42,13 @@ max_epochs = [1, 3]
 learning_rate = [1e-3, 1e-2]
 )";
 
-class PackedServiceTest : public ::testing::Test {
+class PackedServiceTest : public testing::InProcessWorkerTest {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / absl::StrCat("qsweep_packed_service_", getpid());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    ServerOptions options;
-    options.listen = "";
-    options.experiments.watch_interval_ms = 5;
-    auto store = NewInMemoryStore();
-    tokens_ = testing::AddTestTokens(*store);
-    auto server = Server::Start(options, std::move(store));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    experiments_ = v1::Experiments::NewStub(server_->InProcessChannel(tokens_.alice));
-    client_ = NewGrpcCoordinatorClient(server_->InProcessChannel(tokens_.worker));
+    InProcessWorkerTest::SetUp();
     TrainJobRunnerOptions runner_options;
     runner_options.data_dir = (dir_ / "data").string();
     runner_ = std::make_unique<TrainJobRunner>(runner_options);
@@ -71,23 +62,15 @@ class PackedServiceTest : public ::testing::Test {
       std::lock_guard<std::mutex> lock(mu_);
       log_.emplace_back(line);
     };
-    worker_ = std::make_unique<Worker>(*client_, *runner_, options_w);
-    worker_thread_ = std::thread([this] { ASSERT_TRUE(worker_->Run().ok()); });
+    StartWorker(*client_, *runner_, options_w);
   }
   void TearDown() override {
-    worker_->Stop();
-    worker_thread_.join();
+    InProcessWorkerTest::TearDown();
+    worker_.reset();  // before runner_, which it uses
     fs::remove_all(dir_);
   }
 
-  std::string Submit(const std::string& toml) {
-    grpc::ClientContext ctx;
-    v1::SubmitSweepRequest req;
-    req.set_sweep_toml(toml);
-    v1::SubmitSweepResponse resp;
-    EXPECT_TRUE(experiments_->SubmitSweep(&ctx, req, &resp).ok());
-    return resp.sweep().id();
-  }
+  std::string Submit(const std::string& toml) { return SubmitToml(toml); }
 
   // Watches the sweep, keeping the latest view of every job, until `done`
   // says so or the sweep has finished; returns that view.
@@ -138,13 +121,7 @@ class PackedServiceTest : public ::testing::Test {
   }
 
   fs::path dir_;
-  testing::TestTokens tokens_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<v1::Experiments::Stub> experiments_;
-  std::unique_ptr<CoordinatorClient> client_;
   std::unique_ptr<TrainJobRunner> runner_;
-  std::unique_ptr<Worker> worker_;
-  std::thread worker_thread_;
   std::mutex mu_;
   std::vector<std::string> log_;  // guarded by mu_
 };

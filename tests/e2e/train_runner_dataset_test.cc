@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/sha256.h"
+#include "tests/test_util/fake_job_context.h"
 #include "worker/core/data/dataset.h"
 #include "worker/dataset_cache.h"
 #include "worker/train_job_runner.h"
@@ -21,26 +22,8 @@ namespace qsweep {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::FakeJobContext;
 using ::testing::HasSubstr;
-
-class FakeContext final : public JobContext {
- public:
-  FakeContext(std::string work_dir, std::string served)
-      : work_dir_(std::move(work_dir)), served_(std::move(served)) {}
-  void ReportMetric(const v1::Metric&) override {}
-  void ReportProgress(const v1::JobProgress&) override {}
-  bool ShouldStop() override { return false; }
-  const std::string& WorkDir() const override { return work_dir_; }
-  absl::StatusOr<std::string> FetchArtifact(const std::string&) override {
-    ++fetches;
-    return served_;
-  }
-  int fetches = 0;
-
- private:
-  std::string work_dir_;
-  std::string served_;
-};
 
 TEST(TrainRunnerDatasetTest, FetchesIntoAnEmptyDataDirAndRejectsCorruption) {
   const fs::path dir = fs::temp_directory_path() / ("qsweep_trds_" + std::to_string(getpid()));
@@ -75,7 +58,8 @@ TEST(TrainRunnerDatasetTest, FetchesIntoAnEmptyDataDirAndRejectsCorruption) {
     TrainJobRunner runner(options);
     std::string corrupted = bytes;
     corrupted[corrupted.size() / 2] ^= 0x5a;
-    FakeContext ctx((dir / "work").string(), corrupted);
+    FakeJobContext ctx((dir / "work").string());
+    ctx.every_artifact = corrupted;
     JobOutcome o = runner.Run(job, ctx);
     EXPECT_EQ(o.kind, JobOutcome::Kind::kFailed);
     EXPECT_THAT(o.error, HasSubstr("job sw-1-0"));
@@ -86,7 +70,8 @@ TEST(TrainRunnerDatasetTest, FetchesIntoAnEmptyDataDirAndRejectsCorruption) {
     TrainJobRunnerOptions options;
     options.data_dir = (dir / "worker").string();
     TrainJobRunner runner(options);
-    FakeContext ctx((dir / "work").string(), bytes);
+    FakeJobContext ctx((dir / "work").string());
+    ctx.every_artifact = bytes;
     JobOutcome o = runner.Run(job, ctx);
     ASSERT_EQ(o.kind, JobOutcome::Kind::kSucceeded) << o.error;
     EXPECT_EQ(ctx.fetches, 1);
@@ -121,7 +106,8 @@ TEST(TrainRunnerDatasetTest, ThreadsAreCappedAtTheWorkersCores) {
   TrainJobRunnerOptions options;
   options.data_dir = (dir / "worker").string();
   TrainJobRunner runner(options);
-  FakeContext ctx((dir / "work").string(), "");
+  FakeJobContext ctx((dir / "work").string());
+  ctx.every_artifact = "";
   JobOutcome o = runner.Run(job, ctx);
   ASSERT_EQ(o.kind, JobOutcome::Kind::kSucceeded) << o.error;
   const auto result = nlohmann::json::parse(o.result_json);

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/test_util/fake_job_context.h"
 #include "worker/train_job_runner.h"
 
 namespace qsweep {
@@ -19,27 +20,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using testing::FakeJobContext;
 using ::testing::HasSubstr;
-
-class FakeContext final : public JobContext {
- public:
-  explicit FakeContext(std::string work_dir) : work_dir_(std::move(work_dir)) {
-    fs::create_directories(work_dir_);
-  }
-  void ReportMetric(const v1::Metric&) override {}
-  void ReportProgress(const v1::JobProgress&) override {}
-  bool ShouldStop() override { return false; }
-  const std::string& WorkDir() const override { return work_dir_; }
-  absl::StatusOr<std::string> FetchArtifact(const std::string& sha) override {
-    auto it = artifacts.find(sha);
-    if (it == artifacts.end()) return absl::NotFoundError(sha);
-    return it->second;
-  }
-  std::map<std::string, std::string> artifacts;
-
- private:
-  std::string work_dir_;
-};
 
 std::string ReadAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -70,14 +52,14 @@ TEST(TrainRunnerPathsTest, JobsNameNoPlaceAndBuildInlineModels) {
   // Keys that name a place: refused before anything is made there.
   for (const char* key : {"data_dir", "project_dir", "load_name"}) {
     const std::string place = (dir / "place").string();
-    FakeContext ctx((dir / "a" / "b" / "work1").string());
+    FakeJobContext ctx((dir / "a" / "b" / "work1").string());
     JobOutcome o = runner.Run(train_job({{"model", "jsc-tiny"}, {key, place}}), ctx);
     EXPECT_EQ(o.kind, JobOutcome::Kind::kFailed) << key;
     EXPECT_THAT(o.error, HasSubstr(std::string("key '") + key + "' names a place")) << key;
     EXPECT_FALSE(fs::exists(place)) << key;
   }
   {  // A dataset name that is a path.
-    FakeContext ctx((dir / "a" / "b" / "work2").string());
+    FakeJobContext ctx((dir / "a" / "b" / "work2").string());
     JobOutcome o =
         runner.Run(train_job({{"model", "jsc-tiny"}, {"dataset", "../../escaped"}}), ctx);
     EXPECT_EQ(o.kind, JobOutcome::Kind::kFailed);
@@ -85,13 +67,13 @@ TEST(TrainRunnerPathsTest, JobsNameNoPlaceAndBuildInlineModels) {
   }
   {  // A model path is never opened: the same error as any non-zoo name.
     std::ofstream(dir / "model.toml") << "name = \"m\"\nhidden = [8]\n";
-    FakeContext ctx((dir / "a" / "b" / "work3").string());
+    FakeJobContext ctx((dir / "a" / "b" / "work3").string());
     JobOutcome o = runner.Run(train_job({{"model", (dir / "model.toml").string()}}), ctx);
     EXPECT_EQ(o.kind, JobOutcome::Kind::kFailed);
     EXPECT_THAT(o.error, HasSubstr("sent inline"));
   }
   // An inline model trains; its checkpoint feeds a transform job.
-  FakeContext ctx((dir / "a" / "b" / "work4").string());
+  FakeJobContext ctx((dir / "a" / "b" / "work4").string());
   const json inline_model = {{"name", "wide"}, {"hidden", {8}}};
   JobOutcome trained = runner.Run(train_job({{"model", inline_model}}), ctx);
   ASSERT_EQ(trained.kind, JobOutcome::Kind::kSucceeded) << trained.error;
@@ -109,7 +91,7 @@ TEST(TrainRunnerPathsTest, JobsNameNoPlaceAndBuildInlineModels) {
     return job;
   };
   {  // Report names from the job: plain names only, never outside the folder.
-    FakeContext tctx((dir / "a" / "b" / "work5").string());
+    FakeJobContext tctx((dir / "a" / "b" / "work5").string());
     tctx.artifacts["ckpt"] = ReadAll(best);
     for (const std::string& name : {std::string("../../../escaped.txt"), (dir / "abs.txt").string(),
                                     std::string("sub/x.txt")}) {

@@ -16,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
 #include "server/server.h"
-#include "tests/test_util/test_tokens.h"
+#include "tests/test_util/in_process_worker.h"
 #include "worker/coordinator_client.h"
 #include "worker/worker.h"
 
@@ -141,62 +141,15 @@ class BlockingRunner final : public JobRunner {
   int started_ = 0;
 };
 
-class WorkerClusterTest : public ::testing::Test {
+class WorkerClusterTest : public testing::InProcessWorkerTest {
  protected:
-  void SetUp() override {
-    ServerOptions options;
-    options.listen = "";
-    options.experiments.watch_interval_ms = 5;
-    auto store = NewInMemoryStore();
-    tokens_ = testing::AddTestTokens(*store);
-    auto server = Server::Start(options, std::move(store));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    experiments_ = v1::Experiments::NewStub(server_->InProcessChannel(tokens_.alice));
-    client_ = NewGrpcCoordinatorClient(server_->InProcessChannel(tokens_.worker));
-  }
-  void TearDown() override {
-    if (worker_) worker_->Stop();
-    if (worker_thread_.joinable()) worker_thread_.join();
-  }
-
   WorkerOptions Options(int slots) {
-    WorkerOptions options;
-    options.slots = slots;
-    options.heartbeat_interval_ms = 20;
-    options.lease_wait_ms = 50;
-    options.initial_backoff_ms = 1;
-    options.max_backoff_ms = 5;
-    options.work_dir =
-        (std::filesystem::temp_directory_path() / absl::StrCat("qsweep_worker_cluster_", getpid()))
-            .string();
-    return options;
+    return QuickWorkerOptions(slots, "worker_cluster", /*lease_wait_ms=*/50);
   }
-  void StartWorker(JobRunner& runner, WorkerOptions options) {
-    worker_ = std::make_unique<Worker>(*client_, runner, options);
-    worker_thread_ = std::thread([this] { ASSERT_TRUE(worker_->Run().ok()); });
+  void StartWorker(JobRunner& runner, const WorkerOptions& options) {
+    InProcessWorkerTest::StartWorker(*client_, runner, options);
   }
-
-  std::string Submit() {
-    grpc::ClientContext ctx;
-    v1::SubmitSweepRequest req;
-    req.set_sweep_toml(kSweep);
-    v1::SubmitSweepResponse resp;
-    EXPECT_TRUE(experiments_->SubmitSweep(&ctx, req, &resp).ok());
-    return resp.sweep().id();
-  }
-
-  v1::WatchSweepEvent WaitFinished(const std::string& id) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    v1::WatchSweepRequest req;
-    req.set_sweep_id(id);
-    auto reader = experiments_->WatchSweep(&ctx, req);
-    v1::WatchSweepEvent event, last;
-    while (reader->Read(&event)) last = event;
-    EXPECT_TRUE(reader->Finish().ok());
-    return last;
-  }
+  std::string Submit() { return SubmitToml(kSweep); }
 
   std::vector<v1::Job> Jobs(const std::string& sweep_id) {
     JobFilter filter;
@@ -205,13 +158,6 @@ class WorkerClusterTest : public ::testing::Test {
     EXPECT_TRUE(jobs.ok());
     return jobs.ok() ? *jobs : std::vector<v1::Job>{};
   }
-
-  testing::TestTokens tokens_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<v1::Experiments::Stub> experiments_;
-  std::unique_ptr<CoordinatorClient> client_;
-  std::unique_ptr<Worker> worker_;
-  std::thread worker_thread_;
 };
 
 TEST_F(WorkerClusterTest, EachSlotRunsItsJobsOnItsOwnDevice) {

@@ -14,7 +14,12 @@
 
 #include "tests/common/subprocess.h"
 #include "worker/core/torch/checkpoint.h"
+#include "worker/core/torch/checkpoint_io.h"
+#include "worker/core/torch/optimizer.h"
+#include "worker/core/torch/packed_trainer.h"
 #include "worker/core/torch/pass_runner.h"
+#include "worker/core/torch/quantized_modules.h"
+#include "worker/core/torch/trainer_internal.h"
 
 namespace qsweep {
 namespace {
@@ -28,7 +33,23 @@ std::string Read(const fs::path& p) {
   return s.str();
 }
 
-constexpr char kLab2Config[] = R"(
+// Lab 2's quantization: Linear layers in 8-bit fixed point (4 fractional bits).
+constexpr char kIntegerLinear[] = R"(
+[passes.quantize]
+by = "type"
+[passes.quantize.default.config]
+name = "NA"
+[passes.quantize.linear.config]
+name = "integer"
+"data_in_width" = 8
+"data_in_frac_width" = 4
+"weight_width" = 8
+"weight_frac_width" = 4
+"bias_width" = 8
+"bias_frac_width" = 4
+)";
+
+const std::string kLab2Config = std::string(R"(
 model = "jsc-tiny"
 dataset = "jsc-synthetic"
 project = "lab2-tiny"
@@ -44,24 +65,45 @@ dims = "all"
 device = "cpu"
 dims = "all"
 quantile = 0.97
-[passes.quantize]
-by = "type"
-[passes.quantize.default.config]
-name = "NA"
-[passes.quantize.linear.config]
-name = "integer"
-"data_in_width" = 8
-"data_in_frac_width" = 4
-"weight_width" = 8
-"weight_frac_width" = 4
-"bias_width" = 8
-"bias_frac_width" = 4
+)") + kIntegerLinear + R"(
 [passes.report_node_meta_param]
 which = ["software"]
 [passes.report_graph]
 [transform]
 style = "graph"
 )";
+
+// jsc-tiny on `rows` synthetic rows (data under `tmp`), batch 64, lr 1e-2, cpu.
+TrainConfig TinyConfig(const fs::path& tmp, int64_t rows, int64_t epochs) {
+  TrainConfig cfg;
+  cfg.model = "jsc-tiny";
+  cfg.dataset = "jsc-synthetic";
+  cfg.synthetic_rows = rows;
+  cfg.data_dir = (tmp / "data").string();
+  cfg.max_epochs = epochs;
+  cfg.batch_size = 64;
+  cfg.learning_rate = 1e-2;
+  cfg.device = "cpu";
+  return cfg;
+}
+
+// Loads cfg's dataset into `data` and trains cfg into tmp/ckpt; `best` is its
+// best checkpoint.
+void TrainTiny(const TrainConfig& cfg, const fs::path& tmp, Dataset& data, std::string& best) {
+  DatasetRequest req;
+  req.name = cfg.dataset;
+  req.cache_dir = cfg.data_dir;
+  req.synthetic_rows = cfg.synthetic_rows;
+  auto loaded = LoadDataset(req);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  data = std::move(*loaded);
+  TrainOptions topt;
+  topt.checkpoint_dir = (tmp / "ckpt").string();
+  auto trained = TrainModel(cfg, *ZooModel(cfg.model), data, topt);
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  ASSERT_FALSE(trained->best_checkpoint.empty());
+  best = trained->best_checkpoint;
+}
 
 // Report outputs named by the config stay inside the output folder: a local
 // run may use a relative path inside it, the service (plain_report_names)
@@ -70,24 +112,9 @@ TEST(Transform, ReportNamesStayInsideTheOutputFolder) {
   fs::path tmp = fs::temp_directory_path() / ("qsweep_report_names_" + std::to_string(::getpid()));
   fs::remove_all(tmp);
   fs::create_directories(tmp / "a" / "b");
-  TrainConfig cfg;
-  cfg.model = "jsc-tiny";
-  cfg.dataset = "jsc-synthetic";
-  cfg.synthetic_rows = 1000;
-  cfg.data_dir = (tmp / "data").string();
-  cfg.max_epochs = 1;
-  cfg.batch_size = 64;
-  cfg.device = "cpu";
-  DatasetRequest req;
-  req.name = cfg.dataset;
-  req.cache_dir = cfg.data_dir;
-  req.synthetic_rows = cfg.synthetic_rows;
-  auto data = LoadDataset(req);
-  ASSERT_TRUE(data.ok()) << data.status();
-  TrainOptions topt;
-  topt.checkpoint_dir = (tmp / "ckpt").string();
-  auto trained = TrainModel(cfg, *ZooModel("jsc-tiny"), *data, topt);
-  ASSERT_TRUE(trained.ok()) << trained.status();
+  Dataset data;
+  std::string best;
+  ASSERT_NO_FATAL_FAILURE(TrainTiny(TinyConfig(tmp, 1000, 1), tmp, data, best));
 
   auto run = [&](const std::string& name, bool plain) {
     const fs::path config = tmp / "names.toml";
@@ -95,7 +122,7 @@ TEST(Transform, ReportNamesStayInsideTheOutputFolder) {
                           << "\n";
     TransformOptions o;
     o.config_path = config.string();
-    o.load = trained->best_checkpoint;
+    o.load = best;
     o.evaluate = false;
     o.output_dir = (tmp / "a" / "b" / "out").string();
     o.plain_report_names = plain;
@@ -135,33 +162,17 @@ TEST(Transform, Lab2OnTrainedJscTiny) {
   fs::remove_all(tmp);
   fs::create_directories(tmp);
 
-  TrainConfig cfg;
-  cfg.model = "jsc-tiny";
-  cfg.dataset = "jsc-synthetic";
-  cfg.synthetic_rows = 6000;
-  cfg.data_dir = (tmp / "data").string();
-  cfg.max_epochs = 2;
-  cfg.batch_size = 64;
-  cfg.learning_rate = 1e-2;
-  cfg.device = "cpu";
-  auto spec = ZooModel("jsc-tiny");
-  DatasetRequest req;
-  req.name = cfg.dataset;
-  req.cache_dir = cfg.data_dir;
-  req.synthetic_rows = cfg.synthetic_rows;
-  auto data = LoadDataset(req);
-  ASSERT_TRUE(data.ok()) << data.status();
-  TrainOptions topt;
-  topt.checkpoint_dir = (tmp / "ckpt").string();
-  auto trained = TrainModel(cfg, *spec, *data, topt);
-  ASSERT_TRUE(trained.ok()) << trained.status();
-  ASSERT_FALSE(trained->best_checkpoint.empty());
+  const TrainConfig cfg = TinyConfig(tmp, 6000, 2);
+  Dataset loaded;
+  std::string best;
+  ASSERT_NO_FATAL_FAILURE(TrainTiny(cfg, tmp, loaded, best));
+  const Dataset* data = &loaded;
 
   fs::path config = tmp / "lab2.toml";
   std::ofstream(config) << kLab2Config;
   TransformOptions o;
   o.config_path = config.string();
-  o.load = trained->best_checkpoint;
+  o.load = best;
   o.overrides = {{"batch_size", 8}, {"project_dir", (tmp / "out").string()}};
   o.fine_tune_epochs = 1;
   struct Recorder : TrainCallback {
@@ -297,6 +308,89 @@ bias_width = 2
   auto bad = RunTransform(o);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("seq_blocks_9"), std::string::npos) << bad.status();
+  fs::remove_all(tmp);
+}
+
+// Quantization-aware fine-tuning runs through the trainer (TrainNetwork):
+// the transform's fine-tuned weights and metrics are exactly those of the
+// trainer's loop on the same quantized network, config and seed, and that
+// loop is the fine-tuning the transform always had: Adam at a constant
+// learning rate, torch::manual_seed(seed) then one randperm per epoch, a step
+// per batch (written out here as the independent reference).
+TEST(Transform, FineTuningIsTheTrainersLoop) {
+  fs::path tmp = fs::temp_directory_path() / ("qsweep_finetune_test_" + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  TrainConfig cfg = TinyConfig(tmp, 3000, 1);
+  cfg.seed = 7;
+  Dataset loaded;
+  std::string best;
+  ASSERT_NO_FATAL_FAILURE(TrainTiny(cfg, tmp, loaded, best));
+  const Dataset* data = &loaded;
+  ASSERT_NE(data->train_val.rows % 50, 1);  // no one-row final batch (see below)
+
+  fs::path config = tmp / "q.toml";
+  std::ofstream(config) << kIntegerLinear;
+  TransformOptions o;
+  o.config_path = config.string();
+  o.load = best;
+  o.overrides = {{"batch_size", 50}, {"project_dir", (tmp / "out").string()}};
+  o.fine_tune_epochs = 2;
+  auto r = RunTransform(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto transformed = ReadCheckpointInfo(r->checkpoint);
+  ASSERT_TRUE(transformed.ok()) << transformed.status();
+
+  // The same quantized network, fine-tuned by the trainer.
+  auto Quantized = [&] {
+    auto net = LoadCheckpointNetwork(best, torch::kCPU);
+    EXPECT_TRUE(net.ok()) << net.status();
+    EXPECT_TRUE(ApplyQuantizationMeta(**net, transformed->meta["quantization"]).ok());
+    return *net;
+  };
+  TrainConfig tune = cfg;
+  tune.batch_size = 50;
+  tune.max_epochs = 2;
+  auto net = Quantized();
+  auto tuned = TrainNetwork(net, tune, *data, TrainOptions{},
+                            NetworkTraining{.constant_lr = true, .evaluate_epochs = false});
+  ASSERT_TRUE(tuned.ok()) << tuned.status();
+  EXPECT_EQ(tuned->status, "succeeded");
+  EXPECT_EQ(tuned->epochs_completed, 2);
+  auto [tx, ty] = SplitTensors(data->test, data->n_features, torch::kCPU);
+  const EvalResult ev = EvaluateNetwork(*net, tx, ty, 50);
+  EXPECT_EQ(r->metrics["test_acc_after_finetune"], ev.accuracy);
+  EXPECT_EQ(r->metrics["test_loss_after_finetune"], ev.loss);
+  auto outputs = [&](Network& n) {
+    torch::NoGradGuard no_grad;
+    n.eval();
+    torch::Tensor out = n.Forward(tx).contiguous();
+    return std::vector<float>(out.data_ptr<float>(), out.data_ptr<float>() + out.numel());
+  };
+  auto saved = RunCheckpointForward(r->checkpoint, data->test.x, data->test.rows);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  EXPECT_EQ(*saved, outputs(*net));
+
+  // The reference loop, written out.
+  auto ref = Quantized();
+  SetThreadIntraOpThreads(static_cast<int>(tune.threads));
+  auto opt = FlatOptimizer::Create(ref->parameters(), {"adam", tune.learning_rate, 0.0});
+  ASSERT_TRUE(opt.ok()) << opt.status();
+  auto [x, y] = SplitTensors(data->train_val, data->n_features, torch::kCPU);
+  torch::manual_seed(static_cast<uint64_t>(tune.seed));
+  ref->train();
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    torch::Tensor perm = torch::randperm(x.size(0), torch::TensorOptions().dtype(torch::kLong));
+    for (int64_t start = 0; start < x.size(0); start += 50) {
+      torch::Tensor idx = perm.narrow(0, start, std::min<int64_t>(50, x.size(0) - start));
+      (*opt)->ZeroGrad();
+      torch::nn::functional::cross_entropy(ref->Forward(x.index_select(0, idx)),
+                                           y.index_select(0, idx))
+          .backward();
+      (*opt)->Step();
+    }
+  }
+  EXPECT_EQ(*saved, outputs(*ref));
   fs::remove_all(tmp);
 }
 

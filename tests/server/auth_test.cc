@@ -19,7 +19,7 @@
 #include "qsweep/v1/workers.grpc.pb.h"
 #include "server/server.h"
 #include "storage/sqlite_store.h"
-#include "tests/test_util/test_tokens.h"
+#include "tests/test_util/in_process_server.h"
 
 namespace qsweep {
 namespace {
@@ -43,19 +43,9 @@ fs::path TempDir(const std::string& tag) {
   return dir;
 }
 
-class AuthTest : public ::testing::Test {
+class AuthTest : public testing::InProcessServerTest {
  protected:
-  void SetUp() override {
-    auto store = NewInMemoryStore();
-    tokens_ = testing::AddTestTokens(*store);
-    ServerOptions options;
-    options.listen = "";
-    options.coordinator.tick_interval_ms = 0;
-    options.experiments.watch_interval_ms = 1;
-    auto server = Server::Start(options, std::move(store), &clock_);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-  }
+  void SetUp() override { StartServer(NewInMemoryStore()); }
 
   std::unique_ptr<v1::Experiments::Stub> Exp(const std::string& token) {
     return v1::Experiments::NewStub(server_->InProcessChannel(token));
@@ -115,10 +105,6 @@ class AuthTest : public ::testing::Test {
     writer->WritesDone();
     return writer->Finish();
   }
-
-  FakeClock clock_;
-  testing::TestTokens tokens_;
-  std::unique_ptr<Server> server_;
 };
 
 void ExpectCode(const grpc::Status& s, grpc::StatusCode code, const std::string& text) {

@@ -22,7 +22,7 @@
 #include "qsweep/v1/workers.grpc.pb.h"
 #include "server/server.h"
 #include "storage/sqlite_store.h"
-#include "tests/test_util/test_tokens.h"
+#include "tests/test_util/in_process_server.h"
 
 namespace qsweep {
 namespace {
@@ -45,7 +45,7 @@ int64_t FileSize(const fs::path& p) {
   return ec ? 0 : static_cast<int64_t>(n);
 }
 
-class LimitsTest : public ::testing::Test {
+class LimitsTest : public testing::InProcessServerTest {
  protected:
   void SetUp() override { StartServer(NewInMemoryStore()); }
   void TearDown() override {
@@ -53,20 +53,6 @@ class LimitsTest : public ::testing::Test {
     if (!db_path_.empty()) {
       for (const char* ext : {"", "-wal", "-shm"}) fs::remove(db_path_ + ext);
     }
-  }
-
-  void StartServer(std::unique_ptr<Store> store, const std::string& listen = "") {
-    server_.reset();
-    ServerOptions options;
-    options.listen = listen;
-    options.coordinator.tick_interval_ms = 0;
-    options.experiments.watch_interval_ms = 1;
-    tokens_ = testing::AddTestTokens(*store);
-    auto server = Server::Start(options, std::move(store), &clock_);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    experiments_ = v1::Experiments::NewStub(server_->InProcessChannel(tokens_.alice));
-    workers_ = v1::Workers::NewStub(server_->InProcessChannel(tokens_.worker));
   }
 
   void StartSqlite() {
@@ -113,17 +99,6 @@ class LimitsTest : public ::testing::Test {
     return id;
   }
 
-  v1::LeaseResponse Lease(const std::string& worker, int n) {
-    grpc::ClientContext ctx;
-    v1::LeaseRequest req;
-    req.set_worker_id(worker);
-    req.set_max_jobs(n);
-    v1::LeaseResponse resp;
-    grpc::Status s = workers_->Lease(&ctx, req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return resp;
-  }
-
   grpc::Status ListJobs(const v1::ListJobsRequest& req, v1::ListJobsResponse* resp) {
     grpc::ClientContext ctx;
     return experiments_->ListJobs(&ctx, req, resp);
@@ -140,12 +115,7 @@ class LimitsTest : public ::testing::Test {
     server_->coordinator().RunSync([](Scheduler& s) { s.Tick(); });
   }
 
-  FakeClock clock_;
   std::string db_path_;
-  testing::TestTokens tokens_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<v1::Experiments::Stub> experiments_;
-  std::unique_ptr<v1::Workers::Stub> workers_;
 };
 
 // INVALID_ARGUMENT naming the field, the limit and the value.

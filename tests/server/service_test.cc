@@ -14,7 +14,7 @@
 #include "qsweep/v1/workers.grpc.pb.h"
 #include "server/server.h"
 #include "storage/sqlite_store.h"
-#include "tests/test_util/test_tokens.h"
+#include "tests/test_util/in_process_server.h"
 
 namespace qsweep {
 namespace {
@@ -30,54 +30,12 @@ name = "svc"
 learning_rate = [1e-3, 1e-2, 1e-1]
 )";
 
-class ServiceTest : public ::testing::Test {
+class ServiceTest : public testing::InProcessServerTest {
  protected:
   void SetUp() override { StartServer(NewInMemoryStore()); }
 
-  void StartServer(std::unique_ptr<Store> store) {
-    ServerOptions options;
-    options.listen = "";
-    options.coordinator.tick_interval_ms = 0;
-    options.experiments.watch_interval_ms = 1;
-    tokens_ = testing::AddTestTokens(*store);
-    auto server = Server::Start(options, std::move(store), &clock_);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    experiments_ = v1::Experiments::NewStub(server_->InProcessChannel(tokens_.alice));
-    workers_ = v1::Workers::NewStub(server_->InProcessChannel(tokens_.worker));
-  }
-
-  std::string Submit(const std::string& key = "") {
-    grpc::ClientContext ctx;
-    v1::SubmitSweepRequest req;
-    req.set_sweep_toml(kSweep);
-    req.set_idempotency_key(key);
-    v1::SubmitSweepResponse resp;
-    grpc::Status s = experiments_->SubmitSweep(&ctx, req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return resp.sweep().id();
-  }
-
-  std::string Register() {
-    grpc::ClientContext ctx;
-    v1::RegisterRequest req;
-    req.set_device("cpu");
-    req.set_slots(2);
-    v1::RegisterResponse resp;
-    EXPECT_TRUE(workers_->Register(&ctx, req, &resp).ok());
-    return resp.worker_id();
-  }
-
-  v1::LeaseResponse Lease(const std::string& worker, int n) {
-    grpc::ClientContext ctx;
-    v1::LeaseRequest req;
-    req.set_worker_id(worker);
-    req.set_max_jobs(n);
-    v1::LeaseResponse resp;
-    grpc::Status s = workers_->Lease(&ctx, req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return resp;
-  }
+  std::string Submit(const std::string& key = "") { return SubmitToml(kSweep, key); }
+  std::string Register() { return RegisterWorker(/*slots=*/2); }
 
   grpc::Status Complete(const v1::GrantedLease& lease, double acc, const std::string& best = "") {
     grpc::ClientContext ctx;
@@ -98,12 +56,6 @@ class ServiceTest : public ::testing::Test {
     EXPECT_TRUE(experiments_->GetSweep(&ctx, req, &resp).ok());
     return resp;
   }
-
-  FakeClock clock_;
-  testing::TestTokens tokens_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<v1::Experiments::Stub> experiments_;
-  std::unique_ptr<v1::Workers::Stub> workers_;
 };
 
 TEST_F(ServiceTest, SubmitRunAndQuery) {

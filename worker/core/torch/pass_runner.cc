@@ -4,7 +4,6 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -15,14 +14,13 @@
 #include "worker/core/passes/graph_reports.h"
 #include "worker/core/passes/pass_pipeline.h"
 #include "worker/core/torch/checkpoint_io.h"
-#include "worker/core/torch/optimizer.h"
 #include "worker/core/torch/quantized_modules.h"
+#include "worker/core/torch/trainer_internal.h"
 
 namespace qsweep {
 namespace {
 
 namespace fs = std::filesystem;
-namespace F = torch::nn::functional;
 
 int64_t LayerIndex(const ModelSpec& spec, const std::string& node) {
   for (size_t i = 0; i < spec.layers.size(); ++i)
@@ -33,13 +31,6 @@ int64_t LayerIndex(const ModelSpec& spec, const std::string& node) {
 std::vector<float> ToVector(const torch::Tensor& t) {
   torch::Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
-torch::Tensor SplitX(const DataSplit& s, int64_t n_features) {
-  return torch::from_blob(const_cast<float*>(s.x.data()), {s.rows, n_features}, torch::kFloat);
-}
-torch::Tensor SplitY(const DataSplit& s) {
-  return torch::from_blob(const_cast<int64_t*>(s.y.data()), {s.rows}, torch::kLong);
 }
 
 // The torch side of the pass pipeline.
@@ -66,7 +57,7 @@ class TorchBackend : public PassBackend {
     torch::manual_seed(seed_);
     const int64_t rows = data_->train_val.rows;
     torch::Tensor perm = torch::randperm(rows, torch::kLong);
-    torch::Tensor x_all = SplitX(data_->train_val, data_->n_features);
+    torch::Tensor x_all = SplitTensors(data_->train_val, data_->n_features, torch::kCPU).first;
     torch::NoGradGuard no_grad;
     bool was_training = net_.is_training();
     net_.eval();
@@ -124,62 +115,44 @@ class TorchBackend : public PassBackend {
   torch::Device device_;
 };
 
-EvalResult Evaluate(Network& net, const DataSplit& split, int64_t n_features, int64_t batch,
-                    const torch::Device& device) {
-  torch::NoGradGuard no_grad;
-  bool was_training = net.is_training();
-  net.eval();
-  torch::Tensor x = SplitX(split, n_features).to(device), y = SplitY(split).to(device);
-  EvalResult r;
-  double loss_sum = 0;
-  int64_t correct = 0, batches = 0;
-  for (int64_t start = 0; start < split.rows; start += batch, ++batches) {
-    int64_t len = std::min(batch, split.rows - start);
-    torch::Tensor out = net.Forward(x.narrow(0, start, len));
-    torch::Tensor yb = y.narrow(0, start, len);
-    loss_sum += F::cross_entropy(out, yb).item<double>();
-    correct += out.argmax(1).eq(yb).sum().item<int64_t>();
-    r.rows += len;
-  }
-  r.loss = batches ? loss_sum / batches : std::numeric_limits<double>::quiet_NaN();
-  r.accuracy = r.rows ? double(correct) / double(r.rows) : std::numeric_limits<double>::quiet_NaN();
-  net.train(was_training);
-  return r;
-}
-
-// Quantization-aware fine-tuning: Adam/AdamW/SGD as configured, constant lr,
-// straight-through gradients through the quantizers.
-absl::Status FineTune(Network& net, const Dataset& data, const TrainConfig& c, int64_t epochs,
-                      const torch::Device& device, std::string& log) {
-  QSWEEP_ASSIGN_OR_RETURN(
-      auto opt, FlatOptimizer::Create(net.parameters(),
-                                      {c.training_optimizer, c.learning_rate, c.weight_decay}));
-  torch::Tensor x = SplitX(data.train_val, data.n_features).to(device);
-  torch::Tensor y = SplitY(data.train_val).to(device);
-  const int64_t rows = data.train_val.rows, batch = c.batch_size;
-  torch::manual_seed(static_cast<uint64_t>(c.seed));
-  net.train();
-  for (int64_t e = 0; e < epochs; ++e) {
-    torch::Tensor perm =
-        torch::randperm(rows, torch::TensorOptions().dtype(torch::kLong)).to(device);
-    double loss_sum = 0;
-    int64_t steps = 0;
-    for (int64_t start = 0; start < rows; start += batch) {
-      int64_t len = std::min(batch, rows - start);
-      if (len < 2) continue;  // BatchNorm cannot train on a batch of one row
-      torch::Tensor idx = perm.narrow(0, start, len);
-      opt->ZeroGrad();
-      torch::Tensor loss =
-          F::cross_entropy(net.Forward(x.index_select(0, idx)), y.index_select(0, idx));
-      loss.backward();
-      opt->Step();
-      loss_sum += loss.item<double>();
-      ++steps;
+// Quantization-aware fine-tuning through the trainer's loop (TrainNetwork):
+// Adam/AdamW/SGD as configured at a constant learning rate, one optimizer step
+// per batch, straight-through gradients through the quantizers, no epoch
+// evaluation or checkpoints (the transform evaluates and saves afterwards).
+// Appends "Fine-tune epoch e/E: train loss L" (the mean batch loss of the
+// epoch) to `log`; the caller's ShouldStop() cancels it.
+absl::Status FineTune(const std::shared_ptr<Network>& net, const Dataset& data,
+                      const TrainConfig& c, int64_t epochs, TrainCallback* caller,
+                      std::string& log) {
+  struct EpochLosses final : TrainCallback {
+    explicit EpochLosses(TrainCallback* c) : caller(c) {}
+    void OnProgress(const TrainProgress& p) override {
+      if (static_cast<int64_t>(sums.size()) <= p.epoch) sums.resize(p.epoch + 1, {0.0, 0});
+      sums[p.epoch].first += p.train_loss;  // the loss of this batch's step
+      ++sums[p.epoch].second;
     }
-    absl::StrAppend(&log, absl::StrFormat("Fine-tune epoch %d/%d: train loss %.5f\n", e + 1, epochs,
-                                          steps ? loss_sum / steps : 0.0));
-  }
-  net.eval();
+    bool ShouldStop() override { return caller != nullptr && caller->ShouldStop(); }
+    TrainCallback* caller;
+    std::vector<std::pair<double, int64_t>> sums;  // per epoch: loss sum, steps
+  } losses(caller);
+  TrainConfig tune = c;
+  tune.max_epochs = epochs;
+  tune.accumulate_grad_batches = 1;  // a step per batch
+  tune.max_steps = -1;
+  tune.debug = false;
+  TrainOptions options;  // no checkpoints: the transform writes its own
+  options.callback = &losses;
+  QSWEEP_ASSIGN_OR_RETURN(
+      TrainResult r, TrainNetwork(net, tune, data, options,
+                                  NetworkTraining{.constant_lr = true, .evaluate_epochs = false}));
+  for (size_t e = 0; e < losses.sums.size() && static_cast<int64_t>(e) < r.epochs_completed; ++e)
+    absl::StrAppend(
+        &log, absl::StrFormat(
+                  "Fine-tune epoch %d/%d: train loss %.5f\n", e + 1, epochs,
+                  losses.sums[e].second ? losses.sums[e].first / losses.sums[e].second : 0.0));
+  if (r.status == "cancelled") return absl::CancelledError("fine-tuning " + r.message);
+  if (r.status != "succeeded") absl::StrAppend(&log, "Fine-tuning stopped: ", r.message, "\n");
+  net->eval();
   return absl::OkStatus();
 }
 
@@ -199,9 +172,12 @@ absl::Status WriteFile(const fs::path& path, const std::string& content,
 absl::StatusOr<TrainConfig> MergedConfig(const ConfigLayers& layers, const nlohmann::json& meta,
                                          const nlohmann::json& overrides) {
   nlohmann::json merged = layers.defaults;
+  // Where the checkpoint was trained (device, accelerator) says nothing about
+  // where it is transformed: that comes from the config file, the overrides
+  // (a worker's --device) or the defaults (cpu).
   if (meta.contains("config") && meta["config"].is_object())
     for (auto& [k, v] : meta["config"].items())
-      if (FindTrainKey(k)) merged[k] = v;
+      if (FindTrainKey(k) && k != "device" && k != "accelerator") merged[k] = v;
   for (auto& [k, v] : layers.file.items()) merged[k] = v;
   for (auto& [k, v] : overrides.items()) {
     const KeySpec* key = FindTrainKey(k);
@@ -222,6 +198,78 @@ bool NeedsData(const std::vector<PassSpec>& passes, const TransformOptions& o) {
 std::string MetricLine(const char* label, const EvalResult& r) {
   return absl::StrFormat("%s: test loss %.5f, test accuracy %.5f (%d rows)\n", label, r.loss,
                          r.accuracy, r.rows);
+}
+
+// Notes on the checkpoint for the run's text: a model name in the config that
+// is not the checkpoint's, and synthetic training data.
+std::string CheckpointNotes(const nlohmann::json& file, const CheckpointInfo& info) {
+  std::string text;
+  if (file.contains("model") && file["model"].is_string()) {
+    std::string named = file["model"].get<std::string>();
+    std::string trained = info.meta.value("config", nlohmann::json::object()).value("model", "");
+    if (named != info.spec.name && named != trained)
+      absl::StrAppend(&text, "warning: the config names model '", named,
+                      "' but the checkpoint holds '", info.spec.name,
+                      "'; using the checkpoint's\n");
+  }
+  if (info.meta.value("synthetic", false))
+    absl::StrAppend(&text, "NOTE: the checkpoint was trained on SYNTHETIC data (",
+                    info.meta.value("dataset", std::string("jsc-synthetic")),
+                    "); its accuracies are not JSC results\n");
+  return text;
+}
+
+// The dataset (the config's, else the checkpoint's); says which in `text`,
+// and warns when it is not the one the checkpoint was trained on.
+absl::StatusOr<Dataset> LoadTransformData(const TrainConfig& cfg, const CheckpointInfo& info,
+                                          std::string& text) {
+  DatasetRequest req;
+  req.name = cfg.dataset.empty() ? info.meta.value("dataset", std::string()) : cfg.dataset;
+  req.cache_dir = cfg.data_dir;
+  req.synthetic_rows = cfg.synthetic_rows;
+  req.synthetic_seed = static_cast<uint64_t>(cfg.synthetic_seed);
+  QSWEEP_ASSIGN_OR_RETURN(Dataset data, LoadDataset(req));
+  absl::StrAppend(&text, "Dataset: ", data.DisplayName(), "\n");
+  if (info.meta.contains("dataset_sha256") && info.meta["dataset_sha256"] != data.sha256)
+    absl::StrAppend(&text, "warning: dataset ", data.DisplayName(),
+                    " differs from the one the checkpoint was trained on\n");
+  return data;
+}
+
+// options.output_dir, else <project_dir>/<project>/software/transform; earlier
+// transforms of the project are kept: a rerun writes transform-v1, -v2, ...
+fs::path OutputDir(const TransformOptions& o, const TrainConfig& cfg) {
+  if (!o.output_dir.empty()) return fs::absolute(o.output_dir);
+  std::string project = cfg.project.empty() ? ProjectName(cfg, TodayUtc()) : cfg.project;
+  fs::path base = fs::absolute(fs::path(cfg.project_dir) / project / "software");
+  fs::path dir = base / "transform";
+  std::error_code ec;
+  for (int v = 1; fs::exists(dir, ec) && !fs::is_empty(dir, ec); ++v)
+    dir = base / absl::StrCat("transform-v", v);
+  return dir;
+}
+
+// The transformed checkpoint's meta: the source's, with where and how it was
+// transformed and the quantization a loader re-applies.
+nlohmann::json TransformedMeta(const TransformOptions& o, const std::string& load,
+                               const CheckpointInfo& info, const std::vector<PassSpec>& passes,
+                               const PipelineResult& pipe, const TransformResult& res) {
+  nlohmann::json meta = info.meta;
+  meta["kind"] = "transformed";
+  meta["device"] = res.device;  // where it was transformed (and fine-tuned)
+  meta["source_checkpoint"] = fs::absolute(load).string();
+  nlohmann::ordered_json quantize_args;
+  for (const auto& p : passes)
+    if (p.name == "quantize") {
+      quantize_args = p.args;
+      break;
+    }
+  meta["quantization"] = pipe.plan ? QuantizationMeta(*pipe.plan, quantize_args, info.spec)
+                                   : info.meta.value("quantization", nlohmann::json());
+  meta["transform"] = {{"config", fs::absolute(o.config_path).string()},
+                       {"passes", res.passes},
+                       {"fine_tune_epochs", o.fine_tune_epochs}};
+  return meta;
 }
 
 absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
@@ -245,6 +293,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   QSWEEP_ASSIGN_OR_RETURN(TrainConfig cfg, MergedConfig(layers, info.meta, o.overrides));
   if (cfg.model.empty() || cfg.model != info.spec.name) cfg.model = info.spec.name;
   QSWEEP_ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(cfg.device, cfg.accelerator));
+  res.device = device.str();
   QSWEEP_ASSIGN_OR_RETURN(auto net, LoadCheckpointNetwork(load, device, &info));
   QSWEEP_RETURN_IF_ERROR(
       ApplyQuantizationMeta(*net, info.meta.value("quantization", nlohmann::json())));
@@ -254,36 +303,18 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   QSWEEP_RETURN_IF_ERROR(ValidatePasses(passes, graph));
 
   std::string& text = res.text;
-  absl::StrAppend(&text, "Transforming model '", info.spec.name, "' from ", load, "\n");
-  if (layers.file.contains("model") && layers.file["model"].is_string()) {
-    std::string named = layers.file["model"].get<std::string>();
-    std::string trained = info.meta.value("config", nlohmann::json::object()).value("model", "");
-    if (named != info.spec.name && named != trained)
-      absl::StrAppend(&text, "warning: the config names model '", named,
-                      "' but the checkpoint holds '", info.spec.name,
-                      "'; using the checkpoint's\n");
-  }
-  if (info.meta.value("synthetic", false))
-    absl::StrAppend(&text, "NOTE: the checkpoint was trained on SYNTHETIC data (",
-                    info.meta.value("dataset", std::string("jsc-synthetic")),
-                    "); its accuracies are not JSC results\n");
+  absl::StrAppend(&text, "Transforming model '", info.spec.name, "' from ", load, " on ",
+                  device.str(), "\n");
+  absl::StrAppend(&text, CheckpointNotes(layers.file, info));
   Dataset data;
-  bool have_data = NeedsData(passes, o);
+  const bool have_data = NeedsData(passes, o);
   if (have_data) {
-    DatasetRequest req;
-    req.name = cfg.dataset.empty() ? info.meta.value("dataset", std::string()) : cfg.dataset;
-    req.cache_dir = cfg.data_dir;
-    req.synthetic_rows = cfg.synthetic_rows;
-    req.synthetic_seed = static_cast<uint64_t>(cfg.synthetic_seed);
-    QSWEEP_ASSIGN_OR_RETURN(data, LoadDataset(req));
-    absl::StrAppend(&text, "Dataset: ", data.DisplayName(), "\n");
-    if (info.meta.contains("dataset_sha256") && info.meta["dataset_sha256"] != data.sha256)
-      absl::StrAppend(&text, "warning: dataset ", data.DisplayName(),
-                      " differs from the one the checkpoint was trained on\n");
+    QSWEEP_ASSIGN_OR_RETURN(data, LoadTransformData(cfg, info, text));
   }
   nlohmann::ordered_json evals = nlohmann::ordered_json::object();
   auto record = [&](const std::string& key, const char* label) {
-    EvalResult r = Evaluate(*net, data.test, data.n_features, cfg.batch_size, device);
+    auto [x, y] = SplitTensors(data.test, data.n_features, device);
+    EvalResult r = EvaluateNetwork(*net, x, y, cfg.batch_size);
     res.metrics["test_loss_" + key] = r.loss;
     res.metrics["test_acc_" + key] = r.accuracy;
     evals[key] = {{"test_loss", r.loss}, {"test_acc", r.accuracy}, {"rows", r.rows}};
@@ -306,7 +337,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   if (o.evaluate) record("after_passes", "After passes");
   std::string tune_log;
   if (o.fine_tune_epochs > 0) {
-    QSWEEP_RETURN_IF_ERROR(FineTune(*net, data, cfg, o.fine_tune_epochs, device, tune_log));
+    QSWEEP_RETURN_IF_ERROR(FineTune(net, data, cfg, o.fine_tune_epochs, o.callback, tune_log));
     absl::StrAppend(&text, tune_log);
     record("after_finetune", "After quantization-aware fine-tuning");
     if (o.evaluate) {
@@ -317,18 +348,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
     }
   }
 
-  fs::path dir;
-  if (!o.output_dir.empty()) {
-    dir = fs::absolute(o.output_dir);
-  } else {
-    // Earlier transforms of the project are kept: a rerun writes transform-v1, -v2, ...
-    std::string project = cfg.project.empty() ? ProjectName(cfg, TodayUtc()) : cfg.project;
-    fs::path base = fs::absolute(fs::path(cfg.project_dir) / project / "software");
-    dir = base / "transform";
-    std::error_code ec;
-    for (int v = 1; fs::exists(dir, ec) && !fs::is_empty(dir, ec); ++v)
-      dir = base / absl::StrCat("transform-v", v);
-  }
+  const fs::path dir = OutputDir(o, cfg);
   res.output_dir = dir.string();
   for (const auto& out : pipe.outputs)
     for (const auto& [rel, content] : out.files) {
@@ -339,24 +359,10 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
                                                  rel, /*plain_names_only=*/false));
       QSWEEP_RETURN_IF_ERROR(WriteFile(dir / rel, content, res.files));
     }
-  nlohmann::json meta = info.meta;
-  meta["kind"] = "transformed";
-  meta["source_checkpoint"] = fs::absolute(load).string();
-  meta["quantization"] = pipe.plan ? QuantizationMeta(
-                                         *pipe.plan,
-                                         [&] {
-                                           for (const auto& p : passes)
-                                             if (p.name == "quantize") return p.args;
-                                           return nlohmann::ordered_json();
-                                         }(),
-                                         info.spec)
-                                   : info.meta.value("quantization", nlohmann::json());
-  meta["transform"] = {{"config", fs::absolute(o.config_path).string()},
-                       {"passes", res.passes},
-                       {"fine_tune_epochs", o.fine_tune_epochs}};
   res.checkpoint = (dir / "transformed_ckpt" / "transformed.ckpt").string();
   fs::create_directories(dir / "transformed_ckpt");
-  QSWEEP_RETURN_IF_ERROR(WriteCheckpoint(res.checkpoint, *net, nullptr, meta));
+  QSWEEP_RETURN_IF_ERROR(WriteCheckpoint(res.checkpoint, *net, nullptr,
+                                         TransformedMeta(o, load, info, passes, pipe, res)));
   res.files.push_back(res.checkpoint);
   QSWEEP_RETURN_IF_ERROR(WriteFile(dir / "transformed_ckpt" / "node_meta_param.toml",
                                    NodeMetaParamToml(pipe.graph), res.files));
@@ -368,6 +374,7 @@ absl::StatusOr<TransformResult> Run(const TransformOptions& o) {
   res.report["model"] = info.spec.name;
   res.report["checkpoint"] = fs::absolute(load).string();
   res.report["dataset"] = have_data ? data.DisplayName() : "";
+  res.report["device"] = device.str();
   res.report["batch_size"] = cfg.batch_size;
   res.report["evaluation"] = evals;
   res.report["passes"] = pipe.ToJson();

@@ -23,7 +23,8 @@ struct TransformOptions {
   std::string load;
   // Overrides of the config's top-level keys (e.g. {"batch_size": 8,
   // "project_dir": "/tmp/out", "device": "cpu"}), as explicitly given flags.
-  // Default: none.
+  // The device is never taken from the checkpoint (where it was trained): it
+  // is this override, else the config file's, else cpu. Default: none.
   nlohmann::json overrides = nlohmann::json::object();
   // Evaluate on the test split before and after the passes. Default: true.
   bool evaluate = true;
@@ -49,6 +50,7 @@ struct TransformResult {
   std::string checkpoint;           // transformed_ckpt/transformed.ckpt (qsweep format)
   std::string state_dict;           // transformed_ckpt/state_dict.pt (plain dict for torch.load)
   std::vector<std::string> passes;  // in run order, implicit ones included
+  std::string device;               // where it ran ("cpu", "cuda:0")
   std::string text;                 // everything the CLI prints, in order
   nlohmann::ordered_json report;    // transform_report.json contents
   // test_{loss,acc}_{before,after_passes,after_finetune}, and

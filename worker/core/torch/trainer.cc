@@ -11,9 +11,9 @@
 #include "common/status_macros.h"
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/network.h"
-#include "worker/core/torch/quantized_modules.h"
 #include "worker/core/torch/optimizer.h"
 #include "worker/core/torch/packed_trainer.h"
+#include "worker/core/torch/quantized_modules.h"
 #include "worker/core/torch/trainer_internal.h"
 
 namespace qsweep {
@@ -197,7 +197,7 @@ std::string TorchMessage(const std::exception& e) {
 }
 
 static absl::Status CheckSplit(const DataSplit& s, const char* name, int64_t n_features,
-                        int64_t n_classes) {
+                               int64_t n_classes) {
   if (s.rows < 0 || static_cast<int64_t>(s.x.size()) != s.rows * n_features ||
       static_cast<int64_t>(s.y.size()) != s.rows) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -309,6 +309,16 @@ class Trainer {
   Trainer(const TrainConfig& config, const ModelSpec& spec, const Dataset& data,
           const TrainOptions& options)
       : config_(config), spec_(spec), data_(data), options_(options) {}
+  // Trains `given` (TrainNetwork) instead of a freshly initialised network.
+  Trainer(std::shared_ptr<Network> given, const TrainConfig& config, const Dataset& data,
+          const TrainOptions& options, const NetworkTraining& how)
+      : config_(config),
+        spec_(given->spec()),
+        data_(data),
+        options_(options),
+        how_(how),
+        net_(std::move(given)),
+        given_net_(true) {}
 
   // Errors are Statuses; torch failures throw (caught by TrainModel).
   absl::StatusOr<TrainResult> Run();
@@ -332,10 +342,12 @@ class Trainer {
   const ModelSpec& spec_;
   const Dataset& data_;
   const TrainOptions& options_;
+  const NetworkTraining how_;
   TrainCallback* cb_ = nullptr;
 
   torch::Device device_ = torch::kCPU;
   std::shared_ptr<Network> net_;
+  const bool given_net_ = false;
   std::unique_ptr<FlatOptimizer> opt_;
   torch::Tensor train_x_, train_y_, test_x_, test_y_;
   bool has_batch_norm_ = false;
@@ -364,8 +376,12 @@ absl::Status Trainer::Setup() {
   SetThreadIntraOpThreads(static_cast<int>(config_.threads));
   // MASE: seed_everything(seed), then the model is built; the same default
   // generator later draws the shuffles.
-  QSWEEP_ASSIGN_OR_RETURN(net_, Network::Create(spec_, static_cast<uint64_t>(config_.seed)));
-  if (!config_.load_name.empty()) {
+  if (given_net_) {
+    torch::manual_seed(static_cast<uint64_t>(config_.seed));
+  } else {
+    QSWEEP_ASSIGN_OR_RETURN(net_, Network::Create(spec_, static_cast<uint64_t>(config_.seed)));
+  }
+  if (!given_net_ && !config_.load_name.empty()) {
     // MASE's `train --load`: start from saved weights instead of the seeded init.
     QSWEEP_ASSIGN_OR_RETURN(auto weights, ReadWeights(config_.load_name));
     QSWEEP_RETURN_IF_ERROR(
@@ -531,7 +547,9 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   double train_seconds_total = 0;
   int64_t samples_total = 0;
   for (epoch_ = 0; epoch_ < config_.max_epochs; ++epoch_) {
-    opt_->set_lr(CosineAnnealingLr(config_.learning_rate, epoch_, config_.max_epochs));
+    opt_->set_lr(how_.constant_lr
+                     ? config_.learning_rate
+                     : CosineAnnealingLr(config_.learning_rate, epoch_, config_.max_epochs));
     progress_.epoch = epoch_;
     epoch_samples_ = 0;
     const auto t0 = Clock::now();
@@ -542,7 +560,11 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     samples_total += epoch_samples_;
     // Lightning validates at the end of each epoch (also a partial last one
     // cut by max_steps).
-    QSWEEP_RETURN_IF_ERROR(EndEpoch(t0, train_seconds));
+    if (how_.evaluate_epochs) {
+      QSWEEP_RETURN_IF_ERROR(EndEpoch(t0, train_seconds));
+    } else {
+      ++result_.epochs_completed;
+    }
     if (!go_on || result_.status != "succeeded") break;
   }
   result_.global_steps = global_step_;
@@ -577,6 +599,35 @@ absl::StatusOr<TrainResult> TrainModel(const TrainConfig& config, const ModelSpe
   }
   if (options.callback) options.callback->OnFinished(*result);
   return result;
+}
+
+absl::StatusOr<TrainResult> TrainNetwork(const std::shared_ptr<Network>& net,
+                                         const TrainConfig& config, const Dataset& data,
+                                         const TrainOptions& options, const NetworkTraining& how) {
+  Trainer trainer(net, config, data, options, how);
+  absl::StatusOr<TrainResult> result;
+  try {
+    result = trainer.Run();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("training model '", net->spec().name,
+                                            "' failed at epoch ", trainer.epoch(), ": ",
+                                            TorchMessage(e)));
+  }
+  if (!result.ok()) {
+    return absl::Status(result.status().code(), absl::StrCat("training model '", net->spec().name,
+                                                             "': ", result.status().message()));
+  }
+  if (options.callback) options.callback->OnFinished(*result);
+  return result;
+}
+
+EvalResult EvaluateNetwork(Network& net, const torch::Tensor& x, const torch::Tensor& y,
+                           int64_t batch_size, int64_t max_batches) {
+  const bool was_training = net.is_training();
+  net.eval();
+  EvalResult r = Evaluate(net, x, y, batch_size, max_batches);
+  net.train(was_training);
+  return r;
 }
 
 absl::StatusOr<EvalResult> EvaluateCheckpoint(const std::string& checkpoint_path,
