@@ -205,7 +205,6 @@ class WorkerLoopTest : public ::testing::Test {
   void SetUp() override {
     ServerOptions options;
     options.listen = "";
-    options.experiments.watch_interval_ms = 5;
     auto store = NewInMemoryStore();
     tokens_ = testing::AddTestTokens(*store);
     auto server = Server::Start(options, std::move(store));

@@ -60,7 +60,6 @@ class LimitsTest : public ::testing::Test {
     ServerOptions options;
     options.listen = listen;
     options.coordinator.tick_interval_ms = 0;
-    options.experiments.watch_interval_ms = 1;
     tokens_ = testing::AddTestTokens(*store);
     auto server = Server::Start(options, std::move(store), &clock_);
     ASSERT_TRUE(server.ok()) << server.status();
