@@ -45,9 +45,8 @@ void BlobWriteReactor::OnWriteDone(bool ok) {
   WriteNext();
 }
 
-UploadReactor::UploadReactor(Store& store, Coordinator& coordinator, WorkPool& pool,
-                             Caller caller, UploadBudget& budget,
-                             v1::UploadArtifactResponse* response)
+UploadReactor::UploadReactor(Store& store, Coordinator& coordinator, WorkPool& pool, Caller caller,
+                             UploadBudget& budget, v1::UploadArtifactResponse* response)
     : store_(store),
       coordinator_(coordinator),
       pool_(pool),

@@ -77,7 +77,10 @@ struct Coordinator::Impl {
       scheduler->Recover().IgnoreError();  // a store that cannot be read fails later calls
       ++batches_failed;
     }
-    if (after_commit) after_commit(*scheduler);
+    if (after_commit)
+      after_commit(*scheduler);
+    else
+      scheduler->TakeChangedJobs();  // nobody takes them: do not let them pile up
     for (auto& ack : ready) ack(committed);
   }
 

@@ -28,8 +28,8 @@ absl::StatusOr<std::string> DatasetKeyOf(const nlohmann::json& config);
 
 struct ServedDatasets {
   std::vector<std::string> sha256;  // per config, in order: the artifact hash
-  int distinct = 0;  // distinct dataset requests among the configs
-  int stored = 0;    // artifacts newly stored by this call
+  int distinct = 0;                 // distinct dataset requests among the configs
+  int stored = 0;                   // artifacts newly stored by this call
 };
 
 // Prepares the dataset of every config (each distinct request once) and

@@ -89,14 +89,14 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitSweep(grpc::CallbackServe
       return;
     }
     auto ready = std::make_shared<PreparedSweep>(std::move(*prepared));
-    FinishReactorOnStrand(coordinator_, reactor,
-                          [caller, request, response, ready](Scheduler& scheduler) {
-                            if (ready->repeated)  // answered with the earlier sweep
-                              return MoveInto(scheduler.SubmitSweep(caller, *request), response);
-                            return MoveInto(scheduler.SubmitSweep(caller, *request, ready->plan,
-                                                                  ready->dataset_sha256),
-                                            response);
-                          });
+    FinishReactorOnStrand(
+        coordinator_, reactor, [caller, request, response, ready](Scheduler& scheduler) {
+          if (ready->repeated)  // answered with the earlier sweep
+            return MoveInto(scheduler.SubmitSweep(caller, *request), response);
+          return MoveInto(
+              scheduler.SubmitSweep(caller, *request, ready->plan, ready->dataset_sha256),
+              response);
+        });
   });
   return reactor;
 }
@@ -343,14 +343,13 @@ absl::StatusOr<v1::ArtifactInfo> ExperimentServiceImpl::FindDownload(
   }
   // Users reach content only through a job of theirs that links it.
   QSWEEP_ASSIGN_OR_RETURN(auto linked, store_.ListArtifacts(request.job_id()));
-  auto it = std::find_if(linked.begin(), linked.end(), [&](const v1::ArtifactInfo& a) {
-    return a.sha256() == request.sha256();
-  });
+  auto it = std::find_if(linked.begin(), linked.end(),
+                         [&](const v1::ArtifactInfo& a) { return a.sha256() == request.sha256(); });
   if (request.job_id().empty() || it == linked.end())
-    return absl::NotFoundError(
-        absl::StrCat("no artifact ", request.sha256(), " linked to job '", request.job_id(),
-                     "' (users download by job_id and name, or by sha256 "
-                     "with the job_id that links it)"));
+    return absl::NotFoundError(absl::StrCat("no artifact ", request.sha256(), " linked to job '",
+                                            request.job_id(),
+                                            "' (users download by job_id and name, or by sha256 "
+                                            "with the job_id that links it)"));
   return *it;
 }
 

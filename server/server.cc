@@ -78,7 +78,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->coordinator_ = std::make_unique<Coordinator>(*server->store_, c, options.coordinator);
   Coordinator& coordinator = *server->coordinator_;
   // A sweep's first watcher asks for a batch: its feed is built after it.
-  server->watch_hub_ = std::make_unique<WatchHub>([&coordinator] { coordinator.Post([](Scheduler&) {}); });
+  server->watch_hub_ =
+      std::make_unique<WatchHub>([&coordinator] { coordinator.Post([](Scheduler&) {}); });
   coordinator.SetAfterCommit([hub = server->watch_hub_.get()](Scheduler& s) { hub->Publish(s); });
   QSWEEP_RETURN_IF_ERROR(coordinator.Start());
   server->work_pool_ = std::make_unique<WorkPool>(options.work_threads, "qsweep-work");

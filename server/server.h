@@ -21,8 +21,8 @@
 #include "server/coordinator.h"
 #include "server/experiment_service_impl.h"
 #include "server/sweep_watch.h"
-#include "server/work_pool.h"
 #include "server/tokens.h"
+#include "server/work_pool.h"
 #include "server/worker_service_impl.h"
 #include "storage/store.h"
 

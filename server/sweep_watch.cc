@@ -163,8 +163,7 @@ bool WatchHub::WaitForWatchers(size_t n, std::chrono::milliseconds timeout) cons
   return changed_.wait_for(lock, timeout, [&] { return WatchersLocked() == n; });
 }
 
-WatchReactor::WatchReactor(WatchHub& hub, WorkPool& pool, std::string sweep_id,
-                           int32_t page_size)
+WatchReactor::WatchReactor(WatchHub& hub, WorkPool& pool, std::string sweep_id, int32_t page_size)
     : hub_(hub),
       pool_(pool),
       sweep_id_(std::move(sweep_id)),

@@ -70,10 +70,10 @@ class WatchHub {
   void Close();
 
   struct Look {
-    bool closed = false;  // the server is shutting down
-    bool ready = false;   // false: the feed is not built yet (wait for a wake)
-    absl::Status status;  // not OK: the sweep cannot be watched (e.g. NOT_FOUND)
-    uint64_t version = 0;  // the feed's version this look covers
+    bool closed = false;       // the server is shutting down
+    bool ready = false;        // false: the feed is not built yet (wait for a wake)
+    absl::Status status;       // not OK: the sweep cannot be watched (e.g. NOT_FOUND)
+    uint64_t version = 0;      // the feed's version this look covers
     v1::SweepSummary summary;  // listed sweep and counts
     std::vector<std::shared_ptr<const v1::Job>> jobs;  // changed after `since`, by index
   };
@@ -109,7 +109,7 @@ class WatchHub {
 
   mutable std::mutex mu_;
   mutable std::condition_variable changed_;  // watchers subscribed or not
-  std::map<std::string, Feed> feeds_;  // by sweep id
+  std::map<std::string, Feed> feeds_;        // by sweep id
   bool closed_ = false;
 };
 

@@ -544,5 +544,33 @@ TEST_F(WatchTest, ArtifactContentIsReadAndWrittenOnTheWorkPool) {
   (void)id;
 }
 
+TEST(WorkPoolTest, OneHeldTaskDoesNotHoldTheOthersAndTheDestructorDrains) {
+  std::atomic<int> ran{0}, on_pool{0};
+  std::atomic<bool> held_done{false};
+  std::promise<void> gate, hundred;
+  std::shared_future<void> open = gate.get_future().share();
+  {
+    WorkPool pool(2, "test-pool");
+    EXPECT_EQ(WorkPool::Current(), nullptr);
+    pool.Post([&] {
+      open.wait();
+      held_done = WorkPool::Current() == &pool;
+    });
+    for (int i = 0; i < 100; ++i)
+      pool.Post([&] {
+        if (WorkPool::Current() == &pool) ++on_pool;
+        if (++ran == 100) hundred.set_value();
+      });
+    // All 100 run on the other thread while the first task is held.
+    EXPECT_EQ(hundred.get_future().wait_for(kHang), std::future_status::ready);
+    EXPECT_FALSE(held_done);
+    pool.Post([&] { ++ran; });
+    gate.set_value();
+  }  // the destructor runs what is queued, then joins
+  EXPECT_TRUE(held_done);
+  EXPECT_EQ(ran.load(), 101);
+  EXPECT_EQ(on_pool.load(), 100);
+}
+
 }  // namespace
 }  // namespace qsweep
