@@ -11,10 +11,17 @@ namespace qsweep {
 
 constexpr size_t kChunkBytes = 1 << 20;
 
-BlobWriteReactor::BlobWriteReactor(v1::ArtifactInfo info, std::string bytes)
-    : info_(std::move(info)), bytes_(std::move(bytes)) {
+BlobWriteReactor::BlobWriteReactor(v1::ArtifactInfo info, std::string bytes) {
+  Send(std::move(info), std::move(bytes));
+}
+
+void BlobWriteReactor::Send(v1::ArtifactInfo info, std::string bytes) {
+  info_ = std::move(info);
+  bytes_ = std::move(bytes);
   WriteNext();
 }
+
+void BlobWriteReactor::Fail(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
 
 void BlobWriteReactor::WriteNext() {
   if (!first_ && offset_ >= bytes_.size()) {
@@ -38,10 +45,11 @@ void BlobWriteReactor::OnWriteDone(bool ok) {
   WriteNext();
 }
 
-UploadReactor::UploadReactor(Store& store, Coordinator& coordinator, Caller caller,
+UploadReactor::UploadReactor(Store& store, Coordinator& coordinator, WorkPool& pool, Caller caller,
                              UploadBudget& budget, v1::UploadArtifactResponse* response)
     : store_(store),
       coordinator_(coordinator),
+      pool_(pool),
       caller_(std::move(caller)),
       budget_(budget),
       response_(response) {
@@ -124,6 +132,10 @@ void UploadReactor::FinishUpload() {
     Finish(ToGrpcStatus(absl::InvalidArgumentError("field 'info' is required in the first chunk")));
     return;
   }
+  pool_.Post([this] { StoreUpload(); });  // hashing and storing take a while
+}
+
+void UploadReactor::StoreUpload() {
   const std::string actual = Sha256Hex(bytes_);
   if (actual != info_.sha256()) {
     Finish(ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
@@ -137,6 +149,16 @@ void UploadReactor::FinishUpload() {
     return;
   }
   info_.set_size_bytes(static_cast<int64_t>(bytes_.size()));
+  // The content first, here (content-addressed: an upload whose lease is
+  // lost meanwhile leaves unlinked content, never a wrong link).
+  v1::ArtifactInfo content = info_;
+  content.clear_job_id();
+  if (absl::Status s = store_.PutArtifact(content, bytes_); !s.ok()) {
+    Finish(ToGrpcStatus(s));
+    return;
+  }
+  bytes_.clear();
+  bytes_.shrink_to_fit();
   // The link is made on the strand, under the lease check, so that no other
   // grant or completion of the job can come between them.
   coordinator_.Post([this](Scheduler& scheduler) {
@@ -144,7 +166,7 @@ void UploadReactor::FinishUpload() {
     absl::Status s = attempt.status();
     if (s.ok()) {
       info_.set_attempt(*attempt);
-      s = store_.PutArtifact(info_, bytes_);
+      s = store_.LinkArtifact(info_);
     }
     coordinator_.Ack([this, s](const absl::Status& committed) {
       if (s.ok() && committed.ok()) *response_->mutable_info() = info_;

@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "qsweep/v1/workers.pb.h"
 #include "server/caller.h"
 #include "server/coordinator.h"
+#include "server/work_pool.h"
 #include "storage/store.h"
 
 namespace qsweep {
@@ -21,6 +23,11 @@ namespace qsweep {
 class BlobWriteReactor final : public grpc::ServerWriteReactor<v1::ArtifactChunk> {
  public:
   BlobWriteReactor(v1::ArtifactInfo info, std::string bytes);
+  // Sends nothing until Send() or Fail() (called once, from any thread: the
+  // content is read off the gRPC threads, see WorkPool).
+  BlobWriteReactor() = default;
+  void Send(v1::ArtifactInfo info, std::string bytes);
+  void Fail(const absl::Status& status);
   void OnWriteDone(bool ok) override;
   void OnDone() override { delete this; }
 
@@ -42,6 +49,8 @@ struct UploadBudget {
 
 // Reads an upload into memory (bounded: kMaxArtifactBytes per upload, and
 // `budget` for all uploads together), verifies it, stores it in `store`.
+// The hash check and the content write run on `pool`; only the link to the
+// job (Store::LinkArtifact, small) is written on the strand.
 // RESOURCE_EXHAUSTED when the server already receives kMaxConcurrentUploads
 // uploads or holds kMaxUploadBytesInFlight. Only the caller holding the
 // current lease of info.job_id may upload (checked on the scheduler strand when
@@ -50,8 +59,8 @@ struct UploadBudget {
 // attempt. Deletes itself when done.
 class UploadReactor final : public grpc::ServerReadReactor<v1::ArtifactChunk> {
  public:
-  UploadReactor(Store& store, Coordinator& coordinator, Caller caller, UploadBudget& budget,
-                v1::UploadArtifactResponse* response);
+  UploadReactor(Store& store, Coordinator& coordinator, WorkPool& pool, Caller caller,
+                UploadBudget& budget, v1::UploadArtifactResponse* response);
   void OnReadDone(bool ok) override;
   void OnDone() override;
 
@@ -60,8 +69,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::ArtifactChunk> {
   // Adds the chunk to bytes_ within the limits; false after Finish.
   bool Take();
   void FinishUpload();
+  void StoreUpload();  // on the pool
   Store& store_;
   Coordinator& coordinator_;
+  WorkPool& pool_;
   const Caller caller_;
   UploadBudget& budget_;
   v1::UploadArtifactResponse* response_;

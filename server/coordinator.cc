@@ -77,6 +77,10 @@ struct Coordinator::Impl {
       scheduler->Recover().IgnoreError();  // a store that cannot be read fails later calls
       ++batches_failed;
     }
+    if (after_commit)
+      after_commit(*scheduler);
+    else
+      scheduler->TakeChangedJobs();  // nobody takes them: do not let them pile up
     for (auto& ack : ready) ack(committed);
   }
 
@@ -99,6 +103,7 @@ struct Coordinator::Impl {
   bool in_batch = false;
   std::vector<std::function<void(const absl::Status&)>> acks;
   int64_t batches_failed = 0;
+  std::function<void(Scheduler&)> after_commit;  // set before Start
 };
 
 Coordinator::Coordinator(Store& store, Clock& clock, CoordinatorOptions options)
@@ -131,6 +136,10 @@ void Coordinator::Ack(std::function<void(const absl::Status&)> fn) {
     impl_->acks.push_back(std::move(fn));
   else
     fn(absl::OkStatus());
+}
+
+void Coordinator::SetAfterCommit(std::function<void(Scheduler&)> fn) {
+  impl_->after_commit = std::move(fn);
 }
 
 void Coordinator::RunSync(std::function<void(Scheduler&)> fn) {

@@ -47,6 +47,13 @@ class Coordinator {
   // synchronous = FULL's promise with several calls per transaction.
   void Ack(std::function<void(const absl::Status&)> ack);
 
+  // `fn` runs on the strand after every batch, once its writes are committed
+  // (or the batch failed and the scheduler was reloaded from the store), and
+  // before the batch's acknowledgements: WatchSweep's feeds take the
+  // scheduler's changed jobs here (server/sweep_watch.h). Must not block.
+  // Call before Start().
+  void SetAfterCommit(std::function<void(Scheduler&)> fn);
+
   // Runs `fn` on the strand and waits for it and its group commit. Never call
   // it from the strand.
   void RunSync(std::function<void(Scheduler&)> fn);

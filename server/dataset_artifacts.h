@@ -4,6 +4,7 @@
 // SHA-256 of the whole file, and the scheduler records that hash in each job.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -27,8 +28,8 @@ absl::StatusOr<std::string> DatasetKeyOf(const nlohmann::json& config);
 
 struct ServedDatasets {
   std::vector<std::string> sha256;  // per config, in order: the artifact hash
-  int distinct = 0;  // distinct dataset requests among the configs
-  int stored = 0;    // artifacts newly stored by this call
+  int distinct = 0;                 // distinct dataset requests among the configs
+  int stored = 0;                   // artifacts newly stored by this call
 };
 
 // Prepares the dataset of every config (each distinct request once) and
@@ -39,5 +40,10 @@ struct ServedDatasets {
 // on the scheduler strand.
 absl::StatusOr<ServedDatasets> ServeDatasets(const std::vector<nlohmann::json>& configs,
                                              Store& store, const DatasetServeOptions& options);
+
+// What prepares a submission's datasets: ServeDatasets, or a test's stand-in
+// (e.g. one that holds until released, to show what runs meanwhile).
+using DatasetPreparer = std::function<absl::StatusOr<ServedDatasets>(
+    const std::vector<nlohmann::json>& configs, Store& store, const DatasetServeOptions& options)>;
 
 }  // namespace qsweep

@@ -1,7 +1,5 @@
 #include "server/experiment_service_impl.h"
 
-#include <grpcpp/alarm.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -65,8 +63,16 @@ class ErrorWriter final : public grpc::ServerWriteReactor<Response> {
 }  // namespace
 
 ExperimentServiceImpl::ExperimentServiceImpl(Coordinator& coordinator, Store& store,
-                                             Authenticator& auth, ExperimentServiceOptions options)
-    : coordinator_(coordinator), store_(store), auth_(auth), options_(options) {}
+                                             Authenticator& auth, WatchHub& watch_hub,
+                                             WorkPool& pool, WorkPool& watch_pool,
+                                             ExperimentServiceOptions options)
+    : coordinator_(coordinator),
+      store_(store),
+      auth_(auth),
+      watch_hub_(watch_hub),
+      pool_(pool),
+      watch_pool_(watch_pool),
+      options_(std::move(options)) {}
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitSweep(grpc::CallbackServerContext* ctx,
                                                              const v1::SubmitSweepRequest* request,
@@ -74,27 +80,46 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::SubmitSweep(grpc::CallbackServe
   auto caller = Authorize(ctx, QSWEEP_METHOD(SubmitSweep), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  // Datasets are prepared here, on the calling thread, never on the strand.
-  auto hashes = ServeSweepDatasets(*caller, *request);
-  if (!hashes.ok()) return Done(ctx, hashes.status());
-  return FinishOnStrand(
-      coordinator_, ctx,
-      [caller = *caller, request, response, hashes = std::move(*hashes)](Scheduler& scheduler) {
-        return MoveInto(scheduler.SubmitSweep(caller, *request, hashes), response);
-      });
+  auto* reactor = ctx->DefaultReactor();
+  // Expansion and datasets on the pool; only the store writes on the strand.
+  pool_.Post([this, caller = *caller, request, response, reactor] {
+    auto prepared = PrepareSweep(caller, *request);
+    if (!prepared.ok()) {
+      reactor->Finish(ToGrpcStatus(prepared.status()));
+      return;
+    }
+    auto ready = std::make_shared<PreparedSweep>(std::move(*prepared));
+    FinishReactorOnStrand(
+        coordinator_, reactor, [caller, request, response, ready](Scheduler& scheduler) {
+          if (ready->repeated)  // answered with the earlier sweep
+            return MoveInto(scheduler.SubmitSweep(caller, *request), response);
+          return MoveInto(
+              scheduler.SubmitSweep(caller, *request, ready->plan, ready->dataset_sha256),
+              response);
+        });
+  });
+  return reactor;
+}
+
+absl::StatusOr<ExperimentServiceImpl::PreparedSweep> ExperimentServiceImpl::PrepareSweep(
+    const Caller& caller, const v1::SubmitSweepRequest& request) {
+  PreparedSweep prepared;
+  const std::string key = SweepIdempotencyKey(caller, request);
+  if (!key.empty() && store_.FindSweepByIdempotencyKey(key).ok()) {
+    prepared.repeated = true;
+    return prepared;
+  }
+  const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
+  auto plan = ExpandSweepForService(request.sweep_toml(), source);  // the one expansion
+  if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
+  prepared.plan = std::move(*plan);
+  QSWEEP_ASSIGN_OR_RETURN(prepared.dataset_sha256, ServeSweepDatasets(prepared.plan));
+  return prepared;
 }
 
 absl::StatusOr<std::vector<std::string>> ExperimentServiceImpl::ServeSweepDatasets(
-    const Caller& caller, const v1::SubmitSweepRequest& request) {
+    const SweepPlan& plan) {
   if (!options_.serve_datasets) return std::vector<std::string>();
-  const std::string key = SweepIdempotencyKey(caller, request);
-  if (!key.empty() && store_.FindSweepByIdempotencyKey(key).ok())
-    return std::vector<std::string>();  // the scheduler answers with the earlier
-                                        // sweep
-  const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
-  // Within the limits before anything is prepared (e.g. synthetic_rows).
-  auto plan = ExpandSweepForService(request.sweep_toml(), source);
-  if (!plan.ok()) return std::vector<std::string>();  // the scheduler reports the same error
   DatasetServeOptions options;
   options.data_dir = options_.data_dir;
   // One config per distinct dataset request: trials' configs are not all
@@ -102,14 +127,19 @@ absl::StatusOr<std::vector<std::string>> ExperimentServiceImpl::ServeSweepDatase
   std::vector<nlohmann::json> distinct;
   std::map<std::string, size_t> index_of_key;
   std::vector<size_t> index_of_trial;
-  for (size_t i = 0; i < plan->trials.size(); ++i) {
-    nlohmann::json config = TrialConfig(*plan, i);
+  for (size_t i = 0; i < plan.trials.size(); ++i) {
+    nlohmann::json config = TrialConfig(plan, i);
     QSWEEP_ASSIGN_OR_RETURN(std::string key, DatasetKeyOf(config));
     auto [it, added] = index_of_key.try_emplace(key, distinct.size());
     if (added) distinct.push_back(std::move(config));
     index_of_trial.push_back(it->second);
   }
-  QSWEEP_ASSIGN_OR_RETURN(ServedDatasets served, ServeDatasets(distinct, store_, options));
+  const DatasetPreparer& prepare =
+      options_.dataset_preparer ? options_.dataset_preparer : DatasetPreparer(ServeDatasets);
+  QSWEEP_ASSIGN_OR_RETURN(ServedDatasets served, prepare(distinct, store_, options));
+  if (served.sha256.size() != distinct.size())
+    return absl::InternalError(absl::StrCat("the dataset preparer returned ", served.sha256.size(),
+                                            " hashes for ", distinct.size(), " datasets"));
   std::vector<std::string> hashes;
   hashes.reserve(index_of_trial.size());
   for (size_t i : index_of_trial) hashes.push_back(served.sha256[i]);
@@ -189,8 +219,7 @@ grpc::ServerWriteReactor<v1::WatchSweepEvent>* ExperimentServiceImpl::WatchSweep
   if (auto s = Validate(*request); !s.ok()) return new ErrorWriter<v1::WatchSweepEvent>(s);
   if (auto sweep = AccessibleSweep(store_, *caller, request->sweep_id()); !sweep.ok())
     return new ErrorWriter<v1::WatchSweepEvent>(sweep.status());
-  return new WatchReactor(store_, request->sweep_id(), options_.watch_interval_ms,
-                          request->page_size());
+  return new WatchReactor(watch_hub_, watch_pool_, request->sweep_id(), request->page_size());
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::CancelSweep(grpc::CallbackServerContext* ctx,
@@ -282,35 +311,46 @@ grpc::ServerWriteReactor<v1::ArtifactChunk>* ExperimentServiceImpl::DownloadArti
   auto caller = Authorize(ctx, QSWEEP_METHOD(DownloadArtifact), auth_);
   if (!caller.ok()) return new Error(caller.status());
   if (auto s = Validate(*request); !s.ok()) return new Error(s);
+  // An artifact may be hundreds of MB: read on the pool, then stream.
+  auto* writer = new BlobWriteReactor();
+  pool_.Post([this, caller = *caller, request, writer] {
+    auto info = FindDownload(caller, *request);
+    if (!info.ok()) {
+      writer->Fail(info.status());
+      return;
+    }
+    auto bytes = store_.GetArtifactBytes(info->sha256());
+    if (!bytes.ok()) {
+      writer->Fail(bytes.status());
+      return;
+    }
+    info->set_size_bytes(static_cast<int64_t>(bytes->size()));
+    writer->Send(std::move(*info), std::move(*bytes));
+  });
+  return writer;
+}
+
+absl::StatusOr<v1::ArtifactInfo> ExperimentServiceImpl::FindDownload(
+    const Caller& caller, const v1::DownloadArtifactRequest& request) {
+  if (!request.job_id().empty()) {
+    QSWEEP_RETURN_IF_ERROR(AccessibleJob(store_, caller, request.job_id()).status());
+  }
+  if (request.sha256().empty()) return store_.FindArtifact(request.job_id(), request.name());
   v1::ArtifactInfo info;
-  if (!request->job_id().empty()) {
-    if (auto job = AccessibleJob(store_, *caller, request->job_id()); !job.ok())
-      return new Error(job.status());
+  if (caller.is_admin()) {
+    info.set_sha256(request.sha256());
+    return info;
   }
-  if (request->sha256().empty()) {
-    auto found = store_.FindArtifact(request->job_id(), request->name());
-    if (!found.ok()) return new Error(found.status());
-    info = std::move(*found);
-  } else if (caller->is_admin()) {
-    info.set_sha256(request->sha256());
-  } else {
-    // Users reach content only through a job of theirs that links it.
-    auto linked = store_.ListArtifacts(request->job_id());
-    if (!linked.ok()) return new Error(linked.status());
-    auto it = std::find_if(linked->begin(), linked->end(), [&](const v1::ArtifactInfo& a) {
-      return a.sha256() == request->sha256();
-    });
-    if (request->job_id().empty() || it == linked->end())
-      return new Error(absl::NotFoundError(
-          absl::StrCat("no artifact ", request->sha256(), " linked to job '", request->job_id(),
-                       "' (users download by job_id and name, or by sha256 "
-                       "with the job_id that links it)")));
-    info = *it;
-  }
-  auto bytes = store_.GetArtifactBytes(info.sha256());
-  if (!bytes.ok()) return new Error(bytes.status());
-  info.set_size_bytes(static_cast<int64_t>(bytes->size()));
-  return new BlobWriteReactor(std::move(info), std::move(*bytes));
+  // Users reach content only through a job of theirs that links it.
+  QSWEEP_ASSIGN_OR_RETURN(auto linked, store_.ListArtifacts(request.job_id()));
+  auto it = std::find_if(linked.begin(), linked.end(),
+                         [&](const v1::ArtifactInfo& a) { return a.sha256() == request.sha256(); });
+  if (request.job_id().empty() || it == linked.end())
+    return absl::NotFoundError(absl::StrCat("no artifact ", request.sha256(), " linked to job '",
+                                            request.job_id(),
+                                            "' (users download by job_id and name, or by sha256 "
+                                            "with the job_id that links it)"));
+  return *it;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::ListWorkers(grpc::CallbackServerContext* ctx,

@@ -113,6 +113,14 @@ int main(int argc, char** argv) {
                  "(1 = one transaction per call)")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  app.add_option("--work-threads", options.work_threads,
+                 "threads for slow work off the gRPC threads and the scheduler: sweep "
+                 "expansion, dataset preparation, artifact reads and upload hashes")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--watch-threads", options.watch_threads, "threads that build WatchSweep events")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   options.experiments.serve_datasets = true;
   bool no_serve_datasets = false;
   app.add_option("--data-dir", options.experiments.data_dir,

@@ -111,6 +111,7 @@ absl::Status Scheduler::Commit(const v1::Job& next_in, const v1::Attempt* attemp
   }
   QSWEEP_RETURN_IF_ERROR(store_.UpdateJobs(updates, attempt));
   for (auto& next : nexts) {
+    NoteChanged(next.id());
     v1::Job& job = jobs_.at(next.id());
     Unindex(job);
     job = std::move(next);
@@ -229,6 +230,24 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
   auto plan = ExpandSweepForService(request.sweep_toml(), source);
   if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
+  return SubmitSweep(caller, request, *plan, dataset_sha256);
+}
+
+absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
+    const Caller& caller, const v1::SubmitSweepRequest& request, const SweepPlan& expanded,
+    const std::vector<std::string>& dataset_sha256) {
+  const std::string key = SweepIdempotencyKey(caller, request);
+  v1::SubmitSweepResponse response;
+  if (!key.empty()) {
+    auto existing = store_.FindSweepByIdempotencyKey(key);
+    if (existing.ok()) {
+      *response.mutable_sweep() = ListedSweep(*existing);
+      response.set_existing(true);
+      return response;
+    }
+    if (!absl::IsNotFound(existing.status())) return existing.status();
+  }
+  const SweepPlan* plan = &expanded;
   if (!dataset_sha256.empty() && dataset_sha256.size() != plan->trials.size()) {
     return absl::InternalError(absl::StrCat("got ", dataset_sha256.size(), " dataset hashes for ",
                                             plan->trials.size(), " trials"));
@@ -270,6 +289,7 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
   sweep_seq_[sweep.id()] = next_sweep_seq_++;
   sweeps_[sweep.id()] = sweep;
   for (auto& j : jobs) {
+    NoteChanged(j.id());
     Index(j);
     jobs_[j.id()] = std::move(j);
   }
@@ -339,6 +359,7 @@ absl::StatusOr<v1::SubmitTransformResponse> Scheduler::SubmitTransform(
   QSWEEP_RETURN_IF_ERROR(store_.CreateSweep(sweep, {job}));
   sweep_seq_[sweep.id()] = next_sweep_seq_++;
   sweeps_[sweep.id()] = sweep;
+  NoteChanged(job.id());
   Index(job);
   jobs_[job.id()] = job;
   *response.mutable_sweep() = ListedSweep(sweep);
@@ -528,6 +549,30 @@ std::vector<v1::WorkerInfo> Scheduler::Workers() const {
 const v1::Job* Scheduler::FindJob(const std::string& job_id) const {
   auto it = jobs_.find(job_id);
   return it == jobs_.end() ? nullptr : &it->second;
+}
+
+const v1::Sweep* Scheduler::FindSweep(const std::string& sweep_id) const {
+  auto it = sweeps_.find(sweep_id);
+  return it == sweeps_.end() ? nullptr : &it->second;
+}
+
+std::vector<const v1::Job*> Scheduler::JobsOfSweep(const std::string& sweep_id) const {
+  // Job ids are "<sweep id>-<index>": the sweep's jobs are one range of jobs_.
+  const std::string prefix = sweep_id + "-";
+  std::vector<const v1::Job*> out;
+  for (auto it = jobs_.lower_bound(prefix);
+       it != jobs_.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+    if (it->second.sweep_id() == sweep_id) out.push_back(&it->second);
+  return out;
+}
+
+void Scheduler::NoteChanged(const std::string& job_id) {
+  if (changed_set_.insert(job_id).second) changed_jobs_.push_back(job_id);
+}
+
+std::vector<std::string> Scheduler::TakeChangedJobs() {
+  changed_set_.clear();
+  return std::exchange(changed_jobs_, {});
 }
 
 }  // namespace qsweep

@@ -102,6 +102,12 @@ class Scheduler {
   absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
       const Caller& caller, const v1::SubmitSweepRequest& request,
       const std::vector<std::string>& dataset_sha256 = {});
+  // The same with the request's sweep already expanded (ExpandSweepForService
+  // of its sweep_toml, off the strand): the sweep is expanded once per
+  // submission, and never on the strand.
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(
+      const Caller& caller, const v1::SubmitSweepRequest& request, const SweepPlan& plan,
+      const std::vector<std::string>& dataset_sha256 = {});
 
   // Adds a one-job sweep with a TRANSFORM job on from_job_id's best
   // checkpoint. NOT_FOUND for an unknown job, INVALID_ARGUMENT for a job that
@@ -169,6 +175,14 @@ class Scheduler {
 
   // The scheduler's view of a job, or nullptr. For tests and diagnostics.
   const v1::Job* FindJob(const std::string& job_id) const;
+  // The sweep, or nullptr; the jobs of a sweep, by id.
+  const v1::Sweep* FindSweep(const std::string& sweep_id) const;
+  std::vector<const v1::Job*> JobsOfSweep(const std::string& sweep_id) const;
+
+  // Ids of the jobs stored (created or updated) since the last call, in
+  // order, each once. The coordinator hands them to WatchSweep's feeds after
+  // the batch that wrote them committed (server/sweep_watch.h).
+  std::vector<std::string> TakeChangedJobs();
 
  private:
   struct Waiter {
@@ -261,6 +275,9 @@ class Scheduler {
   std::map<std::string, v1::LeaseResponse> lease_replay_;
   std::deque<std::string> lease_replay_order_;
   mutable std::map<std::string, std::string> pack_keys_;  // job id -> PackKey
+  std::vector<std::string> changed_jobs_;                 // see TakeChangedJobs
+  std::set<std::string> changed_set_;
+  void NoteChanged(const std::string& job_id);
 };
 
 // The pack key of an effective config (JSON object text) and dataset hash:

@@ -76,11 +76,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   }
   server->auth_ = std::make_unique<Authenticator>(*server->store_, c);
   server->coordinator_ = std::make_unique<Coordinator>(*server->store_, c, options.coordinator);
-  QSWEEP_RETURN_IF_ERROR(server->coordinator_->Start());
+  Coordinator& coordinator = *server->coordinator_;
+  // A sweep's first watcher asks for a batch: its feed is built after it.
+  server->watch_hub_ =
+      std::make_unique<WatchHub>([&coordinator] { coordinator.Post([](Scheduler&) {}); });
+  coordinator.SetAfterCommit([hub = server->watch_hub_.get()](Scheduler& s) { hub->Publish(s); });
+  QSWEEP_RETURN_IF_ERROR(coordinator.Start());
+  server->work_pool_ = std::make_unique<WorkPool>(options.work_threads, "qsweep-work");
+  server->watch_pool_ = std::make_unique<WorkPool>(options.watch_threads, "qsweep-watch");
   server->experiments_ = std::make_unique<ExperimentServiceImpl>(
-      *server->coordinator_, *server->store_, *server->auth_, options.experiments);
-  server->workers_ =
-      std::make_unique<WorkerServiceImpl>(*server->coordinator_, *server->store_, *server->auth_);
+      coordinator, *server->store_, *server->auth_, *server->watch_hub_, *server->work_pool_,
+      *server->watch_pool_, options.experiments);
+  server->workers_ = std::make_unique<WorkerServiceImpl>(coordinator, *server->store_,
+                                                         *server->auth_, *server->work_pool_);
   server->tokens_ = std::make_unique<TokenServiceImpl>(*server->store_, c, *server->auth_);
 
   // grpc.health.v1.Health for probes and `qsweep-server --check`: SERVING
@@ -120,7 +128,10 @@ void Server::Shutdown() {
   shut_down_ = true;
   if (auto* health = grpc_server_->GetHealthCheckService()) health->Shutdown();
   coordinator_->RunSync([](Scheduler& s) { s.CloseWaiters(); });
+  watch_hub_->Close();  // open WatchSweep streams end (UNAVAILABLE) instead of holding shutdown
   grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  work_pool_.reset();  // runs what is queued (it may still post to the strand)
+  watch_pool_.reset();
   coordinator_->Stop();
 }
 

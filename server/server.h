@@ -20,7 +20,9 @@
 #include "server/clock.h"
 #include "server/coordinator.h"
 #include "server/experiment_service_impl.h"
+#include "server/sweep_watch.h"
 #include "server/tokens.h"
+#include "server/work_pool.h"
 #include "server/worker_service_impl.h"
 #include "storage/store.h"
 
@@ -57,6 +59,10 @@ struct ServerOptions {
   std::string admin_token_file;
   CoordinatorOptions coordinator;
   ExperimentServiceOptions experiments;
+  // Threads for slow work (sweep expansion, dataset preparation, artifact
+  // reads, upload hashes) and for building WatchSweep events. Default: 4, 2.
+  int work_threads = 4;
+  int watch_threads = 2;
 };
 
 // OK if `options` may be served: a listen address and the security for it.
@@ -86,6 +92,10 @@ class Server {
   Authenticator& authenticator() { return *auth_; }
   // UploadArtifact streams being received now (counted as they open).
   int32_t uploads_in_progress() const { return workers_->uploads_in_progress(); }
+  // WatchSweep's feeds and watchers.
+  WatchHub& watch_hub() { return *watch_hub_; }
+  // The pool that runs slow work.
+  WorkPool& work_pool() { return *work_pool_; }
 
   // Answers waiting long-polls, stops accepting calls, finishes in-flight
   // ones and stops the scheduler. Idempotent.
@@ -100,6 +110,11 @@ class Server {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<Coordinator> coordinator_;
+  // Destroyed before the coordinator (declared after it): their threads
+  // finish the tasks still queued, which may post to the coordinator.
+  std::unique_ptr<WatchHub> watch_hub_;
+  std::unique_ptr<WorkPool> work_pool_;
+  std::unique_ptr<WorkPool> watch_pool_;
   std::unique_ptr<ExperimentServiceImpl> experiments_;
   std::unique_ptr<WorkerServiceImpl> workers_;
   std::unique_ptr<TokenServiceImpl> tokens_;

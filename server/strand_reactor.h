@@ -14,14 +14,12 @@
 namespace qsweep {
 
 // Runs `fn(Scheduler&) -> absl::Status` on the scheduler strand and finishes
-// the default unary reactor of `ctx` with that status once the strand's
+// the unary `reactor` with that status once the strand's
 // writes are committed (Coordinator::Ack). Call from a gRPC
 // callback; `fn` runs later on the strand and must not block. Whatever `fn`
 // captures (request, response) is owned by gRPC and lives until Finish.
 template <typename Fn>
-grpc::ServerUnaryReactor* FinishOnStrand(Coordinator& coordinator, grpc::CallbackServerContext* ctx,
-                                         Fn fn) {
-  auto* reactor = ctx->DefaultReactor();
+void FinishReactorOnStrand(Coordinator& coordinator, grpc::ServerUnaryReactor* reactor, Fn fn) {
   coordinator.Post([&coordinator, reactor, fn = std::move(fn)](Scheduler& scheduler) mutable {
     absl::Status status = fn(scheduler);
     // Answered once the change is durable (group commit), never before.
@@ -31,6 +29,14 @@ grpc::ServerUnaryReactor* FinishOnStrand(Coordinator& coordinator, grpc::Callbac
       reactor->Finish(ToGrpcStatus(status.ok() ? committed : status));
     });
   });
+}
+
+// FinishReactorOnStrand for the default reactor of `ctx`, returned.
+template <typename Fn>
+grpc::ServerUnaryReactor* FinishOnStrand(Coordinator& coordinator, grpc::CallbackServerContext* ctx,
+                                         Fn fn) {
+  auto* reactor = ctx->DefaultReactor();
+  FinishReactorOnStrand(coordinator, reactor, std::move(fn));
   return reactor;
 }
 

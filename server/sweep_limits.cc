@@ -1,5 +1,6 @@
 #include "server/sweep_limits.h"
 
+#include <atomic>
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
@@ -99,8 +100,15 @@ absl::Status CheckTransformConfigLimits(const std::string& toml_text, const std:
   return CheckValues(source, "", layers.file);
 }
 
+namespace {
+std::atomic<int64_t> service_expansions{0};
+}  // namespace
+
+int64_t ServiceSweepExpansions() { return service_expansions.load(); }
+
 absl::StatusOr<SweepPlan> ExpandSweepForService(const std::string& toml_text,
                                                 const std::string& source) {
+  service_expansions.fetch_add(1);
   SweepPlanOptions options;
   options.keep_configs = false;
   QSWEEP_ASSIGN_OR_RETURN(SweepPlan plan, ExpandSweep(toml_text, source, options));

@@ -25,6 +25,9 @@ absl::Status CheckTransformConfigLimits(const std::string& toml_text, const std:
 // false), then CheckSweepLimits. What the server uses for SubmitSweep.
 absl::StatusOr<SweepPlan> ExpandSweepForService(const std::string& toml_text,
                                                 const std::string& source);
+// How many times this process has called ExpandSweepForService (for tests
+// and diagnostics: a submission expands its sweep once).
+int64_t ServiceSweepExpansions();
 
 // The effective config of trial `index` of `plan`: its base with the trial's
 // keys set.

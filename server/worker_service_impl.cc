@@ -54,8 +54,9 @@ absl::Status CheckFetch(Store& store, const Caller& caller, const std::string& s
 
 }  // namespace
 
-WorkerServiceImpl::WorkerServiceImpl(Coordinator& coordinator, Store& store, Authenticator& auth)
-    : coordinator_(coordinator), store_(store), auth_(auth) {}
+WorkerServiceImpl::WorkerServiceImpl(Coordinator& coordinator, Store& store, Authenticator& auth,
+                                     WorkPool& pool)
+    : coordinator_(coordinator), store_(store), auth_(auth), pool_(pool) {}
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Register(grpc::CallbackServerContext* ctx,
                                                       const v1::RegisterRequest* request,
@@ -132,7 +133,7 @@ grpc::ServerReadReactor<v1::ArtifactChunk>* WorkerServiceImpl::UploadArtifact(
     grpc::CallbackServerContext* ctx, v1::UploadArtifactResponse* response) {
   auto caller = Authorize(ctx, QSWEEP_METHOD(UploadArtifact), auth_);
   if (!caller.ok()) return new ErrorReader(caller.status());
-  return new UploadReactor(store_, coordinator_, *caller, upload_budget_, response);
+  return new UploadReactor(store_, coordinator_, pool_, *caller, upload_budget_, response);
 }
 
 grpc::ServerWriteReactor<v1::ArtifactChunk>* WorkerServiceImpl::FetchArtifact(
@@ -140,13 +141,24 @@ grpc::ServerWriteReactor<v1::ArtifactChunk>* WorkerServiceImpl::FetchArtifact(
   auto caller = Authorize(ctx, QSWEEP_METHOD(FetchArtifact), auth_);
   if (!caller.ok()) return new ErrorWriter(caller.status());
   if (auto s = Validate(*request); !s.ok()) return new ErrorWriter(s);
-  if (auto s = CheckFetch(store_, *caller, request->sha256()); !s.ok()) return new ErrorWriter(s);
-  auto bytes = store_.GetArtifactBytes(request->sha256());
-  if (!bytes.ok()) return new ErrorWriter(bytes.status());
-  v1::ArtifactInfo info;
-  info.set_sha256(request->sha256());
-  info.set_size_bytes(static_cast<int64_t>(bytes->size()));
-  return new BlobWriteReactor(std::move(info), std::move(*bytes));
+  // A prepared dataset may be hundreds of MB: checked and read on the pool.
+  auto* writer = new BlobWriteReactor();
+  pool_.Post([this, caller = *caller, request, writer] {
+    if (auto s = CheckFetch(store_, caller, request->sha256()); !s.ok()) {
+      writer->Fail(s);
+      return;
+    }
+    auto bytes = store_.GetArtifactBytes(request->sha256());
+    if (!bytes.ok()) {
+      writer->Fail(bytes.status());
+      return;
+    }
+    v1::ArtifactInfo info;
+    info.set_sha256(request->sha256());
+    info.set_size_bytes(static_cast<int64_t>(bytes->size()));
+    writer->Send(std::move(info), std::move(*bytes));
+  });
+  return writer;
 }
 
 }  // namespace qsweep

@@ -1,11 +1,12 @@
 // The Workers service: validates each request and posts it to the scheduler
-// strand; artifacts go straight to the (thread-safe) store.
+// strand; artifacts are read, hashed and stored on the server's WorkPool.
 #pragma once
 
 #include "qsweep/v1/workers.grpc.pb.h"
 #include "server/artifact_streams.h"
 #include "server/auth.h"
 #include "server/coordinator.h"
+#include "server/work_pool.h"
 #include "storage/store.h"
 
 namespace qsweep {
@@ -13,7 +14,7 @@ namespace qsweep {
 class WorkerServiceImpl final : public v1::Workers::CallbackService {
  public:
   // None is owned; all must outlive the service.
-  WorkerServiceImpl(Coordinator& coordinator, Store& store, Authenticator& auth);
+  WorkerServiceImpl(Coordinator& coordinator, Store& store, Authenticator& auth, WorkPool& pool);
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const v1::RegisterRequest* request,
@@ -37,6 +38,7 @@ class WorkerServiceImpl final : public v1::Workers::CallbackService {
   Coordinator& coordinator_;
   Store& store_;
   Authenticator& auth_;
+  WorkPool& pool_;
   UploadBudget upload_budget_;
 
  public:

@@ -478,6 +478,20 @@ class SqliteStoreImpl final : public Store {
     });
   }
 
+  absl::Status LinkArtifact(const v1::ArtifactInfo& info) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    return InTransaction([&]() -> absl::Status {
+      Stmt s(db_, "SELECT 1 FROM artifacts WHERE sha256 = ?");
+      s.Text(1, info.sha256());
+      const bool have = s.Next();
+      QSWEEP_RETURN_IF_ERROR(s.status());
+      if (!have) return absl::NotFoundError(absl::StrCat("no artifact ", info.sha256()));
+      Stmt l(db_, "INSERT OR REPLACE INTO job_artifacts(job_id, name, info) VALUES (?, ?, ?)");
+      l.Text(1, info.job_id()).Text(2, info.name()).Blob(3, info.SerializeAsString());
+      return l.Run();
+    });
+  }
+
   absl::StatusOr<std::string> GetArtifactBytes(const std::string& sha256) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     Stmt s(db_, "SELECT data FROM artifacts WHERE sha256 = ?");

@@ -15,4 +15,10 @@ absl::Status CheckExpected(const v1::Job& stored, const JobUpdate& update) {
                    update.expected_epoch, " (is another qsweep-server using this database?)"));
 }
 
+absl::Status Store::LinkArtifact(const v1::ArtifactInfo& info) {
+  absl::StatusOr<std::string> bytes = GetArtifactBytes(info.sha256());
+  if (!bytes.ok()) return bytes.status();
+  return PutArtifact(info, *bytes);
+}
+
 }  // namespace qsweep

@@ -85,6 +85,12 @@ class Store {
   // when info.job_id is set, links it to (job_id, name), replacing an earlier
   // link. Storing the same content twice keeps one copy.
   virtual absl::Status PutArtifact(const v1::ArtifactInfo& info, const std::string& bytes) = 0;
+  // Links content already stored under info.sha256 to (info.job_id,
+  // info.name): PutArtifact without passing the bytes again (the server
+  // stores an upload's content off the scheduler strand and links it on the
+  // strand). NOT_FOUND if no content has this hash. Default: reads the
+  // content and calls PutArtifact.
+  virtual absl::Status LinkArtifact(const v1::ArtifactInfo& info);
   // NOT_FOUND if no content has this hash.
   virtual absl::StatusOr<std::string> GetArtifactBytes(const std::string& sha256) = 0;
   // NOT_FOUND if the job has no artifact of that name.

@@ -71,7 +71,6 @@ class HostileInputsTest : public ::testing::Test {
     ServerOptions options;
     options.listen = "127.0.0.1:0";
     options.coordinator.tick_interval_ms = 0;
-    options.experiments.watch_interval_ms = 1;
     auto server = Server::Start(options, std::move(store), &clock_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);

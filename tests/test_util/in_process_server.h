@@ -26,7 +26,6 @@ inline ServerOptions InProcessServerOptions(const std::string& listen = "") {
   ServerOptions options;
   options.listen = listen;
   options.coordinator.tick_interval_ms = 0;
-  options.experiments.watch_interval_ms = 1;
   return options;
 }
 

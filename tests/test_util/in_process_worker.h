@@ -31,7 +31,6 @@ class InProcessWorkerTest : public ::testing::Test {
   void SetUp() override {
     ServerOptions options;
     options.listen = "";
-    options.experiments.watch_interval_ms = 5;
     auto store = NewInMemoryStore();
     tokens_ = AddTestTokens(*store);
     auto server = Server::Start(options, std::move(store));
