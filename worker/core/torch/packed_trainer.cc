@@ -28,7 +28,6 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
-#include <mutex>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -113,14 +112,6 @@ constexpr double kBnMomentum = 0.1;
 constexpr int64_t kEvalChunkRows = 16384;
 const int64_t kAxis0[1] = {0};
 const int64_t kAxis1[1] = {1};
-
-// Network::Create seeds and draws from the process-wide default generator; the
-// engine copies that generator's state right after, so trials built on several
-// threads must not interleave.
-std::mutex& InitMutex() {
-  static std::mutex m;
-  return m;
-}
 
 struct Layer {
   LayerKind kind = LayerKind::kReLU;
@@ -276,13 +267,10 @@ class PackedEngine {
 
 absl::Status PackedEngine::SetupTrial(Trial& t) {
   const TrainConfig& c = t.src->config;
-  {
-    std::lock_guard<std::mutex> lock(InitMutex());
-    QSWEEP_ASSIGN_OR_RETURN(t.net, Network::Create(spec_, static_cast<uint64_t>(c.seed)));
-    at::Generator def = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> gen_lock(def.mutex());
-    t.gen = def.clone();
-  }
+  // The trial's own generator: seeded with its seed, the initialisation drawn
+  // from it, then its shuffles (never the process-wide generator).
+  QSWEEP_ASSIGN_OR_RETURN(t.net, Network::Create(spec_, static_cast<uint64_t>(c.seed)));
+  t.gen = t.net->generator();
   if (!c.load_name.empty()) {
     QSWEEP_ASSIGN_OR_RETURN(auto weights, ReadWeights(c.load_name));
     QSWEEP_RETURN_IF_ERROR(

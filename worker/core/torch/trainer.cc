@@ -11,9 +11,9 @@
 #include "common/status_macros.h"
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/network.h"
-#include "worker/core/torch/quantized_modules.h"
 #include "worker/core/torch/optimizer.h"
 #include "worker/core/torch/packed_trainer.h"
+#include "worker/core/torch/quantized_modules.h"
 #include "worker/core/torch/trainer_internal.h"
 
 namespace qsweep {
@@ -197,7 +197,7 @@ std::string TorchMessage(const std::exception& e) {
 }
 
 static absl::Status CheckSplit(const DataSplit& s, const char* name, int64_t n_features,
-                        int64_t n_classes) {
+                               int64_t n_classes) {
   if (s.rows < 0 || static_cast<int64_t>(s.x.size()) != s.rows * n_features ||
       static_cast<int64_t>(s.y.size()) != s.rows) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -362,8 +362,9 @@ absl::Status Trainer::Setup() {
   }
   QSWEEP_ASSIGN_OR_RETURN(device_, ResolveDevice(config_.device, config_.accelerator));
   SetThreadIntraOpThreads(static_cast<int>(config_.threads));
-  // MASE: seed_everything(seed), then the model is built; the same default
-  // generator later draws the shuffles.
+  // MASE: seed_everything(seed), then the model is built; the same generator
+  // later draws the shuffles (and dropout masks). Here it is the job's own
+  // (Network::generator()), never the process-wide one.
   QSWEEP_ASSIGN_OR_RETURN(net_, Network::Create(spec_, static_cast<uint64_t>(config_.seed)));
   if (!config_.load_name.empty()) {
     // MASE's `train --load`: start from saved weights instead of the seeded init.
@@ -432,9 +433,12 @@ bool Trainer::TrainEpoch() {
   // row would crash it; we skip that one row instead (n >= 2 is checked).
   if (has_batch_norm_ && n % bs == 1) --num_batches;
   if (config_.debug) num_batches = std::min<int64_t>(num_batches, 5);
-  // One shuffle per epoch from the default generator (CPU, as MASE's loader),
-  // gathered once; batches are then cheap narrow() views.
-  torch::Tensor perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong));
+  // One shuffle per epoch from the job's own generator (CPU, as MASE's loader;
+  // it continues after the model's initialisation as the default generator
+  // does after seed_everything), gathered once; batches are then cheap
+  // narrow() views.
+  torch::Tensor perm =
+      torch::randperm(n, net_->generator(), torch::TensorOptions().dtype(torch::kLong));
   if (!device_.is_cpu()) perm = perm.to(device_);
   const torch::Tensor xs = train_x_.index_select(0, perm);
   const torch::Tensor ys = train_y_.index_select(0, perm);

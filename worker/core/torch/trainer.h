@@ -4,9 +4,8 @@
 
 #include <cstdint>
 #include <map>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "worker/core/config/train_config.h"
@@ -31,14 +30,14 @@ struct MetricPoint {
 
 // Per-step progress, for progress bars and worker heartbeats.
 struct TrainProgress {
-  int64_t epoch = 0;              // 0-based
+  int64_t epoch = 0;  // 0-based
   int64_t max_epochs = 0;
-  int64_t batch_in_epoch = 0;     // 1-based batches done in this epoch
+  int64_t batch_in_epoch = 0;  // 1-based batches done in this epoch
   int64_t batches_per_epoch = 0;
   int64_t global_step = 0;
-  double train_loss = 0.0;        // latest batch
-  double train_acc = 0.0;         // batch of the latest train_acc_step metric
-  double val_acc = -1.0;          // latest val_acc_epoch, -1 before the first
+  double train_loss = 0.0;  // latest batch
+  double train_acc = 0.0;   // batch of the latest train_acc_step metric
+  double val_acc = -1.0;    // latest val_acc_epoch, -1 before the first
   double val_loss = -1.0;
   double elapsed_seconds = 0.0;
 };
@@ -85,15 +84,18 @@ struct TrainResult {
   double samples_per_second = 0.0;  // training samples / training time
 };
 
-// Trains `spec` on `data` as MASE does: torch::manual_seed(seed) then the
-// PyTorch-identical initialisation, Adam/AdamW(lr, weight_decay) or
-// SGD(momentum 0.9, nesterov, weight decay 5e-4), CosineAnnealingLR(T_max =
-// max_epochs, eta_min = 1e-6) stepped per epoch, cross-entropy on the raw
-// outputs, batches shuffled every epoch (randperm from the seeded default
-// generator; no drop_last, except that a final batch of one row is skipped
-// when the model has BatchNorm), accumulate_grad_batches, max_steps (the
-// partial epoch is still evaluated), debug = 5 batches per split, val on the
-// training split in eval mode, test every epoch, best (lowest
+// Trains `spec` on `data` as MASE does: a generator seeded with `seed` (the
+// job's own: the process-wide default generator is never seeded and no
+// result depends on it, so jobs on several threads give the results each
+// gives alone) then the PyTorch-identical initialisation, Adam/AdamW(lr,
+// weight_decay) or SGD(momentum 0.9, nesterov, weight decay 5e-4),
+// CosineAnnealingLR(T_max = max_epochs, eta_min = 1e-6) stepped per epoch,
+// cross-entropy on the raw outputs, batches shuffled every epoch (randperm
+// from that generator, as are dropout masks; no drop_last, except that a
+// final batch of one row is skipped when the model has BatchNorm),
+// accumulate_grad_batches, max_steps (the partial epoch is still evaluated),
+// debug = 5 batches per split, val on the training split in eval mode, test
+// every epoch, best (lowest
 // val_loss_epoch) and last checkpoints into options.checkpoint_dir (rewritten
 // after every epoch). With config.load_name set, training starts from those weights (a
 // qsweep checkpoint or a pickled PyTorch state dict; "model." prefixes are
