@@ -65,17 +65,24 @@ def grid(text):
 class Service:
     """qsweep-server --local-workers N on loopback with a temporary database and state dir."""
 
-    def __init__(self, build, tmp, workers, env):
+    def __init__(self, build, tmp, workers, env, worker_args=()):
         self.qsweep = os.path.join(build, "qsweep")
         self.env = env
         self.dir = os.path.join(tmp, "state")
         os.makedirs(self.dir)
         self.addr = f"127.0.0.1:{free_port()}"
         self.log = open(os.path.join(tmp, "server.log"), "w")
+        worker = os.path.join(build, "qsweep-worker")
+        if worker_args:  # the server starts its local workers with no extra flags: a wrapper
+            wrapper = os.path.join(tmp, "qsweep-worker-wrapped")
+            with open(wrapper, "w") as f:
+                f.write("#!/bin/sh\nexec %s %s \"$@\"\n" % (worker, " ".join(worker_args)))
+            os.chmod(wrapper, 0o755)
+            worker = wrapper
         self.proc = subprocess.Popen(
             [os.path.join(build, "qsweep-server"), "--listen", self.addr,
              "--db", os.path.join(self.dir, "q.db"), "--local-workers", str(workers),
-             "--worker-binary", os.path.join(build, "qsweep-worker"),
+             "--worker-binary", worker,
              "--data-dir", os.path.join(tmp, "server-data")],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 60
@@ -146,6 +153,8 @@ def main():
                     help="run the sweep again with [sweep] pack = false and compare accuracies")
     ap.add_argument("--compare", help="results JSON of an earlier run (--save) to compare with")
     ap.add_argument("--save", help="write this run's results (JSON) here")
+    ap.add_argument("--no-resume-states", action="store_true",
+                    help="workers send no per-epoch resume state (to measure what they cost)")
     a = ap.parse_args()
 
     for path in (os.path.join(a.build, "qsweep"), os.path.join(a.build, "qsweep-server"),
@@ -161,7 +170,8 @@ def main():
         packed_toml = os.path.join(tmp, "lab1.toml")
         with open(packed_toml, "w") as f:
             f.write(sweep_text(rows, scale, pack=True))
-        svc = Service(a.build, tmp, a.workers, env)
+        svc = Service(a.build, tmp, a.workers, env,
+                      ["--no-resume-states"] if a.no_resume_states else ())
         try:
             sweep_id, makespan, jobs = svc.run_sweep(packed_toml)
             results = trial_results(jobs)

@@ -142,8 +142,11 @@ void UploadReactor::FinishUpload() {
   coordinator_.Post([this](Scheduler& scheduler) {
     auto attempt = scheduler.CheckUpload(caller_, lease_id_, lease_epoch_, info_.job_id());
     absl::Status s = attempt.status();
-    if (s.ok()) {
-      info_.set_attempt(*attempt);
+    if (s.ok()) info_.set_attempt(*attempt);
+    if (s.ok() && info_.kind() == "resume") {
+      // The job's one resume state, recorded on the job (issue 9 §1).
+      s = scheduler.StoreResumeState(caller_, lease_id_, lease_epoch_, info_, bytes_);
+    } else if (s.ok()) {
       s = store_.PutArtifact(info_, bytes_);
     }
     coordinator_.Ack([this, s](const absl::Status& committed) {

@@ -15,4 +15,15 @@ absl::Status CheckExpected(const v1::Job& stored, const JobUpdate& update) {
                    update.expected_epoch, " (is another qsweep-server using this database?)"));
 }
 
+absl::Status Store::PutResumeState(const v1::ArtifactInfo& info, const std::string&) {
+  return absl::UnimplementedError(
+      absl::StrCat("this store keeps no resume states (job ", info.job_id(), ")"));
+}
+
+absl::StatusOr<std::string> Store::GetResumeState(const std::string& job_id, v1::ArtifactInfo*) {
+  return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no resume state"));
+}
+
+absl::Status Store::DeleteResumeState(const std::string&) { return absl::OkStatus(); }
+
 }  // namespace qsweep

@@ -72,6 +72,10 @@ int main(int argc, char** argv) {
   app.add_option("--name", options.name, "name shown by `qsweep workers`");
   app.add_option("--work-dir", options.work_dir, "folder for checkpoints of running jobs");
   app.add_option("--data-dir", runner_options.data_dir, "dataset cache folder");
+  bool no_resume_states = false;
+  app.add_flag("--no-resume-states", no_resume_states,
+               "do not send a resume state after each epoch (a trial handed back or whose worker "
+               "died then starts again from scratch)");
   app.add_option("--token-file", token_file,
                  "file holding this worker's token, mode 0600 (default: "
                  "$QSWEEP_TOKEN_FILE, "
@@ -99,6 +103,7 @@ int main(int argc, char** argv) {
                  "exit 0 after this long with nothing to lease (e.g. 5m); 0 = never")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  runner_options.resume_states = !no_resume_states;
   auto grace = qsweep::ParseDuration(grace_text);
   if (!grace.ok() || *grace <= 0) {
     std::fprintf(stderr,

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/limits.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "worker/core/config/train_config.h"
 #include "worker/core/data/dataset.h"
@@ -47,6 +48,10 @@ class ContextCallback final : public TrainCallback {
     context_.ReportProgress(progress);
   }
   bool ShouldStop() override { return context_.ShouldStop(); }
+  void OnResumeState(const std::string& path, int64_t epochs_done) override {
+    // A failed upload only means a later attempt starts from an older state.
+    context_.SaveResumeState(path, epochs_done).IgnoreError();
+  }
 
  private:
   JobContext& context_;
@@ -244,6 +249,25 @@ absl::StatusOr<TrainJobRunner::PreparedTrain> TrainJobRunner::PrepareTrain(const
   p.options.checkpoint_dir = (std::filesystem::path(context.WorkDir()) / "checkpoints").string();
   p.options.provenance = {
       {"job_id", job.id()}, {"sweep_id", job.sweep_id()}, {"attempt", job.attempt()}};
+  const std::filesystem::path resume_dir = std::filesystem::path(context.WorkDir()) / "resume";
+  if (options_.resume_states) p.options.resume_state_out = (resume_dir / "state.qsr").string();
+  if (!job.resume_sha256().empty()) {  // continue where an earlier attempt stopped
+    auto bytes = context.FetchArtifact(job.resume_sha256());
+    if (!bytes.ok()) {
+      return absl::Status(bytes.status().code(),
+                          absl::StrCat("fetching resume state ", job.resume_sha256(), ": ",
+                                       bytes.status().message()));
+    }
+    if (Sha256Hex(*bytes) != job.resume_sha256())
+      return absl::DataLossError(
+          absl::StrCat("resume state ", job.resume_sha256(), " arrived with another hash"));
+    std::error_code ec;
+    std::filesystem::create_directories(resume_dir, ec);
+    p.options.resume_from = (resume_dir / "from.qsr").string();
+    std::ofstream out(p.options.resume_from, std::ios::binary | std::ios::trunc);
+    out.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
+    if (!out) return absl::InternalError("cannot write " + p.options.resume_from);
+  }
   return p;
 }
 
@@ -262,6 +286,7 @@ JobOutcome TrainJobRunner::OutcomeOf(const PreparedTrain& p, const TrainResult& 
                                  {"message", result.message},
                                  {"global_steps", result.global_steps},
                                  {"epochs_completed", result.epochs_completed},
+                                 {"resumed_from_epoch", result.resumed_from_epoch},
                                  {"threads", p.config.threads},
                                  {"dataset", p.data->DisplayName()},
                                  {"dataset_sha256", p.data->sha256}}
@@ -332,12 +357,14 @@ void TrainJobRunner::RunPack(const std::vector<const v1::Job*>& jobs,
       continue;
     }
     prepared[i] = std::move(*p);
+    // A trial resuming from a state trains alone: a pack starts at one epoch.
     const bool fits =
-        members.empty()
-            ? CheckPackableModel(prepared[i].spec).ok()
-            : prepared[i].data == prepared[members[0]].data &&
-                  prepared[i].spec.layers.size() == prepared[members[0]].spec.layers.size() &&
-                  CheckPackable(prepared[members[0]].config, prepared[i].config).ok();
+        prepared[i].options.resume_from.empty() &&
+        (members.empty()
+             ? CheckPackableModel(prepared[i].spec).ok()
+             : prepared[i].data == prepared[members[0]].data &&
+                   prepared[i].spec.layers.size() == prepared[members[0]].spec.layers.size() &&
+                   CheckPackable(prepared[members[0]].config, prepared[i].config).ok());
     (fits ? members : alone).push_back(i);
   }
   if (members.size() == 1) {

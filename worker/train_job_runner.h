@@ -25,6 +25,11 @@ struct TrainJobRunnerOptions {
   // Dataset cache folder (also of datasets fetched by hash); "" = the job's
   // data_dir or DefaultDataDir(). Default: "".
   std::string data_dir;
+  // Send a TRAIN job's resume state after each of its epochs but the last
+  // (JobContext::SaveResumeState), so that a later attempt continues from it
+  // (issue 9 §1). A job whose lease carries a resume state continues from it
+  // either way. Default: true.
+  bool resume_states = true;
 };
 
 class TrainJobRunner final : public JobRunner {

@@ -4,6 +4,9 @@
 //    worker with 4 slots gives every metric of a worker with 1 slot, bit for
 //    bit, for the same trials (autograd trials with dropout, packed-engine
 //    trials, threads 1 and 2 side by side).
+//  - Resume: a trial handed back after epoch k continues on the next worker
+//    from its uploaded per-epoch state and ends with the metrics and weights
+//    of an uninterrupted run, bit for bit.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -11,8 +14,12 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iostream>
+#include <iterator>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -22,6 +29,7 @@
 #include "server/server.h"
 #include "tests/test_util/test_tokens.h"
 #include "worker/coordinator_client.h"
+#include "worker/core/torch/checkpoint.h"
 #include "worker/train_job_runner.h"
 #include "worker/worker.h"
 
@@ -114,6 +122,13 @@ class ReproducibleServiceTest : public ::testing::Test {
     worker_thread_.join();
     worker_.reset();
   }
+  // Waits until the worker's Run() has returned by itself, then forgets it.
+  RunEnd JoinWorker() {
+    worker_thread_.join();
+    const RunEnd end = worker_->run_end();
+    worker_.reset();
+    return end;
+  }
 
   std::string Submit(const std::string& toml) {
     grpc::ClientContext ctx;
@@ -202,6 +217,20 @@ class ReproducibleServiceTest : public ::testing::Test {
     }
   }
 
+  // A stored checkpoint's weights as exported bytes (equal bytes = equal
+  // tensors).
+  std::string Weights(const std::string& sha256) {
+    auto bytes = server_->store().GetArtifactBytes(sha256);
+    EXPECT_TRUE(bytes.ok()) << sha256;
+    if (!bytes.ok()) return "";
+    const std::string ckpt = (dir_ / (sha256 + ".ckpt")).string();
+    const std::string out = (dir_ / (sha256 + ".pt")).string();
+    std::ofstream(ckpt, std::ios::binary) << *bytes;
+    EXPECT_TRUE(ExportStateDict(ckpt, out).ok()) << sha256;
+    std::ifstream in(out, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+
   fs::path dir_;
   testing::TestTokens tokens_;
   std::unique_ptr<Server> server_;
@@ -234,6 +263,142 @@ TEST_F(ReproducibleServiceTest, FourSlotsGiveTheMetricsOfOneSlot) {
   // The trials differ from each other (the comparison is not vacuous).
   EXPECT_NE(GetJob(d1 + "-0").job().final_metrics().at("val_loss_epoch"),
             GetJob(d1 + "-3").job().final_metrics().at("val_loss_epoch"));
+}
+
+// The TRAIN runner, with each job's context wrapped: once a job's resume state
+// after `epochs` epochs is stored on the coordinator, `stop()` is called (the
+// test stops the worker: it hands its jobs back, as on SIGTERM/SIGUSR1).
+class StopAfterEpochRunner final : public JobRunner {
+ public:
+  StopAfterEpochRunner(JobRunner& inner, int64_t epochs, std::function<void()> stop)
+      : inner_(inner), epochs_(epochs), stop_(std::move(stop)) {}
+  JobOutcome Run(const v1::Job& job, JobContext& context) override {
+    Context c(context, *this);
+    return inner_.Run(job, c);
+  }
+  void RunPack(const std::vector<const v1::Job*>& jobs, const std::vector<JobContext*>& contexts,
+               const PackDone& done) override {
+    std::vector<std::unique_ptr<Context>> owned;
+    std::vector<JobContext*> wrapped;
+    for (auto* c : contexts) {
+      owned.push_back(std::make_unique<Context>(*c, *this));
+      wrapped.push_back(owned.back().get());
+    }
+    inner_.RunPack(jobs, wrapped, done);
+  }
+  std::atomic<int> states_stored{0};
+
+ private:
+  class Context final : public JobContext {
+   public:
+    Context(JobContext& inner, StopAfterEpochRunner& runner) : inner_(inner), runner_(runner) {}
+    void ReportMetric(const v1::Metric& m) override { inner_.ReportMetric(m); }
+    void ReportProgress(const v1::JobProgress& p) override { inner_.ReportProgress(p); }
+    bool ShouldStop() override { return inner_.ShouldStop(); }
+    const std::string& WorkDir() const override { return inner_.WorkDir(); }
+    std::string Device() const override { return inner_.Device(); }
+    absl::StatusOr<std::string> FetchArtifact(const std::string& sha256) override {
+      return inner_.FetchArtifact(sha256);
+    }
+    absl::Status SaveResumeState(const std::string& path, int64_t epochs_done) override {
+      absl::Status s = inner_.SaveResumeState(path, epochs_done);
+      if (s.ok()) ++runner_.states_stored;
+      if (s.ok() && epochs_done == runner_.epochs_) runner_.stop_();
+      return s;
+    }
+
+   private:
+    JobContext& inner_;
+    StopAfterEpochRunner& runner_;
+  };
+  JobRunner& inner_;
+  const int64_t epochs_;
+  const std::function<void()> stop_;
+};
+
+// Two trials of four epochs, each alone on a slot (a pack's numerics differ
+// from a trial's alone within float tolerance, not bit for bit).
+constexpr char kResumeSweep[] = R"(
+model = "jsc-toy"
+dataset = "jsc-synthetic"
+synthetic_rows = 1500
+batch_size = 64
+max_epochs = 4
+learning_rate = 1e-2
+weight_decay = 1e-3
+training_optimizer = "adamw"
+log_every_n_steps = 4
+[sweep]
+retries = 0
+pack = false
+[sweep.grid]
+seed = [5, 6]
+)";
+
+// Issue 9 §1: a worker with two slots is stopped (hand-back, as on SIGTERM)
+// once the first trial's state after epoch 2 is stored; both trials are
+// handed back without using a retry (retries = 0), the first with its state
+// of epoch 2, the second with the latest state it had stored (it ran
+// concurrently, so that epoch is not fixed). The next worker continues each
+// from its own state and ends with every metric, final metric and best/last
+// checkpoint weights of an uninterrupted run of the same sweep, bit for bit;
+// the metric history shows each epoch once; each attempt records
+// resumed_from_epoch; the stored state is deleted once the job succeeded.
+TEST_F(ReproducibleServiceTest, HandedBackTrialsResumeAndEqualUninterruptedOnes) {
+  StopAfterEpochRunner stopping(*runner_, 2, [this] { worker_->Stop(); });
+  StartWorker(2, &stopping);
+  const std::string id = Submit(kResumeSweep);
+  EXPECT_EQ(JoinWorker(), RunEnd::kHandedBack);
+  const std::string first = id + "-0", second = id + "-1";
+  std::map<std::string, int64_t> resumed_at;
+  for (const auto& job : {first, second}) {
+    const v1::Job j = GetJob(job).job();
+    EXPECT_EQ(j.state(), v1::PENDING) << job;
+    EXPECT_EQ(j.failures(), 0) << job;
+    resumed_at[job] = j.resume_epochs();
+    if (j.resume_sha256().empty()) continue;  // the second trial may have had none yet
+    v1::ArtifactInfo stored;
+    auto bytes = server_->store().GetResumeState(job, &stored);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    EXPECT_EQ(stored.sha256(), j.resume_sha256());
+    EXPECT_EQ(stored.epochs_done(), j.resume_epochs());
+    std::cout << "resume state of " << job << " after " << j.resume_epochs()
+              << " epoch(s): " << bytes->size() << " bytes\n";
+  }
+  // Whoever stored a state after 2 epochs first stopped the worker.
+  EXPECT_TRUE(resumed_at[first] == 2 || resumed_at[second] == 2);
+
+  StartWorker(1, nullptr, /*pack=*/8);
+  WatchUntil(id);
+  const std::string reference = Submit(kResumeSweep);  // uninterrupted
+  WatchUntil(reference);
+  for (int i = 0; i < 2; ++i) {
+    const std::string job = absl::StrCat(id, "-", i);
+    SCOPED_TRACE(job);
+    ExpectSameTraining(job, absl::StrCat(reference, "-", i));
+    const v1::GetJobResponse got = GetJob(job);
+    ASSERT_EQ(got.attempts_size(), 2);
+    const int64_t k = resumed_at[job];
+    EXPECT_EQ(got.attempts(0).resumed_from_epoch(), 0);
+    EXPECT_EQ(got.attempts(1).resumed_from_epoch(), k);
+    EXPECT_THAT(got.job().result_json(),
+                ::testing::HasSubstr(absl::StrCat("\"resumed_from_epoch\":", k)));
+    // The second attempt stored metrics from epoch k on only.
+    auto own = server_->store().ListMetrics(job, 2, "");
+    ASSERT_TRUE(own.ok());
+    ASSERT_FALSE(own->empty());
+    for (const auto& m : *own) EXPECT_GE(m.epoch(), k) << m.name();
+    // Done: the job's resume state is gone.
+    EXPECT_TRUE(got.job().resume_sha256().empty());
+    EXPECT_EQ(server_->store().GetResumeState(job, nullptr).status().code(),
+              absl::StatusCode::kNotFound);
+    // The checkpoints hold the uninterrupted run's weights (the files differ
+    // in provenance: job id, attempt).
+    const v1::Job ref = GetJob(absl::StrCat(reference, "-", i)).job();
+    EXPECT_EQ(Weights(got.job().best_checkpoint_sha256()), Weights(ref.best_checkpoint_sha256()));
+    EXPECT_EQ(Weights(got.job().last_checkpoint_sha256()), Weights(ref.last_checkpoint_sha256()));
+  }
+  EXPECT_GE(stopping.states_stored.load(), 2);
 }
 
 }  // namespace

@@ -56,6 +56,11 @@ class TrainCallback {
   // Called once when the trial ends, with its result (also when it was trained in a pack and
   // other trials go on). Not called when training fails with an error Status.
   virtual void OnFinished(const TrainResult& result) {}
+  // Called after each completed epoch that is not the trial's last, once
+  // TrainOptions::resume_state_out holds the state after `epochs_done` epochs
+  // (the file is rewritten after the next epoch: copy or send it before
+  // returning). Training waits for the call to return.
+  virtual void OnResumeState(const std::string& path, int64_t epochs_done) {}
 };
 
 struct TrainOptions {
@@ -68,6 +73,19 @@ struct TrainOptions {
   // Train with the autograd loop even where the packed engine (packed_trainer.h) supports the
   // model: the reference the engine is tested and benchmarked against.
   bool use_autograd = false;
+  // Resume (format in resume_state.h). Not empty: after every completed epoch
+  // but the last, the trial's state (model, optimizer, generator, LR schedule
+  // position, counters, best checkpoint) is written to this file and
+  // callback->OnResumeState is called.
+  std::string resume_state_out;
+  // Not empty: a state written by an earlier run of this trial (same config
+  // keys but device/threads/places, model and dataset). Training continues
+  // at the epoch after the state's last one, reporting metrics from there on;
+  // the result (final metrics, best checkpoint, epochs_completed, steps)
+  // includes the earlier epochs, and equals that of an uninterrupted run bit
+  // for bit on CPU with the same threads. FAILED_PRECONDITION for another
+  // trial's state, DATA_LOSS for a bad file.
+  std::string resume_from;
 };
 
 struct TrainResult {
@@ -82,6 +100,9 @@ struct TrainResult {
   std::string last_checkpoint;
   double wall_seconds = 0.0;
   double samples_per_second = 0.0;  // training samples / training time
+  // TrainOptions::resume_from given: the 0-based epoch training continued at
+  // (the epochs before it came from the state). 0 = trained from the start.
+  int64_t resumed_from_epoch = 0;
 };
 
 // Trains `spec` on `data` as MASE does: a generator seeded with `seed` (the
