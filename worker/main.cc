@@ -74,8 +74,17 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", runner_options.data_dir, "dataset cache folder");
   bool no_resume_states = false;
   app.add_flag("--no-resume-states", no_resume_states,
-               "do not send a resume state after each epoch (a trial handed back or whose worker "
-               "died then starts again from scratch)");
+               "send no per-epoch resume states (a trial handed back or whose worker died then "
+               "starts again from scratch)");
+#ifdef QSWEEP_WORKER_TEST_HOLD
+  std::string resume_every_text = "0";  // the test worker: a state after every epoch
+#else
+  std::string resume_every_text = "10s";
+#endif
+  app.add_option("--resume-every", resume_every_text,
+                 "send a running trial's resume state at most this often (0 = after every "
+                 "epoch); the latest one always goes out before a hand-back")
+      ->capture_default_str();
   app.add_option("--token-file", token_file,
                  "file holding this worker's token, mode 0600 (default: "
                  "$QSWEEP_TOKEN_FILE, "
@@ -104,6 +113,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   runner_options.resume_states = !no_resume_states;
+  auto resume_every = qsweep::ParseDuration(resume_every_text);
+  if (!resume_every.ok() || *resume_every < 0) {
+    std::fprintf(stderr,
+                 "qsweep-worker: --resume-every is '%s'; allowed: 0 or a duration such as 10s, "
+                 "1m\n",
+                 resume_every_text.c_str());
+    return 2;
+  }
+  runner_options.resume_interval_ms = *resume_every;
   auto grace = qsweep::ParseDuration(grace_text);
   if (!grace.ok() || *grace <= 0) {
     std::fprintf(stderr,

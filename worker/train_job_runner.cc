@@ -1,5 +1,6 @@
 #include "worker/train_job_runner.h"
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -22,10 +23,15 @@
 namespace qsweep {
 namespace {
 
-// Forwards the trainer's callbacks to the worker's job context.
+// Forwards the trainer's callbacks to the worker's job context. Resume states
+// go out at most once per `resume_interval_ms` (0 = after every epoch); the
+// latest one not sent goes out with SendLatest() (before a hand-back).
 class ContextCallback final : public TrainCallback {
  public:
-  explicit ContextCallback(JobContext& context) : context_(context) {}
+  explicit ContextCallback(JobContext& context, int64_t resume_interval_ms = 0)
+      : context_(context),
+        interval_(std::chrono::milliseconds(resume_interval_ms)),
+        last_sent_(std::chrono::steady_clock::now()) {}
   void OnMetric(const MetricPoint& m) override {
     v1::Metric metric;
     metric.set_name(m.name);
@@ -49,12 +55,28 @@ class ContextCallback final : public TrainCallback {
   }
   bool ShouldStop() override { return context_.ShouldStop(); }
   void OnResumeState(const std::string& path, int64_t epochs_done) override {
-    // A failed upload only means a later attempt starts from an older state.
-    context_.SaveResumeState(path, epochs_done).IgnoreError();
+    latest_path_ = path;
+    latest_ = epochs_done;
+    if (std::chrono::steady_clock::now() - last_sent_ >= interval_) Send();
+  }
+  // Sends the latest state if it was not sent yet (the trial stopped: the
+  // next attempt continues from it).
+  void SendLatest() {
+    if (latest_ > sent_) Send();
   }
 
  private:
+  void Send() {
+    // A failed upload only means a later attempt starts from an older state.
+    if (context_.SaveResumeState(latest_path_, latest_).ok()) sent_ = latest_;
+    last_sent_ = std::chrono::steady_clock::now();
+  }
   JobContext& context_;
+  const std::chrono::steady_clock::duration interval_;
+  std::chrono::steady_clock::time_point last_sent_;
+  std::string latest_path_;
+  int64_t latest_ = 0;  // epochs of the latest state written
+  int64_t sent_ = 0;    // epochs of the latest state sent
 };
 
 JobOutcome Failed(const v1::Job& job, const std::string& what) {
@@ -305,10 +327,11 @@ JobOutcome TrainJobRunner::OutcomeOf(const PreparedTrain& p, const TrainResult& 
 JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
   auto p = PrepareTrain(job, context);
   if (!p.ok()) return Failed(job, std::string(p.status().message()));
-  ContextCallback callback(context);
+  ContextCallback callback(context, options_.resume_interval_ms);
   p->options.callback = &callback;
   auto result = TrainModel(p->config, p->spec, *p->data, p->options);
   if (!result.ok()) return Failed(job, std::string(result.status().message()));
+  if (result->status == "cancelled") callback.SendLatest();  // stopped: handed back next
   return OutcomeOf(*p, *result);
 }
 
@@ -318,12 +341,19 @@ namespace {
 // moment the trainer says the trial ended.
 class PackMemberCallback final : public TrainCallback {
  public:
-  PackMemberCallback(JobContext& context, std::function<void(const TrainResult&)> finished)
-      : context_(context), forward_(context), finished_(std::move(finished)) {}
+  PackMemberCallback(JobContext& context, int64_t resume_interval_ms,
+                     std::function<void(const TrainResult&)> finished)
+      : context_(context), forward_(context, resume_interval_ms), finished_(std::move(finished)) {}
   void OnMetric(const MetricPoint& m) override { forward_.OnMetric(m); }
   void OnProgress(const TrainProgress& p) override { forward_.OnProgress(p); }
   bool ShouldStop() override { return context_.ShouldStop(); }
-  void OnFinished(const TrainResult& result) override { finished_(result); }
+  void OnResumeState(const std::string& path, int64_t epochs_done) override {
+    forward_.OnResumeState(path, epochs_done);
+  }
+  void OnFinished(const TrainResult& result) override {
+    if (result.status == "cancelled") forward_.SendLatest();  // stopped: handed back next
+    finished_(result);
+  }
 
  private:
   JobContext& context_;
@@ -376,7 +406,7 @@ void TrainJobRunner::RunPack(const std::vector<const v1::Job*>& jobs,
     std::vector<PackedTrial> trials;
     for (size_t i : members) {
       callbacks.push_back(std::make_unique<PackMemberCallback>(
-          *contexts[i],
+          *contexts[i], options_.resume_interval_ms,
           [&, i](const TrainResult& result) { report(i, OutcomeOf(prepared[i], result)); }));
       PackedTrial t;
       t.config = prepared[i].config;

@@ -550,7 +550,11 @@ void Worker::ReapFinished() {
 absl::Status Worker::UploadResumeState(RunningJob& job, const std::string& path,
                                        int64_t epochs_done) {
   const std::string& id = job.lease.job().id();
-  if (job.stop.load() != kRun) return absl::FailedPreconditionError("the job is stopping");
+  // Also while the worker shuts down (the job is handed back next), not once
+  // it is cancelled or its lease is lost.
+  const int stop = job.stop.load();
+  if (stop == kCancelled || stop == kLost)
+    return absl::FailedPreconditionError("the job was cancelled or its lease lost");
   auto bytes = ReadFile(path);
   if (!bytes.ok()) return bytes.status();
   // The metrics of the epochs the state holds are stored first: an attempt
@@ -566,7 +570,9 @@ absl::Status Worker::UploadResumeState(RunningJob& job, const std::string& path,
         return absl::DeadlineExceededError("a heartbeat with this job's metrics is not answered");
       if (job.metrics.empty()) break;
     }
-    s = FlushMetrics(job, 0);
+    // Few attempts: training waits meanwhile, and a state not sent now only
+    // means an older one is used.
+    s = FlushMetrics(job, 0, 3);
     if (!s.ok()) return s;
   }
   if (job.PendingMetrics() > 0)
@@ -587,7 +593,7 @@ absl::Status Worker::UploadResumeState(RunningJob& job, const std::string& path,
   return s;
 }
 
-absl::Status Worker::FlushMetrics(RunningJob& job, size_t keep) {
+absl::Status Worker::FlushMetrics(RunningJob& job, size_t keep, int attempts) {
   while (job.PendingMetrics() > keep) {
     v1::HeartbeatRequest req;
     {
@@ -610,7 +616,7 @@ absl::Status Worker::FlushMetrics(RunningJob& job, size_t keep) {
           resp = client_.Heartbeat(req);
           return resp.status();
         },
-        options_.report_attempts);
+        attempts > 0 ? attempts : options_.report_attempts);
     if (s.ok() && resp->verdicts_size() > 0 && resp->verdicts(0).action() == v1::NOT_STORED)
       s = absl::UnavailableError(resp->verdicts(0).error());
     if (!s.ok()) {

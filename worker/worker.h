@@ -126,9 +126,10 @@ class Worker {
   absl::Status UploadResumeState(RunningJob& job, const std::string& path, int64_t epochs_done);
   void ReportOutcome(RunningJob& job, JobOutcome outcome);
   // Sends the job's metrics backlog beyond `keep` (default: one request's
-  // worth, kMaxMetricsPerRequest) in heartbeats, so its Complete/Fail fits.
-  // The first error, after which the rest stays queued.
-  absl::Status FlushMetrics(RunningJob& job, size_t keep = kMaxMetricsPerRequest);
+  // worth, kMaxMetricsPerRequest) in heartbeats, so its Complete/Fail fits,
+  // trying each up to `attempts` times (0 = report_attempts). The first
+  // error, after which the rest stays queued.
+  absl::Status FlushMetrics(RunningJob& job, size_t keep = kMaxMetricsPerRequest, int attempts = 0);
   void HeartbeatLoop();
   void SendHeartbeat();
   // Repeats `call` while it fails with UNAVAILABLE/DEADLINE_EXCEEDED/

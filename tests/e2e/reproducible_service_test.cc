@@ -96,6 +96,7 @@ class ReproducibleServiceTest : public ::testing::Test {
     client_ = NewGrpcCoordinatorClient(server_->InProcessChannel(tokens_.worker));
     TrainJobRunnerOptions runner_options;
     runner_options.data_dir = (dir_ / "data").string();
+    runner_options.resume_interval_ms = 0;  // a resume state after every epoch
     runner_ = std::make_unique<TrainJobRunner>(runner_options);
   }
   void TearDown() override {
@@ -272,6 +273,13 @@ class StopAfterEpochRunner final : public JobRunner {
  public:
   StopAfterEpochRunner(JobRunner& inner, int64_t epochs, std::function<void()> stop)
       : inner_(inner), epochs_(epochs), stop_(std::move(stop)) {}
+  // Calls stop() at the first metric of epoch `epoch` or later instead.
+  static std::unique_ptr<StopAfterEpochRunner> AtMetricOfEpoch(JobRunner& inner, int64_t epoch,
+                                                               std::function<void()> stop) {
+    auto r = std::make_unique<StopAfterEpochRunner>(inner, -1, std::move(stop));
+    r->on_metric_epoch_ = epoch;
+    return r;
+  }
   JobOutcome Run(const v1::Job& job, JobContext& context) override {
     Context c(context, *this);
     return inner_.Run(job, c);
@@ -292,7 +300,12 @@ class StopAfterEpochRunner final : public JobRunner {
   class Context final : public JobContext {
    public:
     Context(JobContext& inner, StopAfterEpochRunner& runner) : inner_(inner), runner_(runner) {}
-    void ReportMetric(const v1::Metric& m) override { inner_.ReportMetric(m); }
+    void ReportMetric(const v1::Metric& m) override {
+      inner_.ReportMetric(m);
+      if (runner_.on_metric_epoch_ >= 0 && m.epoch() >= runner_.on_metric_epoch_ &&
+          !runner_.stopped_.exchange(true))
+        runner_.stop_();
+    }
     void ReportProgress(const v1::JobProgress& p) override { inner_.ReportProgress(p); }
     bool ShouldStop() override { return inner_.ShouldStop(); }
     const std::string& WorkDir() const override { return inner_.WorkDir(); }
@@ -314,6 +327,8 @@ class StopAfterEpochRunner final : public JobRunner {
   JobRunner& inner_;
   const int64_t epochs_;
   const std::function<void()> stop_;
+  int64_t on_metric_epoch_ = -1;
+  std::atomic<bool> stopped_{false};
 };
 
 // Two trials of four epochs, each alone on a slot (a pack's numerics differ
@@ -399,6 +414,34 @@ TEST_F(ReproducibleServiceTest, HandedBackTrialsResumeAndEqualUninterruptedOnes)
     EXPECT_EQ(Weights(got.job().last_checkpoint_sha256()), Weights(ref.last_checkpoint_sha256()));
   }
   EXPECT_GE(stopping.states_stored.load(), 2);
+}
+
+// With --resume-every longer than the run, no state goes out while the trial
+// trains, but the latest one (after 2 epochs) goes out when the worker stops,
+// before the job is handed back: the next attempt resumes at epoch 2 and
+// ends as an uninterrupted run.
+TEST_F(ReproducibleServiceTest, StoppedWorkerSendsItsLatestStateBeforeHandingBack) {
+  TrainJobRunnerOptions o;
+  o.data_dir = (dir_ / "data").string();
+  o.resume_interval_ms = 3600 * 1000;
+  TrainJobRunner slow_states(o);
+  auto stopping =
+      StopAfterEpochRunner::AtMetricOfEpoch(slow_states, 2, [this] { worker_->Stop(); });
+  std::string toml = kResumeSweep;
+  toml.replace(toml.find("seed = [5, 6]"), 13, "seed = [5]");
+  StartWorker(1, stopping.get());
+  const std::string id = Submit(toml);
+  EXPECT_EQ(JoinWorker(), RunEnd::kHandedBack);
+  EXPECT_EQ(stopping->states_stored.load(), 1);  // only the one at the stop
+  const v1::Job handed_back = GetJob(id + "-0").job();
+  EXPECT_EQ(handed_back.state(), v1::PENDING);
+  EXPECT_EQ(handed_back.resume_epochs(), 2);
+  StartWorker(1);
+  WatchUntil(id);
+  const std::string reference = Submit(toml);
+  WatchUntil(reference);
+  ExpectSameTraining(id + "-0", reference + "-0");
+  EXPECT_EQ(GetJob(id + "-0").attempts(1).resumed_from_epoch(), 2);
 }
 
 }  // namespace
