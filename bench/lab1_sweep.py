@@ -65,17 +65,24 @@ def grid(text):
 class Service:
     """qsweep-server --local-workers N on loopback with a temporary database and state dir."""
 
-    def __init__(self, build, tmp, workers, env):
+    def __init__(self, build, tmp, workers, env, worker_args=()):
         self.qsweep = os.path.join(build, "qsweep")
         self.env = env
         self.dir = os.path.join(tmp, "state")
         os.makedirs(self.dir)
         self.addr = f"127.0.0.1:{free_port()}"
         self.log = open(os.path.join(tmp, "server.log"), "w")
+        worker = os.path.join(build, "qsweep-worker")
+        if worker_args:  # the server starts its local workers with no extra flags: a wrapper
+            wrapper = os.path.join(tmp, "qsweep-worker-wrapped")
+            with open(wrapper, "w") as f:
+                f.write("#!/bin/sh\nexec %s %s \"$@\"\n" % (worker, " ".join(worker_args)))
+            os.chmod(wrapper, 0o755)
+            worker = wrapper
         self.proc = subprocess.Popen(
             [os.path.join(build, "qsweep-server"), "--listen", self.addr,
              "--db", os.path.join(self.dir, "q.db"), "--local-workers", str(workers),
-             "--worker-binary", os.path.join(build, "qsweep-worker"),
+             "--worker-binary", worker,
              "--data-dir", os.path.join(tmp, "server-data")],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 60
@@ -146,6 +153,12 @@ def main():
                     help="run the sweep again with [sweep] pack = false and compare accuracies")
     ap.add_argument("--compare", help="results JSON of an earlier run (--save) to compare with")
     ap.add_argument("--save", help="write this run's results (JSON) here")
+    ap.add_argument("--epochs-scale", type=float,
+                    help="scale the epoch counts (default: 0.2 with --quick, else 1)")
+    ap.add_argument("--no-resume-states", action="store_true",
+                    help="workers send no per-epoch resume state (to measure what they cost)")
+    ap.add_argument("--resume-every",
+                    help="the workers' --resume-every (default theirs: 10s; 0 = every epoch)")
     a = ap.parse_args()
 
     for path in (os.path.join(a.build, "qsweep"), os.path.join(a.build, "qsweep-server"),
@@ -153,7 +166,7 @@ def main():
         if not os.path.exists(path):
             sys.exit(f"missing {path}: build qsweep first (deploy/build.sh)")
     rows = 40000 if a.quick else 0
-    scale = 0.2 if a.quick else 1.0
+    scale = a.epochs_scale if a.epochs_scale else (0.2 if a.quick else 1.0)
     tmp = tempfile.mkdtemp(prefix="qsweep-lab1-")
     env = dict(os.environ, QSWEEP_DATA_DIR=os.path.join(tmp, "data"), OMP_NUM_THREADS="1")
     env.pop("QSWEEP_TOKEN_FILE", None)
@@ -161,7 +174,10 @@ def main():
         packed_toml = os.path.join(tmp, "lab1.toml")
         with open(packed_toml, "w") as f:
             f.write(sweep_text(rows, scale, pack=True))
-        svc = Service(a.build, tmp, a.workers, env)
+        worker_args = ["--no-resume-states"] if a.no_resume_states else []
+        if a.resume_every:
+            worker_args += ["--resume-every", a.resume_every]
+        svc = Service(a.build, tmp, a.workers, env, worker_args)
         try:
             sweep_id, makespan, jobs = svc.run_sweep(packed_toml)
             results = trial_results(jobs)

@@ -4,7 +4,10 @@
 //
 //   qsweep-bench-train --model jsc-toy --dataset jsc-synthetic --synthetic-rows 200000 \
 //       --batch-size 256 --epochs 3 [--threads 1] [--lr 1e-3] [--engine packed|autograd]
-//       [--trials K --mode packed|sequential]
+//       [--trials K --mode packed|sequential] [--checkpoint-dir DIR [--resume-states 1]]
+//
+// --checkpoint-dir writes each trial's best/last checkpoints under DIR/t<k> as a worker does;
+// --resume-states 1 also writes its per-epoch resume state there (what that costs the trainer).
 //
 // --trials K trains K trials (seeds 0..K-1, learning rates lr * 0.5^(k mod 3)) either as one
 // pack (TrainPacked) or one after another (TrainModel each); samples_per_second_median is then
@@ -13,10 +16,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "worker/core/data/dataset.h"
 #include "worker/core/model/model_spec.h"
@@ -56,19 +58,36 @@ int main(int argc, char** argv) {
   c.log_every_n_steps = 50;
   std::string engine = "packed", mode = "sequential";
   int64_t trials = 1;
+  std::string checkpoint_dir;
+  bool resume_states = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--model") c.model = v;
-    else if (k == "--dataset") c.dataset = v;
-    else if (k == "--synthetic-rows") c.synthetic_rows = std::atoll(v.c_str());
-    else if (k == "--batch-size") c.batch_size = std::atoll(v.c_str());
-    else if (k == "--epochs") c.max_epochs = std::atoll(v.c_str());
-    else if (k == "--threads") c.threads = std::atoll(v.c_str());
-    else if (k == "--lr") c.learning_rate = std::atof(v.c_str());
-    else if (k == "--data-dir") c.data_dir = v;
-    else if (k == "--engine") engine = v;
-    else if (k == "--trials") trials = std::atoll(v.c_str());
-    else if (k == "--mode") mode = v;
+    if (k == "--model")
+      c.model = v;
+    else if (k == "--dataset")
+      c.dataset = v;
+    else if (k == "--synthetic-rows")
+      c.synthetic_rows = std::atoll(v.c_str());
+    else if (k == "--batch-size")
+      c.batch_size = std::atoll(v.c_str());
+    else if (k == "--epochs")
+      c.max_epochs = std::atoll(v.c_str());
+    else if (k == "--threads")
+      c.threads = std::atoll(v.c_str());
+    else if (k == "--lr")
+      c.learning_rate = std::atof(v.c_str());
+    else if (k == "--data-dir")
+      c.data_dir = v;
+    else if (k == "--engine")
+      engine = v;
+    else if (k == "--trials")
+      trials = std::atoll(v.c_str());
+    else if (k == "--mode")
+      mode = v;
+    else if (k == "--checkpoint-dir")
+      checkpoint_dir = v;
+    else if (k == "--resume-states")
+      resume_states = v == "1";
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -101,6 +120,10 @@ int main(int argc, char** argv) {
     t.config.learning_rate = c.learning_rate * (k % 3 == 0 ? 1.0 : k % 3 == 1 ? 0.5 : 0.25);
     t.options.callback = &recs[k];
     t.options.use_autograd = engine == "autograd";
+    if (!checkpoint_dir.empty()) {
+      t.options.checkpoint_dir = checkpoint_dir + "/t" + std::to_string(k);
+      if (resume_states) t.options.resume_state_out = t.options.checkpoint_dir + "/state.qsr";
+    }
     pack.push_back(t);
   }
   double sps = 0, wall = 0;
@@ -138,6 +161,7 @@ int main(int argc, char** argv) {
                         {"engine", engine},
                         {"trials", trials},
                         {"mode", mode},
+                        {"resume_states", resume_states},
                         {"wall_seconds", wall},
                         {"samples_per_second_median", sps},
                         {"val_acc", rec.val_acc},

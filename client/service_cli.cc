@@ -385,6 +385,7 @@ int Show(Common& c, const std::string& job_id) {
       attempts.push_back({{"number", a.number()},
                           {"worker_id", a.worker_id()},
                           {"state", StateName(a.state())},
+                          {"resumed_from_epoch", a.resumed_from_epoch()},
                           {"error", a.error()},
                           {"started", TimeText(a.started_unix_ms())},
                           {"finished", TimeText(a.finished_unix_ms())}});
@@ -432,9 +433,10 @@ int Show(Common& c, const std::string& job_id) {
     }
     *c.out << RenderTable(pe, TableStyle::kSimple) << "\n\n";
   }
-  Table at{{"attempt", "worker", "state", "started", "finished", "error"}, {}};
+  Table at{{"attempt", "worker", "state", "resumed at epoch", "started", "finished", "error"}, {}};
   for (const auto& a : job.attempts())
     at.rows.push_back({std::to_string(a.number()), a.worker_id(), StateName(a.state()),
+                       a.resumed_from_epoch() > 0 ? std::to_string(a.resumed_from_epoch()) : "",
                        TimeText(a.started_unix_ms()), TimeText(a.finished_unix_ms()), a.error()});
   *c.out << RenderTable(at, TableStyle::kSimple) << "\n";
   if (job.artifacts_size() > 0) {

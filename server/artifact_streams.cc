@@ -151,21 +151,29 @@ void UploadReactor::StoreUpload() {
   info_.set_size_bytes(static_cast<int64_t>(bytes_.size()));
   // The content first, here (content-addressed: an upload whose lease is
   // lost meanwhile leaves unlinked content, never a wrong link).
-  v1::ArtifactInfo content = info_;
-  content.clear_job_id();
-  if (absl::Status s = store_.PutArtifact(content, bytes_); !s.ok()) {
-    Finish(ToGrpcStatus(s));
-    return;
+  // A resume state is not content-addressed: the job keeps one, replaced on
+  // the strand with the lease check (small: a few KB per trial).
+  const bool resume = info_.kind() == "resume";
+  if (!resume) {
+    v1::ArtifactInfo content = info_;
+    content.clear_job_id();
+    if (absl::Status s = store_.PutArtifact(content, bytes_); !s.ok()) {
+      Finish(ToGrpcStatus(s));
+      return;
+    }
+    bytes_.clear();
+    bytes_.shrink_to_fit();
   }
-  bytes_.clear();
-  bytes_.shrink_to_fit();
   // The link is made on the strand, under the lease check, so that no other
   // grant or completion of the job can come between them.
   coordinator_.Post([this](Scheduler& scheduler) {
     auto attempt = scheduler.CheckUpload(caller_, lease_id_, lease_epoch_, info_.job_id());
     absl::Status s = attempt.status();
-    if (s.ok()) {
-      info_.set_attempt(*attempt);
+    if (s.ok()) info_.set_attempt(*attempt);
+    if (s.ok() && info_.kind() == "resume") {
+      // The job's one resume state, recorded on the job (issue 9 §1).
+      s = scheduler.StoreResumeState(caller_, lease_id_, lease_epoch_, info_, bytes_);
+    } else if (s.ok()) {
       s = store_.LinkArtifact(info_);
     }
     coordinator_.Ack([this, s](const absl::Status& committed) {

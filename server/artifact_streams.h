@@ -56,7 +56,8 @@ struct UploadBudget {
 // current lease of info.job_id may upload (checked on the scheduler strand when
 // the first chunk arrives, and again when the content is stored, so a lease
 // lost meanwhile stores nothing); the link is recorded with that lease's
-// attempt. Deletes itself when done.
+// attempt. A resume state (info.kind "resume") is stored as the job's only one
+// (Scheduler::StoreResumeState), not as an artifact. Deletes itself when done.
 class UploadReactor final : public grpc::ServerReadReactor<v1::ArtifactChunk> {
  public:
   UploadReactor(Store& store, Coordinator& coordinator, WorkPool& pool, Caller caller,

@@ -12,6 +12,7 @@
 #include "server/auth.h"
 #include "server/dataset_artifacts.h"
 #include "server/grpc_status_util.h"
+#include "server/job_metrics.h"
 #include "server/job_query.h"
 #include "server/paged_queries.h"
 #include "server/strand_reactor.h"
@@ -272,7 +273,7 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::GetMetrics(grpc::CallbackServer
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
   auto job = AccessibleJob(store_, *caller, request->job_id());
   if (!job.ok()) return Done(ctx, job.status());
-  auto metrics = store_.ListMetrics(job->id(), job->attempt(), request->name());
+  auto metrics = JobMetrics(store_, *job, request->name());  // across resumed attempts
   if (!metrics.ok()) return Done(ctx, metrics.status());
   for (auto& m : *metrics) *response->add_metrics() = std::move(m);
   return Done(ctx, absl::OkStatus());

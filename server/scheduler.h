@@ -153,6 +153,14 @@ class Scheduler {
   absl::StatusOr<int32_t> CheckUpload(const Caller& caller, const std::string& lease_id,
                                       int64_t epoch, const std::string& job_id);
 
+  // Stores a per-epoch resume state (issue 9 §1) uploaded under the job's
+  // current lease (an upload with info.kind "resume") as the job's only one,
+  // and records it on the job (Job.resume_sha256, resume_epochs): the next
+  // lease of the job carries it, and that attempt records resumed_from_epoch.
+  // Errors as CheckUpload; INVALID_ARGUMENT for a job that is not TRAIN.
+  absl::Status StoreResumeState(const Caller& caller, const std::string& lease_id, int64_t epoch,
+                                v1::ArtifactInfo info, const std::string& bytes);
+
   // Cancels pending jobs at once and asks running ones to stop (delivered on
   // their next heartbeat). Returns how many jobs were affected; NOT_FOUND for
   // an unknown id.

@@ -53,6 +53,7 @@ absl::Status Scheduler::Grant(const std::string& job_id, const std::string& work
   attempt.set_lease_epoch(next.lease_epoch());
   attempt.set_state(v1::LEASED);
   attempt.set_started_unix_ms(now);
+  if (!next.resume_sha256().empty()) attempt.set_resumed_from_epoch(next.resume_epochs());
   QSWEEP_RETURN_IF_ERROR(Commit(next, &attempt));
   const int64_t mono = clock_.MonotonicMs();
   lease_deadline_[job_id] = mono + options_.lease_ttl_ms;
@@ -183,6 +184,22 @@ absl::StatusOr<int32_t> Scheduler::CheckUpload(const Caller& caller, const std::
   return job->attempt();
 }
 
+absl::Status Scheduler::StoreResumeState(const Caller& caller, const std::string& lease_id,
+                                         int64_t epoch, v1::ArtifactInfo info,
+                                         const std::string& bytes) {
+  QSWEEP_ASSIGN_OR_RETURN(int32_t attempt, CheckUpload(caller, lease_id, epoch, info.job_id()));
+  const v1::Job& job = jobs_.at(info.job_id());
+  if (job.kind() != v1::TRAIN)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "field 'info.kind': job ", job.id(), " is not a TRAIN job; only those take resume states"));
+  info.set_attempt(attempt);
+  QSWEEP_RETURN_IF_ERROR(store_.PutResumeState(info, bytes));
+  v1::Job next = job;
+  next.set_resume_sha256(info.sha256());
+  next.set_resume_epochs(info.epochs_done());
+  return Commit(next, nullptr);
+}
+
 absl::Status Scheduler::RecordMetrics(
     const v1::Job& job, const google::protobuf::RepeatedPtrField<v1::Metric>& metrics) {
   if (metrics.empty()) return absl::OkStatus();
@@ -283,11 +300,16 @@ absl::Status Scheduler::Complete(const Caller& caller, const v1::CompleteRequest
   next.set_last_checkpoint_sha256(request.last_checkpoint_sha256());
   next.set_result_json(request.result_json());
   next.set_lease_expires_unix_ms(0);
+  const bool had_resume_state = !next.resume_sha256().empty();
+  next.clear_resume_sha256();  // done: its resume state is not needed any more
+  next.set_resume_epochs(0);
   for (v1::Report report : request.reports()) {
     report.set_job_id(next.id());
     QSWEEP_RETURN_IF_ERROR(store_.PutReport(report));
   }
   QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, v1::SUCCEEDED));  // and its dependents
+  // After the commit: a state left behind by a failed delete is only unused.
+  if (had_resume_state) store_.DeleteResumeState(next.id()).IgnoreError();
   ServeWaiters();  // a concurrency slot was freed
   return absl::OkStatus();
 }
@@ -311,7 +333,16 @@ absl::Status Scheduler::Fail(const Caller& caller, const v1::FailRequest& reques
                    : next.failures() < next.max_attempts() ? v1::PENDING
                                                            : v1::FAILED);
   }
+  // An attempt that failed with an error may have failed on its resume state:
+  // the retry starts from scratch. A hand-back keeps it (the next attempt
+  // resumes), as do an expired lease and a time limit.
+  const bool drop_resume_state = !request.hand_back() && !next.resume_sha256().empty();
+  if (drop_resume_state) {
+    next.clear_resume_sha256();
+    next.set_resume_epochs(0);
+  }
   QSWEEP_RETURN_IF_ERROR(CommitClosingAttempt(next, attempt_state));
+  if (drop_resume_state) store_.DeleteResumeState(next.id()).IgnoreError();
   ServeWaiters();
   return absl::OkStatus();
 }

@@ -89,14 +89,17 @@ std::vector<std::vector<std::string>> Scheduler::PickPacks(int32_t slots, int32_
     if (!eligible(job)) continue;
     std::vector<std::string> group;
     take(job, group);
-    const std::string& key = pack > 1 ? PackKey(job) : std::string();
+    // A job that resumes from a per-epoch state trains alone (a pack starts
+    // its trials at one epoch).
+    const std::string& key = pack > 1 && job.resume_sha256().empty() ? PackKey(job) : std::string();
     if (!key.empty()) {
       int scanned = 0;
       for (auto it = std::next(head);
            it != pending_.end() && scanned < kPackScan && static_cast<int32_t>(group.size()) < pack;
            ++it, ++scanned) {
         const v1::Job& other = jobs_.at(std::get<3>(*it));
-        if (eligible(other) && PackKey(other) == key) take(other, group);
+        if (eligible(other) && other.resume_sha256().empty() && PackKey(other) == key)
+          take(other, group);
       }
     }
     packs.push_back(std::move(group));

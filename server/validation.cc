@@ -250,11 +250,18 @@ absl::Status Validate(const v1::FetchArtifactRequest& r) {
 
 absl::Status ValidateUploadInfo(const v1::ArtifactInfo& info) {
   QSWEEP_RETURN_IF_ERROR(Sha256Field("info.sha256", info.sha256()));
-  if (info.kind() != "checkpoint" && info.kind() != "state_dict")
-    return Bad("info.kind", "must be checkpoint or state_dict (workers upload job artifacts)");
+  if (info.kind() != "checkpoint" && info.kind() != "state_dict" && info.kind() != "resume")
+    return Bad("info.kind",
+               "must be checkpoint, state_dict or resume (workers upload job artifacts)");
   QSWEEP_RETURN_IF_ERROR(Required("info.job_id", info.job_id()));
   // 0 = not declared; the server counts the bytes it receives either way.
   QSWEEP_RETURN_IF_ERROR(Range("info.size_bytes", info.size_bytes(), 0, kMaxArtifactBytes));
+  // A per-epoch resume state (issue 9 §1): one per job, replaced by the next.
+  if (info.kind() == "resume" || info.name() == "resume") {
+    if (info.kind() != "resume" || info.name() != "resume")
+      return Bad("info.name", "must be resume exactly when info.kind is resume");
+    return Range("info.epochs_done", info.epochs_done(), 1, 1000000000);
+  }
   static const char* const kNames[] = {"best", "last", "best_state_dict", "transformed",
                                        "transformed_state_dict"};
   for (const char* n : kNames)

@@ -32,9 +32,12 @@ class ErrorReader final : public grpc::ServerReadReactor<v1::ArtifactChunk> {
 };
 
 // OK if a job now leased to a worker of the caller's token needs `sha256` (its
-// prepared dataset or its input checkpoint). Read from the store, which the
-// scheduler updates before its own state, so no grant is missed.
-absl::Status CheckFetch(Store& store, const Caller& caller, const std::string& sha256) {
+// prepared dataset, its input checkpoint or its resume state). Read from the
+// store, which the scheduler updates before its own state, so no grant is
+// missed. Returns the job's id when `sha256` is its resume state (kept apart
+// from the artifacts), else "".
+absl::StatusOr<std::string> CheckFetch(Store& store, const Caller& caller,
+                                       const std::string& sha256) {
   JobFilter active;
   active.states = {v1::LEASED, v1::RUNNING};
   auto jobs = store.ListJobs(active);
@@ -44,10 +47,11 @@ absl::Status CheckFetch(Store& store, const Caller& caller, const std::string& s
   std::set<std::string> mine;
   for (const auto& w : *workers)
     if (!caller.token_id.empty() && w.token_id() == caller.token_id) mine.insert(w.id());
-  for (const auto& j : *jobs)
-    if (mine.count(j.worker_id()) &&
-        (j.dataset_sha256() == sha256 || j.input_checkpoint_sha256() == sha256))
-      return absl::OkStatus();
+  for (const auto& j : *jobs) {
+    if (!mine.count(j.worker_id())) continue;
+    if (j.dataset_sha256() == sha256 || j.input_checkpoint_sha256() == sha256) return std::string();
+    if (j.resume_sha256() == sha256) return j.id();
+  }
   return absl::PermissionDeniedError(
       absl::StrCat("artifact ", sha256, " is not an input of any job leased to this worker token"));
 }
@@ -144,13 +148,21 @@ grpc::ServerWriteReactor<v1::ArtifactChunk>* WorkerServiceImpl::FetchArtifact(
   // A prepared dataset may be hundreds of MB: checked and read on the pool.
   auto* writer = new BlobWriteReactor();
   pool_.Post([this, caller = *caller, request, writer] {
-    if (auto s = CheckFetch(store_, caller, request->sha256()); !s.ok()) {
-      writer->Fail(s);
+    auto resume_of = CheckFetch(store_, caller, request->sha256());
+    if (!resume_of.ok()) {
+      writer->Fail(resume_of.status());
       return;
     }
-    auto bytes = store_.GetArtifactBytes(request->sha256());
+    v1::ArtifactInfo stored;
+    auto bytes = resume_of->empty() ? store_.GetArtifactBytes(request->sha256())
+                                    : store_.GetResumeState(*resume_of, &stored);
     if (!bytes.ok()) {
       writer->Fail(bytes.status());
+      return;
+    }
+    if (!resume_of->empty() && stored.sha256() != request->sha256()) {
+      writer->Fail(absl::NotFoundError(
+          absl::StrCat("job ", *resume_of, " has a newer resume state than ", request->sha256())));
       return;
     }
     v1::ArtifactInfo info;

@@ -135,6 +135,28 @@ class InMemoryStore final : public Store {
     return absl::OkStatus();
   }
 
+  absl::Status PutResumeState(const v1::ArtifactInfo& info, const std::string& bytes) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    resume_[info.job_id()] = {info, bytes};
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> GetResumeState(const std::string& job_id,
+                                             v1::ArtifactInfo* info) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = resume_.find(job_id);
+    if (it == resume_.end())
+      return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no resume state"));
+    if (info) *info = it->second.first;
+    return it->second.second;
+  }
+
+  absl::Status DeleteResumeState(const std::string& job_id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    resume_.erase(job_id);
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<std::string> GetArtifactBytes(const std::string& sha256) override {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = blobs_.find(sha256);
@@ -244,6 +266,7 @@ class InMemoryStore final : public Store {
   std::map<std::string, std::map<int32_t, std::string>> job_order_;  // sweep -> index -> job
   std::map<std::pair<std::string, int32_t>, v1::Attempt> attempts_;
   std::map<std::tuple<std::string, int32_t, std::string, int64_t>, v1::Metric> metrics_;
+  std::map<std::string, std::pair<v1::ArtifactInfo, std::string>> resume_;  // by job id
   std::map<std::string, std::string> blobs_;
   std::map<std::pair<std::string, std::string>, v1::ArtifactInfo> links_;
   std::map<std::pair<std::string, std::string>, v1::Report> reports_;

@@ -76,6 +76,13 @@ CREATE TABLE tokens (
   id TEXT NOT NULL UNIQUE,
   data BLOB NOT NULL);
 )sql",
+      // 3: per-epoch resume states, one per job (replaced by each upload).
+      R"sql(
+CREATE TABLE resume_states (
+  job_id TEXT PRIMARY KEY,
+  info BLOB NOT NULL,
+  data BLOB NOT NULL);
+)sql",
   };
   return kMigrations;
 }
@@ -489,6 +496,39 @@ class SqliteStoreImpl final : public Store {
       Stmt l(db_, "INSERT OR REPLACE INTO job_artifacts(job_id, name, info) VALUES (?, ?, ?)");
       l.Text(1, info.job_id()).Text(2, info.name()).Blob(3, info.SerializeAsString());
       return l.Run();
+    });
+  }
+
+  absl::Status PutResumeState(const v1::ArtifactInfo& info, const std::string& bytes) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    return InTransaction([&] {
+      Stmt s(db_, "INSERT OR REPLACE INTO resume_states(job_id, info, data) VALUES (?, ?, ?)");
+      s.Text(1, info.job_id()).Blob(2, info.SerializeAsString()).Blob(3, bytes);
+      return s.Run();
+    });
+  }
+
+  absl::StatusOr<std::string> GetResumeState(const std::string& job_id,
+                                             v1::ArtifactInfo* info) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    Stmt s(db_, "SELECT info, data FROM resume_states WHERE job_id = ?");
+    s.Text(1, job_id);
+    if (s.Next()) {
+      if (info) {
+        QSWEEP_ASSIGN_OR_RETURN(*info, Parse<v1::ArtifactInfo>(s.ColumnBytes(0), "resume state"));
+      }
+      return s.ColumnBytes(1);
+    }
+    QSWEEP_RETURN_IF_ERROR(s.status());
+    return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no resume state"));
+  }
+
+  absl::Status DeleteResumeState(const std::string& job_id) override {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    return InTransaction([&] {
+      Stmt s(db_, "DELETE FROM resume_states WHERE job_id = ?");
+      s.Text(1, job_id);
+      return s.Run();
     });
   }
 

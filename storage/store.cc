@@ -21,4 +21,15 @@ absl::Status Store::LinkArtifact(const v1::ArtifactInfo& info) {
   return PutArtifact(info, *bytes);
 }
 
+absl::Status Store::PutResumeState(const v1::ArtifactInfo& info, const std::string&) {
+  return absl::UnimplementedError(
+      absl::StrCat("this store keeps no resume states (job ", info.job_id(), ")"));
+}
+
+absl::StatusOr<std::string> Store::GetResumeState(const std::string& job_id, v1::ArtifactInfo*) {
+  return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no resume state"));
+}
+
+absl::Status Store::DeleteResumeState(const std::string&) { return absl::OkStatus(); }
+
 }  // namespace qsweep

@@ -100,6 +100,19 @@ class Store {
   virtual absl::StatusOr<std::vector<v1::ArtifactInfo>> ListArtifacts(
       const std::string& job_id) = 0;
 
+  // Per-epoch resume states (issue 9 §1): at most one per job, kept apart
+  // from the content-addressed artifacts. Stores `bytes` (hash info.sha256,
+  // for info.job_id, holding info.epochs_done epochs) as the job's resume
+  // state; the previous one is deleted. Default (a store without them):
+  // UNIMPLEMENTED.
+  virtual absl::Status PutResumeState(const v1::ArtifactInfo& info, const std::string& bytes);
+  // The job's resume state (and its info, when `info` is not null).
+  // NOT_FOUND if it has none.
+  virtual absl::StatusOr<std::string> GetResumeState(const std::string& job_id,
+                                                     v1::ArtifactInfo* info);
+  // Deletes the job's resume state; OK if it has none.
+  virtual absl::Status DeleteResumeState(const std::string& job_id);
+
   // Upserts the report of (job_id, pass_name).
   virtual absl::Status PutReport(const v1::Report& report) = 0;
   // NOT_FOUND if there is none.

@@ -30,6 +30,15 @@ class JobContext {
   // The device of the worker slot this job runs in ("cuda:1"); empty when
   // the worker has one device for all slots (the runner's own setting).
   virtual std::string Device() const { return ""; }
+  // Sends the job's per-epoch resume state (the file at `path`, holding
+  // `epochs_done` epochs) to the coordinator under the job's lease, after the
+  // metrics reported so far are stored there, so that a later attempt can
+  // continue from it (issue 9 §1). Blocks until it is acknowledged. An error
+  // leaves the job running (the state is an optimisation). Default: not
+  // supported (UNIMPLEMENTED).
+  virtual absl::Status SaveResumeState(const std::string& path, int64_t epochs_done) {
+    return absl::UnimplementedError("this job context keeps no resume states");
+  }
 };
 
 // A file the loop uploads after the job succeeded.

@@ -75,6 +75,19 @@ int main(int argc, char** argv) {
   app.add_option("--name", options.name, "name shown by `qsweep workers`");
   app.add_option("--work-dir", options.work_dir, "folder for checkpoints of running jobs");
   app.add_option("--data-dir", runner_options.data_dir, "dataset cache folder");
+  bool no_resume_states = false;
+  app.add_flag("--no-resume-states", no_resume_states,
+               "send no per-epoch resume states (a trial handed back or whose worker died then "
+               "starts again from scratch)");
+#ifdef QSWEEP_WORKER_TEST_HOLD
+  std::string resume_every_text = "0";  // the test worker: a state after every epoch
+#else
+  std::string resume_every_text = "10s";
+#endif
+  app.add_option("--resume-every", resume_every_text,
+                 "send a running trial's resume state at most this often (0 = after every "
+                 "epoch); the latest one always goes out before a hand-back")
+      ->capture_default_str();
   app.add_option("--token-file", token_file,
                  "file holding this worker's token, mode 0600 (default: "
                  "$QSWEEP_TOKEN_FILE, "
@@ -106,6 +119,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   namespace log = qsweep::log;
   log::Init("qsweep-worker", *log::ParseLevel(log_level));  // checked by --log-level's IsMember
+  runner_options.resume_states = !no_resume_states;
+  auto resume_every = qsweep::ParseDuration(resume_every_text);
+  if (!resume_every.ok() || *resume_every < 0) {
+    log::Error(absl::StrCat("--resume-every is '", resume_every_text,
+                            "'; allowed: 0 or a duration such as 10s, 1m"));
+    return 2;
+  }
+  runner_options.resume_interval_ms = *resume_every;
   auto grace = qsweep::ParseDuration(grace_text);
   if (!grace.ok() || *grace <= 0) {
     log::Error(absl::StrCat("--grace is '", grace_text,

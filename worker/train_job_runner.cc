@@ -1,5 +1,6 @@
 #include "worker/train_job_runner.h"
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -7,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/limits.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "worker/core/config/train_config.h"
 #include "worker/core/data/dataset.h"
@@ -21,10 +23,15 @@
 namespace qsweep {
 namespace {
 
-// Forwards the trainer's callbacks to the worker's job context.
+// Forwards the trainer's callbacks to the worker's job context. Resume states
+// go out at most once per `resume_interval_ms` (0 = after every epoch); the
+// latest one not sent goes out with SendLatest() (before a hand-back).
 class ContextCallback final : public TrainCallback {
  public:
-  explicit ContextCallback(JobContext& context) : context_(context) {}
+  explicit ContextCallback(JobContext& context, int64_t resume_interval_ms = 0)
+      : context_(context),
+        interval_(std::chrono::milliseconds(resume_interval_ms)),
+        last_sent_(std::chrono::steady_clock::now()) {}
   void OnMetric(const MetricPoint& m) override {
     v1::Metric metric;
     metric.set_name(m.name);
@@ -47,9 +54,29 @@ class ContextCallback final : public TrainCallback {
     context_.ReportProgress(progress);
   }
   bool ShouldStop() override { return context_.ShouldStop(); }
+  void OnResumeState(const std::string& path, int64_t epochs_done) override {
+    latest_path_ = path;
+    latest_ = epochs_done;
+    if (std::chrono::steady_clock::now() - last_sent_ >= interval_) Send();
+  }
+  // Sends the latest state if it was not sent yet (the trial stopped: the
+  // next attempt continues from it).
+  void SendLatest() {
+    if (latest_ > sent_) Send();
+  }
 
  private:
+  void Send() {
+    // A failed upload only means a later attempt starts from an older state.
+    if (context_.SaveResumeState(latest_path_, latest_).ok()) sent_ = latest_;
+    last_sent_ = std::chrono::steady_clock::now();
+  }
   JobContext& context_;
+  const std::chrono::steady_clock::duration interval_;
+  std::chrono::steady_clock::time_point last_sent_;
+  std::string latest_path_;
+  int64_t latest_ = 0;  // epochs of the latest state written
+  int64_t sent_ = 0;    // epochs of the latest state sent
 };
 
 JobOutcome Failed(const v1::Job& job, const std::string& what) {
@@ -247,6 +274,25 @@ absl::StatusOr<TrainJobRunner::PreparedTrain> TrainJobRunner::PrepareTrain(const
   p.options.checkpoint_dir = (std::filesystem::path(context.WorkDir()) / "checkpoints").string();
   p.options.provenance = {
       {"job_id", job.id()}, {"sweep_id", job.sweep_id()}, {"attempt", job.attempt()}};
+  const std::filesystem::path resume_dir = std::filesystem::path(context.WorkDir()) / "resume";
+  if (options_.resume_states) p.options.resume_state_out = (resume_dir / "state.qsr").string();
+  if (!job.resume_sha256().empty()) {  // continue where an earlier attempt stopped
+    auto bytes = context.FetchArtifact(job.resume_sha256());
+    if (!bytes.ok()) {
+      return absl::Status(bytes.status().code(),
+                          absl::StrCat("fetching resume state ", job.resume_sha256(), ": ",
+                                       bytes.status().message()));
+    }
+    if (Sha256Hex(*bytes) != job.resume_sha256())
+      return absl::DataLossError(
+          absl::StrCat("resume state ", job.resume_sha256(), " arrived with another hash"));
+    std::error_code ec;
+    std::filesystem::create_directories(resume_dir, ec);
+    p.options.resume_from = (resume_dir / "from.qsr").string();
+    std::ofstream out(p.options.resume_from, std::ios::binary | std::ios::trunc);
+    out.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
+    if (!out) return absl::InternalError("cannot write " + p.options.resume_from);
+  }
   return p;
 }
 
@@ -265,6 +311,7 @@ JobOutcome TrainJobRunner::OutcomeOf(const PreparedTrain& p, const TrainResult& 
                                  {"message", result.message},
                                  {"global_steps", result.global_steps},
                                  {"epochs_completed", result.epochs_completed},
+                                 {"resumed_from_epoch", result.resumed_from_epoch},
                                  {"threads", p.config.threads},
                                  {"device", p.config.device},
                                  {"dataset", p.data->DisplayName()},
@@ -284,10 +331,11 @@ JobOutcome TrainJobRunner::OutcomeOf(const PreparedTrain& p, const TrainResult& 
 JobOutcome TrainJobRunner::RunTrain(const v1::Job& job, JobContext& context) {
   auto p = PrepareTrain(job, context);
   if (!p.ok()) return Failed(job, std::string(p.status().message()));
-  ContextCallback callback(context);
+  ContextCallback callback(context, options_.resume_interval_ms);
   p->options.callback = &callback;
   auto result = TrainModel(p->config, p->spec, *p->data, p->options);
   if (!result.ok()) return Failed(job, std::string(result.status().message()));
+  if (result->status == "cancelled") callback.SendLatest();  // stopped: handed back next
   return OutcomeOf(*p, *result);
 }
 
@@ -297,12 +345,19 @@ namespace {
 // moment the trainer says the trial ended.
 class PackMemberCallback final : public TrainCallback {
  public:
-  PackMemberCallback(JobContext& context, std::function<void(const TrainResult&)> finished)
-      : context_(context), forward_(context), finished_(std::move(finished)) {}
+  PackMemberCallback(JobContext& context, int64_t resume_interval_ms,
+                     std::function<void(const TrainResult&)> finished)
+      : context_(context), forward_(context, resume_interval_ms), finished_(std::move(finished)) {}
   void OnMetric(const MetricPoint& m) override { forward_.OnMetric(m); }
   void OnProgress(const TrainProgress& p) override { forward_.OnProgress(p); }
   bool ShouldStop() override { return context_.ShouldStop(); }
-  void OnFinished(const TrainResult& result) override { finished_(result); }
+  void OnResumeState(const std::string& path, int64_t epochs_done) override {
+    forward_.OnResumeState(path, epochs_done);
+  }
+  void OnFinished(const TrainResult& result) override {
+    if (result.status == "cancelled") forward_.SendLatest();  // stopped: handed back next
+    finished_(result);
+  }
 
  private:
   JobContext& context_;
@@ -336,12 +391,14 @@ void TrainJobRunner::RunPack(const std::vector<const v1::Job*>& jobs,
       continue;
     }
     prepared[i] = std::move(*p);
+    // A trial resuming from a state trains alone: a pack starts at one epoch.
     const bool fits =
-        members.empty()
-            ? CheckPackableModel(prepared[i].spec).ok()
-            : prepared[i].data == prepared[members[0]].data &&
-                  prepared[i].spec.layers.size() == prepared[members[0]].spec.layers.size() &&
-                  CheckPackable(prepared[members[0]].config, prepared[i].config).ok();
+        prepared[i].options.resume_from.empty() &&
+        (members.empty()
+             ? CheckPackableModel(prepared[i].spec).ok()
+             : prepared[i].data == prepared[members[0]].data &&
+                   prepared[i].spec.layers.size() == prepared[members[0]].spec.layers.size() &&
+                   CheckPackable(prepared[members[0]].config, prepared[i].config).ok());
     (fits ? members : alone).push_back(i);
   }
   if (members.size() == 1) {
@@ -353,7 +410,7 @@ void TrainJobRunner::RunPack(const std::vector<const v1::Job*>& jobs,
     std::vector<PackedTrial> trials;
     for (size_t i : members) {
       callbacks.push_back(std::make_unique<PackMemberCallback>(
-          *contexts[i],
+          *contexts[i], options_.resume_interval_ms,
           [&, i](const TrainResult& result) { report(i, OutcomeOf(prepared[i], result)); }));
       PackedTrial t;
       t.config = prepared[i].config;

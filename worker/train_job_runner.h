@@ -25,6 +25,16 @@ struct TrainJobRunnerOptions {
   // Dataset cache folder (also of datasets fetched by hash); "" = the job's
   // data_dir or DefaultDataDir(). Default: "".
   std::string data_dir;
+  // Send a TRAIN job's resume state after each of its epochs but the last
+  // (JobContext::SaveResumeState), so that a later attempt continues from it
+  // (issue 9 §1). A job whose lease carries a resume state continues from it
+  // either way. Default: true.
+  bool resume_states = true;
+  // Send a job's resume state at most once per this many ms (0 = after every
+  // epoch), and the latest one not sent when the job is stopped to be handed
+  // back: with short epochs a state per epoch would cost more than it saves.
+  // Default: 10000.
+  int64_t resume_interval_ms = 10000;
 };
 
 class TrainJobRunner final : public JobRunner {

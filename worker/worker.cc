@@ -90,6 +90,7 @@ absl::StatusOr<std::string> MakeTempFolder(const std::string& prefix) {
 
 struct Worker::RunningJob final : public JobContext {
   CoordinatorClient* client = nullptr;
+  Worker* worker = nullptr;
   v1::GrantedLease lease;
   std::string work_dir;
   std::string start_error;  // set when the job cannot start (bad id, no folder)
@@ -100,6 +101,8 @@ struct Worker::RunningJob final : public JobContext {
   std::mutex mu;
   std::vector<v1::Metric> metrics;  // not yet sent; guarded by mu
   v1::JobProgress progress;         // guarded by mu
+  int heartbeats_in_flight = 0;     // sending some of `metrics`; guarded by mu
+  std::condition_variable sent;     // heartbeats_in_flight went down
 
   void ReportMetric(const v1::Metric& m) override {
     std::lock_guard<std::mutex> lock(mu);
@@ -114,6 +117,9 @@ struct Worker::RunningJob final : public JobContext {
   std::string Device() const override { return device; }
   absl::StatusOr<std::string> FetchArtifact(const std::string& sha256) override {
     return client->FetchArtifact(sha256);
+  }
+  absl::Status SaveResumeState(const std::string& path, int64_t epochs_done) override {
+    return worker->UploadResumeState(*this, path, epochs_done);
   }
 
   // The oldest `max` metrics not yet sent (all when there are fewer).
@@ -362,6 +368,7 @@ absl::Status Worker::Run() {
 std::shared_ptr<Worker::RunningJob> Worker::AddJob(const v1::GrantedLease& lease) {
   auto job = std::make_shared<RunningJob>();
   job->client = &client_;
+  job->worker = this;
   job->lease = lease;
   // An id from the server becomes part of a folder name only once checked;
   // the folder itself is made by mkdtemp, never a predictable name.
@@ -497,7 +504,7 @@ void Worker::ReportOutcome(RunningJob& job, JobOutcome outcome) {
       report->set_text(r.text);
     }
     FitLimits(req);
-    FlushMetrics(job);
+    FlushMetrics(job).IgnoreError();  // what is left goes with the result
     AddMetrics(req, job.TakeMetrics(kMaxMetricsPerRequest));
     s = Retry([&] { return client_.Complete(req); }, options_.report_attempts);
   } else {
@@ -508,7 +515,7 @@ void Worker::ReportOutcome(RunningJob& job, JobOutcome outcome) {
     const bool hand_back = reason == kShutdown || outcome.kind == JobOutcome::Kind::kStopped;
     req.set_hand_back(hand_back);
     req.set_error(hand_back ? "worker shutting down" : Shortened(outcome.error, kMaxErrorBytes));
-    if (!hand_back) FlushMetrics(job);
+    if (!hand_back) FlushMetrics(job).IgnoreError();
     AddMetrics(req, job.TakeMetrics(kMaxMetricsPerRequest));
     if (hand_back) ++jobs_handed_back_;
     s = Retry([&] { return client_.Fail(req); }, hand_back ? 3 : options_.report_attempts);
@@ -540,8 +547,54 @@ void Worker::ReapFinished() {
   for (auto& unit : done) unit->thread.join();
 }
 
-void Worker::FlushMetrics(RunningJob& job) {
-  while (job.PendingMetrics() > static_cast<size_t>(kMaxMetricsPerRequest)) {
+absl::Status Worker::UploadResumeState(RunningJob& job, const std::string& path,
+                                       int64_t epochs_done) {
+  const std::string& id = job.lease.job().id();
+  // Also while the worker shuts down (the job is handed back next), not once
+  // it is cancelled or its lease is lost.
+  const int stop = job.stop.load();
+  if (stop == kCancelled || stop == kLost)
+    return absl::FailedPreconditionError("the job was cancelled or its lease lost");
+  auto bytes = ReadFile(path);
+  if (!bytes.ok()) return bytes.status();
+  // The metrics of the epochs the state holds are stored first: an attempt
+  // that resumes from it reports from the next epoch on only. The training
+  // thread waits here, so no new metric comes meanwhile; a heartbeat may
+  // still carry some (it puts them back if they were not stored).
+  absl::Status s;
+  for (int round = 0; round < 3; ++round) {
+    {
+      std::unique_lock<std::mutex> lock(job.mu);
+      if (!job.sent.wait_for(lock, std::chrono::seconds(60),
+                             [&] { return job.heartbeats_in_flight == 0; }))
+        return absl::DeadlineExceededError("a heartbeat with this job's metrics is not answered");
+      if (job.metrics.empty()) break;
+    }
+    // Few attempts: training waits meanwhile, and a state not sent now only
+    // means an older one is used.
+    s = FlushMetrics(job, 0, 3);
+    if (!s.ok()) return s;
+  }
+  if (job.PendingMetrics() > 0)
+    return absl::UnavailableError("the job's metrics could not all be stored");
+  v1::ArtifactInfo info;
+  info.set_sha256(Sha256Hex(*bytes));
+  info.set_kind("resume");
+  info.set_name("resume");
+  info.set_job_id(id);
+  info.set_epochs_done(epochs_done);
+  info.set_size_bytes(static_cast<int64_t>(bytes->size()));
+  s = Retry(
+      [&] { return client_.UploadArtifact(job.lease.lease_id(), job.lease.epoch(), info, *bytes); },
+      3);
+  if (!s.ok())
+    Log(absl::StrCat(id, ": upload of the resume state after epoch ", epochs_done,
+                     " failed: ", s.ToString()));
+  return s;
+}
+
+absl::Status Worker::FlushMetrics(RunningJob& job, size_t keep, int attempts) {
+  while (job.PendingMetrics() > keep) {
     v1::HeartbeatRequest req;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -563,15 +616,16 @@ void Worker::FlushMetrics(RunningJob& job) {
           resp = client_.Heartbeat(req);
           return resp.status();
         },
-        options_.report_attempts);
+        attempts > 0 ? attempts : options_.report_attempts);
     if (s.ok() && resp->verdicts_size() > 0 && resp->verdicts(0).action() == v1::NOT_STORED)
       s = absl::UnavailableError(resp->verdicts(0).error());
     if (!s.ok()) {
       job.PutBack(std::move(batch));
       Log(absl::StrCat(job.lease.job().id(), ": sending metrics failed: ", s.ToString()));
-      return;
+      return s;
     }
   }
+  return absl::OkStatus();
 }
 
 void Worker::HeartbeatLoop() {
@@ -601,6 +655,10 @@ void Worker::SendHeartbeat() {
       u->set_epoch(job->lease.epoch());
       std::vector<v1::Metric> metrics = job->TakeMetrics(budget);
       budget -= metrics.size();
+      {
+        std::lock_guard<std::mutex> job_lock(job->mu);
+        ++job->heartbeats_in_flight;
+      }
       for (const auto& m : metrics) *u->add_metrics() = m;
       {
         std::lock_guard<std::mutex> job_lock(job->mu);
@@ -611,6 +669,18 @@ void Worker::SendHeartbeat() {
   }
   req.set_request_id(RequestId());
   auto resp = client_.Heartbeat(req);
+  // Once the answer is handled (metrics put back or stored), the jobs' metrics
+  // are no longer in flight (UploadResumeState waits for that).
+  struct Landed {
+    decltype(sent)& jobs;
+    ~Landed() {
+      for (auto& [id, entry] : jobs) {
+        std::lock_guard<std::mutex> job_lock(entry.first->mu);
+        --entry.first->heartbeats_in_flight;
+        entry.first->sent.notify_all();
+      }
+    }
+  } landed{sent};
   // `sent` shares ownership, so a job reaped meanwhile stays alive here.
   if (!resp.ok()) {
     for (auto& [id, entry] : sent) entry.first->PutBack(std::move(entry.second));

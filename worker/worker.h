@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/limits.h"
 #include "worker/coordinator_client.h"
 #include "worker/job_runner.h"
 
@@ -121,10 +122,14 @@ class Worker {
   void RunUnit(Unit* unit);
   // Reports the job's outcome, removes its folder and marks it finished.
   void FinishJob(RunningJob& job, JobOutcome outcome);
+  // JobContext::SaveResumeState of `job`: its metrics first, then the state.
+  absl::Status UploadResumeState(RunningJob& job, const std::string& path, int64_t epochs_done);
   void ReportOutcome(RunningJob& job, JobOutcome outcome);
-  // Sends the job's metrics backlog beyond one request's worth
-  // (kMaxMetricsPerRequest) in heartbeats, so its Complete/Fail fits.
-  void FlushMetrics(RunningJob& job);
+  // Sends the job's metrics backlog beyond `keep` (default: one request's
+  // worth, kMaxMetricsPerRequest) in heartbeats, so its Complete/Fail fits,
+  // trying each up to `attempts` times (0 = report_attempts). The first
+  // error, after which the rest stays queued.
+  absl::Status FlushMetrics(RunningJob& job, size_t keep = kMaxMetricsPerRequest, int attempts = 0);
   void HeartbeatLoop();
   void SendHeartbeat();
   // Repeats `call` while it fails with UNAVAILABLE/DEADLINE_EXCEEDED/

@@ -742,6 +742,70 @@ TEST_F(WorkerCrashTest, KilledWorkersJobIsRequeuedAndFinished) {
   EXPECT_EQ(job["epochs"].size(), 2u) << show.out;  // the finished attempt's metrics
 }
 
+// Resume (issue 9 §1): a worker killed with SIGKILL after its job's resume
+// state for 2 epochs was stored (held at its first metric of epoch 2); the
+// lease expires and the other worker continues from epoch 2, not from
+// scratch. `qsweep show` records it (resumed_from_epoch), lists each epoch
+// once, and the final metrics equal those of an uninterrupted run of the
+// same trial, bit for bit.
+class ResumeCrashTest : public WorkerCrashTest {
+ protected:
+  void BeforeServerStart() override {
+    WorkerCrashTest::BeforeServerStart();
+    setenv("QSWEEP_TEST_HOLD_EPOCH", "2", 1);  // inherited by the held workers
+  }
+  void TearDown() override {
+    unsetenv("QSWEEP_TEST_HOLD_EPOCH");
+    WorkerCrashTest::TearDown();
+  }
+};
+
+TEST_F(ResumeCrashTest, KilledWorkersTrialResumesFromItsLastEpoch) {
+  const std::string path = (dir_ / "resume.toml").string();
+  std::ofstream(path) << "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\n"
+                         "synthetic_rows = 2000\nmax_epochs = 4\nbatch_size = 64\n"
+                         "learning_rate = 0.01\nlog_every_n_steps = 5\n"
+                         "[sweep]\nmax_concurrency = 1\n[sweep.grid]\nseed = [3]\n";
+  auto submit = Cli("submit", {path, "--format", "json"});
+  ASSERT_EQ(submit.code, 0) << submit.err;
+  const std::string id = json::parse(submit.out)["id"];
+  const std::string held = WaitForHeldJob(kSweep);
+  ASSERT_FALSE(held.empty()) << "no job was held\n" << server_.log();
+  pid_t victim_pid = 0;
+  std::string held_job;
+  std::istringstream(held) >> victim_pid >> held_job;
+  ASSERT_EQ(held_job, id + "-0") << held;
+  ASSERT_EQ(kill(victim_pid, SIGKILL), 0) << std::strerror(errno);
+  ASSERT_TRUE(WaitForExit(victim_pid, kQuick));
+  auto watch = Cli("watch", {id}, kSweep);
+  ASSERT_EQ(watch.code, 0) << watch.err << server_.log();
+  auto show = Cli("show", {held_job, "--format", "json"});
+  ASSERT_EQ(show.code, 0) << show.err;
+  const json job = json::parse(show.out);
+  ASSERT_EQ(job["state"], "SUCCEEDED") << show.out << server_.log();
+  ASSERT_EQ(job["attempts"].size(), 2u) << show.out;
+  EXPECT_EQ(job["attempts"][0]["resumed_from_epoch"], 0);
+  EXPECT_EQ(job["attempts"][1]["resumed_from_epoch"], 2) << show.out;
+  EXPECT_THAT(job["attempts"][0]["error"].get<std::string>(), HasSubstr("expired"));
+  ASSERT_EQ(job["epochs"].size(), 4u) << show.out;  // 0, 1 from attempt 1; 2, 3 from attempt 2
+  auto text = Cli("show", {held_job});
+  EXPECT_THAT(text.out, HasSubstr("resumed at epoch"));
+
+  // The same trial uninterrupted (nothing is held any more).
+  auto again = Cli("submit", {path, "--format", "json"});
+  ASSERT_EQ(again.code, 0) << again.err;
+  const std::string ref_id = json::parse(again.out)["id"];
+  ASSERT_EQ(Cli("watch", {ref_id}, kSweep).code, 0);
+  auto ref_show = Cli("show", {ref_id + "-0", "--format", "json"});
+  ASSERT_EQ(ref_show.code, 0) << ref_show.err;
+  const json ref = json::parse(ref_show.out);
+  ASSERT_EQ(ref["state"], "SUCCEEDED");
+  for (const char* m : {"val_loss_epoch", "val_acc_epoch", "test_loss_epoch", "test_acc_epoch",
+                        "best_val_loss_epoch", "best_epoch", "lr"})
+    EXPECT_EQ(job["final_metrics"][m].get<double>(), ref["final_metrics"][m].get<double>()) << m;
+  EXPECT_EQ(job["epochs"], ref["epochs"]);
+}
+
 // Everything the database holds that the crash test checks: per job its
 // state and SUCCEEDED attempts, and every stored metric.
 struct Stored {

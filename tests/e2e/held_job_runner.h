@@ -9,7 +9,10 @@
 // the job must stop (cancel, lost lease, shutdown). Its lease stays alive
 // (heartbeats run on their own thread), so the job is provably RUNNING on this
 // worker, with metrics sent, until the test kills the worker. Every other
-// attempt runs normally.
+// attempt runs normally. With $QSWEEP_TEST_HOLD_EPOCH=k, the hold starts at
+// the first metric of epoch k or later instead (so the job's resume state
+// after k epochs is stored on the coordinator before: see
+// JobContext::SaveResumeState).
 #pragma once
 
 #include <fcntl.h>
@@ -34,6 +37,10 @@ class HeldJobRunner final : public JobRunner {
     const char* d = std::getenv("QSWEEP_TEST_HOLD_DIR");
     return d == nullptr ? "" : d;
   }
+  static int64_t EpochFromEnvironment() {
+    const char* e = std::getenv("QSWEEP_TEST_HOLD_EPOCH");
+    return e == nullptr ? 0 : std::atoll(e);
+  }
 
   JobOutcome Run(const v1::Job& job, JobContext& context) override {
     if (dir_.empty()) return inner_.Run(job, context);
@@ -48,7 +55,10 @@ class HeldJobRunner final : public JobRunner {
         : inner_(inner), dir_(dir), job_id_(job_id) {}
     void ReportMetric(const v1::Metric& metric) override {
       inner_.ReportMetric(metric);
-      MaybeHold();
+      if (metric.epoch() >= EpochFromEnvironment()) MaybeHold();
+    }
+    absl::Status SaveResumeState(const std::string& path, int64_t epochs_done) override {
+      return inner_.SaveResumeState(path, epochs_done);
     }
     void ReportProgress(const v1::JobProgress& progress) override {
       inner_.ReportProgress(progress);

@@ -664,6 +664,18 @@ std::vector<HostileCase> HostileInputsTest::Cases() {
                            Sha256Hex(evil)));
       },
       {"info.kind"});
+  add("upload", "a resume state under another name (overwrite best)",
+      [this, evil] {
+        return From(Upload(evil, "resume", "best", job_id_, lease_.lease_id(), lease_.epoch(),
+                           Sha256Hex(evil)));
+      },
+      {"info.name"});
+  add("upload", "a resume state without its epochs",
+      [this, evil] {
+        return From(Upload(evil, "resume", "resume", job_id_, lease_.lease_id(), lease_.epoch(),
+                           Sha256Hex(evil)));
+      },
+      {"info.epochs_done"});
   add("upload", "without a lease",
       [this, evil] {
         return From(Upload(evil, "checkpoint", "best", job_id_, "", 0, Sha256Hex(evil)));

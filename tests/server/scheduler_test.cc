@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
+#include "server/job_metrics.h"
 #include "server/job_state.h"
 
 namespace qsweep {
@@ -180,6 +181,104 @@ TEST_F(SchedulerTest, HeartbeatRunsRenewsAndStoresMetrics) {
   // Repeating an accepted Complete is harmless.
   EXPECT_TRUE(Complete(lease, 0.75).ok());
   EXPECT_EQ((*store_->ListAttempts(s + "-0"))[0].state(), v1::SUCCEEDED);
+}
+
+// Resume states (issue 9 §1): stored under the lease as the job's only one;
+// kept when a lease expires (the worker died) or the job is handed back, and
+// carried by the next lease, whose attempt records resumed_from_epoch; a job
+// with one is not packed; dropped when an attempt fails with an error and
+// when the job succeeds; a stale lease stores nothing. The metric history
+// (JobMetrics) takes the epochs before the resume from the earlier attempt.
+TEST_F(SchedulerTest, ResumeStatesFollowTheJobAcrossAttempts) {
+  std::string s = Submit(SweepToml(2, 0, /*retries=*/2));
+  const std::string job = s + "-0";
+  std::string w1 = RegisterWorker(), w2 = RegisterWorker();
+  auto leases = LeaseNow(w1, 1).leases();
+  ASSERT_EQ(leases.size(), 1);
+  const v1::GrantedLease first = leases[0];
+  ASSERT_EQ(first.job().id(), job);
+  EXPECT_TRUE(first.job().resume_sha256().empty());
+  auto metric = [](const char* name, int64_t step, int64_t epoch, double v) {
+    v1::Metric m;
+    m.set_name(name);
+    m.set_step(step);
+    m.set_epoch(epoch);
+    m.set_value(v);
+    return m;
+  };
+  // Epochs 0, 1 and a part of epoch 2 on the first worker.
+  Beat(w1, first,
+       {metric("val_loss_epoch", 10, 0, 1.0), metric("val_loss_epoch", 20, 1, 0.9),
+        metric("train_loss_step", 25, 2, 0.8)});
+  auto store_state = [&](const v1::GrantedLease& lease, int64_t epochs, const std::string& bytes) {
+    v1::ArtifactInfo info;
+    info.set_sha256(Sha256Hex(bytes));
+    info.set_kind("resume");
+    info.set_name("resume");
+    info.set_job_id(lease.job().id());
+    info.set_epochs_done(epochs);
+    return scheduler_->StoreResumeState(worker_, lease.lease_id(), lease.epoch(), info, bytes);
+  };
+  ASSERT_TRUE(store_state(first, 1, "state-1").ok());
+  ASSERT_TRUE(store_state(first, 2, "state-2").ok());  // replaces state-1
+  EXPECT_EQ(store_->GetJob(job)->resume_epochs(), 2);
+  EXPECT_EQ(*store_->GetResumeState(job, nullptr), "state-2");
+  // The worker dies: the lease expires, the state stays.
+  clock_.AdvanceMs(options_.lease_ttl_ms + 1);
+  scheduler_->Tick();
+  ASSERT_EQ(StateOf(job), v1::PENDING);
+  EXPECT_EQ(store_->GetJob(job)->resume_sha256(), Sha256Hex("state-2"));
+  // A stale lease stores nothing.
+  EXPECT_EQ(store_state(first, 3, "late").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(*store_->GetResumeState(job, nullptr), "state-2");
+  // The next lease carries it; the resumed job is not packed with job -1.
+  v1::LeaseRequest r;
+  r.set_worker_id(w2);
+  r.set_max_jobs(1);
+  r.set_pack(8);
+  std::optional<absl::StatusOr<v1::LeaseResponse>> got;
+  scheduler_->Lease(worker_, r, [&](absl::StatusOr<v1::LeaseResponse> resp) { got = resp; });
+  ASSERT_TRUE(got.has_value() && got->ok());
+  ASSERT_EQ((*got)->leases_size(), 1);  // alone
+  const v1::GrantedLease second = (*got)->leases(0);
+  ASSERT_EQ(second.job().id(), job);
+  EXPECT_EQ(second.job().resume_sha256(), Sha256Hex("state-2"));
+  EXPECT_EQ(second.job().resume_epochs(), 2);
+  auto attempts = store_->ListAttempts(job);
+  ASSERT_EQ(attempts->size(), 2u);
+  EXPECT_EQ((*attempts)[1].resumed_from_epoch(), 2);
+  // The resumed attempt reports from epoch 2 on; the history shows each
+  // epoch once (the first attempt's partial epoch 2 is left out).
+  Beat(w2, second, {metric("train_loss_step", 25, 2, 0.7), metric("val_loss_epoch", 30, 2, 0.6)});
+  auto history = JobMetrics(*store_, *store_->GetJob(job), "");
+  ASSERT_TRUE(history.ok()) << history.status();
+  std::vector<std::tuple<std::string, int64_t, double>> seen;
+  for (const auto& m : *history) seen.emplace_back(m.name(), m.step(), m.value());
+  EXPECT_EQ(seen,
+            (std::vector<std::tuple<std::string, int64_t, double>>{{"train_loss_step", 25, 0.7},
+                                                                   {"val_loss_epoch", 10, 1.0},
+                                                                   {"val_loss_epoch", 20, 0.9},
+                                                                   {"val_loss_epoch", 30, 0.6}}));
+  // A hand-back keeps the state (and uses no retry).
+  ASSERT_TRUE(store_state(second, 3, "state-3").ok());
+  ASSERT_TRUE(Fail(second, /*hand_back=*/true).ok());
+  EXPECT_EQ(store_->GetJob(job)->resume_epochs(), 3);
+  EXPECT_EQ(store_->GetJob(job)->failures(), 0);
+  // A failure with an error drops it: the retry starts from scratch.
+  const v1::GrantedLease third = LeaseNow(w1, 1).leases(0);
+  ASSERT_EQ(third.job().id(), job);
+  EXPECT_EQ((*store_->ListAttempts(job))[2].resumed_from_epoch(), 3);
+  ASSERT_TRUE(Fail(third).ok());
+  EXPECT_TRUE(store_->GetJob(job)->resume_sha256().empty());
+  EXPECT_EQ(store_->GetResumeState(job, nullptr).status().code(), absl::StatusCode::kNotFound);
+  // Success drops it too.
+  const v1::GrantedLease fourth = LeaseNow(w1, 1).leases(0);
+  ASSERT_EQ(fourth.job().id(), job);
+  EXPECT_EQ((*store_->ListAttempts(job))[3].resumed_from_epoch(), 0);
+  ASSERT_TRUE(store_state(fourth, 1, "state-again").ok());
+  ASSERT_TRUE(Complete(fourth).ok());
+  EXPECT_TRUE(store_->GetJob(job)->resume_sha256().empty());
+  EXPECT_EQ(store_->GetResumeState(job, nullptr).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(SchedulerTest, ExpiredLeaseRequeuesAndFencesTheOldEpoch) {

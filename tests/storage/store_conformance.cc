@@ -277,5 +277,37 @@ TEST_P(StoreConformanceTest, TokensCreateListRevoke) {
   EXPECT_EQ((*all)[1].role(), v1::ROLE_USER);
 }
 
+// Resume states (issue 9 §1): one per job; each put replaces the previous
+// one (nothing accumulates); delete removes it; artifacts are untouched.
+TEST_P(StoreConformanceTest, ResumeStateIsOnePerJobAndReplaced) {
+  ASSERT_TRUE(store_->CreateSweep(TestSweep("s1"), {TestJob("s1", 0), TestJob("s1", 1)}).ok());
+  EXPECT_EQ(store_->GetResumeState("s1-0", nullptr).status().code(), absl::StatusCode::kNotFound);
+  v1::ArtifactInfo info;
+  info.set_job_id("s1-0");
+  info.set_kind("resume");
+  info.set_name("resume");
+  info.set_sha256("aa");
+  info.set_epochs_done(1);
+  ASSERT_TRUE(store_->PutResumeState(info, "state after epoch 1").ok());
+  info.set_sha256("bb");
+  info.set_epochs_done(2);
+  ASSERT_TRUE(store_->PutResumeState(info, "state after epoch 2").ok());
+  v1::ArtifactInfo got;
+  auto bytes = store_->GetResumeState("s1-0", &got);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(*bytes, "state after epoch 2");
+  EXPECT_EQ(got.sha256(), "bb");
+  EXPECT_EQ(got.epochs_done(), 2);
+  EXPECT_EQ(store_->GetResumeState("s1-1", nullptr).status().code(), absl::StatusCode::kNotFound);
+  // Not an artifact: neither linked to the job nor fetchable by hash.
+  auto linked = store_->ListArtifacts("s1-0");
+  ASSERT_TRUE(linked.ok());
+  EXPECT_TRUE(linked->empty());
+  EXPECT_EQ(store_->GetArtifactBytes("bb").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(store_->DeleteResumeState("s1-0").ok());
+  EXPECT_EQ(store_->GetResumeState("s1-0", nullptr).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store_->DeleteResumeState("s1-0").ok());
+}
+
 }  // namespace
 }  // namespace qsweep

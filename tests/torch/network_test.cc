@@ -84,6 +84,42 @@ TEST(NetworkTest, InitMatchesPyTorchAndCountsMatchSpec) {
   EXPECT_EQ(MakeNet("jsc-s", 0)->NumTrainableParams(), 5615);
 }
 
+// Each network has its own generator (issue 8 §5): its initial weights and
+// its dropout masks do not depend on the process-wide default generator,
+// whatever another job draws from or seeds into it meanwhile.
+TEST(NetworkTest, OwnGeneratorIgnoresTheDefaultGenerator) {
+  ModelSpec spec = *ZooModel("jsc-toy");
+  spec.layers.push_back({LayerKind::kDropout, spec.num_classes, spec.num_classes, 0.5});
+  torch::manual_seed(1);
+  auto a = Network::Create(spec, 7);
+  ASSERT_TRUE(a.ok()) << a.status();
+  torch::manual_seed(99);
+  (void)torch::rand({1000});
+  auto b = Network::Create(spec, 7);
+  ASSERT_TRUE(b.ok()) << b.status();
+  const auto sa = (*a)->StateDict(), sb = (*b)->StateDict();
+  ASSERT_EQ(sa.size(), sb.size());
+  for (size_t i = 0; i < sa.size(); ++i)
+    EXPECT_TRUE(sa[i].second.equal(sb[i].second)) << sa[i].first;
+  const torch::Tensor x = torch::ones({64, spec.in_features});
+  (*a)->train();
+  (*b)->train();
+  const torch::Tensor ya = (*a)->Forward(x);
+  torch::manual_seed(5);
+  const torch::Tensor yb = (*b)->Forward(x);
+  EXPECT_TRUE(ya.equal(yb));
+  // The mask is drawn: training output differs from the eval-mode one.
+  (*a)->eval();
+  EXPECT_FALSE(ya.equal((*a)->Forward(x)));
+  // A different seed gives other weights.
+  auto c = Network::Create(spec, 8);
+  ASSERT_TRUE(c.ok());
+  const auto sc = (*c)->StateDict();
+  bool any_differs = false;
+  for (size_t i = 0; i < sa.size(); ++i) any_differs |= !sc[i].second.equal(sa[i].second);
+  EXPECT_TRUE(any_differs);
+}
+
 TEST(NetworkTest, FillGraphShapesRecordsRealShapes) {
   auto net = MakeNet("jsc-toy", 0);
   net->train();

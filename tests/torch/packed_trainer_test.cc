@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "tests/torch/test_util.h"
@@ -303,6 +305,133 @@ TEST(PackedTrainerTest, IntraOpThreadsArePerThread) {
   EXPECT_EQ(in_thread, 2);
   EXPECT_EQ(after, 2);
   EXPECT_EQ(ThreadIntraOpThreads(), 1);
+}
+
+// ------------------------------------------------------------------- resume
+
+// Copies the resume state written after `at_epochs` epochs to `copy`.
+class StateCopier : public Recorder {
+ public:
+  StateCopier(int64_t at_epochs, std::string copy) : at_(at_epochs), copy_(std::move(copy)) {}
+  void OnResumeState(const std::string& path, int64_t epochs_done) override {
+    states.push_back(epochs_done);
+    if (epochs_done == at_) {
+      std::filesystem::copy_file(path, copy_, std::filesystem::copy_options::overwrite_existing);
+    }
+  }
+  std::vector<int64_t> states;
+
+ private:
+  int64_t at_;
+  std::string copy_;
+};
+
+std::string FileBytes(const std::string& path) { return testing_util::ReadFile(path); }
+
+// The weights of a checkpoint as exported bytes (equal bytes = equal tensors).
+std::string ExportedWeights(const std::string& checkpoint, const std::string& out) {
+  EXPECT_TRUE(ExportStateDict(checkpoint, out).ok()) << checkpoint;
+  return FileBytes(out);
+}
+
+// Issue 9 §1: a trial resumed from the state written after epoch k gives
+// exactly the uninterrupted run's metrics from epoch k on, its final result
+// and its best/last checkpoint weights, bit for bit (CPU, same threads). On
+// the packed engine (Adam with weight decay, BatchNorm) and on the autograd
+// loop with Dropout (whose masks come from the restored generator).
+TEST(ResumeTest, ResumedTrialEqualsTheUninterruptedOneBitForBit) {
+  ModelSpec dropout = Model("jsc-tiny");
+  dropout.layers.insert(dropout.layers.begin() + 2, {LayerKind::kDropout, 0, 0, 0.3});
+  {  // the inserted layer's width: that of the layer before it
+    const LayerSpec& before = dropout.layers[1];
+    dropout.layers[2].in = dropout.layers[2].out = before.out;
+  }
+  struct Case {
+    std::string what;
+    ModelSpec spec;
+    bool autograd;
+    std::string optimizer;
+  };
+  for (const Case& c : {Case{"packed engine, adamw", Model("jsc-toy"), false, "adamw"},
+                        Case{"autograd with dropout, sgd", dropout, true, "sgd"}}) {
+    SCOPED_TRACE(c.what);
+    TempDir dir("resume");
+    TrainConfig config = Config(7, 1e-2, 5);
+    config.training_optimizer = c.optimizer;
+    config.weight_decay = c.optimizer == "adamw" ? 1e-2 : 0.0;
+    StateCopier full(2, dir.File("after2.qsr"));
+    TrainOptions o;
+    o.checkpoint_dir = dir.File("full");
+    o.resume_state_out = dir.File("full-state.qsr");
+    o.callback = &full;
+    o.use_autograd = c.autograd;
+    auto a = TrainModel(config, c.spec, Blobs(), o);
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_EQ(a->status, "succeeded");
+    // One state per epoch but the last.
+    EXPECT_EQ(full.states, (std::vector<int64_t>{1, 2, 3, 4}));
+
+    Recorder resumed;
+    TrainOptions r;
+    r.checkpoint_dir = dir.File("resumed");
+    r.resume_from = dir.File("after2.qsr");
+    r.callback = &resumed;
+    r.use_autograd = c.autograd;
+    auto b = TrainModel(config, c.spec, Blobs(), r);
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(b->resumed_from_epoch, 2);
+    EXPECT_EQ(a->resumed_from_epoch, 0);
+    // The resumed run reports epochs 2.. only; they equal the full run's.
+    Recorder tail;
+    for (const auto& m : full.metrics)
+      if (m.epoch >= 2) tail.metrics.push_back(m);
+    ASSERT_FALSE(resumed.metrics.empty());
+    EXPECT_EQ(resumed.metrics.front().epoch, 2);
+    ExpectSameMetrics(resumed, tail, 0.0, "resumed metrics");
+    ExpectSameResult(*b, *a, 0.0, "resumed result");
+    EXPECT_EQ(b->final_metrics.at("best_epoch"), a->final_metrics.at("best_epoch"));
+    ASSERT_FALSE(b->best_checkpoint.empty());
+    EXPECT_EQ(ExportedWeights(b->best_checkpoint, dir.File("b-best.pt")),
+              ExportedWeights(a->best_checkpoint, dir.File("a-best.pt")));
+    EXPECT_EQ(ExportedWeights(b->last_checkpoint, dir.File("b-last.pt")),
+              ExportedWeights(a->last_checkpoint, dir.File("a-last.pt")));
+  }
+}
+
+TEST(ResumeTest, AnotherTrialsStateOrAMixedPackIsRefused) {
+  TempDir dir("resume_bad");
+  StateCopier full(1, dir.File("after1.qsr"));
+  TrainOptions o;
+  o.resume_state_out = dir.File("state.qsr");
+  o.callback = &full;
+  ASSERT_TRUE(TrainModel(Config(1, 1e-2, 3), Model("jsc-tiny"), Blobs(), o).ok());
+
+  TrainOptions r;
+  r.resume_from = dir.File("after1.qsr");
+  auto other_seed = TrainModel(Config(2, 1e-2, 3), Model("jsc-tiny"), Blobs(), r);
+  ASSERT_FALSE(other_seed.ok());
+  EXPECT_EQ(other_seed.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(other_seed.status().message(), HasSubstr("'config.seed' differs"));
+
+  auto done = TrainModel(Config(1, 1e-2, 1), Model("jsc-tiny"), Blobs(), r);
+  ASSERT_FALSE(done.ok());  // max_epochs differs: another trial
+  EXPECT_THAT(done.status().message(), HasSubstr("config.max_epochs"));
+
+  std::ofstream(dir.File("junk.qsr")) << "not a state";
+  r.resume_from = dir.File("junk.qsr");
+  auto junk = TrainModel(Config(1, 1e-2, 3), Model("jsc-tiny"), Blobs(), r);
+  ASSERT_FALSE(junk.ok());
+  EXPECT_EQ(junk.status().code(), absl::StatusCode::kDataLoss);
+
+  // A pack starts its trials at one epoch: a resumed trial beside a fresh one
+  // is refused, naming both epochs.
+  PackedTrial fresh{Config(3, 1e-2, 3), {}};
+  PackedTrial resumed{Config(1, 1e-2, 3), {}};
+  resumed.options.resume_from = dir.File("after1.qsr");
+  auto mixed = TrainPacked({fresh, resumed}, Model("jsc-tiny"), Blobs());
+  ASSERT_FALSE(mixed.ok());
+  EXPECT_EQ(mixed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(mixed.status().message(), HasSubstr("trial 1 starts at epoch 1"));
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "worker/core/torch/network.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
 #include <map>
 
 #include "absl/status/status.h"
@@ -37,6 +40,37 @@ std::pair<torch::nn::AnyModule, std::shared_ptr<torch::nn::Module>> MakeLayer(co
   }
   torch::nn::ReLU m;
   return {torch::nn::AnyModule(m), m.ptr()};
+}
+
+// PyTorch's nn.Linear reset_parameters() with draws from `gen`, in layer order
+// (the same arithmetic as LibTorch's init::kaiming_uniform_ and
+// LinearImpl::reset_parameters, so the values equal those of
+// torch.manual_seed(seed) and a freshly built nn.Sequential).
+void InitLinearLayers(const Network& net, at::Generator& gen) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < net.num_layers(); ++i) {
+    auto linear = std::dynamic_pointer_cast<torch::nn::LinearImpl>(net.LayerModule(i));
+    if (!linear) continue;
+    const double fan_in = static_cast<double>(linear->weight.size(1));
+    const double a = std::sqrt(5.0);  // kaiming_uniform_(weight, a = sqrt(5)), leaky_relu gain
+    const double gain = std::sqrt(2.0 / (1 + std::pow(a, 2)));
+    const double std_dev = gain / std::sqrt(fan_in);
+    const double w_bound = std::sqrt(3.0) * std_dev;
+    linear->weight.uniform_(-w_bound, w_bound, gen);
+    const double b_bound = 1 / std::sqrt(fan_in);
+    linear->bias.uniform_(-b_bound, b_bound, gen);
+  }
+}
+
+// ATen's CPU dropout in training (input * bernoulli(1 - p) / (1 - p)) with
+// the mask drawn from `gen` on the CPU.
+torch::Tensor DropoutWith(const torch::Tensor& x, double p, at::Generator& gen) {
+  if (p >= 1) return x * torch::zeros_like(x);
+  torch::Tensor noise = torch::empty(x.sizes(), x.options().device(torch::kCPU));
+  noise.bernoulli_(1 - p, gen);
+  noise.div_(1 - p);
+  if (!x.device().is_cpu()) noise = noise.to(x.device());
+  return x * noise;
 }
 
 // "torch::nn::LinearImpl" -> "Linear"; custom names are kept.
@@ -82,13 +116,16 @@ absl::StatusOr<std::shared_ptr<Network>> Network::Create(const ModelSpec& spec,
         absl::StrCat("model '", spec.name, "': container '", spec.container,
                      "' is not supported (allowed: seq_blocks, module_list)"));
   }
-  if (seed) torch::manual_seed(*seed);
   std::shared_ptr<Network> net(new Network(spec));
   net->holder_ = net->register_module(spec.container, MakeHolder(spec.container));
   for (size_t i = 0; i < spec.layers.size(); ++i) {
     auto [any, module] = MakeLayer(spec.layers[i]);
     net->holder_->register_module(std::to_string(i), module);
     net->layers_.push_back(std::move(any));
+  }
+  if (seed) {
+    net->generator_ = at::detail::createCPUGenerator(*seed);
+    InitLinearLayers(*net, net->generator_);
   }
   return net;
 }
@@ -99,7 +136,14 @@ torch::Tensor Network::ForwardLayer(size_t i, const torch::Tensor& x) {
 
 torch::Tensor Network::Forward(const torch::Tensor& x) {
   torch::Tensor h = x;
-  for (auto& layer : layers_) h = layer.forward(h);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const LayerSpec& l = spec_.layers[i];
+    if (l.kind == LayerKind::kDropout && l.p > 0 && is_training() && generator_.defined()) {
+      h = DropoutWith(h, l.p, generator_);
+    } else {
+      h = layers_[i].forward(h);
+    }
+  }
   return h;
 }
 

@@ -10,14 +10,14 @@
 // "seq_blocks.0.num_batches_tracked", "seq_blocks.2.bias".
 #pragma once
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/status/statusor.h"
 #include "worker/core/graph/graph.h"
@@ -27,17 +27,30 @@ namespace qsweep {
 
 class Network : public torch::nn::Module {
  public:
-  // Builds the layers of `spec` in layer order. When `seed` is set,
-  // torch::manual_seed(*seed) is called first, so the initial weights equal
-  // PyTorch's default initialisation of the same nn.Sequential after
-  // torch.manual_seed(seed). Layers: BatchNorm1d (eps 1e-5, momentum 0.1),
-  // ReLU, Linear (bias), Dropout(p).
+  // Builds the layers of `spec` in layer order. When `seed` is set, the
+  // network gets its own CPU generator seeded with *seed (generator()), and
+  // the Linear layers are initialised from it exactly as PyTorch's default
+  // initialisation of the same nn.Sequential after torch.manual_seed(seed)
+  // (kaiming_uniform(a = sqrt(5)) weight, then uniform bias, layer by layer).
+  // The process-wide default generator is never seeded and the values do not
+  // depend on it (LibTorch's constructors still draw from it; those values
+  // are overwritten), so networks built on several threads at once do not
+  // disturb each other. Layers: BatchNorm1d (eps 1e-5, momentum 0.1), ReLU,
+  // Linear (bias), Dropout(p).
   // INVALID_ARGUMENT if the spec fails ValidateModel.
   static absl::StatusOr<std::shared_ptr<Network>> Create(const ModelSpec& spec,
                                                          std::optional<uint64_t> seed);
 
   // Runs the layers in order (train/eval mode as set with train()/eval()).
+  // In train mode a Dropout(p > 0) layer draws its mask from generator() when
+  // the network has one (on the CPU, as ATen's CPU dropout: bernoulli(1 - p)
+  // / (1 - p)), else from the default generator.
   torch::Tensor Forward(const torch::Tensor& x);
+
+  // The network's own generator (seeded by Create), continuing after the
+  // initialisation draws: the trainer draws its shuffles and dropout masks
+  // from it. Undefined when Create had no seed.
+  at::Generator generator() const { return generator_; }
   // Runs layer i alone (std::out_of_range for a bad index).
   torch::Tensor ForwardLayer(size_t i, const torch::Tensor& x);
 
@@ -88,6 +101,7 @@ class Network : public torch::nn::Module {
   ModelSpec spec_;
   std::shared_ptr<torch::nn::Module> holder_;
   std::vector<torch::nn::AnyModule> layers_;
+  at::Generator generator_;
 };
 
 // Runs a dummy batch of `batch` rows (deterministic values, no RNG draws)

@@ -10,13 +10,13 @@
 // nesterov, weight decay 5e-4 as MASE fixes it).
 #pragma once
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 
@@ -54,6 +54,11 @@ class FlatOptimizer {
   // `first` is exp_avg (adam/adamw) or the momentum buffer (sgd), `second` exp_avg_sq (adam,
   // adamw; ignored for sgd); both flat, in parameter order.
   void SetState(int64_t step, double lr, const torch::Tensor& first, const torch::Tensor& second);
+
+  // The state buffers, flat in parameter order: exp_avg and exp_avg_sq (adam,
+  // adamw), or the momentum buffer and an undefined tensor (sgd).
+  const torch::Tensor& first_state() const { return options_.kind == "sgd" ? momentum_ : exp_avg_; }
+  const torch::Tensor& second_state() const { return exp_avg_sq_; }
 
   // State (step count, moment buffers, hyperparameters) into / from an archive.
   void Save(torch::serialize::OutputArchive& archive) const;

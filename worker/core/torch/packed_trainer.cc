@@ -28,7 +28,6 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
-#include <mutex>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -40,6 +39,7 @@
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/network.h"
 #include "worker/core/torch/optimizer.h"
+#include "worker/core/torch/resume_state.h"
 #include "worker/core/torch/trainer_internal.h"
 
 namespace qsweep {
@@ -114,14 +114,6 @@ constexpr int64_t kEvalChunkRows = 16384;
 const int64_t kAxis0[1] = {0};
 const int64_t kAxis1[1] = {1};
 
-// Network::Create seeds and draws from the process-wide default generator; the
-// engine copies that generator's state right after, so trials built on several
-// threads must not interleave.
-std::mutex& InitMutex() {
-  static std::mutex m;
-  return m;
-}
-
 struct Layer {
   LayerKind kind = LayerKind::kReLU;
   int64_t in = 0, out = 0;
@@ -149,6 +141,9 @@ struct Trial {
   int64_t samples_total = 0;
   nlohmann::json base_meta;
   bool leaving = false;
+  nlohmann::json identity;  // ResumeIdentity, when resuming or writing resume states
+  int64_t start_epoch = 0;  // > 0: resumed (TrainOptions::resume_from)
+  int64_t start_step = 0;
 };
 
 // Host-side record of a training batch whose loss is still on the device.
@@ -204,6 +199,10 @@ class PackedEngine {
   absl::Status EndEpoch(Clock::time_point epoch_start, double train_seconds, bool last_for_all);
   void EvaluatePacked(const torch::Tensor& x, const torch::Tensor& y, std::vector<EvalResult>& out);
   absl::Status SaveCheckpoint(Trial& t, const std::string& file, const std::string& kind);
+  // Continues trial `t` from its options.resume_from.
+  absl::Status RestoreTrial(Trial& t);
+  // Writes the trial's resume state (its network and optimizer synced).
+  absl::Status WriteTrialResume(Trial& t);
   void SyncTrialToNetwork(int col);
   // Ends the trials marked `leaving`, calls their OnFinished, and compacts the
   // pack.
@@ -276,14 +275,11 @@ class PackedEngine {
 
 absl::Status PackedEngine::SetupTrial(Trial& t) {
   const TrainConfig& c = t.src->config;
-  {
-    std::lock_guard<std::mutex> lock(InitMutex());
-    QSWEEP_ASSIGN_OR_RETURN(t.net, Network::Create(spec_, static_cast<uint64_t>(c.seed)));
-    at::Generator def = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> gen_lock(def.mutex());
-    t.gen = def.clone();
-  }
-  if (!c.load_name.empty()) {
+  // The trial's own generator: seeded with its seed, the initialisation drawn
+  // from it, then its shuffles (never the process-wide generator).
+  QSWEEP_ASSIGN_OR_RETURN(t.net, Network::Create(spec_, static_cast<uint64_t>(c.seed)));
+  t.gen = t.net->generator();
+  if (!c.load_name.empty() && t.src->options.resume_from.empty()) {
     QSWEEP_ASSIGN_OR_RETURN(auto weights, ReadWeights(c.load_name));
     QSWEEP_RETURN_IF_ERROR(
         t.net->LoadStateDict(weights, absl::StrCat("load_name '", c.load_name, "'")));
@@ -292,11 +288,6 @@ absl::Status PackedEngine::SetupTrial(Trial& t) {
   QSWEEP_ASSIGN_OR_RETURN(
       t.opt, FlatOptimizer::Create(t.net->parameters(),
                                    {c.training_optimizer, c.learning_rate, c.weight_decay}));
-  for (size_t i = 0; i < spec_.layers.size(); ++i) {
-    if (spec_.layers[i].kind != LayerKind::kBatchNorm1d) continue;
-    auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm1dImpl>(t.net->LayerModule(i));
-    t.batches_tracked.push_back(bn->num_batches_tracked.item<int64_t>());
-  }
   if (!t.src->options.checkpoint_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(t.src->options.checkpoint_dir, ec);
@@ -304,6 +295,14 @@ absl::Status PackedEngine::SetupTrial(Trial& t) {
       return absl::InternalError(absl::StrCat("cannot create checkpoint folder '",
                                               t.src->options.checkpoint_dir, "': ", ec.message()));
     }
+  }
+  if (!t.src->options.resume_from.empty() || !t.src->options.resume_state_out.empty())
+    t.identity = ResumeIdentity(c, spec_, data_);
+  if (!t.src->options.resume_from.empty()) QSWEEP_RETURN_IF_ERROR(RestoreTrial(t));
+  for (size_t i = 0; i < spec_.layers.size(); ++i) {
+    if (spec_.layers[i].kind != LayerKind::kBatchNorm1d) continue;
+    auto bn = std::dynamic_pointer_cast<torch::nn::BatchNorm1dImpl>(t.net->LayerModule(i));
+    t.batches_tracked.push_back(bn->num_batches_tracked.item<int64_t>());
   }
   t.base_meta = {{"dataset", data_.name},
                  {"dataset_sha256", data_.sha256},
@@ -317,6 +316,48 @@ absl::Status PackedEngine::SetupTrial(Trial& t) {
                  {"loaded_from", c.load_name}};
   t.result.status = "succeeded";
   t.progress.max_epochs = c.max_epochs;
+  return absl::OkStatus();
+}
+
+absl::Status PackedEngine::RestoreTrial(Trial& t) {
+  const std::string& dir = t.src->options.checkpoint_dir;
+  const std::string best_out =
+      dir.empty() ? "" : (std::filesystem::path(dir) / "best.ckpt").string();
+  bool has_best = false;
+  QSWEEP_ASSIGN_OR_RETURN(ResumeCounters rc, ReadResumeState(t.src->options.resume_from, t.identity,
+                                                             t.src->config.max_epochs, *t.net,
+                                                             *t.opt, t.gen, best_out, &has_best));
+  t.start_epoch = rc.epochs_done;
+  t.start_step = rc.global_step;
+  t.best_val_loss = rc.best_val_loss;
+  t.result.epochs_completed = rc.epochs_completed;
+  t.result.final_metrics = rc.final_metrics;
+  t.result.resumed_from_epoch = rc.epochs_done;
+  if (has_best) t.result.best_checkpoint = best_out;
+  t.epoch_metrics = rc.epoch_metrics;
+  t.train_seconds_total = rc.train_seconds_total;
+  t.samples_total = rc.samples_total;
+  t.progress.val_loss =
+      rc.epoch_metrics.count("val_loss_epoch") ? rc.epoch_metrics["val_loss_epoch"] : -1.0;
+  t.progress.val_acc =
+      rc.epoch_metrics.count("val_acc_epoch") ? rc.epoch_metrics["val_acc_epoch"] : -1.0;
+  return absl::OkStatus();
+}
+
+absl::Status PackedEngine::WriteTrialResume(Trial& t) {
+  ResumeCounters c;
+  c.epochs_done = epoch_ + 1;
+  c.global_step = global_step_;
+  c.best_val_loss = t.best_val_loss;
+  c.epochs_completed = t.result.epochs_completed;
+  c.final_metrics = t.result.final_metrics;
+  c.epoch_metrics = t.epoch_metrics;
+  c.train_seconds_total = t.train_seconds_total;
+  c.samples_total = t.samples_total;
+  const std::string& out = t.src->options.resume_state_out;
+  QSWEEP_RETURN_IF_ERROR(
+      WriteResumeState(out, t.identity, *t.net, *t.opt, t.gen, c, t.result.best_checkpoint));
+  if (t.cb) t.cb->OnResumeState(out, c.epochs_done);
   return absl::OkStatus();
 }
 
@@ -396,6 +437,22 @@ absl::Status PackedEngine::Setup() {
     QSWEEP_RETURN_IF_ERROR(SetupTrial(trials_[i]));
     active_.push_back(static_cast<int>(i));
   }
+  // A pack trains in step: its trials start at the same epoch and step (all
+  // fresh, or all resumed from states of the same epoch).
+  for (size_t i = 1; i < trials_.size(); ++i) {
+    const Trial& t = trials_[i];
+    if (t.start_epoch != trials_[0].start_epoch || t.start_step != trials_[0].start_step ||
+        t.opt->step_count() != trials_[0].opt->step_count()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "trial ", i, " starts at epoch ", t.start_epoch, " (step ", t.start_step,
+          ") but trial 0 at epoch ", trials_[0].start_epoch, " (step ", trials_[0].start_step,
+          "): the trials of a pack start at the same epoch (resumed trials train alone or with "
+          "trials resumed at the same epoch)"));
+    }
+  }
+  epoch_ = trials_[0].start_epoch;
+  global_step_ = trials_[0].start_step;
+  opt_step_ = trials_[0].opt->step_count();
   std::tie(train_x_, train_y_) = SplitTensors(data_.train_val, data_.n_features, device_);
   std::tie(test_x_, test_y_) = SplitTensors(data_.test, data_.n_features, device_);
   const int64_t log_every = cfg_.log_every_n_steps > 0 ? cfg_.log_every_n_steps : 0;
@@ -424,6 +481,15 @@ void PackedEngine::BuildPack() {
     exp_avg_ = torch::zeros_like(param_);
     exp_avg_sq_ = torch::zeros_like(param_);
     denom_ = torch::empty_like(param_);
+  }
+  if (opt_step_ > 0) {  // resumed: the trials' restored optimizer state
+    std::vector<torch::Tensor> first, second;
+    for (int i : active_) {
+      first.push_back(trials_[i].opt->first_state().reshape({-1}));
+      if (!sgd_) second.push_back(trials_[i].opt->second_state().reshape({-1}));
+    }
+    (sgd_ ? momentum_ : exp_avg_).copy_(torch::stack(first));
+    if (!sgd_) exp_avg_sq_.copy_(torch::stack(second));
   }
   upd_ = torch::empty_like(param_);
   run_mean_.assign(n_bn_, {});
@@ -1056,10 +1122,13 @@ absl::Status PackedEngine::EndEpoch(Clock::time_point epoch_start, double train_
       t.result.final_metrics["best_epoch"] = static_cast<double>(epoch_);
     }
     if (last_for_all || epoch_ + 1 >= t.src->config.max_epochs) t.leaving = true;
-    if (t.src->options.checkpoint_dir.empty()) continue;
+    const bool checkpoints = !t.src->options.checkpoint_dir.empty();
+    const bool resume = !t.leaving && !t.src->options.resume_state_out.empty();
+    if (!checkpoints && !resume) continue;
     SyncTrialToNetwork(static_cast<int>(c));
-    if (best) QSWEEP_RETURN_IF_ERROR(SaveCheckpoint(t, "best.ckpt", "best"));
-    QSWEEP_RETURN_IF_ERROR(SaveCheckpoint(t, "last.ckpt", "last"));
+    if (checkpoints && best) QSWEEP_RETURN_IF_ERROR(SaveCheckpoint(t, "best.ckpt", "best"));
+    if (checkpoints) QSWEEP_RETURN_IF_ERROR(SaveCheckpoint(t, "last.ckpt", "last"));
+    if (resume) QSWEEP_RETURN_IF_ERROR(WriteTrialResume(t));
   }
   return absl::OkStatus();
 }
@@ -1119,8 +1188,8 @@ void PackedEngine::Leave() {
 }
 
 absl::Status PackedEngine::Run() {
-  QSWEEP_RETURN_IF_ERROR(Setup());
-  for (epoch_ = 0; !active_.empty(); ++epoch_) {
+  QSWEEP_RETURN_IF_ERROR(Setup());  // epoch_: 0, or where resumed trials continue
+  for (; !active_.empty(); ++epoch_) {
     SetLearningRates();
     for (int i : active_) trials_[i].progress.epoch = epoch_;
     epoch_samples_ = 0;

@@ -12,10 +12,10 @@
 // synchronisation per step).
 //
 // Results do not depend on packing: a trial in a pack gets the same initial
-// weights (torch::manual_seed(its seed) then the PyTorch initialisation), the
-// same batch order (its own generator, continuing from the seeded state as
-// TrainModel's does) and, to float tolerance, the same metrics, checkpoints and
-// result as TrainModel gives it alone. A single trial is a pack of one:
+// weights (its own generator seeded with its seed, then the PyTorch
+// initialisation), the same batch order (that generator, continuing after the
+// initialisation as TrainModel's does) and, to float tolerance, the same
+// metrics, checkpoints and result as TrainModel gives it alone. A single trial is a pack of one:
 // TrainModel runs through this engine for every model it supports.
 #pragma once
 

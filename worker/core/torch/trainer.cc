@@ -1,6 +1,8 @@
 // The training loop (MASE semantics, see trainer.h) and FlatOptimizer.
 #include "worker/core/torch/trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -14,6 +16,7 @@
 #include "worker/core/torch/optimizer.h"
 #include "worker/core/torch/packed_trainer.h"
 #include "worker/core/torch/quantized_modules.h"
+#include "worker/core/torch/resume_state.h"
 #include "worker/core/torch/trainer_internal.h"
 
 namespace qsweep {
@@ -332,8 +335,11 @@ class Trainer {
   // Per-step bookkeeping after an optimizer step: metrics every
   // log_every_n_steps steps.
   void LogStep(const torch::Tensor& out, const torch::Tensor& yb, double loss);
-  // Val/test evaluation, epoch metrics, best/last checkpoints.
-  absl::Status EndEpoch(Clock::time_point epoch_start, double train_seconds);
+  // Val/test evaluation, epoch metrics, best/last checkpoints, and the resume
+  // state unless this is the trial's `last` epoch.
+  absl::Status EndEpoch(Clock::time_point epoch_start, double train_seconds, bool last);
+  // Continues from options_.resume_from.
+  absl::Status Restore();
   absl::Status SaveCheckpoint(const std::string& file, const std::string& kind);
   void Emit(const std::string& name, double value);
   void Diverged(double loss);
@@ -361,6 +367,11 @@ class Trainer {
   TrainProgress progress_;
   std::map<std::string, double> epoch_metrics_;
   double best_val_loss_ = std::numeric_limits<double>::infinity();
+  double train_seconds_total_ = 0;
+  int64_t samples_total_ = 0;
+  int64_t start_epoch_ = 0;
+  at::Generator gen_;        // shuffles (and, for networks built here, init and dropout)
+  nlohmann::json identity_;  // ResumeIdentity, when resuming or writing resume states
   Clock::time_point start_;
 };
 
@@ -374,14 +385,18 @@ absl::Status Trainer::Setup() {
   }
   QSWEEP_ASSIGN_OR_RETURN(device_, ResolveDevice(config_.device, config_.accelerator));
   SetThreadIntraOpThreads(static_cast<int>(config_.threads));
-  // MASE: seed_everything(seed), then the model is built; the same default
-  // generator later draws the shuffles.
+  // MASE: seed_everything(seed), then the model is built; the same generator
+  // later draws the shuffles (and dropout masks). Here it is the job's own
+  // (Network::generator()), never the process-wide one. A network built by
+  // the caller (a transform's fine-tuning) shuffles from a generator seeded
+  // here, as a freshly seeded default generator would.
   if (given_net_) {
-    torch::manual_seed(static_cast<uint64_t>(config_.seed));
+    gen_ = at::detail::createCPUGenerator(static_cast<uint64_t>(config_.seed));
   } else {
     QSWEEP_ASSIGN_OR_RETURN(net_, Network::Create(spec_, static_cast<uint64_t>(config_.seed)));
+    gen_ = net_->generator();
   }
-  if (!given_net_ && !config_.load_name.empty()) {
+  if (!given_net_ && !config_.load_name.empty() && options_.resume_from.empty()) {
     // MASE's `train --load`: start from saved weights instead of the seeded init.
     QSWEEP_ASSIGN_OR_RETURN(auto weights, ReadWeights(config_.load_name));
     QSWEEP_RETURN_IF_ERROR(
@@ -413,6 +428,36 @@ absl::Status Trainer::Setup() {
                 {"precision", config_.trainer_precision},
                 {"provenance", options_.provenance},
                 {"loaded_from", config_.load_name}};
+  if (!options_.resume_from.empty() || !options_.resume_state_out.empty())
+    identity_ = ResumeIdentity(config_, spec_, data_);
+  if (!options_.resume_from.empty()) QSWEEP_RETURN_IF_ERROR(Restore());
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Restore() {
+  const std::string best_out =
+      options_.checkpoint_dir.empty()
+          ? ""
+          : (std::filesystem::path(options_.checkpoint_dir) / "best.ckpt").string();
+  bool has_best = false;
+  at::Generator gen = gen_;
+  QSWEEP_ASSIGN_OR_RETURN(
+      ResumeCounters c, ReadResumeState(options_.resume_from, identity_, config_.max_epochs, *net_,
+                                        *opt_, gen, best_out, &has_best));
+  start_epoch_ = c.epochs_done;
+  global_step_ = c.global_step;
+  best_val_loss_ = c.best_val_loss;
+  result_.epochs_completed = c.epochs_completed;
+  result_.final_metrics = c.final_metrics;
+  result_.resumed_from_epoch = start_epoch_;
+  if (has_best) result_.best_checkpoint = best_out;
+  epoch_metrics_ = c.epoch_metrics;
+  train_seconds_total_ = c.train_seconds_total;
+  samples_total_ = c.samples_total;
+  progress_.val_loss =
+      c.epoch_metrics.count("val_loss_epoch") ? c.epoch_metrics["val_loss_epoch"] : -1.0;
+  progress_.val_acc =
+      c.epoch_metrics.count("val_acc_epoch") ? c.epoch_metrics["val_acc_epoch"] : -1.0;
   return absl::OkStatus();
 }
 
@@ -448,9 +493,11 @@ bool Trainer::TrainEpoch() {
   // row would crash it; we skip that one row instead (n >= 2 is checked).
   if (has_batch_norm_ && n % bs == 1) --num_batches;
   if (config_.debug) num_batches = std::min<int64_t>(num_batches, 5);
-  // One shuffle per epoch from the default generator (CPU, as MASE's loader),
-  // gathered once; batches are then cheap narrow() views.
-  torch::Tensor perm = torch::randperm(n, torch::TensorOptions().dtype(torch::kLong));
+  // One shuffle per epoch from the job's own generator (CPU, as MASE's loader;
+  // it continues after the model's initialisation as the default generator
+  // does after seed_everything), gathered once; batches are then cheap
+  // narrow() views.
+  torch::Tensor perm = torch::randperm(n, gen_, torch::TensorOptions().dtype(torch::kLong));
   if (!device_.is_cpu()) perm = perm.to(device_);
   const torch::Tensor xs = train_x_.index_select(0, perm);
   const torch::Tensor ys = train_y_.index_select(0, perm);
@@ -506,7 +553,7 @@ absl::Status Trainer::SaveCheckpoint(const std::string& file, const std::string&
   return absl::OkStatus();
 }
 
-absl::Status Trainer::EndEpoch(Clock::time_point epoch_start, double train_seconds) {
+absl::Status Trainer::EndEpoch(Clock::time_point epoch_start, double train_seconds, bool last) {
   const int64_t limit = config_.debug ? 5 : -1;
   net_->eval();
   const EvalResult val = Evaluate(*net_, train_x_, train_y_, config_.batch_size, limit);
@@ -534,9 +581,24 @@ absl::Status Trainer::EndEpoch(Clock::time_point epoch_start, double train_secon
     best_val_loss_ = val.loss;
     result_.final_metrics["best_epoch"] = static_cast<double>(epoch_);
   }
-  if (options_.checkpoint_dir.empty()) return absl::OkStatus();
-  if (best) QSWEEP_RETURN_IF_ERROR(SaveCheckpoint("best.ckpt", "best"));
-  return SaveCheckpoint("last.ckpt", "last");
+  if (!options_.checkpoint_dir.empty()) {
+    if (best) QSWEEP_RETURN_IF_ERROR(SaveCheckpoint("best.ckpt", "best"));
+    QSWEEP_RETURN_IF_ERROR(SaveCheckpoint("last.ckpt", "last"));
+  }
+  if (last || options_.resume_state_out.empty()) return absl::OkStatus();
+  ResumeCounters c;
+  c.epochs_done = epoch_ + 1;
+  c.global_step = global_step_;
+  c.best_val_loss = best_val_loss_;
+  c.epochs_completed = result_.epochs_completed;
+  c.final_metrics = result_.final_metrics;
+  c.epoch_metrics = epoch_metrics_;
+  c.train_seconds_total = train_seconds_total_;
+  c.samples_total = samples_total_;
+  QSWEEP_RETURN_IF_ERROR(WriteResumeState(options_.resume_state_out, identity_, *net_, *opt_, gen_,
+                                          c, result_.best_checkpoint));
+  if (cb_) cb_->OnResumeState(options_.resume_state_out, c.epochs_done);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TrainResult> Trainer::Run() {
@@ -544,9 +606,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   QSWEEP_RETURN_IF_ERROR(Setup());
   result_.status = "succeeded";
   progress_.max_epochs = config_.max_epochs;
-  double train_seconds_total = 0;
-  int64_t samples_total = 0;
-  for (epoch_ = 0; epoch_ < config_.max_epochs; ++epoch_) {
+  for (epoch_ = start_epoch_; epoch_ < config_.max_epochs; ++epoch_) {
     opt_->set_lr(how_.constant_lr
                      ? config_.learning_rate
                      : CosineAnnealingLr(config_.learning_rate, epoch_, config_.max_epochs));
@@ -556,12 +616,13 @@ absl::StatusOr<TrainResult> Trainer::Run() {
     const bool go_on = TrainEpoch();
     const double train_seconds = SecondsSince(t0);
     if (result_.status != "succeeded") break;  // diverged or cancelled: no eval
-    train_seconds_total += train_seconds;
-    samples_total += epoch_samples_;
+    train_seconds_total_ += train_seconds;
+    samples_total_ += epoch_samples_;
     // Lightning validates at the end of each epoch (also a partial last one
     // cut by max_steps).
     if (how_.evaluate_epochs) {
-      QSWEEP_RETURN_IF_ERROR(EndEpoch(t0, train_seconds));
+      QSWEEP_RETURN_IF_ERROR(
+          EndEpoch(t0, train_seconds, !go_on || epoch_ + 1 >= config_.max_epochs));
     } else {
       ++result_.epochs_completed;
     }
@@ -571,7 +632,7 @@ absl::StatusOr<TrainResult> Trainer::Run() {
   if (std::isfinite(best_val_loss_)) result_.final_metrics["best_val_loss_epoch"] = best_val_loss_;
   result_.wall_seconds = SecondsSince(start_);
   result_.samples_per_second =
-      train_seconds_total > 0 ? static_cast<double>(samples_total) / train_seconds_total : 0.0;
+      train_seconds_total_ > 0 ? static_cast<double>(samples_total_) / train_seconds_total_ : 0.0;
   return result_;
 }
 

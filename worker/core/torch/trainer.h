@@ -4,9 +4,8 @@
 
 #include <cstdint>
 #include <map>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "worker/core/config/train_config.h"
@@ -31,14 +30,14 @@ struct MetricPoint {
 
 // Per-step progress, for progress bars and worker heartbeats.
 struct TrainProgress {
-  int64_t epoch = 0;              // 0-based
+  int64_t epoch = 0;  // 0-based
   int64_t max_epochs = 0;
-  int64_t batch_in_epoch = 0;     // 1-based batches done in this epoch
+  int64_t batch_in_epoch = 0;  // 1-based batches done in this epoch
   int64_t batches_per_epoch = 0;
   int64_t global_step = 0;
-  double train_loss = 0.0;        // latest batch
-  double train_acc = 0.0;         // batch of the latest train_acc_step metric
-  double val_acc = -1.0;          // latest val_acc_epoch, -1 before the first
+  double train_loss = 0.0;  // latest batch
+  double train_acc = 0.0;   // batch of the latest train_acc_step metric
+  double val_acc = -1.0;    // latest val_acc_epoch, -1 before the first
   double val_loss = -1.0;
   double elapsed_seconds = 0.0;
 };
@@ -57,6 +56,11 @@ class TrainCallback {
   // Called once when the trial ends, with its result (also when it was trained in a pack and
   // other trials go on). Not called when training fails with an error Status.
   virtual void OnFinished(const TrainResult& result) {}
+  // Called after each completed epoch that is not the trial's last, once
+  // TrainOptions::resume_state_out holds the state after `epochs_done` epochs
+  // (the file is rewritten after the next epoch: copy or send it before
+  // returning). Training waits for the call to return.
+  virtual void OnResumeState(const std::string& path, int64_t epochs_done) {}
 };
 
 struct TrainOptions {
@@ -69,6 +73,19 @@ struct TrainOptions {
   // Train with the autograd loop even where the packed engine (packed_trainer.h) supports the
   // model: the reference the engine is tested and benchmarked against.
   bool use_autograd = false;
+  // Resume (format in resume_state.h). Not empty: after every completed epoch
+  // but the last, the trial's state (model, optimizer, generator, LR schedule
+  // position, counters, best checkpoint) is written to this file and
+  // callback->OnResumeState is called.
+  std::string resume_state_out;
+  // Not empty: a state written by an earlier run of this trial (same config
+  // keys but device/threads/places, model and dataset). Training continues
+  // at the epoch after the state's last one, reporting metrics from there on;
+  // the result (final metrics, best checkpoint, epochs_completed, steps)
+  // includes the earlier epochs, and equals that of an uninterrupted run bit
+  // for bit on CPU with the same threads. FAILED_PRECONDITION for another
+  // trial's state, DATA_LOSS for a bad file.
+  std::string resume_from;
 };
 
 struct TrainResult {
@@ -83,17 +100,23 @@ struct TrainResult {
   std::string last_checkpoint;
   double wall_seconds = 0.0;
   double samples_per_second = 0.0;  // training samples / training time
+  // TrainOptions::resume_from given: the 0-based epoch training continued at
+  // (the epochs before it came from the state). 0 = trained from the start.
+  int64_t resumed_from_epoch = 0;
 };
 
-// Trains `spec` on `data` as MASE does: torch::manual_seed(seed) then the
-// PyTorch-identical initialisation, Adam/AdamW(lr, weight_decay) or
-// SGD(momentum 0.9, nesterov, weight decay 5e-4), CosineAnnealingLR(T_max =
-// max_epochs, eta_min = 1e-6) stepped per epoch, cross-entropy on the raw
-// outputs, batches shuffled every epoch (randperm from the seeded default
-// generator; no drop_last, except that a final batch of one row is skipped
-// when the model has BatchNorm), accumulate_grad_batches, max_steps (the
-// partial epoch is still evaluated), debug = 5 batches per split, val on the
-// training split in eval mode, test every epoch, best (lowest
+// Trains `spec` on `data` as MASE does: a generator seeded with `seed` (the
+// job's own: the process-wide default generator is never seeded and no
+// result depends on it, so jobs on several threads give the results each
+// gives alone) then the PyTorch-identical initialisation, Adam/AdamW(lr,
+// weight_decay) or SGD(momentum 0.9, nesterov, weight decay 5e-4),
+// CosineAnnealingLR(T_max = max_epochs, eta_min = 1e-6) stepped per epoch,
+// cross-entropy on the raw outputs, batches shuffled every epoch (randperm
+// from that generator, as are dropout masks; no drop_last, except that a
+// final batch of one row is skipped when the model has BatchNorm),
+// accumulate_grad_batches, max_steps (the partial epoch is still evaluated),
+// debug = 5 batches per split, val on the training split in eval mode, test
+// every epoch, best (lowest
 // val_loss_epoch) and last checkpoints into options.checkpoint_dir (rewritten
 // after every epoch). With config.load_name set, training starts from those weights (a
 // qsweep checkpoint or a pickled PyTorch state dict; "model." prefixes are
