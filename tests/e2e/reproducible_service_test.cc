@@ -86,7 +86,6 @@ class ReproducibleServiceTest : public ::testing::Test {
     fs::create_directories(dir_);
     ServerOptions options;
     options.listen = "";
-    options.experiments.watch_interval_ms = 5;
     auto store = NewInMemoryStore();
     tokens_ = testing::AddTestTokens(*store);
     auto server = Server::Start(options, std::move(store));
