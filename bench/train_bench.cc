@@ -13,10 +13,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "worker/core/data/dataset.h"
 #include "worker/core/model/model_spec.h"
@@ -29,10 +28,12 @@ class SpsRecorder : public qsweep::TrainCallback {
  public:
   void OnMetric(const qsweep::MetricPoint& m) override {
     if (m.name == "samples_per_second") sps.push_back(m.value);
+    if (m.name == "epoch_seconds") epoch_seconds.push_back(m.value);
     if (m.name == "test_acc_epoch") test_acc = m.value;
     if (m.name == "val_acc_epoch") val_acc = m.value;
   }
   std::vector<double> sps;
+  std::vector<double> epoch_seconds;  // training + validation + test
   double test_acc = -1, val_acc = -1;
 };
 
@@ -58,17 +59,28 @@ int main(int argc, char** argv) {
   int64_t trials = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--model") c.model = v;
-    else if (k == "--dataset") c.dataset = v;
-    else if (k == "--synthetic-rows") c.synthetic_rows = std::atoll(v.c_str());
-    else if (k == "--batch-size") c.batch_size = std::atoll(v.c_str());
-    else if (k == "--epochs") c.max_epochs = std::atoll(v.c_str());
-    else if (k == "--threads") c.threads = std::atoll(v.c_str());
-    else if (k == "--lr") c.learning_rate = std::atof(v.c_str());
-    else if (k == "--data-dir") c.data_dir = v;
-    else if (k == "--engine") engine = v;
-    else if (k == "--trials") trials = std::atoll(v.c_str());
-    else if (k == "--mode") mode = v;
+    if (k == "--model")
+      c.model = v;
+    else if (k == "--dataset")
+      c.dataset = v;
+    else if (k == "--synthetic-rows")
+      c.synthetic_rows = std::atoll(v.c_str());
+    else if (k == "--batch-size")
+      c.batch_size = std::atoll(v.c_str());
+    else if (k == "--epochs")
+      c.max_epochs = std::atoll(v.c_str());
+    else if (k == "--threads")
+      c.threads = std::atoll(v.c_str());
+    else if (k == "--lr")
+      c.learning_rate = std::atof(v.c_str());
+    else if (k == "--data-dir")
+      c.data_dir = v;
+    else if (k == "--engine")
+      engine = v;
+    else if (k == "--trials")
+      trials = std::atoll(v.c_str());
+    else if (k == "--mode")
+      mode = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -128,21 +140,28 @@ int main(int argc, char** argv) {
     }
     sps = seconds > 0 ? rows / seconds : 0;
   }
-  nlohmann::json out = {{"impl", "qsweep"},
-                        {"model", spec->name},
-                        {"params", spec->TrainableParams()},
-                        {"rows", data->train_val.rows},
-                        {"batch_size", c.batch_size},
-                        {"epochs", c.max_epochs},
-                        {"threads", c.threads},
-                        {"engine", engine},
-                        {"trials", trials},
-                        {"mode", mode},
-                        {"wall_seconds", wall},
-                        {"samples_per_second_median", sps},
-                        {"val_acc", rec.val_acc},
-                        {"test_acc", rec.test_acc},
-                        {"dataset", data->DisplayName()}};
+  nlohmann::json out = {
+      {"impl", "qsweep"},
+      {"model", spec->name},
+      {"params", spec->TrainableParams()},
+      {"rows", data->train_val.rows},
+      {"batch_size", c.batch_size},
+      {"epochs", c.max_epochs},
+      {"threads", c.threads},
+      {"engine", engine},
+      {"trials", trials},
+      {"mode", mode},
+      {"wall_seconds", wall},
+      {"epoch_seconds_median", Median(rec.epoch_seconds)},
+      // the validation (train split) and test passes of one epoch
+      {"eval_seconds_median",
+       Median(rec.epoch_seconds) -
+           (Median(rec.sps) > 0 ? static_cast<double>(data->train_val.rows) / Median(rec.sps)
+                                : 0.0)},
+      {"samples_per_second_median", sps},
+      {"val_acc", rec.val_acc},
+      {"test_acc", rec.test_acc},
+      {"dataset", data->DisplayName()}};
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }

@@ -110,7 +110,8 @@ double SecondsSince(Clock::time_point t0) {
 
 constexpr double kBnEps = 1e-5;
 constexpr double kBnMomentum = 0.1;
-constexpr int64_t kEvalChunkRows = 16384;
+constexpr int64_t kEvalChunkRows = 16384;  // as trainer.cc's Evaluate: the loss sums' grouping
+constexpr int64_t kEvalBlockRows = 2048;   // rows per evaluation block (cache-sized)
 const int64_t kAxis0[1] = {0};
 const int64_t kAxis1[1] = {1};
 
@@ -907,11 +908,15 @@ bool PackedEngine::TrainEpoch() {
   return true;
 }
 
-// Eval-mode forward of all rows in chunks of whole batches, in the [rows, K, C]
-// layout; per-row losses are averaged per batch of batch_size rows (MASE's mean
-// of batch means). For one trial these are the same ops, in the same order, as
-// EvaluateCheckpoint's, so a checkpoint evaluates to exactly the metrics logged
-// for it.
+// Eval-mode forward of all rows, in the [rows, K, C] layout, one block of
+// rows at a time so that a block's activations stay in the cache; the whole
+// pack's losses and hits come from a few batched ops per block, read once per
+// chunk. Per-row losses are averaged per batch of batch_size rows (MASE's
+// mean of batch means), and the batch means are summed per chunk of
+// kEvalChunkRows rows in double: for one trial these are the same values,
+// summed in the same order, as EvaluateCheckpoint's, so a checkpoint
+// evaluates to exactly the metrics logged for it, and a trial's metrics do
+// not depend on the pack.
 void PackedEngine::EvaluatePacked(const torch::Tensor& x, const torch::Tensor& y,
                                   std::vector<EvalResult>& out) {
   torch::NoGradGuard no_grad;
@@ -919,60 +924,89 @@ void PackedEngine::EvaluatePacked(const torch::Tensor& x, const torch::Tensor& y
   int64_t n = x.size(0);
   if (cfg_.debug) n = std::min(n, 5 * bs);
   const int64_t chunk = std::max<int64_t>(1, kEvalChunkRows / bs) * bs;
+  const int64_t block = std::min(chunk, std::max<int64_t>(1, kEvalBlockRows / bs) * bs);
+  const int64_t f = x.size(1);
+  const auto opts = param_.options();
+  // Work buffers for one block, allocated once per call.
+  torch::Tensor xin = torch::empty({block, K, f}, opts);
+  std::vector<torch::Tensor> lin_out(layers_.size());
+  for (size_t li = 0; li < layers_.size(); ++li)
+    if (!layers_[li].skip && layers_[li].kind == LayerKind::kLinear)
+      lin_out[li] = torch::empty({block, K, layers_[li].out}, opts);
+  std::vector<torch::Tensor> bn_w(layers_.size()), bn_b(layers_.size());
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    if (layers_[li].skip || layers_[li].kind != LayerKind::kBatchNorm1d) continue;
+    bn_w[li] = W_[li].reshape({-1});
+    bn_b[li] = B_[li].reshape({-1});
+  }
+  torch::Tensor losses = torch::empty({K, chunk}, opts);  // per row, one chunk, [trial, row]
+  torch::Tensor hits = torch::zeros({K}, opts.dtype(torch::kLong));
   std::vector<double> loss_sum(K, 0.0);
-  std::vector<int64_t> correct(K, 0);
   int64_t batches = 0;
   const bool cudnn = false;
   for (int64_t s = 0; s < n; s += chunk) {
     const int64_t len = std::min(chunk, n - s);
-    const int64_t f = x.size(1);
-    torch::Tensor h = x.narrow(0, s, len);
-    h = K == 1 ? h.view({len, 1, f}) : h.unsqueeze(1).expand({len, K, f}).contiguous();
-    for (size_t li = 0; li < layers_.size(); ++li) {
-      const Layer& L = layers_[li];
-      if (L.skip) continue;
-      if (L.kind == LayerKind::kLinear) {
-        if (K == 1) {
-          h = at::addmm(B_[li].view({L.out}), h.view({len, L.in}), W_[li].view({L.out, L.in}).t())
-                  .view({len, 1, L.out});
+    for (int64_t b0 = 0; b0 < len; b0 += block) {
+      const int64_t m = std::min(block, len - b0);
+      const torch::Tensor yb = y.narrow(0, s + b0, m);
+      torch::Tensor h = xin.narrow(0, 0, m);
+      h.copy_(x.narrow(0, s + b0, m).unsqueeze(1).expand({m, K, f}));
+      for (size_t li = 0; li < layers_.size(); ++li) {
+        const Layer& L = layers_[li];
+        if (L.skip) continue;
+        if (L.kind == LayerKind::kLinear) {
+          torch::Tensor o = lin_out[li].narrow(0, 0, m);
+          if (K == 1) {
+            torch::Tensor o2 = o.view({m, L.out});
+            at::addmm_out(o2, B_[li].view({L.out}), h.view({m, L.in}),
+                          W_[li].view({L.out, L.in}).t());
+          } else {
+            torch::Tensor ot = o.transpose(0, 1);
+            at::baddbmm_out(ot, B_[li].unsqueeze(1), h.transpose(0, 1), W_[li].transpose(1, 2));
+          }
+          h = o;
+        } else if (L.kind == LayerKind::kBatchNorm1d) {
+          h = at::batch_norm(h.view({m, K * L.out}), bn_w[li], bn_b[li], run_mean_[L.bn],
+                             run_var_[L.bn], /*training=*/false, kBnMomentum, kBnEps, cudnn)
+                  .view({m, K, L.out});
         } else {
-          h = at::baddbmm(B_[li].unsqueeze(1), h.transpose(0, 1), W_[li].transpose(1, 2))
-                  .transpose(0, 1)
-                  .contiguous();
+          h = at::relu(h);
         }
-      } else if (L.kind == LayerKind::kBatchNorm1d) {
-        h = at::batch_norm(h.view({len, K * L.out}), W_[li].reshape({-1}), B_[li].reshape({-1}),
-                           run_mean_[L.bn], run_var_[L.bn], /*training=*/false, kBnMomentum, kBnEps,
-                           cudnn)
-                .view({len, K, L.out});
-      } else {
-        h = at::relu(h);
       }
+      // h: logits [m, K, classes].
+      const torch::Tensor picked =
+          at::log_softmax(h, 2).gather(2, yb.view({m, 1, 1}).expand({m, K, 1}));
+      torch::Tensor dst = losses.narrow(1, b0, m);
+      at::neg_out(dst, picked.view({m, K}).t());
+      hits.add_(h.argmax(2).eq(yb.unsqueeze(1)).sum(at::IntArrayRef(kAxis0)));
     }
-    const torch::Tensor yb = y.narrow(0, s, len);
     const int64_t full = len / bs, rest = len % bs;
-    for (int64_t c = 0; c < K; ++c) {
-      const torch::Tensor z = h.select(1, c);
-      const torch::Tensor losses = -at::log_softmax(z, 1).gather(1, yb.unsqueeze(1)).squeeze(1);
-      if (full > 0) {
-        loss_sum[c] += losses.narrow(0, 0, full * bs)
-                           .view({full, bs})
-                           .mean(1)
-                           .sum(torch::kDouble)
-                           .item<double>();
-      }
-      if (rest > 0) loss_sum[c] += losses.narrow(0, full * bs, rest).mean().item<double>();
-      correct[c] += z.argmax(1).eq(yb).sum().item<int64_t>();
+    if (full > 0) {
+      const torch::Tensor sums = losses.narrow(1, 0, full * bs)
+                                     .view({K, full, bs})
+                                     .mean(2)
+                                     .sum(at::IntArrayRef(kAxis1), false, torch::kDouble)
+                                     .to(torch::kCPU);
+      const double* p = sums.data_ptr<double>();
+      for (int64_t c = 0; c < K; ++c) loss_sum[c] += p[c];
+    }
+    if (rest > 0) {
+      const torch::Tensor means =
+          losses.narrow(1, full * bs, rest).mean(at::IntArrayRef(kAxis1)).to(torch::kCPU);
+      const float* p = means.data_ptr<float>();
+      for (int64_t c = 0; c < K; ++c) loss_sum[c] += static_cast<double>(p[c]);
     }
     batches += full + (rest > 0 ? 1 : 0);
   }
+  const torch::Tensor correct = hits.to(torch::kCPU);
   out.assign(K, {});
   for (int64_t c = 0; c < K; ++c) {
     out[c].rows = n;
     out[c].loss = batches ? loss_sum[c] / static_cast<double>(batches)
                           : std::numeric_limits<double>::quiet_NaN();
-    out[c].accuracy = n ? static_cast<double>(correct[c]) / static_cast<double>(n)
-                        : std::numeric_limits<double>::quiet_NaN();
+    out[c].accuracy =
+        n ? static_cast<double>(correct.data_ptr<int64_t>()[c]) / static_cast<double>(n)
+          : std::numeric_limits<double>::quiet_NaN();
   }
 }
 
