@@ -20,6 +20,7 @@
 // so any change in summation order would send it on another path.
 #include "worker/core/torch/packed_trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
@@ -253,10 +254,18 @@ class PackedEngine {
   struct LinearViews {
     torch::Tensor w, wt, b, gw, gb;      // K = 1: 2-D / 1-D; K > 1: [K, ...]
     std::vector<torch::Tensor> gb_rows;  // K > 1: gB row k
-    torch::Tensor out_full, gin_full;    // K = 1: [bs, C]; K > 1: [K, bs, C] transposes
+    // K > 1: one sum over [n, K, out] gives each trial's bias gradient bit for
+    // bit as a trial alone sums it (checked per pack shape: BatchedSumIsExact).
+    bool batched_bias_sum = false;
+    torch::Tensor out_full, gin_full;  // K = 1: [bs, C]; K > 1: [K, bs, C] transposes
   };
   std::vector<LinearViews> lv_;
   void CacheViews();
+  // True when the column sums of a [n, K, out] tensor into an output strided
+  // as `like` equal, bit for bit, each trial's sum of its own contiguous
+  // [n, out] slice (the arithmetic of a trial alone), for every batch length
+  // of an epoch. Checked on random values with a private generator.
+  bool BatchedSumIsExact(int64_t out, const torch::Tensor& like) const;
   static torch::Tensor Rows(const torch::Tensor& t, int64_t n) {
     return n == t.size(0) ? t : t.narrow(0, 0, n);
   }
@@ -517,6 +526,27 @@ void PackedEngine::AllocateWork() {
   CacheViews();
 }
 
+bool PackedEngine::BatchedSumIsExact(int64_t out, const torch::Tensor& like) const {
+  torch::NoGradGuard no_grad;
+  const int64_t bs = cfg_.batch_size;
+  const int64_t n_rows = train_x_.defined() ? train_x_.size(0) : bs;
+  std::vector<int64_t> lengths = {std::min(bs, n_rows)};
+  if (n_rows % bs != 0) lengths.push_back(n_rows % bs);  // the epoch's last batch
+  at::Generator gen = at::detail::createCPUGenerator(0x5eed);
+  const auto opts = like.options();
+  for (int64_t n : lengths) {
+    const torch::Tensor g = torch::randn({n, K, out}, gen, torch::kFloat).to(opts.device());
+    torch::Tensor batched = torch::empty_strided({K, out}, like.strides(), opts);
+    at::sum_out(batched, g, at::IntArrayRef(kAxis0));
+    for (int64_t k = 0; k < K; ++k) {
+      torch::Tensor alone = torch::empty({out}, opts);
+      at::sum_out(alone, g.select(1, k).contiguous(), at::IntArrayRef(kAxis0));
+      if (!torch::equal(batched.select(0, k), alone)) return false;
+    }
+  }
+  return true;
+}
+
 void PackedEngine::CacheViews() {
   const int64_t bs = cfg_.batch_size;
   lv_.assign(layers_.size(), {});
@@ -537,6 +567,7 @@ void PackedEngine::CacheViews() {
       v.wt = W_[li].transpose(1, 2);
       v.b = B_[li].unsqueeze(1);
       for (int64_t k = 0; k < K; ++k) v.gb_rows.push_back(gB_[li].select(0, k));
+      v.batched_bias_sum = BatchedSumIsExact(L.out, gB_[li]);
       v.out_full = act_[li].transpose(0, 1);
       if (gin_[li].defined()) v.gin_full = gin_[li].transpose(0, 1);
     }
@@ -699,8 +730,12 @@ void PackedEngine::Backward(int64_t n) {
           // bias followed by BatchNorm has a zero true gradient, and Adam turns
           // its rounding noise into full steps, so a different summation order
           // would change the trajectory.
-          for (int64_t k = 0; k < K; ++k) {
-            at::sum_out(v.gb_rows[k], g.select(1, k), at::IntArrayRef(kAxis0));
+          if (v.batched_bias_sum) {
+            at::sum_out(gB_[li], g, at::IntArrayRef(kAxis0));
+          } else {
+            for (int64_t k = 0; k < K; ++k) {
+              at::sum_out(v.gb_rows[k], g.select(1, k), at::IntArrayRef(kAxis0));
+            }
           }
           if (!L.first) {
             torch::Tensor git = full ? v.gin_full : gin_[li].narrow(0, 0, n).transpose(0, 1);
