@@ -2,11 +2,14 @@
 """Coordinator throughput: no-op jobs through the real qsweep-server, against Optuna's storage.
 
 Starts qsweep-server (SQLite database in a temporary folder, synchronous = FULL, datasets not
-served) on loopback and runs build/bench/qsweep-bench-coordinator against it: W simulated workers
-(default 16) speaking the Workers gRPC API (Register, then Lease -> Heartbeat -> Complete at once
-per job), N no-op jobs (default 10,000) submitted in sweeps of 500; it prints jobs/s and the
+served) on loopback and runs build/bench/qsweep-bench-coordinator against it: W simulated
+workers (default 16) speaking the Workers gRPC API (Register, then Lease -> Heartbeat ->
+Complete at once per job; each Complete carries the next LeaseRequest,
+CompleteRequest.lease_next, so that a job costs two round trips once a worker has its first
+lease), N no-op jobs (default 10,000) submitted in sweeps of 500; it prints jobs/s and the
 submit -> lease latency (p50/p99) of single-job sweeps handed to idle long-polling workers. The
-same run is repeated with group commit off (--max-batch 1: one SQLite transaction per call), and
+same run is repeated with separate Lease calls (three round trips per job) and with group
+commit off (--max-batch 1: one SQLite transaction per call), and
 the baseline, ../shared/bench/optuna_storage.py (Optuna with its SQLite storage, 4 processes,
 ask -> tell on a trivial objective), runs in the same script. Prints every figure as a ratio
 against the baseline. Issue 10 target: >= 2,000 jobs/s (about 100x Optuna) with synchronous = FULL.
@@ -34,7 +37,8 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_server_bench(build, tmp, name, max_batch, jobs, workers, latency_samples):
+def run_server_bench(build, tmp, name, max_batch, jobs, workers, latency_samples,
+                     complete_leases_next=True):
     state = os.path.join(tmp, name)
     os.makedirs(state)
     addr = f"127.0.0.1:{free_port()}"
@@ -67,7 +71,8 @@ def run_server_bench(build, tmp, name, max_batch, jobs, workers, latency_samples
                               "--server", addr, "--user-token-file", user,
                               "--worker-token-file", worker, "--jobs", str(jobs),
                               "--workers", str(workers),
-                              "--latency-samples", str(latency_samples)],
+                              "--latency-samples", str(latency_samples),
+                              "--complete-leases-next", "1" if complete_leases_next else "0"],
                              check=True, capture_output=True, text=True, timeout=1800).stdout
         return json.loads(out.strip().splitlines()[-1])
     finally:
@@ -96,8 +101,14 @@ def main():
               f"latency p50 {grouped['latency_p50_ms']:.2f} ms p99 "
               f"{grouped['latency_p99_ms']:.2f} ms  ({grouped['jobs']} jobs, "
               f"{grouped['workers']} workers, errors {grouped['errors']})", flush=True)
+        separate = run_server_bench(a.build, tmp, "separate", 256, a.jobs, a.workers,
+                                    a.latency_samples, complete_leases_next=False)
+        print(f"qsweep, separate Lease calls:{separate['jobs_per_second']:8.0f} jobs/s  "
+              f"latency p50 {separate['latency_p50_ms']:.2f} ms p99 "
+              f"{separate['latency_p99_ms']:.2f} ms  (Lease, Heartbeat, Complete: three round "
+              f"trips per job)", flush=True)
         single = run_server_bench(a.build, tmp, "single", 1, max(1000, a.jobs // 5), a.workers,
-                                  a.latency_samples)
+                                  a.latency_samples, complete_leases_next=False)
         print(f"qsweep, one txn per call:    {single['jobs_per_second']:8.0f} jobs/s  "
               f"latency p50 {single['latency_p50_ms']:.2f} ms p99 "
               f"{single['latency_p99_ms']:.2f} ms  ({single['jobs']} jobs)", flush=True)
@@ -110,7 +121,8 @@ def main():
                   f"({optuna['workers']} processes, failures {optuna['failures']})")
         except (subprocess.CalledProcessError, FileNotFoundError) as e:
             print(f"optuna baseline did not run ({e}); install python3-optuna")
-        summary = {"group_commit": grouped, "one_transaction_per_call": single,
+        summary = {"group_commit": grouped, "separate_lease_calls": separate,
+                   "one_transaction_per_call": single,
                    "group_commit_speedup": round(grouped["jobs_per_second"] /
                                                  single["jobs_per_second"], 2)}
         print(f"group commit vs one transaction per call: {summary['group_commit_speedup']:.1f}x")

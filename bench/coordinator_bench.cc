@@ -8,7 +8,12 @@
 //
 //   qsweep-bench-coordinator --server 127.0.0.1:PORT --user-token-file U
 //       --worker-token-file W [--jobs 10000] [--workers 16] [--sweep-size 500]
-//       [--latency-samples 200]
+//       [--latency-samples 200] [--complete-leases-next 1|0]
+//
+// With --complete-leases-next 1 (the default) each Complete carries the next
+// LeaseRequest (CompleteRequest.lease_next), so a job costs two round trips
+// (Heartbeat, Complete) once a worker has its first lease; 0: three (Lease,
+// Heartbeat, Complete).
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -40,6 +45,9 @@ struct Args {
   int workers = 16;
   int sweep_size = 500;
   int latency_samples = 200;
+  // Complete carries the next LeaseRequest (CompleteRequest.lease_next): two
+  // round trips per job instead of three.
+  bool complete_leases_next = true;
 };
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
@@ -102,20 +110,28 @@ void WorkerLoop(const Args& a, int index, Shared& shared) {
     }
   }
   int64_t n = 0;
-  while (!shared.stop) {
+  auto lease_request = [&](bool wait) {
     qsweep::v1::LeaseRequest lr;
     lr.set_request_id(absl::StrCat("bench-", index, "-", n++));
     lr.set_worker_id(registered.worker_id());
     lr.set_max_jobs(1);
-    lr.set_wait_ms(200);
-    qsweep::v1::LeaseResponse leases;
-    grpc::ClientContext lctx;
-    if (!stub->Lease(&lctx, lr, &leases).ok()) {
-      ++shared.errors;
-      continue;
+    lr.set_wait_ms(wait ? 200 : 0);
+    return lr;
+  };
+  qsweep::v1::LeaseResponse leases;  // granted and not yet run
+  while (!shared.stop) {
+    if (leases.leases().empty()) {
+      grpc::ClientContext lctx;
+      if (!stub->Lease(&lctx, lease_request(true), &leases).ok()) {
+        ++shared.errors;
+        leases.Clear();
+        continue;
+      }
     }
     const auto now = Clock::now();
-    for (const auto& lease : leases.leases()) {
+    qsweep::v1::LeaseResponse granted = std::move(leases);
+    leases.Clear();
+    for (const auto& lease : granted.leases()) {
       {
         std::lock_guard<std::mutex> lock(shared.mu);
         shared.leased.emplace(lease.job().sweep_id(), now);
@@ -135,14 +151,29 @@ void WorkerLoop(const Args& a, int index, Shared& shared) {
       cr.set_lease_id(lease.lease_id());
       cr.set_epoch(lease.epoch());
       (*cr.mutable_final_metrics())["test_acc_epoch"] = 0.5;
+      if (a.complete_leases_next && granted.leases_size() == 1 && !shared.stop)
+        *cr.mutable_lease_next() = lease_request(false);
       qsweep::v1::CompleteResponse cresp;
       grpc::ClientContext cctx;
-      if (stub->Complete(&cctx, cr, &cresp).ok())
+      if (stub->Complete(&cctx, cr, &cresp).ok()) {
         ++shared.completed;
-      else
+        leases = std::move(*cresp.mutable_next());
+      } else {
         ++shared.errors;
+      }
     }
     shared.cv.notify_all();
+  }
+  // Leases granted with the last Complete are handed back unrun.
+  for (const auto& lease : leases.leases()) {
+    qsweep::v1::FailRequest fr;
+    fr.set_lease_id(lease.lease_id());
+    fr.set_epoch(lease.epoch());
+    fr.set_hand_back(true);
+    fr.set_error("benchmark over");
+    qsweep::v1::FailResponse fresp;
+    grpc::ClientContext fctx;
+    stub->Fail(&fctx, fr, &fresp);
   }
 }
 
@@ -183,6 +214,8 @@ int main(int argc, char** argv) {
       a.sweep_size = std::stoi(v);
     else if (k == "--latency-samples")
       a.latency_samples = std::stoi(v);
+    else if (k == "--complete-leases-next")
+      a.complete_leases_next = v == "1";
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -222,9 +255,10 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"jobs\": %d, \"workers\": %d, \"seconds\": %.3f, \"jobs_per_second\": %.1f, "
       "\"submit_seconds\": %.3f, \"latency_samples\": %d, \"latency_p50_ms\": %.3f, "
-      "\"latency_p99_ms\": %.3f, \"errors\": %d}\n",
+      "\"latency_p99_ms\": %.3f, \"errors\": %d, \"complete_leases_next\": %s}\n",
       a.jobs, a.workers, seconds, a.jobs / seconds,
       std::chrono::duration<double>(submitted - t0).count(), a.latency_samples,
-      Percentile(latency, 0.5), Percentile(latency, 0.99), shared.errors.load());
+      Percentile(latency, 0.5), Percentile(latency, 0.99), shared.errors.load(),
+      a.complete_leases_next ? "true" : "false");
   return 0;
 }

@@ -149,16 +149,19 @@ def main():
                     help="local workers (default: cores, as `qsweep up`)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 40,000 rows and a fifth of the epochs")
+    ap.add_argument("--epochs-scale", type=float, default=None,
+                    help="scale every max_epochs value (at least 1); for profiling runs")
+    ap.add_argument("--rows", type=int, default=None,
+                    help="synthetic_rows of the data set (default: the full set)")
     ap.add_argument("--compare-unpacked", action="store_true",
                     help="run the sweep again with [sweep] pack = false and compare accuracies")
     ap.add_argument("--compare", help="results JSON of an earlier run (--save) to compare with")
     ap.add_argument("--save", help="write this run's results (JSON) here")
-    ap.add_argument("--epochs-scale", type=float,
-                    help="scale the epoch counts (default: 0.2 with --quick, else 1)")
     ap.add_argument("--no-resume-states", action="store_true",
                     help="workers send no per-epoch resume state (to measure what they cost)")
     ap.add_argument("--resume-every",
                     help="the workers' --resume-every (default theirs: 10s; 0 = every epoch)")
+    ap.add_argument("--dump-jobs", help="write `qsweep jobs --format json` of the sweep here")
     a = ap.parse_args()
 
     for path in (os.path.join(a.build, "qsweep"), os.path.join(a.build, "qsweep-server"),
@@ -166,7 +169,11 @@ def main():
         if not os.path.exists(path):
             sys.exit(f"missing {path}: build qsweep first (deploy/build.sh)")
     rows = 40000 if a.quick else 0
-    scale = a.epochs_scale if a.epochs_scale else (0.2 if a.quick else 1.0)
+    scale = 0.2 if a.quick else 1.0
+    if a.rows is not None:
+        rows = a.rows
+    if a.epochs_scale is not None:
+        scale = a.epochs_scale
     tmp = tempfile.mkdtemp(prefix="qsweep-lab1-")
     env = dict(os.environ, QSWEEP_DATA_DIR=os.path.join(tmp, "data"), OMP_NUM_THREADS="1")
     env.pop("QSWEEP_TOKEN_FILE", None)
@@ -181,6 +188,9 @@ def main():
         try:
             sweep_id, makespan, jobs = svc.run_sweep(packed_toml)
             results = trial_results(jobs)
+            if a.dump_jobs:
+                with open(a.dump_jobs, "w") as f:
+                    json.dump(jobs, f, indent=1)
             unpacked = None
             if a.compare_unpacked:
                 alone_toml = os.path.join(tmp, "lab1-alone.toml")

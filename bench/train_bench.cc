@@ -31,10 +31,12 @@ class SpsRecorder : public qsweep::TrainCallback {
  public:
   void OnMetric(const qsweep::MetricPoint& m) override {
     if (m.name == "samples_per_second") sps.push_back(m.value);
+    if (m.name == "epoch_seconds") epoch_seconds.push_back(m.value);
     if (m.name == "test_acc_epoch") test_acc = m.value;
     if (m.name == "val_acc_epoch") val_acc = m.value;
   }
   std::vector<double> sps;
+  std::vector<double> epoch_seconds;  // training + validation + test
   double test_acc = -1, val_acc = -1;
 };
 
@@ -151,22 +153,29 @@ int main(int argc, char** argv) {
     }
     sps = seconds > 0 ? rows / seconds : 0;
   }
-  nlohmann::json out = {{"impl", "qsweep"},
-                        {"model", spec->name},
-                        {"params", spec->TrainableParams()},
-                        {"rows", data->train_val.rows},
-                        {"batch_size", c.batch_size},
-                        {"epochs", c.max_epochs},
-                        {"threads", c.threads},
-                        {"engine", engine},
-                        {"trials", trials},
-                        {"mode", mode},
-                        {"resume_states", resume_states},
-                        {"wall_seconds", wall},
-                        {"samples_per_second_median", sps},
-                        {"val_acc", rec.val_acc},
-                        {"test_acc", rec.test_acc},
-                        {"dataset", data->DisplayName()}};
+  nlohmann::json out = {
+      {"impl", "qsweep"},
+      {"model", spec->name},
+      {"params", spec->TrainableParams()},
+      {"rows", data->train_val.rows},
+      {"batch_size", c.batch_size},
+      {"epochs", c.max_epochs},
+      {"threads", c.threads},
+      {"engine", engine},
+      {"trials", trials},
+      {"mode", mode},
+      {"resume_states", resume_states},
+      {"wall_seconds", wall},
+      {"epoch_seconds_median", Median(rec.epoch_seconds)},
+      // the validation (train split) and test passes of one epoch
+      {"eval_seconds_median",
+       Median(rec.epoch_seconds) -
+           (Median(rec.sps) > 0 ? static_cast<double>(data->train_val.rows) / Median(rec.sps)
+                                : 0.0)},
+      {"samples_per_second_median", sps},
+      {"val_acc", rec.val_acc},
+      {"test_acc", rec.test_acc},
+      {"dataset", data->DisplayName()}};
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }

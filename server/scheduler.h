@@ -216,9 +216,9 @@ class Scheduler {
                      v1::LeaseResponse& response);
   std::vector<std::string> PickJobs(int32_t max_jobs) const;
   // Up to `slots` groups of pending jobs to grant, in queue order: each group
-  // is a head job and, when pack > 1, up to pack - 1 later pending jobs with
-  // the same PackKey (scheduler_packs.cc). Per-sweep concurrency counts every
-  // job of a group.
+  // is a head job's pack: when pack > 1, up to PackSplit(...) of the pending
+  // jobs with the head's PackKey, dealt longest (max_epochs) first
+  // (scheduler_packs.cc). Per-sweep concurrency counts every job of a group.
   std::vector<std::vector<std::string>> PickPacks(int32_t slots, int32_t pack) const;
   // The key a job shares with the jobs it may be packed with; "" = trains
   // alone (not TRAIN, the sweep said pack = false, or a model the packed
@@ -286,11 +286,25 @@ class Scheduler {
   std::vector<std::string> changed_jobs_;                 // see TakeChangedJobs
   std::set<std::string> changed_set_;
   void NoteChanged(const std::string& job_id);
+  mutable std::map<std::string, int64_t> pack_epochs_;  // job id -> max_epochs (with PackKey)
 };
 
 // The pack key of an effective config (JSON object text) and dataset hash:
 // the keys a pack must share, or "" when the model cannot be trained packed
 // or the config is not an object.
 std::string PackKeyOfConfig(const std::string& config_json, const std::string& dataset_sha256);
+
+// max_epochs of an effective config (0 when absent): a trial's length, for
+// dealing a group's trials over packs longest first.
+int64_t TrialEpochsOfConfig(const std::string& config_json);
+
+// How many of a group of `n` compatible pending jobs the next pack takes:
+// the group is split into as few packs as the `pack` limit allows, as evenly
+// as possible (9 with pack 8: 5 + 4, not 8 + 1); and when fewer groups are
+// pending (`groups_pending`, this one included) than slots are free
+// (`idle_slots`: the asking worker's and the long-polling workers'), into
+// this group's share of the free slots, so that none idles while another
+// trains a long pack.
+size_t PackSplit(size_t n, int32_t pack, int32_t idle_slots, int32_t groups_pending);
 
 }  // namespace qsweep

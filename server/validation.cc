@@ -234,6 +234,10 @@ absl::Status Validate(const v1::CompleteRequest& r) {
       return Bad(f, absl::StrCat("(json and text) is ", size, " bytes long; the limit is ",
                                  kMaxReportBytes, " bytes"));
   }
+  if (r.has_lease_next()) {
+    absl::Status s = Validate(r.lease_next());
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("lease_next: ", s.message()));
+  }
   return Metrics("", r.metrics());
 }
 

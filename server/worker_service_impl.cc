@@ -117,9 +117,26 @@ grpc::ServerUnaryReactor* WorkerServiceImpl::Complete(grpc::CallbackServerContex
   auto caller = Authorize(ctx, QSWEEP_METHOD(Complete), auth_);
   if (!caller.ok()) return Done(ctx, caller.status());
   if (auto s = Validate(*request); !s.ok()) return Done(ctx, s);
-  return FinishOnStrand(coordinator_, ctx, [caller = *caller, request](Scheduler& scheduler) {
-    return scheduler.Complete(caller, *request);
-  });
+  auto* reactor = ctx->DefaultReactor();
+  Coordinator& coordinator = coordinator_;
+  coordinator_.Post(
+      [&coordinator, caller = *caller, request, response, reactor](Scheduler& scheduler) {
+        absl::Status status = scheduler.Complete(caller, *request);
+        if (status.ok() && request->has_lease_next()) {
+          // The next jobs, granted in the same group commit as the result.
+          v1::LeaseRequest next = request->lease_next();
+          next.set_wait_ms(0);  // answered now: never parked as a long-poll
+          scheduler.Lease(caller, next, [response](absl::StatusOr<v1::LeaseResponse> leased) {
+            if (leased.ok()) *response->mutable_next() = std::move(*leased);
+          });
+        }
+        // Answered once the change is durable (group commit), never before.
+        coordinator.Ack([response, reactor, status](const absl::Status& committed) {
+          if (!committed.ok()) response->Clear();
+          reactor->Finish(ToGrpcStatus(status.ok() ? committed : status));
+        });
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerServiceImpl::Fail(grpc::CallbackServerContext* ctx,

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -111,13 +113,72 @@ absl::Status SqliteError(int rc, const std::string& what) {
   }
 }
 
-// A prepared statement, finalized on destruction.
+// Prepared statements by SQL text, kept for the life of the connection:
+// preparing costs more than running the small statements the scheduler
+// issues per call. Used under the store's lock only.
+class StmtCache {
+ public:
+  explicit StmtCache(sqlite3* db) : db_(db) {}
+  ~StmtCache() { Clear(); }
+  StmtCache(const StmtCache&) = delete;
+  StmtCache& operator=(const StmtCache&) = delete;
+  sqlite3* db() const { return db_; }
+  // A statement for `sql` not in use by another Stmt (prepared on first use),
+  // or nullptr when the cached one is in use: the caller prepares its own.
+  sqlite3_stmt* Acquire(const char* sql, int* rc) {
+    auto [it, inserted] = entries_.try_emplace(sql);
+    Entry& e = it->second;
+    if (inserted) {
+      *rc = sqlite3_prepare_v2(db_, sql, -1, &e.stmt, nullptr);
+      if (*rc != SQLITE_OK) {
+        sqlite3_finalize(e.stmt);
+        entries_.erase(it);
+        return nullptr;
+      }
+    } else if (e.busy) {
+      return nullptr;
+    }
+    *rc = SQLITE_OK;
+    e.busy = true;
+    return e.stmt;
+  }
+  void Release(const char* sql) { entries_.at(sql).busy = false; }
+  void Clear() {
+    for (auto& [sql, e] : entries_) sqlite3_finalize(e.stmt);
+    entries_.clear();
+  }
+
+ private:
+  struct Entry {
+    sqlite3_stmt* stmt = nullptr;
+    bool busy = false;
+  };
+  sqlite3* db_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+// A prepared statement: from the connection's cache (reset and unbound on
+// destruction), or its own when the cached one is in use (finalized).
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  Stmt(StmtCache& cache, const char* sql) : db_(cache.db()) {
+    stmt_ = cache.Acquire(sql, &rc_);
+    if (stmt_ != nullptr) {
+      cache_ = &cache;
+      sql_ = sql;
+    } else if (rc_ == SQLITE_OK) {
+      rc_ = sqlite3_prepare_v2(db_, sql, -1, &stmt_, nullptr);
+    }
   }
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  ~Stmt() {
+    if (cache_ == nullptr) {
+      sqlite3_finalize(stmt_);
+      return;
+    }
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+    cache_->Release(sql_);
+  }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
@@ -188,7 +249,9 @@ class Stmt {
 
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
-  int rc_;
+  int rc_ = SQLITE_OK;
+  StmtCache* cache_ = nullptr;  // set when stmt_ is the cache's
+  const char* sql_ = nullptr;
 };
 
 template <typename Msg>
@@ -201,8 +264,9 @@ absl::StatusOr<Msg> Parse(const std::string& bytes, const char* what) {
 
 class SqliteStoreImpl final : public Store {
  public:
-  explicit SqliteStoreImpl(sqlite3* db) : db_(db) {}
+  explicit SqliteStoreImpl(sqlite3* db) : db_(db), stmts_(db) {}
   ~SqliteStoreImpl() override {
+    stmts_.Clear();
     sqlite3_close_v2(db_);
     if (lock_fd_ >= 0) close(lock_fd_);  // releases the lock
   }
@@ -242,25 +306,28 @@ class SqliteStoreImpl final : public Store {
   // batch (BeginBatch), in a savepoint of the batch's transaction instead: an
   // error undoes this call's writes only, and nothing is durable before
   // EndBatch commits.
+  // Runs one statement of fixed text through the statement cache.
+  absl::Status Step(const char* sql) { return Stmt(stmts_, sql).Run(); }
+
   template <typename F>
   absl::Status InTransaction(F&& body) {
     if (in_batch_) {
-      QSWEEP_RETURN_IF_ERROR(Exec("SAVEPOINT call"));
+      QSWEEP_RETURN_IF_ERROR(Step("SAVEPOINT call"));
       absl::Status s = body();
       if (!s.ok()) {
-        Exec("ROLLBACK TO call").IgnoreError();
-        Exec("RELEASE call").IgnoreError();
+        Step("ROLLBACK TO call").IgnoreError();
+        Step("RELEASE call").IgnoreError();
         return s;
       }
-      return Exec("RELEASE call");
+      return Step("RELEASE call");
     }
-    QSWEEP_RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    QSWEEP_RETURN_IF_ERROR(Step("BEGIN IMMEDIATE"));
     absl::Status s = body();
     if (!s.ok()) {
-      Exec("ROLLBACK").IgnoreError();
+      Step("ROLLBACK").IgnoreError();
       return s;
     }
-    return Exec("COMMIT");
+    return Step("COMMIT");
   }
 
   // Group commit: one transaction (one fsync with synchronous = FULL) for
@@ -292,7 +359,7 @@ class SqliteStoreImpl final : public Store {
   }
 
   absl::Status Migrate() {
-    Stmt v(db_, "PRAGMA user_version");
+    Stmt v(stmts_, "PRAGMA user_version");
     int64_t version = v.Next() ? v.ColumnInt(0) : 0;
     QSWEEP_RETURN_IF_ERROR(v.status());
     const auto& migrations = Migrations();
@@ -314,14 +381,14 @@ class SqliteStoreImpl final : public Store {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
       {
-        Stmt s(db_, "INSERT INTO sweeps(id, idempotency_key, data) VALUES (?, ?, ?)");
+        Stmt s(stmts_, "INSERT INTO sweeps(id, idempotency_key, data) VALUES (?, ?, ?)");
         s.Text(1, sweep.id())
             .TextOrNull(2, sweep.idempotency_key())
             .Blob(3, sweep.SerializeAsString());
         QSWEEP_RETURN_IF_ERROR(s.Run());
       }
       for (const auto& j : jobs) {
-        Stmt s(db_, "INSERT INTO jobs(id, sweep_id, idx, state, data) VALUES (?, ?, ?, ?, ?)");
+        Stmt s(stmts_, "INSERT INTO jobs(id, sweep_id, idx, state, data) VALUES (?, ?, ?, ?, ?)");
         s.Text(1, j.id())
             .Text(2, j.sweep_id())
             .Int(3, j.index())
@@ -335,7 +402,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<v1::Sweep> GetSweep(const std::string& id) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT data FROM sweeps WHERE id = ?");
+    Stmt s(stmts_, "SELECT data FROM sweeps WHERE id = ?");
     s.Text(1, id);
     if (s.Next()) return Parse<v1::Sweep>(s.ColumnBytes(0), "sweep");
     QSWEEP_RETURN_IF_ERROR(s.status());
@@ -344,7 +411,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<v1::Sweep> FindSweepByIdempotencyKey(const std::string& key) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT data FROM sweeps WHERE idempotency_key = ?");
+    Stmt s(stmts_, "SELECT data FROM sweeps WHERE idempotency_key = ?");
     s.Text(1, key);
     if (!key.empty() && s.Next()) return Parse<v1::Sweep>(s.ColumnBytes(0), "sweep");
     QSWEEP_RETURN_IF_ERROR(s.status());
@@ -353,7 +420,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT data FROM sweeps ORDER BY seq");
+    Stmt s(stmts_, "SELECT data FROM sweeps ORDER BY seq");
     return Collect<v1::Sweep>(s, "sweep");
   }
 
@@ -366,7 +433,7 @@ class SqliteStoreImpl final : public Store {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
       QSWEEP_RETURN_IF_ERROR(UpdateJobLocked(job));
-      Stmt s(db_, "INSERT OR REPLACE INTO attempts(job_id, number, data) VALUES (?, ?, ?)");
+      Stmt s(stmts_, "INSERT OR REPLACE INTO attempts(job_id, number, data) VALUES (?, ?, ?)");
       s.Text(1, attempt.job_id()).Int(2, attempt.number()).Blob(3, attempt.SerializeAsString());
       return s.Run();
     });
@@ -377,7 +444,7 @@ class SqliteStoreImpl final : public Store {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
       for (const auto& u : updates) {
-        Stmt get(db_, "SELECT data FROM jobs WHERE id = ?");
+        Stmt get(stmts_, "SELECT data FROM jobs WHERE id = ?");
         get.Text(1, u.job.id());
         if (!get.Next()) {
           QSWEEP_RETURN_IF_ERROR(get.status());
@@ -388,7 +455,7 @@ class SqliteStoreImpl final : public Store {
         QSWEEP_RETURN_IF_ERROR(UpdateJobLocked(u.job));
       }
       if (attempt == nullptr) return absl::OkStatus();
-      Stmt s(db_, "INSERT OR REPLACE INTO attempts(job_id, number, data) VALUES (?, ?, ?)");
+      Stmt s(stmts_, "INSERT OR REPLACE INTO attempts(job_id, number, data) VALUES (?, ?, ?)");
       s.Text(1, attempt->job_id()).Int(2, attempt->number()).Blob(3, attempt->SerializeAsString());
       return s.Run();
     });
@@ -396,7 +463,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<v1::Job> GetJob(const std::string& id) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT data FROM jobs WHERE id = ?");
+    Stmt s(stmts_, "SELECT data FROM jobs WHERE id = ?");
     s.Text(1, id);
     if (s.Next()) return Parse<v1::Job>(s.ColumnBytes(0), "job");
     QSWEEP_RETURN_IF_ERROR(s.status());
@@ -405,7 +472,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<std::vector<v1::Job>> ListJobs(const JobFilter& filter) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_,
+    Stmt s(stmts_,
            "SELECT j.data, j.state FROM jobs j JOIN sweeps s ON s.id = j.sweep_id "
            "WHERE (?1 = '' OR j.sweep_id = ?1) ORDER BY s.seq, j.idx");
     s.Text(1, filter.sweep_id);
@@ -423,7 +490,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& job_id) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT data FROM attempts WHERE job_id = ? ORDER BY number");
+    Stmt s(stmts_, "SELECT data FROM attempts WHERE job_id = ? ORDER BY number");
     s.Text(1, job_id);
     return Collect<v1::Attempt>(s, "attempt");
   }
@@ -432,7 +499,7 @@ class SqliteStoreImpl final : public Store {
                              const std::vector<v1::Metric>& metrics) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
-      Stmt s(db_,
+      Stmt s(stmts_,
              "INSERT OR REPLACE INTO metrics(job_id, attempt, name, step, epoch, value) "
              "VALUES (?, ?, ?, ?, ?, ?)");
       for (const auto& m : metrics) {
@@ -452,7 +519,7 @@ class SqliteStoreImpl final : public Store {
   absl::StatusOr<std::vector<v1::Metric>> ListMetrics(const std::string& job_id, int32_t attempt,
                                                       const std::string& name) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_,
+    Stmt s(stmts_,
            "SELECT name, step, epoch, value FROM metrics WHERE job_id = ?1 AND attempt = ?2 "
            "AND (?3 = '' OR name = ?3) ORDER BY name, step");
     s.Text(1, job_id).Int(2, attempt).Text(3, name);
@@ -472,14 +539,15 @@ class SqliteStoreImpl final : public Store {
   absl::Status PutArtifact(const v1::ArtifactInfo& info, const std::string& bytes) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
-      Stmt s(db_, "INSERT OR IGNORE INTO artifacts(sha256, kind, size, data) VALUES (?, ?, ?, ?)");
+      Stmt s(stmts_,
+             "INSERT OR IGNORE INTO artifacts(sha256, kind, size, data) VALUES (?, ?, ?, ?)");
       s.Text(1, info.sha256())
           .Text(2, info.kind())
           .Int(3, static_cast<int64_t>(bytes.size()))
           .Blob(4, bytes);
       QSWEEP_RETURN_IF_ERROR(s.Run());
       if (info.job_id().empty()) return absl::OkStatus();
-      Stmt l(db_, "INSERT OR REPLACE INTO job_artifacts(job_id, name, info) VALUES (?, ?, ?)");
+      Stmt l(stmts_, "INSERT OR REPLACE INTO job_artifacts(job_id, name, info) VALUES (?, ?, ?)");
       l.Text(1, info.job_id()).Text(2, info.name()).Blob(3, info.SerializeAsString());
       return l.Run();
     });
@@ -534,7 +602,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<std::string> GetArtifactBytes(const std::string& sha256) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT data FROM artifacts WHERE sha256 = ?");
+    Stmt s(stmts_, "SELECT data FROM artifacts WHERE sha256 = ?");
     s.Text(1, sha256);
     if (s.Next()) return s.ColumnBytes(0);
     QSWEEP_RETURN_IF_ERROR(s.status());
@@ -544,7 +612,7 @@ class SqliteStoreImpl final : public Store {
   absl::StatusOr<v1::ArtifactInfo> FindArtifact(const std::string& job_id,
                                                 const std::string& name) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT info FROM job_artifacts WHERE job_id = ? AND name = ?");
+    Stmt s(stmts_, "SELECT info FROM job_artifacts WHERE job_id = ? AND name = ?");
     s.Text(1, job_id).Text(2, name);
     if (s.Next()) return Parse<v1::ArtifactInfo>(s.ColumnBytes(0), "artifact");
     QSWEEP_RETURN_IF_ERROR(s.status());
@@ -553,7 +621,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<std::vector<v1::ArtifactInfo>> ListArtifacts(const std::string& job_id) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT info FROM job_artifacts WHERE job_id = ? ORDER BY name");
+    Stmt s(stmts_, "SELECT info FROM job_artifacts WHERE job_id = ? ORDER BY name");
     s.Text(1, job_id);
     return Collect<v1::ArtifactInfo>(s, "artifact");
   }
@@ -561,7 +629,7 @@ class SqliteStoreImpl final : public Store {
   absl::Status PutReport(const v1::Report& r) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] {
-      Stmt s(db_,
+      Stmt s(stmts_,
              "INSERT OR REPLACE INTO reports(job_id, pass_name, json, text) VALUES (?, ?, ?, ?)");
       s.Text(1, r.job_id()).Text(2, r.pass_name()).Text(3, r.json()).Text(4, r.text());
       return s.Run();
@@ -571,7 +639,7 @@ class SqliteStoreImpl final : public Store {
   absl::StatusOr<v1::Report> GetReport(const std::string& job_id,
                                        const std::string& pass_name) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT json, text FROM reports WHERE job_id = ? AND pass_name = ?");
+    Stmt s(stmts_, "SELECT json, text FROM reports WHERE job_id = ? AND pass_name = ?");
     s.Text(1, job_id).Text(2, pass_name);
     if (s.Next()) {
       v1::Report r;
@@ -589,7 +657,7 @@ class SqliteStoreImpl final : public Store {
   absl::Status PutWorker(const v1::WorkerInfo& w) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] {
-      Stmt s(db_,
+      Stmt s(stmts_,
              "INSERT INTO workers(id, data) VALUES (?, ?) "
              "ON CONFLICT(id) DO UPDATE SET data = excluded.data");
       s.Text(1, w.id()).Blob(2, w.SerializeAsString());
@@ -599,14 +667,14 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT data FROM workers ORDER BY seq");
+    Stmt s(stmts_, "SELECT data FROM workers ORDER BY seq");
     return Collect<v1::WorkerInfo>(s, "worker");
   }
 
   absl::Status DeleteWorker(const std::string& worker_id) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] {
-      Stmt s(db_, "DELETE FROM workers WHERE id = ?");
+      Stmt s(stmts_, "DELETE FROM workers WHERE id = ?");
       s.Text(1, worker_id);
       return s.Run();
     });
@@ -615,7 +683,7 @@ class SqliteStoreImpl final : public Store {
   absl::Status CreateToken(const v1::Token& token) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] {
-      Stmt s(db_, "INSERT INTO tokens(id, data) VALUES (?, ?)");
+      Stmt s(stmts_, "INSERT INTO tokens(id, data) VALUES (?, ?)");
       s.Text(1, token.id()).Blob(2, token.SerializeAsString());
       return s.Run();
     });
@@ -623,7 +691,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<v1::Token> GetToken(const std::string& id) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT data FROM tokens WHERE id = ?");
+    Stmt s(stmts_, "SELECT data FROM tokens WHERE id = ?");
     s.Text(1, id);
     if (s.Next()) return Parse<v1::Token>(s.ColumnBytes(0), "token");
     QSWEEP_RETURN_IF_ERROR(s.status());
@@ -632,7 +700,7 @@ class SqliteStoreImpl final : public Store {
 
   absl::StatusOr<std::vector<v1::Token>> ListTokens() override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT data FROM tokens ORDER BY seq");
+    Stmt s(stmts_, "SELECT data FROM tokens ORDER BY seq");
     return Collect<v1::Token>(s, "token");
   }
 
@@ -640,7 +708,7 @@ class SqliteStoreImpl final : public Store {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     bool revoked = false;
     absl::Status st = InTransaction([&]() -> absl::Status {
-      Stmt get(db_, "SELECT data FROM tokens WHERE id = ?");
+      Stmt get(stmts_, "SELECT data FROM tokens WHERE id = ?");
       get.Text(1, id);
       if (!get.Next()) {
         QSWEEP_RETURN_IF_ERROR(get.status());
@@ -649,7 +717,7 @@ class SqliteStoreImpl final : public Store {
       QSWEEP_ASSIGN_OR_RETURN(v1::Token token, Parse<v1::Token>(get.ColumnBytes(0), "token"));
       if (token.revoked_unix_ms() != 0) return absl::OkStatus();
       token.set_revoked_unix_ms(at_unix_ms);
-      Stmt put(db_, "UPDATE tokens SET data = ? WHERE id = ?");
+      Stmt put(stmts_, "UPDATE tokens SET data = ? WHERE id = ?");
       put.Blob(1, token.SerializeAsString()).Text(2, id);
       QSWEEP_RETURN_IF_ERROR(put.Run());
       revoked = true;
@@ -661,7 +729,7 @@ class SqliteStoreImpl final : public Store {
 
  private:
   absl::Status UpdateJobLocked(const v1::Job& job) {
-    Stmt s(db_, "UPDATE jobs SET state = ?, data = ? WHERE id = ?");
+    Stmt s(stmts_, "UPDATE jobs SET state = ?, data = ? WHERE id = ?");
     s.Int(1, job.state()).Blob(2, job.SerializeAsString()).Text(3, job.id());
     QSWEEP_RETURN_IF_ERROR(s.Run());
     if (sqlite3_changes(db_) == 0)
@@ -682,6 +750,7 @@ class SqliteStoreImpl final : public Store {
 
   std::recursive_mutex mu_;  // recursive: a batch holds it across calls
   sqlite3* db_;              // owned; used only under mu_
+  StmtCache stmts_;          // db_'s prepared statements; used only under mu_
   bool in_batch_ = false;    // guarded by mu_
   int lock_fd_ = -1;
 };

@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   app.add_option("--slots", options.slots, "jobs run at once")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  options.pack = 8;  // the CLI's default: pack compatible trials
+  options.pack = 16;  // the CLI's default: pack compatible trials (Lab 1: 9 per batch size)
   app.add_option("--pack", options.pack,
                  "compatible TRAIN jobs trained together per slot (1 = one job per slot)")
       ->check(CLI::Range(1, 64))

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 
@@ -159,6 +160,105 @@ TEST_F(SchedulerPacksTest, PerSweepConcurrencyCountsEveryPackedJob) {
   auto resp = LeaseNow(2, 8);
   EXPECT_EQ(Packs(resp), (std::map<int, std::vector<int>>{{1, {0, 1}}}));
   EXPECT_EQ(LeaseNow(2, 8).leases_size(), 0);
+}
+
+// Lab 1 itself: 3 batch sizes x 3 epoch counts x 3 learning rates.
+constexpr char kLab1[] = R"(
+model = "jsc-toy"
+dataset = "jsc-synthetic"
+[sweep]
+name = "lab1"
+[sweep.grid]
+batch_size = [64, 256, 1024]
+max_epochs = [5, 10, 15]
+learning_rate = [1e-3, 1e-5, 1e-7]
+)";
+
+TEST(PackSplitTest, EvenWithinThePackLimitAndSharesFreeSlots) {
+  EXPECT_EQ(PackSplit(9, 8, 1, 3), 5u);  // 5 + 4, not 8 + 1
+  EXPECT_EQ(PackSplit(4, 8, 1, 3), 4u);
+  EXPECT_EQ(PackSplit(9, 16, 2, 3), 9u);  // enough groups for the free slots: whole
+  EXPECT_EQ(PackSplit(9, 16, 2, 2), 9u);
+  EXPECT_EQ(PackSplit(9, 16, 2, 1), 5u);  // the last group over both free slots
+  EXPECT_EQ(PackSplit(9, 16, 1, 1), 9u);  // no other slot free: whole
+  EXPECT_EQ(PackSplit(9, 16, 4, 2), 5u);  // two free slots for each of two groups
+  EXPECT_EQ(PackSplit(3, 16, 8, 1), 1u);  // never more parts than jobs
+  EXPECT_EQ(PackSplit(1, 8, 4, 1), 1u);
+  EXPECT_EQ(PackSplit(20, 8, 1, 1), 7u);  // 7 + 7 + 6
+  EXPECT_EQ(PackSplit(0, 8, 1, 1), 0u);
+}
+
+// max_epochs of each job index in a response's packs.
+std::map<int, std::multiset<int>> PackEpochs(const v1::LeaseResponse& resp) {
+  std::map<int, std::multiset<int>> out;
+  for (const auto& l : resp.leases()) {
+    auto config = nlohmann::json::parse(l.job().config_json());
+    out[l.pack()].insert(config["max_epochs"].get<int>());
+  }
+  return out;
+}
+
+TEST_F(SchedulerPacksTest, AGroupOverThePackLimitSplitsEvenlyLongestFirst) {
+  Submit(kLab1);
+  // Batch size 64 (jobs 0-8): epochs 5, 10, 15 for each learning rate. Pack
+  // limit 8: 5 + 4 jobs, dealt longest first so that both packs run 15 epochs.
+  auto first = LeaseNow(1, 8);
+  ASSERT_EQ(first.leases_size(), 5);
+  EXPECT_EQ(PackEpochs(first), (std::map<int, std::multiset<int>>{{1, {5, 5, 10, 15, 15}}}));
+  auto second = LeaseNow(1, 8);
+  ASSERT_EQ(second.leases_size(), 4);
+  EXPECT_EQ(PackEpochs(second), (std::map<int, std::multiset<int>>{{1, {5, 10, 10, 15}}}));
+  for (const auto* resp : {&first, &second})
+    for (const auto& l : resp->leases())
+      EXPECT_EQ(nlohmann::json::parse(l.job().config_json())["batch_size"], 64);
+  // Then batch size 256, whole with a limit of 16.
+  auto third = LeaseNow(1, 16);
+  ASSERT_EQ(third.leases_size(), 9);
+  for (const auto& l : third.leases())
+    EXPECT_EQ(nlohmann::json::parse(l.job().config_json())["batch_size"], 256);
+}
+
+TEST_F(SchedulerPacksTest, TheLastGroupIsSharedWithWaitingWorkersSoNoSlotIdles) {
+  // Two one-slot workers long-polling (as qsweep up's local workers), then a
+  // sweep of one group of 9: the first gets 5 jobs and the second 4, instead
+  // of one training all 9 while the other idles.
+  auto one_slot = [&](const std::string& name) {
+    v1::RegisterRequest r;
+    r.set_name(name);
+    r.set_device("cpu");
+    r.set_slots(1);
+    return scheduler_->Register(worker_, r)->worker_id();
+  };
+  const std::string a = one_slot("a"), b = one_slot("b");
+  std::map<std::string, std::optional<v1::LeaseResponse>> got;
+  auto wait = [&](const std::string& w) {
+    v1::LeaseRequest r;
+    r.set_worker_id(w);
+    r.set_max_jobs(1);
+    r.set_pack(16);
+    r.set_wait_ms(60000);
+    scheduler_->Lease(worker_, r, [&got, w](absl::StatusOr<v1::LeaseResponse> resp) {
+      ASSERT_TRUE(resp.ok()) << resp.status();
+      got[w] = *resp;
+    });
+  };
+  for (const std::string& w : {a, b}) wait(w);
+  EXPECT_TRUE(got.empty());  // both wait
+  std::string toml = kLab1;
+  toml.replace(toml.find("[64, 256, 1024]"), 15, "[64]");
+  Submit(toml);
+  ASSERT_TRUE(got[a].has_value() && got[b].has_value());
+  EXPECT_EQ(PackEpochs(*got[a]), (std::map<int, std::multiset<int>>{{1, {5, 5, 10, 15, 15}}}));
+  EXPECT_EQ(PackEpochs(*got[b]), (std::map<int, std::multiset<int>>{{1, {5, 10, 10, 15}}}));
+
+  // With three groups pending for two free slots, nothing is split: each
+  // worker trains a whole batch size.
+  got.clear();
+  for (const std::string& w : {a, b}) wait(w);
+  Submit(kLab1);
+  ASSERT_TRUE(got[a].has_value() && got[b].has_value());
+  EXPECT_EQ(got[a]->leases_size(), 9);
+  EXPECT_EQ(got[b]->leases_size(), 9);
 }
 
 TEST_F(SchedulerPacksTest, LeaseRequestPackIsBounded) {

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <future>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
@@ -94,6 +95,57 @@ TEST_F(ServiceTest, SubmitRunAndQuery) {
   ASSERT_TRUE(experiments_->ListWorkers(&ctx3, v1::ListWorkersRequest(), &workers).ok());
   ASSERT_EQ(workers.workers_size(), 1);
   EXPECT_EQ(workers.workers(0).id(), w);
+}
+
+// CompleteRequest.lease_next: a Complete leases the worker's next job in the
+// same call (one round trip less per job), once the result is stored.
+TEST_F(ServiceTest, CompleteCanLeaseTheNextJob) {
+  const std::string id = Submit();
+  const std::string w = Register();
+  auto leases = Lease(w, 1);
+  ASSERT_EQ(leases.leases_size(), 1);
+  v1::GrantedLease lease = leases.leases(0);
+  std::set<int> done;
+  for (int i = 0; i < 3; ++i) {
+    grpc::ClientContext ctx;
+    v1::CompleteRequest req;
+    req.set_lease_id(lease.lease_id());
+    req.set_epoch(lease.epoch());
+    (*req.mutable_final_metrics())["test_acc_epoch"] = 0.5;
+    req.mutable_lease_next()->set_worker_id(w);
+    req.mutable_lease_next()->set_max_jobs(1);
+    req.mutable_lease_next()->set_wait_ms(60000);  // ignored: answered at once
+    v1::CompleteResponse resp;
+    ASSERT_TRUE(workers_->Complete(&ctx, req, &resp).ok());
+    done.insert(lease.job().index());
+    if (i < 2) {
+      ASSERT_EQ(resp.next().leases_size(), 1) << i;
+      lease = resp.next().leases(0);
+      EXPECT_EQ(lease.job().state(), v1::LEASED);
+      EXPECT_FALSE(lease.job().config_json().empty());  // a full job, as Lease grants
+    } else {
+      EXPECT_EQ(resp.next().leases_size(), 0);  // nothing left; no long-poll
+    }
+  }
+  EXPECT_EQ(done, (std::set<int>{0, 1, 2}));
+  EXPECT_EQ(GetSweep(id).succeeded(), 3);
+
+  // A malformed lease_next is refused by name, and nothing is stored.
+  const std::string id2 = Submit("again");
+  auto more = Lease(w, 1);
+  ASSERT_EQ(more.leases_size(), 1);
+  grpc::ClientContext ctx;
+  v1::CompleteRequest req;
+  req.set_lease_id(more.leases(0).lease_id());
+  req.set_epoch(more.leases(0).epoch());
+  req.mutable_lease_next()->set_worker_id(w);
+  req.mutable_lease_next()->set_max_jobs(0);
+  v1::CompleteResponse resp;
+  grpc::Status s = workers_->Complete(&ctx, req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("lease_next: "));
+  EXPECT_THAT(s.error_message(), HasSubstr("max_jobs"));
+  EXPECT_EQ(GetSweep(id2).succeeded(), 0);
 }
 
 TEST_F(ServiceTest, IdempotentSubmitOverTheWire) {

@@ -20,6 +20,7 @@
 // so any change in summation order would send it on another path.
 #include "worker/core/torch/packed_trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
@@ -110,7 +111,8 @@ double SecondsSince(Clock::time_point t0) {
 
 constexpr double kBnEps = 1e-5;
 constexpr double kBnMomentum = 0.1;
-constexpr int64_t kEvalChunkRows = 16384;
+constexpr int64_t kEvalChunkRows = 16384;  // as trainer.cc's Evaluate: the loss sums' grouping
+constexpr int64_t kEvalBlockRows = 2048;   // rows per evaluation block (cache-sized)
 const int64_t kAxis0[1] = {0};
 const int64_t kAxis1[1] = {1};
 
@@ -251,10 +253,18 @@ class PackedEngine {
   struct LinearViews {
     torch::Tensor w, wt, b, gw, gb;      // K = 1: 2-D / 1-D; K > 1: [K, ...]
     std::vector<torch::Tensor> gb_rows;  // K > 1: gB row k
-    torch::Tensor out_full, gin_full;    // K = 1: [bs, C]; K > 1: [K, bs, C] transposes
+    // K > 1: one sum over [n, K, out] gives each trial's bias gradient bit for
+    // bit as a trial alone sums it (checked per pack shape: BatchedSumIsExact).
+    bool batched_bias_sum = false;
+    torch::Tensor out_full, gin_full;  // K = 1: [bs, C]; K > 1: [K, bs, C] transposes
   };
   std::vector<LinearViews> lv_;
   void CacheViews();
+  // True when the column sums of a [n, K, out] tensor into an output strided
+  // as `like` equal, bit for bit, each trial's sum of its own contiguous
+  // [n, out] slice (the arithmetic of a trial alone), for every batch length
+  // of an epoch. Checked on random values with a private generator.
+  bool BatchedSumIsExact(int64_t out, const torch::Tensor& like) const;
   static torch::Tensor Rows(const torch::Tensor& t, int64_t n) {
     return n == t.size(0) ? t : t.narrow(0, 0, n);
   }
@@ -582,6 +592,27 @@ void PackedEngine::AllocateWork() {
   CacheViews();
 }
 
+bool PackedEngine::BatchedSumIsExact(int64_t out, const torch::Tensor& like) const {
+  torch::NoGradGuard no_grad;
+  const int64_t bs = cfg_.batch_size;
+  const int64_t n_rows = train_x_.defined() ? train_x_.size(0) : bs;
+  std::vector<int64_t> lengths = {std::min(bs, n_rows)};
+  if (n_rows % bs != 0) lengths.push_back(n_rows % bs);  // the epoch's last batch
+  at::Generator gen = at::detail::createCPUGenerator(0x5eed);
+  const auto opts = like.options();
+  for (int64_t n : lengths) {
+    const torch::Tensor g = torch::randn({n, K, out}, gen, torch::kFloat).to(opts.device());
+    torch::Tensor batched = torch::empty_strided({K, out}, like.strides(), opts);
+    at::sum_out(batched, g, at::IntArrayRef(kAxis0));
+    for (int64_t k = 0; k < K; ++k) {
+      torch::Tensor alone = torch::empty({out}, opts);
+      at::sum_out(alone, g.select(1, k).contiguous(), at::IntArrayRef(kAxis0));
+      if (!torch::equal(batched.select(0, k), alone)) return false;
+    }
+  }
+  return true;
+}
+
 void PackedEngine::CacheViews() {
   const int64_t bs = cfg_.batch_size;
   lv_.assign(layers_.size(), {});
@@ -602,6 +633,7 @@ void PackedEngine::CacheViews() {
       v.wt = W_[li].transpose(1, 2);
       v.b = B_[li].unsqueeze(1);
       for (int64_t k = 0; k < K; ++k) v.gb_rows.push_back(gB_[li].select(0, k));
+      v.batched_bias_sum = BatchedSumIsExact(L.out, gB_[li]);
       v.out_full = act_[li].transpose(0, 1);
       if (gin_[li].defined()) v.gin_full = gin_[li].transpose(0, 1);
     }
@@ -764,8 +796,12 @@ void PackedEngine::Backward(int64_t n) {
           // bias followed by BatchNorm has a zero true gradient, and Adam turns
           // its rounding noise into full steps, so a different summation order
           // would change the trajectory.
-          for (int64_t k = 0; k < K; ++k) {
-            at::sum_out(v.gb_rows[k], g.select(1, k), at::IntArrayRef(kAxis0));
+          if (v.batched_bias_sum) {
+            at::sum_out(gB_[li], g, at::IntArrayRef(kAxis0));
+          } else {
+            for (int64_t k = 0; k < K; ++k) {
+              at::sum_out(v.gb_rows[k], g.select(1, k), at::IntArrayRef(kAxis0));
+            }
           }
           if (!L.first) {
             torch::Tensor git = full ? v.gin_full : gin_[li].narrow(0, 0, n).transpose(0, 1);
@@ -973,11 +1009,15 @@ bool PackedEngine::TrainEpoch() {
   return true;
 }
 
-// Eval-mode forward of all rows in chunks of whole batches, in the [rows, K, C]
-// layout; per-row losses are averaged per batch of batch_size rows (MASE's mean
-// of batch means). For one trial these are the same ops, in the same order, as
-// EvaluateCheckpoint's, so a checkpoint evaluates to exactly the metrics logged
-// for it.
+// Eval-mode forward of all rows, in the [rows, K, C] layout, one block of
+// rows at a time so that a block's activations stay in the cache; the whole
+// pack's losses and hits come from a few batched ops per block, read once per
+// chunk. Per-row losses are averaged per batch of batch_size rows (MASE's
+// mean of batch means), and the batch means are summed per chunk of
+// kEvalChunkRows rows in double: for one trial these are the same values,
+// summed in the same order, as EvaluateCheckpoint's, so a checkpoint
+// evaluates to exactly the metrics logged for it, and a trial's metrics do
+// not depend on the pack.
 void PackedEngine::EvaluatePacked(const torch::Tensor& x, const torch::Tensor& y,
                                   std::vector<EvalResult>& out) {
   torch::NoGradGuard no_grad;
@@ -985,60 +1025,89 @@ void PackedEngine::EvaluatePacked(const torch::Tensor& x, const torch::Tensor& y
   int64_t n = x.size(0);
   if (cfg_.debug) n = std::min(n, 5 * bs);
   const int64_t chunk = std::max<int64_t>(1, kEvalChunkRows / bs) * bs;
+  const int64_t block = std::min(chunk, std::max<int64_t>(1, kEvalBlockRows / bs) * bs);
+  const int64_t f = x.size(1);
+  const auto opts = param_.options();
+  // Work buffers for one block, allocated once per call.
+  torch::Tensor xin = torch::empty({block, K, f}, opts);
+  std::vector<torch::Tensor> lin_out(layers_.size());
+  for (size_t li = 0; li < layers_.size(); ++li)
+    if (!layers_[li].skip && layers_[li].kind == LayerKind::kLinear)
+      lin_out[li] = torch::empty({block, K, layers_[li].out}, opts);
+  std::vector<torch::Tensor> bn_w(layers_.size()), bn_b(layers_.size());
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    if (layers_[li].skip || layers_[li].kind != LayerKind::kBatchNorm1d) continue;
+    bn_w[li] = W_[li].reshape({-1});
+    bn_b[li] = B_[li].reshape({-1});
+  }
+  torch::Tensor losses = torch::empty({K, chunk}, opts);  // per row, one chunk, [trial, row]
+  torch::Tensor hits = torch::zeros({K}, opts.dtype(torch::kLong));
   std::vector<double> loss_sum(K, 0.0);
-  std::vector<int64_t> correct(K, 0);
   int64_t batches = 0;
   const bool cudnn = false;
   for (int64_t s = 0; s < n; s += chunk) {
     const int64_t len = std::min(chunk, n - s);
-    const int64_t f = x.size(1);
-    torch::Tensor h = x.narrow(0, s, len);
-    h = K == 1 ? h.view({len, 1, f}) : h.unsqueeze(1).expand({len, K, f}).contiguous();
-    for (size_t li = 0; li < layers_.size(); ++li) {
-      const Layer& L = layers_[li];
-      if (L.skip) continue;
-      if (L.kind == LayerKind::kLinear) {
-        if (K == 1) {
-          h = at::addmm(B_[li].view({L.out}), h.view({len, L.in}), W_[li].view({L.out, L.in}).t())
-                  .view({len, 1, L.out});
+    for (int64_t b0 = 0; b0 < len; b0 += block) {
+      const int64_t m = std::min(block, len - b0);
+      const torch::Tensor yb = y.narrow(0, s + b0, m);
+      torch::Tensor h = xin.narrow(0, 0, m);
+      h.copy_(x.narrow(0, s + b0, m).unsqueeze(1).expand({m, K, f}));
+      for (size_t li = 0; li < layers_.size(); ++li) {
+        const Layer& L = layers_[li];
+        if (L.skip) continue;
+        if (L.kind == LayerKind::kLinear) {
+          torch::Tensor o = lin_out[li].narrow(0, 0, m);
+          if (K == 1) {
+            torch::Tensor o2 = o.view({m, L.out});
+            at::addmm_out(o2, B_[li].view({L.out}), h.view({m, L.in}),
+                          W_[li].view({L.out, L.in}).t());
+          } else {
+            torch::Tensor ot = o.transpose(0, 1);
+            at::baddbmm_out(ot, B_[li].unsqueeze(1), h.transpose(0, 1), W_[li].transpose(1, 2));
+          }
+          h = o;
+        } else if (L.kind == LayerKind::kBatchNorm1d) {
+          h = at::batch_norm(h.view({m, K * L.out}), bn_w[li], bn_b[li], run_mean_[L.bn],
+                             run_var_[L.bn], /*training=*/false, kBnMomentum, kBnEps, cudnn)
+                  .view({m, K, L.out});
         } else {
-          h = at::baddbmm(B_[li].unsqueeze(1), h.transpose(0, 1), W_[li].transpose(1, 2))
-                  .transpose(0, 1)
-                  .contiguous();
+          h = at::relu(h);
         }
-      } else if (L.kind == LayerKind::kBatchNorm1d) {
-        h = at::batch_norm(h.view({len, K * L.out}), W_[li].reshape({-1}), B_[li].reshape({-1}),
-                           run_mean_[L.bn], run_var_[L.bn], /*training=*/false, kBnMomentum, kBnEps,
-                           cudnn)
-                .view({len, K, L.out});
-      } else {
-        h = at::relu(h);
       }
+      // h: logits [m, K, classes].
+      const torch::Tensor picked =
+          at::log_softmax(h, 2).gather(2, yb.view({m, 1, 1}).expand({m, K, 1}));
+      torch::Tensor dst = losses.narrow(1, b0, m);
+      at::neg_out(dst, picked.view({m, K}).t());
+      hits.add_(h.argmax(2).eq(yb.unsqueeze(1)).sum(at::IntArrayRef(kAxis0)));
     }
-    const torch::Tensor yb = y.narrow(0, s, len);
     const int64_t full = len / bs, rest = len % bs;
-    for (int64_t c = 0; c < K; ++c) {
-      const torch::Tensor z = h.select(1, c);
-      const torch::Tensor losses = -at::log_softmax(z, 1).gather(1, yb.unsqueeze(1)).squeeze(1);
-      if (full > 0) {
-        loss_sum[c] += losses.narrow(0, 0, full * bs)
-                           .view({full, bs})
-                           .mean(1)
-                           .sum(torch::kDouble)
-                           .item<double>();
-      }
-      if (rest > 0) loss_sum[c] += losses.narrow(0, full * bs, rest).mean().item<double>();
-      correct[c] += z.argmax(1).eq(yb).sum().item<int64_t>();
+    if (full > 0) {
+      const torch::Tensor sums = losses.narrow(1, 0, full * bs)
+                                     .view({K, full, bs})
+                                     .mean(2)
+                                     .sum(at::IntArrayRef(kAxis1), false, torch::kDouble)
+                                     .to(torch::kCPU);
+      const double* p = sums.data_ptr<double>();
+      for (int64_t c = 0; c < K; ++c) loss_sum[c] += p[c];
+    }
+    if (rest > 0) {
+      const torch::Tensor means =
+          losses.narrow(1, full * bs, rest).mean(at::IntArrayRef(kAxis1)).to(torch::kCPU);
+      const float* p = means.data_ptr<float>();
+      for (int64_t c = 0; c < K; ++c) loss_sum[c] += static_cast<double>(p[c]);
     }
     batches += full + (rest > 0 ? 1 : 0);
   }
+  const torch::Tensor correct = hits.to(torch::kCPU);
   out.assign(K, {});
   for (int64_t c = 0; c < K; ++c) {
     out[c].rows = n;
     out[c].loss = batches ? loss_sum[c] / static_cast<double>(batches)
                           : std::numeric_limits<double>::quiet_NaN();
-    out[c].accuracy = n ? static_cast<double>(correct[c]) / static_cast<double>(n)
-                        : std::numeric_limits<double>::quiet_NaN();
+    out[c].accuracy =
+        n ? static_cast<double>(correct.data_ptr<int64_t>()[c]) / static_cast<double>(n)
+          : std::numeric_limits<double>::quiet_NaN();
   }
 }
 
