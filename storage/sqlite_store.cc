@@ -556,12 +556,12 @@ class SqliteStoreImpl final : public Store {
   absl::Status LinkArtifact(const v1::ArtifactInfo& info) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&]() -> absl::Status {
-      Stmt s(db_, "SELECT 1 FROM artifacts WHERE sha256 = ?");
+      Stmt s(stmts_, "SELECT 1 FROM artifacts WHERE sha256 = ?");
       s.Text(1, info.sha256());
       const bool have = s.Next();
       QSWEEP_RETURN_IF_ERROR(s.status());
       if (!have) return absl::NotFoundError(absl::StrCat("no artifact ", info.sha256()));
-      Stmt l(db_, "INSERT OR REPLACE INTO job_artifacts(job_id, name, info) VALUES (?, ?, ?)");
+      Stmt l(stmts_, "INSERT OR REPLACE INTO job_artifacts(job_id, name, info) VALUES (?, ?, ?)");
       l.Text(1, info.job_id()).Text(2, info.name()).Blob(3, info.SerializeAsString());
       return l.Run();
     });
@@ -570,7 +570,7 @@ class SqliteStoreImpl final : public Store {
   absl::Status PutResumeState(const v1::ArtifactInfo& info, const std::string& bytes) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] {
-      Stmt s(db_, "INSERT OR REPLACE INTO resume_states(job_id, info, data) VALUES (?, ?, ?)");
+      Stmt s(stmts_, "INSERT OR REPLACE INTO resume_states(job_id, info, data) VALUES (?, ?, ?)");
       s.Text(1, info.job_id()).Blob(2, info.SerializeAsString()).Blob(3, bytes);
       return s.Run();
     });
@@ -579,7 +579,7 @@ class SqliteStoreImpl final : public Store {
   absl::StatusOr<std::string> GetResumeState(const std::string& job_id,
                                              v1::ArtifactInfo* info) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
-    Stmt s(db_, "SELECT info, data FROM resume_states WHERE job_id = ?");
+    Stmt s(stmts_, "SELECT info, data FROM resume_states WHERE job_id = ?");
     s.Text(1, job_id);
     if (s.Next()) {
       if (info) {
@@ -594,7 +594,7 @@ class SqliteStoreImpl final : public Store {
   absl::Status DeleteResumeState(const std::string& job_id) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     return InTransaction([&] {
-      Stmt s(db_, "DELETE FROM resume_states WHERE job_id = ?");
+      Stmt s(stmts_, "DELETE FROM resume_states WHERE job_id = ?");
       s.Text(1, job_id);
       return s.Run();
     });
