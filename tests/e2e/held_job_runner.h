@@ -8,8 +8,9 @@
 // that the test opened for reading, and the job then makes no progress until
 // the job must stop (cancel, lost lease, shutdown). Its lease stays alive
 // (heartbeats run on their own thread), so the job is provably RUNNING on this
-// worker, with metrics sent, until the test kills the worker. Every other
-// attempt runs normally.
+// worker, with metrics sent, until the test kills the worker or creates the
+// folder's `release` file (the job then goes on normally). Every other attempt
+// runs normally.
 #pragma once
 
 #include <fcntl.h>
@@ -74,8 +75,11 @@ class HeldJobRunner final : public JobRunner {
         close(fifo);
       }
       // Hold: the job can neither finish nor fail while the test acts. Waking
-      // up periodically only to honour a stop (JobContext has no stop event).
-      while (!inner_.ShouldStop()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      // up periodically only to honour a stop (JobContext has no stop event)
+      // or the test's release.
+      const std::string release = dir_ + "/release";
+      while (!inner_.ShouldStop() && access(release.c_str(), F_OK) != 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
 
     JobContext& inner_;
