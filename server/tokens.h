@@ -32,6 +32,14 @@ absl::StatusOr<IssuedToken> IssueToken(Store& store, Clock& clock, v1::Role role
 // "admin") and writes it to `path` with mode 0600. Returns whether it did.
 absl::StatusOr<bool> BootstrapAdminToken(Store& store, Clock& clock, const std::string& path);
 
+// `qsweep-server --admin-token-file`: makes the admin token the operator
+// provides in `path` (a token file as ReadTokenFile wants it: 0600/0400,
+// one well-formed token; e.g. a Kubernetes Secret) a live admin token of the
+// store, instead of minting one. Idempotent: a start with the same file finds
+// it stored. FAILED_PRECONDITION naming the flag if the file cannot be read,
+// or if its id is stored with another secret or role, revoked or expired.
+absl::Status ImportAdminToken(Store& store, Clock& clock, const std::string& path);
+
 // A worker token for the server's own local workers, written to `path`
 // (0600). Revokes the live tokens an earlier start made for them, so restarts
 // do not pile up live tokens.
