@@ -143,7 +143,7 @@ done
 # --- smoke test ---
 D="$(mktemp -d /tmp/qsweep-smoke-XXXXXX)"
 srv="qsweep-smoke-server-$$" wrk="qsweep-smoke-worker-$$"
-trap '"$engine" rm -f -t 2 "$srv" "$wrk" > /dev/null 2>&1; rm -rf "$ctx" "$D"' EXIT
+trap '"$engine" rm -f "$srv" "$wrk" > /dev/null 2>&1; rm -rf "$ctx" "$D"' EXIT
 fail() {
   echo "build.sh: SMOKE FAIL: $*"
   "$engine" logs "$srv" 2>&1 | tail -20
