@@ -34,8 +34,8 @@ if [ "$(id -u)" -ne 0 ]; then cannot "needs root (slurmd)"; fi
 for p in slurmctld slurmd munged sinfo sbatch scontrol squeue scancel; do
   command -v "$p" >/dev/null || cannot "$p missing (packages slurm-wlm munge)"
 done
-held="$build/tests/e2e/qsweep-worker-held"
-for b in "$build/qsweep" "$build/qsweep-server" "$held"; do
+held_bin="$build/tests/e2e/qsweep-worker-held"
+for b in "$build/qsweep" "$build/qsweep-server" "$held_bin"; do
   [ -x "$b" ] || { echo "test-single-node: FAIL: $b not built"; exit 1; }
 done
 
@@ -169,7 +169,7 @@ for k in 0 1; do
     break
   fi
 done
-exec "$held" "\$@"
+exec "$held_bin" "\$@"
 WRAP
 chmod 755 "$D/worker-held.sh"
 
