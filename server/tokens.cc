@@ -87,7 +87,8 @@ absl::Status ImportAdminToken(Store& store, Clock& clock, const std::string& pat
   auto fail = [&path](absl::string_view why) {
     return absl::FailedPreconditionError(absl::StrCat("--admin-token-file '", path, "': ", why));
   };
-  auto token = ReadTokenFile(path);
+  // Group read is allowed: a Secret in a pod with fsGroup is 0440.
+  auto token = ReadTokenFile(path, TokenFileAccess::kOwnerAndGroupRead);
   if (!token.ok()) return fail(token.status().message());
   auto id = TokenIdOf(*token);
   if (!id.ok()) return fail(id.status().message());

@@ -33,8 +33,9 @@ absl::StatusOr<IssuedToken> IssueToken(Store& store, Clock& clock, v1::Role role
 absl::StatusOr<bool> BootstrapAdminToken(Store& store, Clock& clock, const std::string& path);
 
 // `qsweep-server --admin-token-file`: makes the admin token the operator
-// provides in `path` (a token file as ReadTokenFile wants it: 0600/0400,
-// one well-formed token; e.g. a Kubernetes Secret) a live admin token of the
+// provides in `path` (one well-formed token in a regular file readable by
+// owner and possibly group only: 0600, 0400, 0640 or 0440, as a Kubernetes
+// Secret is in a pod with fsGroup) a live admin token of the
 // store, instead of minting one. Idempotent: a start with the same file finds
 // it stored. FAILED_PRECONDITION naming the flag if the file cannot be read,
 // or if its id is stored with another secret or role, revoked or expired.

@@ -762,11 +762,17 @@ TEST(ServerSecurityTest, ProvidedAdminTokenFileIsStoredInsteadOfMinting) {
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(s.message()), HasSubstr("--admin-token-file"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("another secret"));
-  // A file others can read, a missing file, a malformed token.
-  chmod(provided.c_str(), 0644);
-  s = ImportAdminToken(*raw, clock, provided);
-  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("chmod 600"));
+  // Group read is fine (a Secret in a pod with fsGroup is 0440); others'
+  // read or group write is not; a missing file, a malformed token neither.
+  chmod(provided.c_str(), 0440);
+  EXPECT_TRUE(ImportAdminToken(*raw, clock, provided).ok());
+  EXPECT_FALSE(ReadTokenFile(provided).ok());  // the default stays owner-only
+  for (mode_t mode : {0644, 0444, 0460}) {
+    chmod(provided.c_str(), mode);
+    s = ImportAdminToken(*raw, clock, provided);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << std::oct << mode;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("chmod 640"));
+  }
   EXPECT_EQ(ImportAdminToken(*raw, clock, (dir / "none").string()).code(),
             absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(WriteSecretFile(clash_file, "admin").ok());
