@@ -62,6 +62,11 @@ mkdir -p "$S/qsweep-server-tls" "$S/qsweep-admin-token" "$S/qsweep-worker-token"
 echo "qsw_$(openssl rand -hex 6)_$(openssl rand -hex 32)" > "$S/qsweep-admin-token/token"
 chown -R 10001:10001 "$S"
 chmod 0400 "$S"/*/*
+# The admin token with the mode the kubelet leaves a Secret file in a pod with
+# fsGroup (0440). Owned by the pod's user here: podman 4.3 does not add
+# fsGroup to the container's groups as the kubelet does (a root:10001 file
+# is refused with EACCES).
+chmod 0440 "$S/qsweep-admin-token/token"
 cp "$S/qsweep-admin-token/token" "$D/admin.token"  # for the host CLI (root)
 chmod 0600 "$D/admin.token"
 q() { "$build/qsweep" "$@" --server "$addr" --tls-ca "$S/qsweep-server-tls/ca.crt" \
@@ -100,6 +105,15 @@ cp "$D/worker.token" "$S/qsweep-worker-token/token"
 chown 10001:10001 "$S/qsweep-worker-token/token"
 chmod 0400 "$S/qsweep-worker-token/token"
 podman kube play "$D/workers.yaml" > "$D/play-workers.log" 2>&1 || { cat "$D/play-workers.log"; fail "kube play workers.yaml"; }
+# Both replicas registered (over TLS, with the Secret's worker token).
+n=0
+for _ in $(seq 150); do
+  n="$(q workers --format json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+  [ "$n" -ge 2 ] && break
+  sleep 0.2
+done
+[ "$n" -ge 2 ] || fail "$n of the Deployment's 2 workers registered in 30 s"
+say "both worker replicas registered"
 cat > "$D/sweep.toml" <<'TOML'
 model = "jsc-toy"
 dataset = "jsc-synthetic"
