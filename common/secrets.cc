@@ -78,7 +78,8 @@ absl::StatusOr<std::string> TokenIdOf(std::string_view token) {
 
 std::string TokenSha256(std::string_view token) { return Sha256Hex(token); }
 
-absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path, TokenFileAccess access) {
+  const bool group_read = access == TokenFileAccess::kOwnerAndGroupRead;
   int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT)
@@ -92,11 +93,13 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     status = absl::FailedPreconditionError(
         absl::StrCat("token file '", path, "' is not a regular file"));
-  } else if ((st.st_mode & 077) != 0) {
-    status = absl::FailedPreconditionError(
-        absl::StrFormat("token file '%s' has mode %04o: group or others may "
-                        "read it; run chmod 600 '%s'",
-                        path, st.st_mode & 07777, path));
+  } else if ((st.st_mode & (group_read ? 027 : 077)) != 0) {
+    status = absl::FailedPreconditionError(absl::StrFormat(
+        group_read
+            ? "token file '%s' has mode %04o: others may read it or group may write it; "
+              "run chmod 640 '%s'"
+            : "token file '%s' has mode %04o: group or others may read it; run chmod 600 '%s'",
+        path, st.st_mode & 07777, path));
   } else if (st.st_size > 4096) {
     status = absl::FailedPreconditionError(
         absl::StrCat("token file '", path, "' is larger than 4096 bytes; it holds one token"));

@@ -34,10 +34,20 @@ absl::StatusOr<std::string> TokenIdOf(std::string_view token);
 // What the server stores for a token: the hex SHA-256 of the whole string.
 std::string TokenSha256(std::string_view token);
 
-// Reads a token from `path`: a regular file, not readable or writable by group
-// or others (FAILED_PRECONDITION naming the mode and the chmod to run), holding
-// one well-formed token (surrounding whitespace ignored). NOT_FOUND if missing.
-absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
+// Who besides the file's owner may read a token file.
+enum class TokenFileAccess {
+  kOwnerOnly,  // 0600, 0400
+  // Also group read (0640, 0440), never group write or others: a Kubernetes
+  // Secret mounted in a pod with fsGroup (the kubelet adds group read).
+  kOwnerAndGroupRead,
+};
+
+// Reads a token from `path`: a regular file (a final symlink is not
+// followed), with no more access than `access` allows (FAILED_PRECONDITION
+// naming the mode and the chmod to run), holding one well-formed token
+// (surrounding whitespace ignored). NOT_FOUND if missing.
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path,
+                                          TokenFileAccess access = TokenFileAccess::kOwnerOnly);
 
 // Writes `content` to `path` atomically with mode 0600, creating missing parent
 // folders with mode 0700.

@@ -139,6 +139,11 @@ int main(int argc, char** argv) {
                "SERVING, 1 otherwise)");
   app.add_option("--tls-ca", check_ca,
                  "with --check: PEM CA of the server's certificate (default: $QSWEEP_TLS_CA)");
+  app.add_option(
+      "--admin-token-file", options.provided_admin_token_file,
+      "an admin token you provide (file with qsw_<id>_<secret>, mode 0600/0400/0640/0440, "
+      "e.g. a Kubernetes Secret): stored as a live admin token at start; none is "
+      "minted into the state folder");
   app.add_option("--issue-admin-token", issue_admin_token,
                  "write a new admin token to this file (mode 0600) and exit: for an operator who "
                  "lost the first one (needs write access to --db)");

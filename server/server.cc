@@ -70,7 +70,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->store_ = std::move(store);
   server->clock_ = clock ? clock : &server->system_clock_;
   Clock& c = *server->clock_;
-  if (!options.admin_token_file.empty()) {
+  if (!options.provided_admin_token_file.empty()) {
+    QSWEEP_RETURN_IF_ERROR(ImportAdminToken(*server->store_, c, options.provided_admin_token_file));
+  } else if (!options.admin_token_file.empty()) {
     QSWEEP_ASSIGN_OR_RETURN(server->wrote_admin_token_,
                             BootstrapAdminToken(*server->store_, c, options.admin_token_file));
   }

@@ -57,6 +57,11 @@ struct ServerOptions {
   // Where the one-time admin token is written at first start (mode 0600).
   // Default: "" = no bootstrap token (tests create tokens in the store).
   std::string admin_token_file;
+  // An admin token the operator provides (a file holding qsw_<id>_<secret>,
+  // mode 0600/0400/0640/0440, e.g. a Kubernetes Secret): stored as a live admin token at
+  // start (ImportAdminToken), and no token is minted into admin_token_file.
+  // Default: "" = none.
+  std::string provided_admin_token_file;
   CoordinatorOptions coordinator;
   ExperimentServiceOptions experiments;
   // Threads for slow work (sweep expansion, dataset preparation, artifact

@@ -83,6 +83,39 @@ absl::StatusOr<bool> BootstrapAdminToken(Store& store, Clock& clock, const std::
   return true;
 }
 
+absl::Status ImportAdminToken(Store& store, Clock& clock, const std::string& path) {
+  auto fail = [&path](absl::string_view why) {
+    return absl::FailedPreconditionError(absl::StrCat("--admin-token-file '", path, "': ", why));
+  };
+  // Group read is allowed: a Secret in a pod with fsGroup is 0440.
+  auto token = ReadTokenFile(path, TokenFileAccess::kOwnerAndGroupRead);
+  if (!token.ok()) return fail(token.status().message());
+  auto id = TokenIdOf(*token);
+  if (!id.ok()) return fail(id.status().message());
+  const std::string sha256 = TokenSha256(*token);
+  auto stored = store.GetToken(*id);
+  if (stored.ok()) {
+    if (!ConstantTimeEquals(stored->sha256(), sha256))
+      return fail(absl::StrCat("token id ", *id, " is stored with another secret"));
+    if (stored->role() != v1::ROLE_ADMIN)
+      return fail(absl::StrCat("token ", *id, " is stored with a role other than admin"));
+    if (stored->revoked_unix_ms() != 0)
+      return fail(absl::StrCat("token ", *id, " was revoked; provide a new one"));
+    if (stored->expires_unix_ms() != 0 && stored->expires_unix_ms() <= clock.NowMs())
+      return fail(absl::StrCat("token ", *id, " has expired; provide a new one"));
+    return absl::OkStatus();
+  }
+  if (!absl::IsNotFound(stored.status())) return stored.status();
+  v1::Token t;
+  t.set_id(*id);
+  t.set_sha256(sha256);
+  t.set_role(v1::ROLE_ADMIN);
+  t.set_owner("admin");
+  t.set_name("provided by --admin-token-file");
+  t.set_created_unix_ms(clock.NowMs());
+  return store.CreateToken(t);
+}
+
 absl::Status IssueLocalWorkerToken(Store& store, Clock& clock, const std::string& path) {
   auto tokens = store.ListTokens();
   if (!tokens.ok()) return tokens.status();

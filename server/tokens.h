@@ -32,6 +32,15 @@ absl::StatusOr<IssuedToken> IssueToken(Store& store, Clock& clock, v1::Role role
 // "admin") and writes it to `path` with mode 0600. Returns whether it did.
 absl::StatusOr<bool> BootstrapAdminToken(Store& store, Clock& clock, const std::string& path);
 
+// `qsweep-server --admin-token-file`: makes the admin token the operator
+// provides in `path` (one well-formed token in a regular file readable by
+// owner and possibly group only: 0600, 0400, 0640 or 0440, as a Kubernetes
+// Secret is in a pod with fsGroup) a live admin token of the
+// store, instead of minting one. Idempotent: a start with the same file finds
+// it stored. FAILED_PRECONDITION naming the flag if the file cannot be read,
+// or if its id is stored with another secret or role, revoked or expired.
+absl::Status ImportAdminToken(Store& store, Clock& clock, const std::string& path);
+
 // A worker token for the server's own local workers, written to `path`
 // (0600). Revokes the live tokens an earlier start made for them, so restarts
 // do not pile up live tokens.

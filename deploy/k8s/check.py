@@ -115,8 +115,15 @@ def main():
         tls_dir = os.path.dirname(a.get("--tls-cert", ""))
         tls_mount = [n for n, p in mounts.items() if p == tls_dir]
         check(tls_mount and "secret" in vols.get(tls_mount[0], {}), "server: TLS from a Secret")
-        check(any("secret" in v and "admin" in v["secret"]["secretName"] for v in vols.values()),
-              "server: the admin token Secret is mounted")
+        admin = [n for n, v in vols.items() if "secret" in v and "admin" in v["secret"]["secretName"]]
+        check(admin and not vols[admin[0]]["secret"].get("optional"),
+              "server: the admin token Secret is mounted (not optional)")
+        admin_file = a.get("--admin-token-file", "")
+        check(admin and any(m["name"] == admin[0] and m.get("readOnly") and
+                            (m["mountPath"] == admin_file or
+                             m["mountPath"] == os.path.dirname(admin_file))
+                            for m in c.get("volumeMounts", [])),
+              "server: --admin-token-file reads the admin token Secret")
     svc = find(objects, "Service", "qsweep-server")
     if svc:
         check(any(p["port"] == 7420 for p in svc["spec"]["ports"]), "service: port 7420")

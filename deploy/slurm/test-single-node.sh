@@ -1,26 +1,42 @@
 #!/usr/bin/env bash
 # A real single-node Slurm (Debian's slurm-wlm + munge, as root, no systemd)
 # serving a qsweep sweep with a 2-task worker array (deploy/slurm/
-# qsweep-worker.sbatch via `qsweep slurm submit`). During the sweep one task is
-# preempted (`scontrol requeue`) and the other task's worker process is killed
-# (SIGKILL). Passes when every trial succeeded, the requeued task ran again,
-# the killed worker was restarted, and each task saw its own
-# CUDA_VISIBLE_DEVICES (two fake GPUs declared in gres.conf on /dev/tty0-1).
+# qsweep-worker.sbatch via `qsweep slurm submit`). While each task provably
+# runs a trial, task 0 is preempted (`scontrol requeue`) and task 1's worker
+# process is killed (SIGKILL). Passes when every trial succeeded exactly once,
+# the requeued task came back and ran a trial to the end, the killed worker was
+# restarted, and each task saw its own CUDA_VISIBLE_DEVICES (two fake GPUs
+# declared in gres.conf on /dev/tty0-1).
+#
+# Deterministic: the array runs the test worker qsweep-worker-held
+# (tests/e2e/held_job_runner.h) through a wrapper that gives each worker start
+# of each task its own hold folder hold-<task>-<start>. The first trial a worker
+# runs reports its first epoch and then holds (RUNNING, heartbeats going) and
+# writes "<pid> <job id>" to the folder's FIFO; it goes on only when the test
+# creates the folder's `release` file, or stops when the worker is told to. The
+# test waits on those FIFOs and on the job states shown by `qsweep show
+# --format json`, never on a trial's speed.
 #   deploy/slurm/test-single-node.sh [BUILD_DIR]      (default: build)
-# Exit 0 pass, 1 fail, 77 cannot run here (not root, no slurm-wlm/munge).
+# Exit 0 pass, 1 fail (including: cannot run Slurm here: not root, no
+# slurm-wlm/munge; configure with -DQSWEEP_TEST_SLURM=OFF to leave it out).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 build="$(cd "${1:-$root/build}" && pwd)"
 start_time=$(date +%s)
 
-if [ "$(id -u)" -ne 0 ]; then echo "test-single-node: needs root (slurmd)"; exit 77; fi
-for p in slurmctld slurmd munged sbatch scontrol squeue; do
-  command -v "$p" >/dev/null || { echo "test-single-node: $p missing (deploy/setup-debian.sh installs slurm-wlm munge)"; exit 77; }
+cannot() {
+  echo "test-single-node: FAIL: cannot run Slurm here: $* (run as root after deploy/setup-debian.sh," \
+       "or configure with -DQSWEEP_TEST_SLURM=OFF to leave this test out)"
+  exit 1
+}
+if [ "$(id -u)" -ne 0 ]; then cannot "needs root (slurmd)"; fi
+for p in slurmctld slurmd munged sinfo sbatch scontrol squeue scancel; do
+  command -v "$p" >/dev/null || cannot "$p missing (packages slurm-wlm munge)"
 done
-[ -r /etc/munge/munge.key ] || { echo "test-single-node: /etc/munge/munge.key missing"; exit 77; }
-for b in qsweep qsweep-server qsweep-worker; do
-  [ -x "$build/$b" ] || { echo "test-single-node: $build/$b not built"; exit 1; }
+held_bin="$build/tests/e2e/qsweep-worker-held"
+for b in "$build/qsweep" "$build/qsweep-server" "$held_bin"; do
+  [ -x "$b" ] || { echo "test-single-node: FAIL: $b not built"; exit 1; }
 done
 
 D="$(mktemp -d /tmp/qsweep-slurm-XXXXXX)"
@@ -58,8 +74,11 @@ cleanup() {
 trap cleanup EXIT
 
 # --- munge and Slurm ---
-munged -f --socket="$D/munge.sock" --key-file=/etc/munge/munge.key --pid-file="$D/munged.pid" \
-  --log-file="$D/munged.log" --seed-file="$D/munged.seed"
+# A private munge key: no dependence on the package's /etc/munge/munge.key.
+head -c 1024 /dev/urandom > "$D/munge.key"
+chmod 400 "$D/munge.key"
+munged -f --socket="$D/munge.sock" --key-file="$D/munge.key" --pid-file="$D/munged.pid" \
+  --log-file="$D/munged.log" --seed-file="$D/munged.seed" || fail "cannot run Slurm here: munged did not start"
 cat > "$D/slurm.conf" <<CONF
 ClusterName=qsweeptest
 SlurmctldHost=${host}(127.0.0.1)
@@ -92,13 +111,13 @@ AutoDetect=off
 NodeName=$host Name=gpu File=/dev/tty[0-1]
 CONF
 mkdir -p "$D/state" "$D/spool"
-slurmctld -f "$D/slurm.conf"
-slurmd -f "$D/slurm.conf"
+slurmctld -f "$D/slurm.conf" || fail "cannot run Slurm here: slurmctld did not start"
+slurmd -f "$D/slurm.conf" || fail "cannot run Slurm here: slurmd did not start"
 for _ in $(seq 150); do
   sinfo -h -o %t 2>/dev/null | grep -qx idle && break
   sleep 0.2
 done
-sinfo -h -o %t | grep -qx idle || fail "the Slurm node did not become idle"
+sinfo -h -o %t | grep -qx idle || fail "cannot run Slurm here: the node did not become idle in 30 s"
 echo "test-single-node: slurm up after $(( $(date +%s) - start_time )) s"
 
 # --- coordinator, tokens, sweep ---
@@ -113,69 +132,158 @@ q token create --role worker -o "$D/worker.token" > /dev/null
 cat > "$D/sweep.toml" <<TOML
 model = "jsc-toy"
 dataset = "jsc-synthetic"
-synthetic_rows = 20000
-max_epochs = 16
+synthetic_rows = 2000
+max_epochs = 4
 batch_size = 64
 [sweep]
 retries = 2
-pack = false  # one trial per worker slot: the requeue must land in a running trial
+pack = false  # one trial per worker slot: a held trial holds its task
 [sweep.grid]
 seed = [1, 2, 3, 4, 5, 6]
 TOML
 sweep="$(q submit "$D/sweep.toml" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 echo "test-single-node: sweep $sweep"
 
+# --- the held test worker ---
+# Worker starts: task 0 runs once before and once after its requeue, task 1
+# once before and once after its worker is killed. Each start takes the next
+# free hold folder of its task; a further start (not expected) holds nothing.
+fds=()
+for t in 0 1; do
+  for k in 0 1; do
+    mkdir "$D/hold-$t-$k"
+    mkfifo "$D/hold-$t-$k/held.fifo"
+    # Opened read-write: never blocks, and keeps a reader for the worker's
+    # non-blocking open whenever it comes.
+    exec {fd}<>"$D/hold-$t-$k/held.fifo"
+    fds[$((t * 2 + k))]=$fd
+  done
+done
+cat > "$D/worker-held.sh" <<WRAP
+#!/bin/bash
+unset QSWEEP_TEST_HOLD_DIR
+for k in 0 1; do
+  if mkdir "$D/hold-\${SLURM_ARRAY_TASK_ID}-\$k/started" 2>/dev/null; then
+    export QSWEEP_TEST_HOLD_DIR="$D/hold-\${SLURM_ARRAY_TASK_ID}-\$k"
+    echo "worker-held.sh: hold folder \$QSWEEP_TEST_HOLD_DIR"
+    break
+  fi
+done
+exec "$held_bin" "\$@"
+WRAP
+chmod 755 "$D/worker-held.sh"
+
 # --- the worker array ---
 jobid="$("$build/qsweep" slurm submit --workers 2 --gpus-per-worker 1 --server "$addr" \
-  --cpus-per-worker 1 --token-file "$D/worker.token" --worker-binary "$build/qsweep-worker" \
-  --grace 20s \
-  --idle-exit 60s --output "$D/task-%a.log")"
+  --cpus-per-worker 1 --token-file "$D/worker.token" --worker-binary "$D/worker-held.sh" \
+  --grace 20s --idle-exit 60s --output "$D/task-%a.log")"
 jobid="${jobid%%;*}"
 echo "test-single-node: array job $jobid"
 
-running_jobs() { q jobs "$sweep" --format json | python3 -c '
-import json,sys; print(sum(1 for j in json.load(sys.stdin) if j["state"] in ("RUNNING","LEASED")))'; }
-# Both tasks at work: two trials running at once.
-deadline=$(( $(date +%s) + 60 ))
-while [ "$(date +%s)" -lt "$deadline" ]; do [ "$(running_jobs)" -ge 2 ] && break; sleep 0.2; done
-[ "$(running_jobs)" -ge 2 ] || fail "the two array tasks did not both start a trial"
-echo "test-single-node: both tasks running trials after $(( $(date +%s) - start_time )) s"
-
-# Preempt task 0 (Slurm SIGTERMs it and requeues it), kill task 1's worker.
-scontrol requeue "${jobid}_0"
-victim="$(pgrep -f -- "--name slurm-${jobid}_1@" | head -1 || true)"
-[ -n "$victim" ] || fail "no worker process of task 1"
-kill -9 "$victim"
-
-timeout 240 "$build/qsweep" watch "$sweep" --server "$addr" --token-file "$D/admin.token" \
-  > "$D/watch.log" 2>&1 || fail "the sweep did not finish"
-q jobs "$sweep" --format json > "$D/jobs.json"
-python3 - "$D/jobs.json" <<'PY' || fail "not every trial succeeded"
+# held TASK START: waits (90 s at most) for the hold of that worker start, then
+# for its job to be RUNNING on a worker of that array task; sets hpid, hjob
+# and hworker (the worker process, the job, the worker's id on the server).
+held() {
+  local t="$1" k="$2"
+  hpid="" hjob="" hworker=""
+  read -r -t 90 -u "${fds[$((t * 2 + k))]}" hpid hjob \
+    || fail "task $t (worker start $k) held no trial within 90 s"
+  local deadline=$(( $(date +%s) + 30 ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    q show "$hjob" --format json > "$D/held-job.json"
+    q workers --format json > "$D/held-workers.json"
+    hworker="$(python3 - "$D/held-job.json" "$D/held-workers.json" "slurm-${jobid}_$t@" <<'PY'
 import json, sys
-jobs = json.load(open(sys.argv[1]))
-bad = [(j["id"], j["state"]) for j in jobs if j["state"] != "SUCCEEDED"]
-print("test-single-node: %d trials, not succeeded: %s" % (len(jobs), bad))
-attempts = {j["id"]: j.get("attempt", j.get("attempts")) for j in jobs}
-print("test-single-node: attempts per trial: %s" % attempts)
-sys.exit(1 if bad or len(jobs) != 6 else 0)
+job = json.load(open(sys.argv[1]))
+names = {w["id"]: w["name"] for w in json.load(open(sys.argv[2]))}
+if job["state"] == "RUNNING" and names.get(job["worker_id"], "").startswith(sys.argv[3]):
+    print(job["worker_id"])
 PY
-# Task 0 came back after the requeue; task 1 restarted its killed worker.
-for _ in $(seq 150); do grep -q "restart 1" "$D/task-0.log" 2>/dev/null && break; sleep 0.2; done
-grep -q "restart 1" "$D/task-0.log" || fail "task 0 did not run again after the requeue"
+)"
+    [ -n "$hworker" ] && break
+    sleep 0.2
+  done
+  [ -n "$hworker" ] || fail "job $hjob held by pid $hpid is not RUNNING on task $t"
+}
+
+# 1. Both tasks provably at work: each holds a RUNNING trial.
+held 0 0; pid0=$hpid job0=$hjob worker0=$hworker
+held 1 0; pid1=$hpid job1=$hjob worker1=$hworker
+echo "test-single-node: task 0 runs $job0 (pid $pid0), task 1 runs $job1 (pid $pid1)," \
+     "$(( $(date +%s) - start_time )) s"
+
+# 2. Preempt task 0 (Slurm SIGTERMs it and requeues it); kill task 1's worker.
+tr '\0' ' ' < "/proc/$pid1/cmdline" | grep -q -- "--name slurm-${jobid}_1@" \
+  || fail "pid $pid1 is not task 1's worker"
+scontrol requeue "${jobid}_0"
+kill -9 "$pid1"
+
+# 3. Both back at work: the requeued task 0 (a new allocation) and task 1's
+# restarted worker each hold a RUNNING trial again.
+held 0 1; job0b=$hjob worker0b=$hworker
+held 1 1; job1b=$hjob worker1b=$hworker
+[ "$worker0b" != "$worker0" ] || fail "task 0 did not register a new worker after its requeue"
+[ "$worker1b" != "$worker1" ] || fail "task 1 did not register a new worker after the kill"
+echo "test-single-node: after requeue/kill task 0 runs $job0b, task 1 runs $job1b," \
+     "$(( $(date +%s) - start_time )) s"
+touch "$D/hold-0-1/release" "$D/hold-1-1/release"
+
+timeout 120 "$build/qsweep" watch "$sweep" --server "$addr" --token-file "$D/admin.token" \
+  > "$D/watch.log" 2>&1 || fail "the sweep did not finish"
+mkdir "$D/final"
+for j in $(q jobs "$sweep" --format json | python3 -c 'import json,sys; [print(j["id"]) for j in json.load(sys.stdin)]'); do
+  q show "$j" --format json > "$D/final/$j.json"
+done
+python3 - "$D/final" "$job0" "$job1" "$job0b" "$worker0" "$worker1" "$worker0b" <<'PY' || fail "the trials do not show what happened"
+import glob, json, os, sys
+folder, job0, job1, job0b, worker0, worker1, worker0b = sys.argv[1:]
+jobs = {}
+for f in glob.glob(os.path.join(folder, "*.json")):
+    j = json.load(open(f))
+    jobs[j["id"]] = j
+errors = []
+if len(jobs) != 6:
+    errors.append("%d trials, expected 6" % len(jobs))
+for jid, j in sorted(jobs.items()):
+    won = [a for a in j["attempts"] if a["state"] == "SUCCEEDED"]
+    print("test-single-node: %s %s attempt %s: %s" % (
+        jid, j["state"], j["attempt"],
+        ", ".join("%s on %s" % (a["state"], a["worker_id"]) for a in j["attempts"])))
+    if j["state"] != "SUCCEEDED" or len(won) != 1:
+        errors.append("%s: %s with %d succeeded attempts (want SUCCEEDED once)" % (jid, j["state"], len(won)))
+def first(jid):
+    return jobs[jid]["attempts"][0] if jid in jobs and jobs[jid]["attempts"] else {}
+# The preempted trial: its first attempt ran on task 0's first worker, was
+# handed back (not a failure), and the trial succeeded on a later attempt.
+if first(job0).get("worker_id") != worker0 or first(job0).get("state") == "SUCCEEDED":
+    errors.append("%s: first attempt %s, expected handed back by %s" % (job0, first(job0), worker0))
+if first(job1).get("worker_id") != worker1 or first(job1).get("state") == "SUCCEEDED":
+    errors.append("%s: first attempt %s, expected lost with the killed %s" % (job1, first(job1), worker1))
+# The requeued task 0 finished the trial it held after coming back.
+won0b = [a for a in jobs.get(job0b, {}).get("attempts", []) if a["state"] == "SUCCEEDED"]
+if not won0b or won0b[0]["worker_id"] != worker0b:
+    errors.append("%s: expected to succeed on the requeued task 0's worker %s" % (job0b, worker0b))
+# --- RESUME CHECK (pending: wt-resume) -------------------------------------
+# Once per-epoch resume lands, the preempted trial (job0) and the orphaned one
+# (job1) must show that their succeeding attempt resumed from the last epoch
+# the first attempt completed (each held after its first epoch), e.g.
+#   assert jobs[job0] <succeeding attempt>["resumed_from_epoch"] >= 1
+# and likewise for job1. Not checked yet: there is no such field today.
+# ---------------------------------------------------------------------------
+for e in errors:
+    print("test-single-node: " + e)
+sys.exit(1 if errors else 0)
+PY
+# The task logs: task 0's worker handed its trial back on SIGTERM and the task
+# ran again (Slurm restart 1); task 1 restarted its killed worker.
 grep -q "worker exited 75 after SIGTERM" "$D/task-0.log" || fail "task 0's worker did not hand back on SIGTERM"
 grep -q "handed 1 job(s) back; exit 75" "$D/task-0.log" || fail "task 0's worker did not hand its trial back"
-# The requeued task is back at work: a second sweep runs on both tasks.
-for _ in $(seq 150); do [ "$(grep -c "registered as" "$D/task-0.log")" -ge 2 ] && break; sleep 0.2; done
-sed -i 's/seed = \[1, 2, 3, 4, 5, 6\]/seed = [7, 8, 9, 10]/' "$D/sweep.toml"
-before="$(grep -c "leased" "$D/task-0.log")"
-sweep2="$(q submit "$D/sweep.toml" --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
-timeout 240 "$build/qsweep" watch "$sweep2" --server "$addr" --token-file "$D/admin.token" \
-  >> "$D/watch.log" 2>&1 || fail "the second sweep did not finish"
-[ "$(grep -c "leased" "$D/task-0.log")" -gt "$before" ] || fail "the requeued task 0 ran no trial"
+grep -q "restart 1" "$D/task-0.log" || fail "task 0 did not run again after the requeue"
 grep -q "restarting the worker" "$D/task-1.log" || fail "task 1 did not restart its killed worker"
-g0="$(grep -o 'CUDA_VISIBLE_DEVICES=[^ ]*' "$D/task-0.log" | head -1)"
-g1="$(grep -o 'CUDA_VISIBLE_DEVICES=[^ ]*' "$D/task-1.log" | head -1)"
-echo "test-single-node: task 0 $g0, task 1 $g1"
-[ "$g0" != "$g1" ] && [ "$g0" != "CUDA_VISIBLE_DEVICES=<unset>" ] && [ "$g1" != "CUDA_VISIBLE_DEVICES=<unset>" ] \
-  || fail "the tasks did not get their own GPU"
+g0="$(grep -o 'CUDA_VISIBLE_DEVICES=[^ ]*' "$D/task-0.log" | sort -u)"
+g1="$(grep -o 'CUDA_VISIBLE_DEVICES=[^ ]*' "$D/task-1.log" | sort -u)"
+echo "test-single-node: task 0 $(echo $g0), task 1 $(echo $g1)"
+[ "$(echo "$g0" | wc -l)" -eq 1 ] && [ "$(echo "$g1" | wc -l)" -eq 1 ] && [ "$g0" != "$g1" ] \
+  && [ "$g0" != "CUDA_VISIBLE_DEVICES=<unset>" ] && [ "$g1" != "CUDA_VISIBLE_DEVICES=<unset>" ] \
+  || fail "the tasks did not each get their own GPU"
 echo "test-single-node: PASS in $(( $(date +%s) - start_time )) s"

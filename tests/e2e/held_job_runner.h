@@ -8,10 +8,11 @@
 // that the test opened for reading, and the job then makes no progress until
 // the job must stop (cancel, lost lease, shutdown). Its lease stays alive
 // (heartbeats run on their own thread), so the job is provably RUNNING on this
-// worker, with metrics sent, until the test kills the worker. Every other
-// attempt runs normally. With $QSWEEP_TEST_HOLD_EPOCH=k, the hold starts at
-// the first metric of epoch k or later instead (so the job's resume state
-// after k epochs is stored on the coordinator before: see
+// worker, with metrics sent, until the test kills the worker or creates the
+// folder's `release` file (the job then goes on normally). Every other attempt
+// runs normally. With $QSWEEP_TEST_HOLD_EPOCH=k, the hold starts at the first
+// metric of epoch k or later instead (so the job's resume state after k
+// epochs is stored on the coordinator before: see
 // JobContext::SaveResumeState).
 #pragma once
 
@@ -84,8 +85,11 @@ class HeldJobRunner final : public JobRunner {
         close(fifo);
       }
       // Hold: the job can neither finish nor fail while the test acts. Waking
-      // up periodically only to honour a stop (JobContext has no stop event).
-      while (!inner_.ShouldStop()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      // up periodically only to honour a stop (JobContext has no stop event)
+      // or the test's release.
+      const std::string release = dir_ + "/release";
+      while (!inner_.ShouldStop() && access(release.c_str(), F_OK) != 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
 
     JobContext& inner_;

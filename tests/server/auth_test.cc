@@ -704,6 +704,96 @@ TEST(ServerSecurityTest, FirstStartWritesAOneTimeAdminToken) {
   fs::remove_all(dir);
 }
 
+// An admin token the operator provides (a Kubernetes Secret mounted as a
+// file): stored as a live admin token, nothing minted, the same file again is
+// accepted, and a clash with what the store holds is refused, naming the flag.
+TEST(ServerSecurityTest, ProvidedAdminTokenFileIsStoredInsteadOfMinting) {
+  fs::path dir = TempDir("provided");
+  const std::string provided = (dir / "secret" / "token").string();
+  const std::string minted = (dir / "state" / "admin.token").string();
+  const std::string token = MintToken().secret;
+  ASSERT_TRUE(WriteSecretFile(provided, token + "\n").ok());
+  chmod(provided.c_str(), 0400);  // a Secret's defaultMode
+  auto store = NewInMemoryStore();
+  Store* raw = store.get();
+  ServerOptions o;
+  o.listen = "";
+  o.coordinator.tick_interval_ms = 0;
+  o.admin_token_file = minted;
+  o.provided_admin_token_file = provided;
+  auto server = Server::Start(o, std::move(store));
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_FALSE((*server)->wrote_admin_token());
+  EXPECT_FALSE(fs::exists(minted));
+  auto record = raw->GetToken(*TokenIdOf(token));
+  ASSERT_TRUE(record.ok()) << record.status();
+  EXPECT_EQ(record->role(), v1::ROLE_ADMIN);
+  EXPECT_EQ(record->sha256(), Sha256Hex(token));
+  {
+    grpc::ClientContext c;
+    v1::ListTokensResponse r;
+    ASSERT_TRUE(v1::Tokens::NewStub((*server)->InProcessChannel(token))
+                    ->ListTokens(&c, v1::ListTokensRequest(), &r)
+                    .ok());
+    EXPECT_EQ(r.tokens_size(), 1);
+  }
+  Clock& clock = (*server)->clock();
+  // A restart with the same Secret.
+  EXPECT_TRUE(ImportAdminToken(*raw, clock, provided).ok());
+  // The same id with another secret.
+  const std::string clash = token.substr(0, 17) + std::string(64, '0');
+  const std::string clash_file = (dir / "clash").string();
+  ASSERT_TRUE(WriteSecretFile(clash_file, clash).ok());
+  absl::Status s = ImportAdminToken(*raw, clock, clash_file);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("--admin-token-file"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("another secret"));
+  // Group read is fine (a Secret in a pod with fsGroup is 0440); others'
+  // read or group write is not; a missing file, a malformed token neither.
+  chmod(provided.c_str(), 0440);
+  EXPECT_TRUE(ImportAdminToken(*raw, clock, provided).ok());
+  EXPECT_FALSE(ReadTokenFile(provided).ok());  // the default stays owner-only
+  for (mode_t mode : {0644, 0444, 0460}) {
+    chmod(provided.c_str(), mode);
+    s = ImportAdminToken(*raw, clock, provided);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << std::oct << mode;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("chmod 640"));
+  }
+  EXPECT_EQ(ImportAdminToken(*raw, clock, (dir / "none").string()).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(WriteSecretFile(clash_file, "admin").ok());
+  EXPECT_THAT(std::string(ImportAdminToken(*raw, clock, clash_file).message()),
+              HasSubstr("malformed token"));
+  // A provided token that was revoked, or a stored non-admin token's secret.
+  ASSERT_TRUE(raw->RevokeToken(*TokenIdOf(token), clock.NowMs()).ok());
+  chmod(provided.c_str(), 0600);
+  EXPECT_THAT(std::string(ImportAdminToken(*raw, clock, provided).message()), HasSubstr("revoked"));
+  testing::TestTokens tokens = testing::AddTestTokens(*raw);
+  ASSERT_TRUE(WriteSecretFile(clash_file, tokens.worker).ok());
+  EXPECT_THAT(std::string(ImportAdminToken(*raw, clock, clash_file).message()),
+              HasSubstr("role other than admin"));
+  fs::remove_all(dir);
+}
+
+// The flag on the real binary: a bad file stops the server with its reason.
+TEST(ServerSecurityTest, ServerBinaryRefusesABadAdminTokenFile) {
+  fs::path dir = TempDir("provided-bin");
+  fs::path bin = fs::path(QSWEEP_BINARY_DIR) / "qsweep-server";
+  if (!fs::exists(bin)) bin = fs::path(QSWEEP_BINARY_DIR) / "server" / "qsweep-server";
+  ASSERT_TRUE(fs::exists(bin)) << bin;
+  const std::string file = (dir / "token").string();
+  ASSERT_TRUE(WriteSecretFile(file, "not-a-token\n").ok());
+  const std::string cmd = bin.string() + " --listen 127.0.0.1:0 --db " + (dir / "q.db").string() +
+                          " --admin-token-file " + file + " > " + (dir / "err").string() + " 2>&1";
+  EXPECT_NE(std::system(cmd.c_str()), 0);
+  std::ifstream err(dir / "err");
+  std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+  EXPECT_THAT(text, HasSubstr("--admin-token-file"));
+  EXPECT_THAT(text, HasSubstr("malformed token"));
+  EXPECT_FALSE(fs::exists(dir / "admin.token"));
+  fs::remove_all(dir);
+}
+
 // An operator who lost the first admin token mints another with the server's
 // own binary (it needs write access to the database, not a token).
 TEST(ServerSecurityTest, IssueAdminTokenFromTheCommandLine) {
