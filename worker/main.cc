@@ -167,7 +167,10 @@ int main(int argc, char** argv) {
                                 std::getenv("CUDA_VISIBLE_DEVICES"), absl::StrJoin(*visible, ",")));
     }
   }
-  auto token = qsweep::ReadTokenFile(qsweep::ResolveTokenPath(token_file));
+  // Group read is allowed: a Kubernetes Secret mounted by subPath in a pod with
+  // fsGroup is 0440 (never group write or others).
+  auto token = qsweep::ReadTokenFile(qsweep::ResolveTokenPath(token_file),
+                                     qsweep::TokenFileAccess::kOwnerAndGroupRead);
   if (!token.ok()) {
     log::Error(absl::StrCat(token.status().message(),
                             " (an admin creates worker tokens with `qsweep token create --role "

@@ -80,13 +80,18 @@ def check_worker_pod(spec, what):
     check(grace < tgps <= grace + 60,
           f"{what}: terminationGracePeriodSeconds {tgps} just above --grace {grace}s")
     mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
-    token_dir = os.path.dirname(a.get("--token-file", ""))
-    check(token_dir in mounts and mounts[token_dir].get("readOnly"),
-          f"{what}: the token file's folder is a read-only mount")
+    token_file = a.get("--token-file", "")
+    # The token file itself, by subPath: a Secret volume's files are symlinks
+    # (token files are opened without following links), and the pod's
+    # fsGroup lets the non-root worker read it (0440).
+    token = mounts.get(token_file, {})
+    check(token.get("readOnly") and token.get("subPath"),
+          f"{what}: the token file is a read-only subPath mount")
     vols = {v["name"]: v for v in spec.get("volumes", [])}
-    if token_dir in mounts:
-        check("secret" in vols.get(mounts[token_dir]["name"], {}),
-              f"{what}: the token comes from a Secret")
+    check("secret" in vols.get(token.get("name", ""), {}), f"{what}: the token comes from a Secret")
+    ctx = spec.get("securityContext", {})
+    check(ctx.get("fsGroup") is not None and ctx.get("runAsNonRoot"),
+          f"{what}: runs as non-root with an fsGroup that can read the token")
 
 
 def main():
