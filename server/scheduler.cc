@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <tuple>
 #include <utility>
 
@@ -213,20 +214,27 @@ absl::Status Scheduler::CheckJobAccess(const Caller& caller, const std::string& 
   return absl::OkStatus();
 }
 
+// The sweep an earlier submission with the same idempotency key (of this
+// caller) stored, answered as `existing`; nullopt when there is none.
+absl::StatusOr<std::optional<v1::SubmitSweepResponse>> Scheduler::ExistingSweep(
+    const Caller& caller, const v1::SubmitSweepRequest& request) const {
+  const std::string key = SweepIdempotencyKey(caller, request);
+  if (key.empty()) return std::nullopt;
+  auto existing = store_.FindSweepByIdempotencyKey(key);
+  if (absl::IsNotFound(existing.status())) return std::nullopt;
+  if (!existing.ok()) return existing.status();
+  v1::SubmitSweepResponse response;
+  *response.mutable_sweep() = ListedSweep(*existing);
+  response.set_existing(true);
+  return response;
+}
+
 absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
     const Caller& caller, const v1::SubmitSweepRequest& request,
     const std::vector<std::string>& dataset_sha256) {
-  const std::string key = SweepIdempotencyKey(caller, request);
-  v1::SubmitSweepResponse response;
-  if (!key.empty()) {
-    auto existing = store_.FindSweepByIdempotencyKey(key);
-    if (existing.ok()) {
-      *response.mutable_sweep() = ListedSweep(*existing);
-      response.set_existing(true);
-      return response;
-    }
-    if (!absl::IsNotFound(existing.status())) return existing.status();
-  }
+  QSWEEP_ASSIGN_OR_RETURN(std::optional<v1::SubmitSweepResponse> existing,
+                          ExistingSweep(caller, request));
+  if (existing) return *std::move(existing);
   const std::string source = request.source_name().empty() ? "sweep_toml" : request.source_name();
   auto plan = ExpandSweepForService(request.sweep_toml(), source);
   if (!plan.ok()) return absl::InvalidArgumentError(plan.status().message());
@@ -236,17 +244,11 @@ absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
 absl::StatusOr<v1::SubmitSweepResponse> Scheduler::SubmitSweep(
     const Caller& caller, const v1::SubmitSweepRequest& request, const SweepPlan& expanded,
     const std::vector<std::string>& dataset_sha256) {
+  QSWEEP_ASSIGN_OR_RETURN(std::optional<v1::SubmitSweepResponse> existing,
+                          ExistingSweep(caller, request));
+  if (existing) return *std::move(existing);
   const std::string key = SweepIdempotencyKey(caller, request);
   v1::SubmitSweepResponse response;
-  if (!key.empty()) {
-    auto existing = store_.FindSweepByIdempotencyKey(key);
-    if (existing.ok()) {
-      *response.mutable_sweep() = ListedSweep(*existing);
-      response.set_existing(true);
-      return response;
-    }
-    if (!absl::IsNotFound(existing.status())) return existing.status();
-  }
   const SweepPlan* plan = &expanded;
   if (!dataset_sha256.empty() && dataset_sha256.size() != plan->trials.size()) {
     return absl::InternalError(absl::StrCat("got ", dataset_sha256.size(), " dataset hashes for ",

@@ -33,6 +33,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -242,6 +243,8 @@ class Scheduler {
   absl::Status TimeOut(const std::string& job_id);
   int64_t TimeLimitMs(const v1::Job& job) const;
   absl::StatusOr<int> CancelOne(const std::string& job_id);
+  absl::StatusOr<std::optional<v1::SubmitSweepResponse>> ExistingSweep(
+      const Caller& caller, const v1::SubmitSweepRequest& request) const;
   std::string NewId(const char* prefix);
   // Removes workers not seen for worker_expiry_ms that hold no lease.
   void ExpireWorkers();

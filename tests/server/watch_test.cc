@@ -23,6 +23,7 @@
 #include "server/server.h"
 #include "server/sweep_limits.h"
 #include "server/work_pool.h"
+#include "tests/test_util/in_process_server.h"
 #include "tests/test_util/test_tokens.h"
 
 namespace qsweep {
@@ -121,24 +122,14 @@ class RecordingStore final : public Store {
   }
 };
 
-class WatchTest : public ::testing::Test {
+class WatchTest : public testing::InProcessServerTest {
  protected:
   void SetUp() override { Start({}); }
 
   void Start(ExperimentServiceOptions experiments) {
-    server_.reset();
     auto store = std::make_unique<RecordingStore>();
     store_ = store.get();
-    tokens_ = testing::AddTestTokens(*store);
-    ServerOptions options;
-    options.listen = "";
-    options.coordinator.tick_interval_ms = 0;
-    options.experiments = std::move(experiments);
-    auto server = Server::Start(options, std::move(store), &clock_);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    experiments_ = v1::Experiments::NewStub(server_->InProcessChannel(tokens_.alice));
-    workers_ = v1::Workers::NewStub(server_->InProcessChannel(tokens_.worker));
+    StartServer(std::move(store), "", std::move(experiments));
   }
 
   grpc::Status SubmitSweep(const std::string& toml, v1::SubmitSweepResponse* resp,
@@ -150,22 +141,8 @@ class WatchTest : public ::testing::Test {
     return experiments_->SubmitSweep(&ctx, req, resp);
   }
 
-  std::string Submit(const std::string& toml) {
-    v1::SubmitSweepResponse resp;
-    grpc::Status s = SubmitSweep(toml, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return resp.sweep().id();
-  }
-
-  std::string Register() {
-    grpc::ClientContext ctx;
-    v1::RegisterRequest req;
-    req.set_device("cpu");
-    req.set_slots(4);
-    v1::RegisterResponse resp;
-    EXPECT_TRUE(workers_->Register(&ctx, req, &resp).ok());
-    return resp.worker_id();
-  }
+  std::string Submit(const std::string& toml) { return SubmitToml(toml); }
+  std::string Register() { return RegisterWorker(/*slots=*/4); }
 
   v1::GrantedLease LeaseOne(const std::string& worker) {
     grpc::ClientContext ctx;
@@ -231,12 +208,7 @@ class WatchTest : public ::testing::Test {
     return w;
   }
 
-  FakeClock clock_;
-  testing::TestTokens tokens_;
   RecordingStore* store_ = nullptr;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<v1::Experiments::Stub> experiments_;
-  std::unique_ptr<v1::Workers::Stub> workers_;
 };
 
 TEST_F(WatchTest, TheFirstLookHasEveryJobAndLaterLooksOnlyWhatChanged) {

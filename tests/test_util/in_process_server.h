@@ -1,6 +1,6 @@
 // A qsweep server started inside the test process, as the service, limits,
 // auth and CLI tests use it: a fake clock the test moves, the scheduler's
-// periodic tick off, watches polling every millisecond, the fixed test tokens
+// periodic tick off, the fixed test tokens
 // (test_tokens.h) in its store, and stubs for alice (Experiments) and the
 // worker identity (Workers) over in-process channels.
 #pragma once
@@ -22,20 +22,24 @@ namespace qsweep::testing {
 
 // The options the tests start their server with; `listen` = "" serves
 // in-process channels only, "127.0.0.1:0" also a loopback port (Server::port()).
-inline ServerOptions InProcessServerOptions(const std::string& listen = "") {
+inline ServerOptions InProcessServerOptions(const std::string& listen = "",
+                                            ExperimentServiceOptions experiments = {}) {
   ServerOptions options;
   options.listen = listen;
   options.coordinator.tick_interval_ms = 0;
+  options.experiments = std::move(experiments);
   return options;
 }
 
 class InProcessServerTest : public ::testing::Test {
  protected:
   // (Re)starts the server on `store` (a restart first stops the running one).
-  void StartServer(std::unique_ptr<Store> store, const std::string& listen = "") {
+  void StartServer(std::unique_ptr<Store> store, const std::string& listen = "",
+                   ExperimentServiceOptions experiments = {}) {
     server_.reset();
     tokens_ = AddTestTokens(*store);
-    auto server = Server::Start(InProcessServerOptions(listen), std::move(store), &clock_);
+    auto server = Server::Start(InProcessServerOptions(listen, std::move(experiments)),
+                                std::move(store), &clock_);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     experiments_ = v1::Experiments::NewStub(server_->InProcessChannel(tokens_.alice));
