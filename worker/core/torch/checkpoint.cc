@@ -62,6 +62,37 @@ absl::StatusOr<CheckpointInfo> ParseMeta(const std::string& path, const c10::IVa
 
 }  // namespace
 
+void WriteStateDict(torch::serialize::OutputArchive& archive, const char* key, const Network& net) {
+  c10::Dict<std::string, torch::Tensor> state;
+  for (const auto& [name, t] : net.StateDict()) state.insert(name, t.detach().cpu());
+  archive.write(key, c10::IValue(state));
+}
+
+absl::Status WriteArchiveAtomically(
+    const std::string& path, const std::string& what,
+    const std::function<absl::Status(torch::serialize::OutputArchive&)>& fill) {
+  const std::string tmp = path + ".tmp";
+  try {
+    std::error_code ec;
+    const fs::path parent = fs::path(path).parent_path();
+    if (!parent.empty()) fs::create_directories(parent, ec);
+    torch::serialize::OutputArchive archive;
+    QSWEEP_RETURN_IF_ERROR(fill(archive));
+    archive.save_to(tmp);
+    fs::rename(tmp, path, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("writing ", what, " '", path, "' failed: ", ec.message()));
+    }
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+    return absl::InternalError(
+        absl::StrCat("writing ", what, " '", path, "' failed: ", TorchMessage(e)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteCheckpoint(const std::string& path, const Network& net,
                              const FlatOptimizer* optimizer, nlohmann::json meta) {
   if (!meta.is_object()) meta = nlohmann::json::object();
@@ -73,34 +104,16 @@ absl::Status WriteCheckpoint(const std::string& path, const Network& net,
                                  {"format_version", kFormatVersion},
                                  {"spec", ModelSpecToJson(net.spec())},
                                  {"meta", std::move(meta)}};
-  const std::string tmp = path + ".tmp";
-  try {
-    std::error_code ec;
-    const fs::path parent = fs::path(path).parent_path();
-    if (!parent.empty()) fs::create_directories(parent, ec);
-    torch::serialize::OutputArchive archive;
+  return WriteArchiveAtomically(path, "checkpoint", [&](torch::serialize::OutputArchive& archive) {
     archive.write(kMetaKey, c10::IValue(record.dump()));
-    c10::Dict<std::string, torch::Tensor> state;
-    for (const auto& [key, t] : net.StateDict()) state.insert(key, t.detach().cpu());
-    archive.write(kStateKey, c10::IValue(state));
+    WriteStateDict(archive, kStateKey, net);
     if (optimizer) {
       torch::serialize::OutputArchive opt;
       optimizer->Save(opt);
       archive.write(kOptimizerKey, opt);
     }
-    archive.save_to(tmp);
-    fs::rename(tmp, path, ec);
-    if (ec) {
-      return absl::InternalError(
-          absl::StrCat("writing checkpoint '", path, "' failed: ", ec.message()));
-    }
-  } catch (const std::exception& e) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    return absl::InternalError(
-        absl::StrCat("writing checkpoint '", path, "' failed: ", TorchMessage(e)));
-  }
-  return absl::OkStatus();
+    return absl::OkStatus();
+  });
 }
 
 absl::StatusOr<CheckpointContents> ReadCheckpoint(const std::string& path) {

@@ -17,13 +17,14 @@
 // provenance (TrainOptions::provenance).
 #pragma once
 
+#include <torch/torch.h>
+
+#include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <torch/torch.h>
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "worker/core/torch/checkpoint.h"
@@ -38,6 +39,19 @@ namespace qsweep {
 // given (null when absent). INTERNAL naming the path on I/O errors.
 absl::Status WriteCheckpoint(const std::string& path, const Network& net,
                              const FlatOptimizer* optimizer, nlohmann::json meta);
+
+// Writes a LibTorch archive to `path` atomically: creates missing parent
+// folders, lets `fill` write the entries, saves to "<path>.tmp" and renames it
+// over `path` (the temporary file is removed on failure). `fill`'s own error is
+// returned as is; I/O and LibTorch errors are INTERNAL "writing <what> '<path>'
+// failed: ...".
+absl::Status WriteArchiveAtomically(
+    const std::string& path, const std::string& what,
+    const std::function<absl::Status(torch::serialize::OutputArchive&)>& fill);
+
+// Writes `net`'s parameters and buffers (detached, on CPU) under `key` as a
+// Dict[str, Tensor] IValue in state-dict order.
+void WriteStateDict(torch::serialize::OutputArchive& archive, const char* key, const Network& net);
 
 // A checkpoint read back: info plus the tensors (on CPU).
 struct CheckpointContents {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/core/torch/checkpoint.h"
+#include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/trainer_internal.h"
 
 namespace qsweep {
@@ -101,43 +102,27 @@ absl::Status WriteResumeState(const std::string& path, const nlohmann::json& ide
                                  {"epoch_metrics", MetricsJson(counters.epoch_metrics)},
                                  {"train_seconds_total", counters.train_seconds_total},
                                  {"samples_total", counters.samples_total}};
-  const std::string tmp = path + ".tmp";
-  try {
-    std::error_code ec;
-    const fs::path parent = fs::path(path).parent_path();
-    if (!parent.empty()) fs::create_directories(parent, ec);
-    torch::serialize::OutputArchive archive;
-    archive.write(kRecordKey, c10::IValue(record.dump()));
-    c10::Dict<std::string, torch::Tensor> state;
-    for (const auto& [key, t] : net.StateDict()) state.insert(key, t.detach().cpu());
-    archive.write(kStateKey, c10::IValue(state));
-    torch::serialize::OutputArchive opt;
-    optimizer.Save(opt);
-    archive.write(kOptimizerKey, opt);
-    archive.write(kGeneratorKey, generator.get_state(), /*is_buffer=*/true);
-    if (!best_checkpoint_path.empty()) {
-      std::ifstream in(best_checkpoint_path, std::ios::binary);
-      if (!in) {
-        return absl::InternalError(absl::StrCat(
-            "writing resume state '", path, "' failed: cannot read '", best_checkpoint_path, "'"));
-      }
-      const std::string bytes((std::istreambuf_iterator<char>(in)),
-                              std::istreambuf_iterator<char>());
-      archive.write(kBestKey, BytesTensor(bytes), /*is_buffer=*/true);
-    }
-    archive.save_to(tmp);
-    fs::rename(tmp, path, ec);
-    if (ec) {
-      return absl::InternalError(
-          absl::StrCat("writing resume state '", path, "' failed: ", ec.message()));
-    }
-  } catch (const std::exception& e) {
-    std::error_code ignored;
-    fs::remove(tmp, ignored);
-    return absl::InternalError(
-        absl::StrCat("writing resume state '", path, "' failed: ", TorchMessage(e)));
-  }
-  return absl::OkStatus();
+  return WriteArchiveAtomically(
+      path, "resume state", [&](torch::serialize::OutputArchive& archive) -> absl::Status {
+        archive.write(kRecordKey, c10::IValue(record.dump()));
+        WriteStateDict(archive, kStateKey, net);
+        torch::serialize::OutputArchive opt;
+        optimizer.Save(opt);
+        archive.write(kOptimizerKey, opt);
+        archive.write(kGeneratorKey, generator.get_state(), /*is_buffer=*/true);
+        if (!best_checkpoint_path.empty()) {
+          std::ifstream in(best_checkpoint_path, std::ios::binary);
+          if (!in) {
+            return absl::InternalError(absl::StrCat("writing resume state '", path,
+                                                    "' failed: cannot read '", best_checkpoint_path,
+                                                    "'"));
+          }
+          const std::string bytes((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>());
+          archive.write(kBestKey, BytesTensor(bytes), /*is_buffer=*/true);
+        }
+        return absl::OkStatus();
+      });
 }
 
 absl::StatusOr<ResumeCounters> ReadResumeState(const std::string& path,
