@@ -694,25 +694,51 @@ class WorkerCrashTest : public EndToEndTest {
     }
     return line.substr(0, line.find('\n'));
   }
+  // The one trial of the sweep `toml` (written to `name`), submitted and held:
+  // its sweep, the holding worker's pid and the held job. On a failure (a
+  // refused submit, no hold, another job held) the test fails and job_id is
+  // empty.
+  struct HeldTrial {
+    std::string sweep_id;
+    pid_t pid = 0;
+    std::string job_id;
+  };
+  HeldTrial SubmitAndWaitForHold(const std::string& name, const std::string& toml) {
+    HeldTrial t;
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path) << toml;
+    auto submit = Cli("submit", {path, "--format", "json"});
+    if (submit.code != 0) {
+      ADD_FAILURE() << submit.err;
+      return t;
+    }
+    t.sweep_id = json::parse(submit.out)["id"];
+    const std::string held = WaitForHeldJob(kSweep);
+    if (held.empty()) {
+      ADD_FAILURE() << "no job was held\n" << server_.log();
+      return t;
+    }
+    std::istringstream(held) >> t.pid >> t.job_id;
+    if (t.job_id != t.sweep_id + "-0") {
+      ADD_FAILURE() << "held " << held << ", expected " << t.sweep_id << "-0";
+      t.job_id.clear();
+    }
+    return t;
+  }
   int held_fd_ = -1;
 };
 
 TEST_F(WorkerCrashTest, KilledWorkersJobIsRequeuedAndFinished) {
-  const std::string path = (dir_ / "crash.toml").string();
-  std::ofstream(path) << "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\n"
-                         "synthetic_rows = 2000\nmax_epochs = 2\nbatch_size = 64\n"
-                         "[sweep]\nmax_concurrency = 1\n[sweep.grid]\nseed = [1]\n";
-  auto submit = Cli("submit", {path, "--format", "json"});
-  ASSERT_EQ(submit.code, 0) << submit.err;
-  const std::string id = json::parse(submit.out)["id"];
-
   // The first attempt reports a metric and is held: its worker says which.
-  const std::string held = WaitForHeldJob(kSweep);
-  ASSERT_FALSE(held.empty()) << "no job was held\n" << server_.log();
-  pid_t victim_pid = 0;
-  std::string held_job;
-  std::istringstream(held) >> victim_pid >> held_job;
-  ASSERT_EQ(held_job, id + "-0") << held;
+  const HeldTrial held =
+      SubmitAndWaitForHold("crash.toml",
+                           "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\n"
+                           "synthetic_rows = 2000\nmax_epochs = 2\nbatch_size = 64\n"
+                           "[sweep]\nmax_concurrency = 1\n[sweep.grid]\nseed = [1]\n");
+  ASSERT_FALSE(held.job_id.empty());
+  const std::string& id = held.sweep_id;
+  const pid_t victim_pid = held.pid;
+  const std::string& held_job = held.job_id;
   const std::vector<pid_t> workers = ServerProcess::Children(server_.pid());
   ASSERT_EQ(std::count(workers.begin(), workers.end(), victim_pid), 1)
       << "pid " << victim_pid << " is not a local worker of the server";
@@ -761,20 +787,16 @@ class ResumeCrashTest : public WorkerCrashTest {
 };
 
 TEST_F(ResumeCrashTest, KilledWorkersTrialResumesFromItsLastEpoch) {
-  const std::string path = (dir_ / "resume.toml").string();
-  std::ofstream(path) << "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\n"
-                         "synthetic_rows = 2000\nmax_epochs = 4\nbatch_size = 64\n"
-                         "learning_rate = 0.01\nlog_every_n_steps = 5\n"
-                         "[sweep]\nmax_concurrency = 1\n[sweep.grid]\nseed = [3]\n";
-  auto submit = Cli("submit", {path, "--format", "json"});
-  ASSERT_EQ(submit.code, 0) << submit.err;
-  const std::string id = json::parse(submit.out)["id"];
-  const std::string held = WaitForHeldJob(kSweep);
-  ASSERT_FALSE(held.empty()) << "no job was held\n" << server_.log();
-  pid_t victim_pid = 0;
-  std::string held_job;
-  std::istringstream(held) >> victim_pid >> held_job;
-  ASSERT_EQ(held_job, id + "-0") << held;
+  const HeldTrial held =
+      SubmitAndWaitForHold("resume.toml",
+                           "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\n"
+                           "synthetic_rows = 2000\nmax_epochs = 4\nbatch_size = 64\n"
+                           "learning_rate = 0.01\nlog_every_n_steps = 5\n"
+                           "[sweep]\nmax_concurrency = 1\n[sweep.grid]\nseed = [3]\n");
+  ASSERT_FALSE(held.job_id.empty());
+  const std::string& id = held.sweep_id;
+  const pid_t victim_pid = held.pid;
+  const std::string& held_job = held.job_id;
   ASSERT_EQ(kill(victim_pid, SIGKILL), 0) << std::strerror(errno);
   ASSERT_TRUE(WaitForExit(victim_pid, kQuick));
   auto watch = Cli("watch", {id}, kSweep);
@@ -792,7 +814,7 @@ TEST_F(ResumeCrashTest, KilledWorkersTrialResumesFromItsLastEpoch) {
   EXPECT_THAT(text.out, HasSubstr("resumed at epoch"));
 
   // The same trial uninterrupted (nothing is held any more).
-  auto again = Cli("submit", {path, "--format", "json"});
+  auto again = Cli("submit", {(dir_ / "resume.toml").string(), "--format", "json"});
   ASSERT_EQ(again.code, 0) << again.err;
   const std::string ref_id = json::parse(again.out)["id"];
   ASSERT_EQ(Cli("watch", {ref_id}, kSweep).code, 0);
@@ -935,19 +957,15 @@ TEST_F(CoordinatorCrashTest, TenKillsDuringASweepLoseAndRepeatNothing) {
 // makes the worker hand its running job back without using a retry and exit
 // 75 so that the batch system requeues it; the other worker finishes the job.
 TEST_F(WorkerCrashTest, SignalledWorkerHandsItsJobBackAndAsksForRequeue) {
-  const std::string path = (dir_ / "preempt.toml").string();
-  std::ofstream(path) << "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\n"
-                         "synthetic_rows = 2000\nmax_epochs = 2\nbatch_size = 64\n"
-                         "[sweep]\nretries = 0\nmax_concurrency = 1\n[sweep.grid]\nseed = [1]\n";
-  auto submit = Cli("submit", {path, "--format", "json"});
-  ASSERT_EQ(submit.code, 0) << submit.err;
-  const std::string id = json::parse(submit.out)["id"];
-  const std::string held = WaitForHeldJob(kSweep);
-  ASSERT_FALSE(held.empty()) << "no job was held\n" << server_.log();
-  pid_t victim_pid = 0;
-  std::string held_job;
-  std::istringstream(held) >> victim_pid >> held_job;
-  ASSERT_EQ(held_job, id + "-0") << held;
+  const HeldTrial held =
+      SubmitAndWaitForHold("preempt.toml",
+                           "model = \"jsc-toy\"\ndataset = \"jsc-synthetic\"\n"
+                           "synthetic_rows = 2000\nmax_epochs = 2\nbatch_size = 64\n"
+                           "[sweep]\nretries = 0\nmax_concurrency = 1\n[sweep.grid]\nseed = [1]\n");
+  ASSERT_FALSE(held.job_id.empty());
+  const std::string& id = held.sweep_id;
+  const pid_t victim_pid = held.pid;
+  const std::string& held_job = held.job_id;
 
   ASSERT_EQ(kill(victim_pid, SIGUSR1), 0) << std::strerror(errno);
   ASSERT_TRUE(server_.WaitForLog("handed 1 job(s) back; exit 75 (requeue)", 1, kQuick))
