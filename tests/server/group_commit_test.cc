@@ -17,12 +17,13 @@
 #include "absl/strings/str_cat.h"
 #include "server/coordinator.h"
 #include "storage/sqlite_store.h"
+#include "tests/test_util/forwarding_store.h"
 
 namespace qsweep {
 namespace {
 
 // Forwards to an in-memory store; counts batches and can fail a commit.
-class BatchCountingStore final : public Store {
+class BatchCountingStore final : public testing::ForwardingStore {
  public:
   absl::Status BeginBatch() override {
     ++begun;
@@ -46,10 +47,6 @@ class BatchCountingStore final : public Store {
     if (open) created_in_batch.push_back(s.id());
     return base->CreateSweep(s, j);
   }
-  absl::StatusOr<v1::Sweep> GetSweep(const std::string& id) override { return base->GetSweep(id); }
-  absl::StatusOr<v1::Sweep> FindSweepByIdempotencyKey(const std::string& k) override {
-    return base->FindSweepByIdempotencyKey(k);
-  }
   absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() override {
     auto all = base->ListSweeps();
     if (!all.ok()) return all;
@@ -58,14 +55,6 @@ class BatchCountingStore final : public Store {
       if (!erased.count(s.id())) kept.push_back(s);
     return kept;
   }
-  absl::Status UpdateJob(const v1::Job& j) override { return base->UpdateJob(j); }
-  absl::Status UpdateJobs(const std::vector<JobUpdate>& jobs, const v1::Attempt* a) override {
-    return base->UpdateJobs(jobs, a);
-  }
-  absl::Status UpdateJobAndAttempt(const v1::Job& j, const v1::Attempt& a) override {
-    return base->UpdateJobAndAttempt(j, a);
-  }
-  absl::StatusOr<v1::Job> GetJob(const std::string& id) override { return base->GetJob(id); }
   absl::StatusOr<std::vector<v1::Job>> ListJobs(const JobFilter& f) override {
     auto all = base->ListJobs(f);
     if (!all.ok()) return all;
@@ -74,45 +63,7 @@ class BatchCountingStore final : public Store {
       if (!erased.count(j.sweep_id())) kept.push_back(j);
     return kept;
   }
-  absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& id) override {
-    return base->ListAttempts(id);
-  }
-  absl::Status AppendMetrics(const std::string& id, int32_t a,
-                             const std::vector<v1::Metric>& m) override {
-    return base->AppendMetrics(id, a, m);
-  }
-  absl::StatusOr<std::vector<v1::Metric>> ListMetrics(const std::string& id, int32_t a,
-                                                      const std::string& n) override {
-    return base->ListMetrics(id, a, n);
-  }
-  absl::Status PutArtifact(const v1::ArtifactInfo& i, const std::string& b) override {
-    return base->PutArtifact(i, b);
-  }
-  absl::StatusOr<std::string> GetArtifactBytes(const std::string& s) override {
-    return base->GetArtifactBytes(s);
-  }
-  absl::StatusOr<v1::ArtifactInfo> FindArtifact(const std::string& id,
-                                                const std::string& n) override {
-    return base->FindArtifact(id, n);
-  }
-  absl::StatusOr<std::vector<v1::ArtifactInfo>> ListArtifacts(const std::string& id) override {
-    return base->ListArtifacts(id);
-  }
-  absl::Status PutReport(const v1::Report& r) override { return base->PutReport(r); }
-  absl::StatusOr<v1::Report> GetReport(const std::string& id, const std::string& p) override {
-    return base->GetReport(id, p);
-  }
-  absl::Status PutWorker(const v1::WorkerInfo& w) override { return base->PutWorker(w); }
-  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() override { return base->ListWorkers(); }
-  absl::Status CreateToken(const v1::Token& t) override { return base->CreateToken(t); }
-  absl::StatusOr<v1::Token> GetToken(const std::string& id) override { return base->GetToken(id); }
-  absl::StatusOr<std::vector<v1::Token>> ListTokens() override { return base->ListTokens(); }
-  absl::StatusOr<bool> RevokeToken(const std::string& id, int64_t at) override {
-    return base->RevokeToken(id, at);
-  }
-  absl::Status DeleteWorker(const std::string& id) override { return base->DeleteWorker(id); }
 
-  std::unique_ptr<Store> base = NewInMemoryStore();
   std::atomic<int> begun{0}, ended{0}, committed{0};
   std::atomic<bool> open{false};
   // Fail the next commit of a batch that created sweeps.

@@ -9,6 +9,7 @@
 #include "common/sha256.h"
 #include "server/job_metrics.h"
 #include "server/job_state.h"
+#include "tests/test_util/forwarding_store.h"
 
 namespace qsweep {
 namespace {
@@ -715,84 +716,32 @@ TEST(JobStateTest, TransitionRejectsIllegalMoves) {
 }
 
 // Delegates to another store; job writes fail once `job_writes_left` is 0.
-class FlakyStore final : public Store {
+class FlakyStore final : public testing::ForwardingStore {
  public:
-  explicit FlakyStore(std::unique_ptr<Store> inner) : inner_(std::move(inner)) {}
+  explicit FlakyStore(std::unique_ptr<Store> inner) : ForwardingStore(std::move(inner)) {}
   int job_writes_left = 1 << 30;
   bool fail_metrics = false;
 
-  absl::Status CreateSweep(const v1::Sweep& s, const std::vector<v1::Job>& j) override {
-    return inner_->CreateSweep(s, j);
-  }
-  absl::StatusOr<v1::Sweep> GetSweep(const std::string& id) override {
-    return inner_->GetSweep(id);
-  }
-  absl::StatusOr<v1::Sweep> FindSweepByIdempotencyKey(const std::string& k) override {
-    return inner_->FindSweepByIdempotencyKey(k);
-  }
-  absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() override { return inner_->ListSweeps(); }
   absl::Status UpdateJob(const v1::Job& job) override {
     if (!Write()) return absl::UnavailableError("disk gone");
-    return inner_->UpdateJob(job);
+    return ForwardingStore::UpdateJob(job);
   }
   absl::Status UpdateJobAndAttempt(const v1::Job& job, const v1::Attempt& a) override {
     if (!Write()) return absl::UnavailableError("disk gone");
-    return inner_->UpdateJobAndAttempt(job, a);
+    return ForwardingStore::UpdateJobAndAttempt(job, a);
   }
   absl::Status UpdateJobs(const std::vector<JobUpdate>& jobs, const v1::Attempt* a) override {
     if (!Write()) return absl::UnavailableError("disk gone");
-    return inner_->UpdateJobs(jobs, a);
-  }
-  absl::StatusOr<v1::Job> GetJob(const std::string& id) override { return inner_->GetJob(id); }
-  absl::StatusOr<std::vector<v1::Job>> ListJobs(const JobFilter& f) override {
-    return inner_->ListJobs(f);
-  }
-  absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& id) override {
-    return inner_->ListAttempts(id);
+    return ForwardingStore::UpdateJobs(jobs, a);
   }
   absl::Status AppendMetrics(const std::string& id, int32_t a,
                              const std::vector<v1::Metric>& m) override {
     if (fail_metrics) return absl::ResourceExhaustedError("the database is full");
-    return inner_->AppendMetrics(id, a, m);
+    return ForwardingStore::AppendMetrics(id, a, m);
   }
-  absl::StatusOr<std::vector<v1::Metric>> ListMetrics(const std::string& id, int32_t a,
-                                                      const std::string& n) override {
-    return inner_->ListMetrics(id, a, n);
-  }
-  absl::Status PutArtifact(const v1::ArtifactInfo& i, const std::string& b) override {
-    return inner_->PutArtifact(i, b);
-  }
-  absl::StatusOr<std::string> GetArtifactBytes(const std::string& sha) override {
-    return inner_->GetArtifactBytes(sha);
-  }
-  absl::StatusOr<v1::ArtifactInfo> FindArtifact(const std::string& id,
-                                                const std::string& n) override {
-    return inner_->FindArtifact(id, n);
-  }
-  absl::StatusOr<std::vector<v1::ArtifactInfo>> ListArtifacts(const std::string& id) override {
-    return inner_->ListArtifacts(id);
-  }
-  absl::Status PutReport(const v1::Report& r) override { return inner_->PutReport(r); }
-  absl::StatusOr<v1::Report> GetReport(const std::string& id, const std::string& p) override {
-    return inner_->GetReport(id, p);
-  }
-  absl::Status PutWorker(const v1::WorkerInfo& w) override { return inner_->PutWorker(w); }
-  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() override {
-    return inner_->ListWorkers();
-  }
-  absl::Status CreateToken(const v1::Token& t) override { return inner_->CreateToken(t); }
-  absl::StatusOr<v1::Token> GetToken(const std::string& id) override {
-    return inner_->GetToken(id);
-  }
-  absl::StatusOr<std::vector<v1::Token>> ListTokens() override { return inner_->ListTokens(); }
-  absl::StatusOr<bool> RevokeToken(const std::string& id, int64_t at) override {
-    return inner_->RevokeToken(id, at);
-  }
-  absl::Status DeleteWorker(const std::string& id) override { return inner_->DeleteWorker(id); }
 
  private:
   bool Write() { return job_writes_left-- > 0; }
-  std::unique_ptr<Store> inner_;
 };
 
 TEST_F(SchedulerTest, TheCompleteThatEndsATrainJobResolvesItsTransformInTheSameWrite) {

@@ -23,6 +23,7 @@
 #include "server/server.h"
 #include "server/sweep_limits.h"
 #include "server/work_pool.h"
+#include "tests/test_util/forwarding_store.h"
 #include "tests/test_util/in_process_server.h"
 #include "tests/test_util/test_tokens.h"
 
@@ -44,38 +45,11 @@ std::string GridSweep(int trials, int64_t synthetic_rows = 0) {
 
 // Forwards to an in-memory store; counts ListJobs and records whether the
 // artifact content was read and written on a WorkPool thread.
-class RecordingStore final : public Store {
+class RecordingStore final : public testing::ForwardingStore {
  public:
-  absl::Status CreateSweep(const v1::Sweep& s, const std::vector<v1::Job>& j) override {
-    return base->CreateSweep(s, j);
-  }
-  absl::StatusOr<v1::Sweep> GetSweep(const std::string& id) override { return base->GetSweep(id); }
-  absl::StatusOr<v1::Sweep> FindSweepByIdempotencyKey(const std::string& k) override {
-    return base->FindSweepByIdempotencyKey(k);
-  }
-  absl::StatusOr<std::vector<v1::Sweep>> ListSweeps() override { return base->ListSweeps(); }
-  absl::Status UpdateJob(const v1::Job& j) override { return base->UpdateJob(j); }
-  absl::Status UpdateJobs(const std::vector<JobUpdate>& jobs, const v1::Attempt* a) override {
-    return base->UpdateJobs(jobs, a);
-  }
-  absl::Status UpdateJobAndAttempt(const v1::Job& j, const v1::Attempt& a) override {
-    return base->UpdateJobAndAttempt(j, a);
-  }
-  absl::StatusOr<v1::Job> GetJob(const std::string& id) override { return base->GetJob(id); }
   absl::StatusOr<std::vector<v1::Job>> ListJobs(const JobFilter& f) override {
     ++list_jobs;
     return base->ListJobs(f);
-  }
-  absl::StatusOr<std::vector<v1::Attempt>> ListAttempts(const std::string& id) override {
-    return base->ListAttempts(id);
-  }
-  absl::Status AppendMetrics(const std::string& id, int32_t a,
-                             const std::vector<v1::Metric>& m) override {
-    return base->AppendMetrics(id, a, m);
-  }
-  absl::StatusOr<std::vector<v1::Metric>> ListMetrics(const std::string& id, int32_t a,
-                                                      const std::string& n) override {
-    return base->ListMetrics(id, a, n);
   }
   absl::Status PutArtifact(const v1::ArtifactInfo& i, const std::string& b) override {
     Note(content_writes_off_pool, content_writes);
@@ -89,28 +63,7 @@ class RecordingStore final : public Store {
     Note(content_reads_off_pool, content_reads);
     return base->GetArtifactBytes(s);
   }
-  absl::StatusOr<v1::ArtifactInfo> FindArtifact(const std::string& id,
-                                                const std::string& n) override {
-    return base->FindArtifact(id, n);
-  }
-  absl::StatusOr<std::vector<v1::ArtifactInfo>> ListArtifacts(const std::string& id) override {
-    return base->ListArtifacts(id);
-  }
-  absl::Status PutReport(const v1::Report& r) override { return base->PutReport(r); }
-  absl::StatusOr<v1::Report> GetReport(const std::string& id, const std::string& p) override {
-    return base->GetReport(id, p);
-  }
-  absl::Status PutWorker(const v1::WorkerInfo& w) override { return base->PutWorker(w); }
-  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers() override { return base->ListWorkers(); }
-  absl::Status CreateToken(const v1::Token& t) override { return base->CreateToken(t); }
-  absl::StatusOr<v1::Token> GetToken(const std::string& id) override { return base->GetToken(id); }
-  absl::StatusOr<std::vector<v1::Token>> ListTokens() override { return base->ListTokens(); }
-  absl::StatusOr<bool> RevokeToken(const std::string& id, int64_t at) override {
-    return base->RevokeToken(id, at);
-  }
-  absl::Status DeleteWorker(const std::string& id) override { return base->DeleteWorker(id); }
 
-  std::unique_ptr<Store> base = NewInMemoryStore();
   std::atomic<int> list_jobs{0}, links{0};
   std::atomic<int> content_reads{0}, content_reads_off_pool{0};
   std::atomic<int> content_writes{0}, content_writes_off_pool{0};
