@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
 #include "server/server.h"
+#include "tests/test_util/in_process_worker.h"
 #include "tests/test_util/test_tokens.h"
 #include "worker/coordinator_client.h"
 #include "worker/core/torch/checkpoint.h"
@@ -78,21 +79,13 @@ bool IsTiming(const std::string& name) {
   return name == "epoch_seconds" || name == "samples_per_second" || name == "wall_seconds";
 }
 
-class ReproducibleServiceTest : public ::testing::Test {
+class ReproducibleServiceTest : public testing::InProcessWorkerTest {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / absl::StrCat("qsweep_reproducible_", getpid());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    ServerOptions options;
-    options.listen = "";
-    auto store = NewInMemoryStore();
-    tokens_ = testing::AddTestTokens(*store);
-    auto server = Server::Start(options, std::move(store));
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    experiments_ = v1::Experiments::NewStub(server_->InProcessChannel(tokens_.alice));
-    client_ = NewGrpcCoordinatorClient(server_->InProcessChannel(tokens_.worker));
+    InProcessWorkerTest::SetUp();
     TrainJobRunnerOptions runner_options;
     runner_options.data_dir = (dir_ / "data").string();
     runner_options.resume_interval_ms = 0;  // a resume state after every epoch
@@ -113,8 +106,7 @@ class ReproducibleServiceTest : public ::testing::Test {
     o.heartbeat_interval_ms = 20;
     o.lease_wait_ms = 200;
     o.work_dir = (dir_ / absl::StrCat("work", workers_started_)).string();
-    worker_ = std::make_unique<Worker>(*client_, runner ? *runner : *runner_, o);
-    worker_thread_ = std::thread([this] { ASSERT_TRUE(worker_->Run().ok()); });
+    InProcessWorkerTest::StartWorker(*client_, runner ? *runner : *runner_, o);
   }
   void StopWorker() {
     if (!worker_) return;
@@ -130,15 +122,7 @@ class ReproducibleServiceTest : public ::testing::Test {
     return end;
   }
 
-  std::string Submit(const std::string& toml) {
-    grpc::ClientContext ctx;
-    v1::SubmitSweepRequest req;
-    req.set_sweep_toml(toml);
-    v1::SubmitSweepResponse resp;
-    grpc::Status s = experiments_->SubmitSweep(&ctx, req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    return resp.sweep().id();
-  }
+  std::string Submit(const std::string& toml) { return SubmitToml(toml); }
 
   // Watches the sweep until `done` (or the sweep's end when null).
   std::map<std::string, v1::Job> WatchUntil(
@@ -232,13 +216,7 @@ class ReproducibleServiceTest : public ::testing::Test {
   }
 
   fs::path dir_;
-  testing::TestTokens tokens_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<v1::Experiments::Stub> experiments_;
-  std::unique_ptr<CoordinatorClient> client_;
   std::unique_ptr<TrainJobRunner> runner_;
-  std::unique_ptr<Worker> worker_;
-  std::thread worker_thread_;
   int workers_started_ = 0;
 };
 

@@ -1,9 +1,8 @@
 // A qsweep server and a worker loop in the test process, as the worker loop,
 // cluster and packed-service tests use them: the server on the real clock
-// (leases and heartbeats run for real) with watches polling every 5 ms and the
-// fixed test tokens (test_tokens.h); alice's Experiments stub; the worker's
-// CoordinatorClient over an in-process channel; a worker started on a thread
-// and stopped at the end of the test.
+// (leases and heartbeats run for real) with the fixed test tokens (test_tokens.h); alice's
+// Experiments stub; the worker's CoordinatorClient over an in-process channel; a worker started on
+// a thread and stopped at the end of the test.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
