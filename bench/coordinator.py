@@ -20,53 +20,29 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
+
+import bench_service
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_OPTUNA = os.path.join(os.path.dirname(ROOT), "shared", "bench", "optuna_storage.py")
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_server_bench(build, tmp, name, max_batch, jobs, workers, latency_samples,
                      complete_leases_next=True):
     state = os.path.join(tmp, name)
     os.makedirs(state)
-    addr = f"127.0.0.1:{free_port()}"
+    addr = f"127.0.0.1:{bench_service.free_port()}"
     log = open(os.path.join(state, "server.log"), "w")
     server = subprocess.Popen([os.path.join(build, "qsweep-server"), "--listen", addr,
                                "--db", os.path.join(state, "q.db"), "--no-serve-datasets",
                                "--max-batch", str(max_batch)],
                               stdout=log, stderr=subprocess.STDOUT)
     try:
-        admin = os.path.join(state, "admin.token")
-        qsweep = os.path.join(build, "qsweep")
-
-        def cli(*args):
-            return subprocess.run([qsweep, *args, "--server", addr, "--token-file", admin],
-                                  capture_output=True, text=True)
-        deadline = time.time() + 30
-        while not (os.path.exists(admin) and cli("workers").returncode == 0):
-            if server.poll() is not None or time.time() > deadline:
-                sys.exit(f"qsweep-server did not start; see {log.name}")
-            time.sleep(0.1)
-        user, worker = os.path.join(state, "user.token"), os.path.join(state, "worker.token")
-        for role, path in (("user", user), ("worker", worker)):
-            args = ["token", "create", "--role", role, "-o", path]
-            if role == "user":
-                args += ["--owner", "bench"]
-            r = cli(*args)
-            if r.returncode != 0:
-                sys.exit(f"qsweep token create --role {role}: {r.stderr}")
+        user, worker = bench_service.wait_and_make_tokens(build, server, addr, state, state,
+                                                          log.name)
         out = subprocess.run([os.path.join(build, "bench", "qsweep-bench-coordinator"),
                               "--server", addr, "--user-token-file", user,
                               "--worker-token-file", worker, "--jobs", str(jobs),

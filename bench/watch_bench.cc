@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bench/bench_util.h"
 #include "common/channel.h"
 #include "common/secrets.h"
 #include "qsweep/v1/experiments.grpc.pb.h"
@@ -40,7 +41,9 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using qsweep::bench::Clock;
+using qsweep::bench::Ms;
+using qsweep::bench::Percentile;
 
 struct Args {
   std::string server;
@@ -52,15 +55,6 @@ struct Args {
   int changes = 200;
   double idle_seconds = 3;
 };
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * (v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
 
 // User + system CPU seconds of process `pid` so far.
 double CpuSeconds(int pid) {
@@ -82,20 +76,7 @@ double CpuSeconds(int pid) {
 }
 
 std::shared_ptr<grpc::Channel> Channel(const Args& a, const std::string& token_file) {
-  auto token = qsweep::ReadTokenFile(token_file);
-  if (!token.ok()) {
-    std::fprintf(stderr, "%s\n", token.status().ToString().c_str());
-    std::exit(2);
-  }
-  qsweep::ChannelOptions o;
-  o.address = a.server;
-  o.token = *token;
-  auto ch = qsweep::MakeChannel(o);
-  if (!ch.ok()) {
-    std::fprintf(stderr, "%s\n", ch.status().ToString().c_str());
-    std::exit(2);
-  }
-  return *ch;
+  return qsweep::bench::TokenChannel(a.server, token_file);
 }
 
 // What the watchers have seen; shared by their threads.

@@ -26,50 +26,26 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
+
+import bench_service
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(a, server_bin):
     """Starts `server_bin` on a fresh database and runs qsweep-bench-watch against it."""
     tmp = tempfile.mkdtemp(prefix="qsweep-watch-")
-    addr = f"127.0.0.1:{free_port()}"
+    addr = f"127.0.0.1:{bench_service.free_port()}"
     log = open(os.path.join(tmp, "server.log"), "w")
     server = subprocess.Popen([server_bin, "--listen", addr, "--db", os.path.join(tmp, "q.db"),
                                "--no-serve-datasets", "--lease-ttl-ms", "600000"],
                               stdout=log, stderr=subprocess.STDOUT)
     try:
-        admin = os.path.join(tmp, "admin.token")
-        qsweep = os.path.join(a.build, "qsweep")
-
-        def cli(*args):
-            return subprocess.run([qsweep, *args, "--server", addr, "--token-file", admin],
-                                  capture_output=True, text=True, timeout=60)
-        deadline = time.time() + 30
-        while not (os.path.exists(admin) and cli("workers").returncode == 0):
-            if server.poll() is not None or time.time() > deadline:
-                sys.exit(f"{server_bin} did not start; see {log.name}")
-            time.sleep(0.1)
-        user, worker = os.path.join(tmp, "user.token"), os.path.join(tmp, "worker.token")
-        for role, path in (("user", user), ("worker", worker)):
-            args = ["token", "create", "--role", role, "-o", path]
-            if role == "user":
-                args += ["--owner", "bench"]
-            r = cli(*args)
-            if r.returncode != 0:
-                sys.exit(f"qsweep token create --role {role}: {r.stderr}")
+        user, worker = bench_service.wait_and_make_tokens(a.build, server, addr, tmp, tmp,
+                                                          log.name)
         out = subprocess.run([os.path.join(a.build, "bench", "qsweep-bench-watch"),
                               "--server", addr, "--server-pid", str(server.pid),
                               "--user-token-file", user, "--worker-token-file", worker,
