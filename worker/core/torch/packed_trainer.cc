@@ -38,6 +38,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/core/torch/checkpoint_io.h"
+#include "worker/core/torch/cross_entropy.h"
 #include "worker/core/torch/network.h"
 #include "worker/core/torch/optimizer.h"
 #include "worker/core/torch/resume_state.h"
@@ -111,10 +112,9 @@ double SecondsSince(Clock::time_point t0) {
 
 constexpr double kBnEps = 1e-5;
 constexpr double kBnMomentum = 0.1;
-constexpr int64_t kEvalChunkRows = 16384;  // as trainer.cc's Evaluate: the loss sums' grouping
-constexpr int64_t kEvalBlockRows = 2048;   // rows per evaluation block (cache-sized)
+constexpr int64_t kEvalBlockRows = 2048;   // rows per evaluation block on the host (cache-sized)
+constexpr int64_t kEvalChunkRows = 16384;  // on a device (one copy of logits to the host each)
 const int64_t kAxis0[1] = {0};
-const int64_t kAxis1[1] = {1};
 
 struct Layer {
   LayerKind kind = LayerKind::kReLU;
@@ -744,22 +744,31 @@ void PackedEngine::Forward(int64_t n, const torch::Tensor& xb) {
 }
 
 void PackedEngine::LossAndGrad(int64_t n, const torch::Tensor& yb, int64_t row) {
+  // d loss / d logits = softmax * s - s at the target, s = (1 / accumulate) / n
+  // in float: the arithmetic of autograd's nll_loss and log_softmax backward.
+  const float scale = static_cast<float>(1.0 / static_cast<double>(cfg_.accumulate_grad_batches)) /
+                      static_cast<float>(n);
+  torch::Tensor loss_row = loss_buf_.select(0, row);
+  torch::Tensor g = Rows(gout_, n);
+  if (out_.is_cpu()) {  // one pass over the logits (the ops below cost ~10x as much)
+    const torch::Tensor logits = out_.contiguous();
+    const torch::Tensor labels = yb.contiguous();
+    TORCH_CHECK(
+        CrossEntropyStep(logits.data_ptr<float>(), labels.data_ptr<int64_t>(), n, K, logits.size(2),
+                         scale, g.data_ptr<float>(), loss_row.data_ptr<float>()),
+        "a training label is outside [0, ", logits.size(2), ")");
+    return;
+  }
   torch::Tensor logp = Rows(logp_, n);
   at::_log_softmax_out(logp, out_, 2, false);
   const torch::Tensor y3 = yb.unsqueeze(2);
   torch::Tensor picked = Rows(picked_, n);
   at::gather_out(picked, logp, 2, y3);
-  torch::Tensor loss_row = loss_buf_.select(0, row);
   at::sum_out(loss_row, picked.view({n, K}), at::IntArrayRef(kAxis0));
-  // d loss / d logits = softmax * s - s at the target, s = (1 / accumulate) / n
-  // in float: the arithmetic of autograd's nll_loss and log_softmax backward.
-  const float scale = static_cast<float>(1.0 / static_cast<double>(cfg_.accumulate_grad_batches)) /
-                      static_cast<float>(n);
   if (scale != neg_scale_value_) {
     neg_scale_.fill_(-scale);
     neg_scale_value_ = scale;
   }
-  torch::Tensor g = Rows(gout_, n);
   at::exp_out(g, logp);
   g.mul_(scale);
   g.scatter_add_(2, y3, Rows(neg_scale_, n));
@@ -1010,24 +1019,25 @@ bool PackedEngine::TrainEpoch() {
 }
 
 // Eval-mode forward of all rows, in the [rows, K, C] layout, one block of
-// rows at a time so that a block's activations stay in the cache; the whole
-// pack's losses and hits come from a few batched ops per block, read once per
-// chunk. Per-row losses are averaged per batch of batch_size rows (MASE's
-// mean of batch means), and the batch means are summed per chunk of
-// kEvalChunkRows rows in double: for one trial these are the same values,
-// summed in the same order, as EvaluateCheckpoint's, so a checkpoint
-// evaluates to exactly the metrics logged for it, and a trial's metrics do
-// not depend on the pack.
+// whole batches at a time so that a block's activations stay in the cache
+// (on a device: a chunk of rows, whose logits are copied to the host at
+// once); the metrics come from one pass over each block's logits
+// (CrossEntropyMetrics: MASE's mean of batch-mean losses, micro accuracy).
+// For one trial these are the values EvaluateNetwork computes, in the same
+// order, so a checkpoint evaluates to exactly the metrics logged for it, and a
+// trial's metrics do not depend on the pack.
 void PackedEngine::EvaluatePacked(const torch::Tensor& x, const torch::Tensor& y,
                                   std::vector<EvalResult>& out) {
   torch::NoGradGuard no_grad;
   const int64_t bs = cfg_.batch_size;
   int64_t n = x.size(0);
   if (cfg_.debug) n = std::min(n, 5 * bs);
-  const int64_t chunk = std::max<int64_t>(1, kEvalChunkRows / bs) * bs;
-  const int64_t block = std::min(chunk, std::max<int64_t>(1, kEvalBlockRows / bs) * bs);
+  const bool on_host = param_.is_cpu();
+  const int64_t block = std::max<int64_t>(1, (on_host ? kEvalBlockRows : kEvalChunkRows) / bs) * bs;
   const int64_t f = x.size(1);
   const auto opts = param_.options();
+  const torch::Tensor labels = y.to(torch::kCPU).contiguous();
+  const int64_t* label = labels.data_ptr<int64_t>();
   // Work buffers for one block, allocated once per call.
   torch::Tensor xin = torch::empty({block, K, f}, opts);
   std::vector<torch::Tensor> lin_out(layers_.size());
@@ -1040,75 +1050,43 @@ void PackedEngine::EvaluatePacked(const torch::Tensor& x, const torch::Tensor& y
     bn_w[li] = W_[li].reshape({-1});
     bn_b[li] = B_[li].reshape({-1});
   }
-  torch::Tensor losses = torch::empty({K, chunk}, opts);  // per row, one chunk, [trial, row]
-  torch::Tensor hits = torch::zeros({K}, opts.dtype(torch::kLong));
-  std::vector<double> loss_sum(K, 0.0);
-  int64_t batches = 0;
+  CrossEntropyMetrics metrics(K, spec_.num_classes, bs);
   const bool cudnn = false;
-  for (int64_t s = 0; s < n; s += chunk) {
-    const int64_t len = std::min(chunk, n - s);
-    for (int64_t b0 = 0; b0 < len; b0 += block) {
-      const int64_t m = std::min(block, len - b0);
-      const torch::Tensor yb = y.narrow(0, s + b0, m);
-      torch::Tensor h = xin.narrow(0, 0, m);
-      h.copy_(x.narrow(0, s + b0, m).unsqueeze(1).expand({m, K, f}));
-      for (size_t li = 0; li < layers_.size(); ++li) {
-        const Layer& L = layers_[li];
-        if (L.skip) continue;
-        if (L.kind == LayerKind::kLinear) {
-          torch::Tensor o = lin_out[li].narrow(0, 0, m);
-          if (K == 1) {
-            torch::Tensor o2 = o.view({m, L.out});
-            at::addmm_out(o2, B_[li].view({L.out}), h.view({m, L.in}),
-                          W_[li].view({L.out, L.in}).t());
-          } else {
-            torch::Tensor ot = o.transpose(0, 1);
-            at::baddbmm_out(ot, B_[li].unsqueeze(1), h.transpose(0, 1), W_[li].transpose(1, 2));
-          }
-          h = o;
-        } else if (L.kind == LayerKind::kBatchNorm1d) {
-          h = at::batch_norm(h.view({m, K * L.out}), bn_w[li], bn_b[li], run_mean_[L.bn],
-                             run_var_[L.bn], /*training=*/false, kBnMomentum, kBnEps, cudnn)
-                  .view({m, K, L.out});
+  for (int64_t s = 0; s < n; s += block) {
+    const int64_t m = std::min(block, n - s);
+    torch::Tensor h = xin.narrow(0, 0, m);
+    h.copy_(x.narrow(0, s, m).unsqueeze(1).expand({m, K, f}));
+    for (size_t li = 0; li < layers_.size(); ++li) {
+      const Layer& L = layers_[li];
+      if (L.skip) continue;
+      if (L.kind == LayerKind::kLinear) {
+        torch::Tensor o = lin_out[li].narrow(0, 0, m);
+        if (K == 1) {
+          torch::Tensor o2 = o.view({m, L.out});
+          at::addmm_out(o2, B_[li].view({L.out}), h.view({m, L.in}),
+                        W_[li].view({L.out, L.in}).t());
         } else {
-          h = at::relu(h);
+          torch::Tensor ot = o.transpose(0, 1);
+          at::baddbmm_out(ot, B_[li].unsqueeze(1), h.transpose(0, 1), W_[li].transpose(1, 2));
         }
+        h = o;
+      } else if (L.kind == LayerKind::kBatchNorm1d) {
+        h = at::batch_norm(h.view({m, K * L.out}), bn_w[li], bn_b[li], run_mean_[L.bn],
+                           run_var_[L.bn], /*training=*/false, kBnMomentum, kBnEps, cudnn)
+                .view({m, K, L.out});
+      } else {
+        h = at::relu(h);
       }
-      // h: logits [m, K, classes].
-      const torch::Tensor picked =
-          at::log_softmax(h, 2).gather(2, yb.view({m, 1, 1}).expand({m, K, 1}));
-      torch::Tensor dst = losses.narrow(1, b0, m);
-      at::neg_out(dst, picked.view({m, K}).t());
-      hits.add_(h.argmax(2).eq(yb.unsqueeze(1)).sum(at::IntArrayRef(kAxis0)));
     }
-    const int64_t full = len / bs, rest = len % bs;
-    if (full > 0) {
-      const torch::Tensor sums = losses.narrow(1, 0, full * bs)
-                                     .view({K, full, bs})
-                                     .mean(2)
-                                     .sum(at::IntArrayRef(kAxis1), false, torch::kDouble)
-                                     .to(torch::kCPU);
-      const double* p = sums.data_ptr<double>();
-      for (int64_t c = 0; c < K; ++c) loss_sum[c] += p[c];
-    }
-    if (rest > 0) {
-      const torch::Tensor means =
-          losses.narrow(1, full * bs, rest).mean(at::IntArrayRef(kAxis1)).to(torch::kCPU);
-      const float* p = means.data_ptr<float>();
-      for (int64_t c = 0; c < K; ++c) loss_sum[c] += static_cast<double>(p[c]);
-    }
-    batches += full + (rest > 0 ? 1 : 0);
+    // h: logits [m, K, classes].
+    const torch::Tensor logits = h.to(torch::kCPU, torch::kFloat).contiguous();
+    TORCH_CHECK(logits.size(2) == spec_.num_classes, "the model has ", logits.size(2),
+                " outputs for ", spec_.num_classes, " classes");
+    TORCH_CHECK(metrics.Add(logits.data_ptr<float>(), label + s, m),
+                "an evaluation label is outside [0, ", spec_.num_classes, ")");
   }
-  const torch::Tensor correct = hits.to(torch::kCPU);
   out.assign(K, {});
-  for (int64_t c = 0; c < K; ++c) {
-    out[c].rows = n;
-    out[c].loss = batches ? loss_sum[c] / static_cast<double>(batches)
-                          : std::numeric_limits<double>::quiet_NaN();
-    out[c].accuracy =
-        n ? static_cast<double>(correct.data_ptr<int64_t>()[c]) / static_cast<double>(n)
-          : std::numeric_limits<double>::quiet_NaN();
-  }
+  for (int64_t c = 0; c < K; ++c) out[c] = metrics.Result(c);
 }
 
 // Copies column `col`'s parameters, BatchNorm statistics and optimizer state

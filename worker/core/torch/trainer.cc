@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/core/torch/checkpoint_io.h"
+#include "worker/core/torch/cross_entropy.h"
 #include "worker/core/torch/network.h"
 #include "worker/core/torch/optimizer.h"
 #include "worker/core/torch/packed_trainer.h"
@@ -263,48 +264,76 @@ double SecondsSince(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Rows per forward pass in Evaluate (a multiple of the batch size).
+// Softmax cross-entropy, the mean over rows, for TrainModel's autograd loop.
+// On the host its forward and backward are CrossEntropyStep's arithmetic, the
+// packed engine's, so the two engines differ only in how they run the layers
+// (what PackedTrainerTest.SingleTrialMatchesAutograd checks: with a bias
+// before a BatchNorm, Adam turns any rounding difference into a different
+// path). On a device: torch's cross_entropy.
+class CrossEntropyFunction : public torch::autograd::Function<CrossEntropyFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits,
+                               const torch::Tensor& labels) {
+    const torch::Tensor x = logits.contiguous();
+    const torch::Tensor y = labels.contiguous();
+    float picked = 0;
+    TORCH_CHECK(CrossEntropyStep(x.data_ptr<float>(), y.data_ptr<int64_t>(), x.size(0), 1,
+                                 x.size(1), 0.0f, nullptr, &picked),
+                "a training label is outside [0, ", x.size(1), ")");
+    ctx->save_for_backward({x, y});
+    return torch::full({}, -picked / static_cast<float>(x.size(0)), x.options());
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& x = saved[0];
+    const torch::Tensor& y = saved[1];
+    const float scale = grads[0].item<float>() / static_cast<float>(x.size(0));
+    torch::Tensor g = torch::empty_like(x);
+    CrossEntropyStep(x.data_ptr<float>(), y.data_ptr<int64_t>(), x.size(0), 1, x.size(1), scale,
+                     g.data_ptr<float>(), nullptr);
+    return {g, torch::Tensor()};
+  }
+};
+
+torch::Tensor CrossEntropyLoss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  if (logits.is_cpu() && logits.scalar_type() == torch::kFloat && logits.dim() == 2 &&
+      labels.scalar_type() == torch::kLong) {
+    return CrossEntropyFunction::apply(logits, labels);
+  }
+  return F::cross_entropy(logits, labels);
+}
+
+// Rows per forward pass in Evaluate (rounded to whole batches).
 constexpr int64_t kEvalChunkRows = 16384;
 
 // MASE's evaluation: loss = mean of batch-mean losses over consecutive
 // batches of `batch_size` rows, accuracy = micro. In eval mode every module
 // maps rows independently (BatchNorm uses its running statistics, Dropout is
 // the identity), so rows go through in chunks of whole batches (a few large
-// ops instead of many tiny ones) and the per-row losses are averaged per batch
-// afterwards. `max_batches` < 0: all batches.
+// ops instead of many tiny ones); CrossEntropyMetrics turns each chunk's
+// logits into the metrics, as the packed engine's evaluation does.
+// `max_batches` < 0: all batches.
 EvalResult Evaluate(Network& net, const torch::Tensor& x, const torch::Tensor& y,
                     int64_t batch_size, int64_t max_batches) {
   torch::NoGradGuard no_grad;
-  EvalResult r;
   int64_t n = x.size(0);
   if (max_batches >= 0) n = std::min(n, max_batches * batch_size);
   const int64_t chunk = std::max<int64_t>(1, kEvalChunkRows / batch_size) * batch_size;
-  const auto per_row = F::CrossEntropyFuncOptions().reduction(torch::kNone);
-  double loss_sum = 0;
-  int64_t correct = 0, batches = 0;
+  const torch::Tensor labels = y.to(torch::kCPU).contiguous();
+  const int64_t classes = net.spec().num_classes;
+  CrossEntropyMetrics metrics(1, classes, batch_size);
   for (int64_t start = 0; start < n; start += chunk) {
     const int64_t len = std::min(chunk, n - start);
-    const torch::Tensor yb = y.narrow(0, start, len);
-    const torch::Tensor out = net.Forward(x.narrow(0, start, len));
-    const torch::Tensor losses = F::cross_entropy(out, yb, per_row);
-    const int64_t full = len / batch_size, rest = len % batch_size;
-    if (full > 0) {
-      loss_sum += losses.narrow(0, 0, full * batch_size)
-                      .view({full, batch_size})
-                      .mean(1)
-                      .sum(torch::kDouble)
-                      .item<double>();
-    }
-    if (rest > 0) loss_sum += losses.narrow(0, full * batch_size, rest).mean().item<double>();
-    batches += full + (rest > 0 ? 1 : 0);
-    correct += out.argmax(1).eq(yb).sum().item<int64_t>();
-    r.rows += len;
+    const torch::Tensor out =
+        net.Forward(x.narrow(0, start, len)).to(torch::kCPU, torch::kFloat).contiguous();
+    TORCH_CHECK(out.dim() == 2 && out.size(1) == classes, "the model's output is ", out.sizes(),
+                ", not [rows, ", classes, "]");
+    TORCH_CHECK(metrics.Add(out.data_ptr<float>(), labels.data_ptr<int64_t>() + start, len),
+                "an evaluation label is outside [0, ", classes, ")");
   }
-  r.loss =
-      batches ? loss_sum / static_cast<double>(batches) : std::numeric_limits<double>::quiet_NaN();
-  r.accuracy = r.rows ? static_cast<double>(correct) / static_cast<double>(r.rows)
-                      : std::numeric_limits<double>::quiet_NaN();
-  return r;
+  return metrics.Result(0);
 }
 
 class Trainer {
@@ -513,7 +542,7 @@ bool Trainer::TrainEpoch() {
     const int64_t len = std::min(bs, n - start);
     const torch::Tensor yb = ys.narrow(0, start, len);
     const torch::Tensor out = net_->Forward(xs.narrow(0, start, len));
-    torch::Tensor loss = F::cross_entropy(out, yb);
+    torch::Tensor loss = CrossEntropyLoss(out, yb);
     const double loss_value = loss.item<double>();
     if (!std::isfinite(loss_value)) {
       Diverged(loss_value);
