@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 
@@ -278,7 +279,11 @@ class PackedEngine {
   std::vector<PendingBatch> pending_;
   int64_t loss_cap_ = 1;
 
-  torch::Tensor train_x_, train_y_, test_x_, test_y_, xs_, ys_;
+  torch::Tensor train_x_, train_y_, test_x_, test_y_;
+  // The epoch's order: row r of trial column k's shuffle is order_[r][k]
+  // ([n, K], on the device); each batch is gathered into xb_ / yb_.
+  torch::Tensor order_, xb_, yb_;
+  void GatherBatch(int64_t start, int64_t len);
   int64_t epoch_ = 0, global_step_ = 0, epoch_samples_ = 0;
   Clock::time_point start_;
 };
@@ -582,6 +587,8 @@ void PackedEngine::AllocateWork() {
   }
   const int64_t c = spec_.num_classes;
   logp_ = torch::empty({bs, K, c}, opts);
+  xb_ = torch::empty({bs, K, train_x_.size(1)}, opts);
+  yb_ = torch::empty({bs, K}, opts.dtype(torch::kLong));
   gout_ = torch::empty({bs, K, c}, opts);
   picked_ = torch::empty({bs, K, 1}, opts);
   neg_scale_ = torch::zeros({bs, K, 1}, opts);
@@ -688,10 +695,34 @@ void PackedEngine::Shuffle() {
   for (int i : active_) {
     perms.push_back(torch::randperm(n, trials_[i].gen, torch::TensorOptions().dtype(torch::kLong)));
   }
-  torch::Tensor idx = K == 1 ? perms[0] : torch::stack(perms, 1).reshape({-1});
-  if (!device_.is_cpu()) idx = idx.to(device_);
-  xs_ = train_x_.index_select(0, idx).view({n, K, train_x_.size(1)});
-  ys_ = train_y_.index_select(0, idx).view({n, K});
+  order_ = K == 1 ? perms[0].view({n, 1}) : torch::stack(perms, 1);
+  if (!device_.is_cpu()) order_ = order_.to(device_);
+}
+
+// Gathers batch rows [start, start + len) of every trial's order into xb_ /
+// yb_ ([len, K, features] / [len, K]): a batch's rows stay in the cache,
+// where gathering the whole epoch at once wrote K copies of the data set.
+void PackedEngine::GatherBatch(int64_t start, int64_t len) {
+  const int64_t f = train_x_.size(1);
+  torch::Tensor xb = Rows(xb_, len);
+  torch::Tensor yb = Rows(yb_, len);
+  const torch::Tensor idx = order_.narrow(0, start, len).contiguous();
+  if (!train_x_.is_cpu()) {
+    const torch::Tensor flat = idx.view({len * K});
+    torch::Tensor xo = xb.view({len * K, f}), yo = yb.view({len * K});
+    at::index_select_out(xo, train_x_, 0, flat);
+    at::index_select_out(yo, train_y_, 0, flat);
+    return;
+  }
+  const float* x = train_x_.data_ptr<float>();  // contiguous [rows, f] (SplitTensors)
+  const int64_t* y = train_y_.data_ptr<int64_t>();
+  const int64_t* ix = idx.data_ptr<int64_t>();
+  float* xo = xb.data_ptr<float>();
+  int64_t* yo = yb.data_ptr<int64_t>();
+  for (int64_t i = 0; i < len * K; ++i) {
+    std::memcpy(xo + i * f, x + ix[i] * f, static_cast<size_t>(f) * sizeof(float));
+    yo[i] = y[ix[i]];
+  }
 }
 
 void PackedEngine::Forward(int64_t n, const torch::Tensor& xb) {
@@ -967,8 +998,9 @@ bool PackedEngine::TrainEpoch() {
     }
     const int64_t start = b * bs;
     const int64_t len = std::min(bs, n - start);
-    const torch::Tensor yb = ys_.narrow(0, start, len);
-    Forward(len, xs_.narrow(0, start, len));
+    GatherBatch(start, len);
+    const torch::Tensor yb = Rows(yb_, len);
+    Forward(len, Rows(xb_, len));
     const int64_t row = static_cast<int64_t>(pending_.size());
     LossAndGrad(len, yb, row);
     Backward(len);
@@ -1225,10 +1257,7 @@ void PackedEngine::Leave() {
     run_mean_[b] = run_mean_[b].view({old_k, c}).index_select(0, idx).reshape({-1});
     run_var_[b] = run_var_[b].view({old_k, c}).index_select(0, idx).reshape({-1});
   }
-  if (xs_.defined()) {
-    xs_ = xs_.index_select(1, idx);
-    ys_ = ys_.index_select(1, idx);
-  }
+  if (order_.defined()) order_ = order_.index_select(1, idx);
   BindViews();
   AllocateWork();
   SetLearningRates();  // the same epoch's rates, for the remaining columns
