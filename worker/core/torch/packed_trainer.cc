@@ -586,13 +586,15 @@ void PackedEngine::AllocateWork() {
     if (L.kind != LayerKind::kReLU && !L.first) gin_[li] = torch::empty({bs, K, L.in}, opts);
   }
   const int64_t c = spec_.num_classes;
-  logp_ = torch::empty({bs, K, c}, opts);
   xb_ = torch::empty({bs, K, train_x_.size(1)}, opts);
   yb_ = torch::empty({bs, K}, opts.dtype(torch::kLong));
   gout_ = torch::empty({bs, K, c}, opts);
-  picked_ = torch::empty({bs, K, 1}, opts);
-  neg_scale_ = torch::zeros({bs, K, 1}, opts);
-  neg_scale_value_ = 0;
+  if (!device_.is_cpu()) {  // LossAndGrad's tensor ops
+    logp_ = torch::empty({bs, K, c}, opts);
+    picked_ = torch::empty({bs, K, 1}, opts);
+    neg_scale_ = torch::zeros({bs, K, 1}, opts);
+    neg_scale_value_ = 0;
+  }
   loss_buf_ = torch::empty({loss_cap_, K}, opts);
   pending_.clear();
   pending_.reserve(static_cast<size_t>(loss_cap_));
