@@ -48,6 +48,10 @@ absl::StatusOr<LocalWorkers> LocalWorkers::Start(const LocalWorkersOptions& opti
       args.push_back("--token-file");
       args.push_back(options.token_file);
     }
+    if (!options.log_level.empty()) {
+      args.push_back("--log-level");
+      args.push_back(options.log_level);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -25,6 +25,9 @@ struct LocalWorkersOptions {
   // The worker token file each worker is given (--token-file). Default: "" =
   // the workers' own default.
   std::string token_file;
+  // The workers' --log-level (the server passes its own). Default: "" = the
+  // workers' own default.
+  std::string log_level;
 };
 
 class LocalWorkers {

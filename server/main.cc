@@ -239,6 +239,7 @@ int main(int argc, char** argv) {
                                     : (host == "0.0.0.0" ? "127.0.0.1" : host) + ":" +
                                           std::to_string((*server)->port());
     wo.count = local_workers;
+    wo.log_level = log_level;  // the workers log at the server's level
     wo.token_file = state_dir + "/local-worker.token";
     auto token =
         qsweep::IssueLocalWorkerToken((*server)->store(), (*server)->clock(), wo.token_file);

@@ -895,6 +895,23 @@ TEST_F(EndToEndTest, ASecondServerOnTheSameDatabaseRefusesToStart) {
   EXPECT_EQ(workers.code, 0) << workers.err;
 }
 
+class ServerLogLevelTest : public EndToEndTest {
+ protected:
+  std::vector<std::string> ServerArgs() override { return {"--log-level", "debug"}; }
+};
+
+// The local workers log at the level the server was given: each was started
+// with the server's --log-level.
+TEST_F(ServerLogLevelTest, LocalWorkersGetTheServersLogLevel) {
+  const std::vector<pid_t> workers = ServerProcess::Children(server_.pid());
+  ASSERT_EQ(workers.size(), 2u) << server_.log();
+  for (pid_t pid : workers) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_THAT(cmdline, HasSubstr(std::string("--log-level\0debug\0", 18))) << pid;
+  }
+}
+
 class CoordinatorCrashTest : public EndToEndTest {
  protected:
   // A job on a worker killed with the coordinator loses its lease: ten kills
