@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/core/torch/batch_norm.h"
 
 namespace qsweep {
 namespace {
@@ -71,6 +72,60 @@ torch::Tensor DropoutWith(const torch::Tensor& x, double p, at::Generator& gen) 
   noise.div_(1 - p);
   if (!x.device().is_cpu()) noise = noise.to(x.device());
   return x * noise;
+}
+
+// BatchNorm1d in training mode on the host, for autograd: the arithmetic of
+// BatchNormTrainForward / Backward (batch_norm.h), the packed engine's, so
+// the autograd loop and the packed engine differ only in how they run the
+// other layers (PackedTrainerTest.SingleTrialMatchesAutograd). Updates the
+// running statistics in place as LibTorch's kernel does.
+class BatchNormTrainFunction : public torch::autograd::Function<BatchNormTrainFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& input,
+                               const torch::Tensor& weight, const torch::Tensor& bias,
+                               torch::Tensor running_mean, torch::Tensor running_var,
+                               double momentum, double eps) {
+    const torch::Tensor x = input.contiguous();
+    const int64_t channels = x.size(1);
+    torch::Tensor y = torch::empty_like(x);
+    auto stats = x.options().dtype(torch::kDouble);
+    torch::Tensor mean = torch::empty({channels}, stats), invstd = torch::empty({channels}, stats);
+    const BatchNormShape shape{x.size(0), 1, channels, channels};
+    BatchNormTrainForward(shape, x.data_ptr<float>(), weight.data_ptr<float>(),
+                          bias.data_ptr<float>(), momentum, eps, running_mean.data_ptr<float>(),
+                          running_var.data_ptr<float>(), y.data_ptr<float>(),
+                          mean.data_ptr<double>(), invstd.data_ptr<double>());
+    ctx->save_for_backward({x, weight, mean, invstd});
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor& x = saved[0];
+    const torch::Tensor& weight = saved[1];
+    const torch::Tensor g = grads[0].contiguous();
+    torch::Tensor gx = torch::empty_like(x);
+    torch::Tensor gw = torch::empty_like(weight), gb = torch::empty_like(weight);
+    const BatchNormShape shape{x.size(0), 1, x.size(1), x.size(1)};
+    BatchNormTrainBackward(shape, g.data_ptr<float>(), x.data_ptr<float>(),
+                           weight.data_ptr<float>(), saved[2].data_ptr<double>(),
+                           saved[3].data_ptr<double>(), gx.data_ptr<float>(), gw.data_ptr<float>(),
+                           gb.data_ptr<float>());
+    return {gx, gw, gb, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// True when a BatchNorm1d module's training forward can run as
+// BatchNormTrainFunction: float on the host, [rows >= 2, C], affine, tracking
+// running statistics with a momentum (LibTorch's kernel handles the rest).
+bool HostBatchNorm(const torch::nn::BatchNorm1dImpl& bn, const torch::Tensor& x) {
+  const auto& o = bn.options;
+  return x.is_cpu() && x.scalar_type() == torch::kFloat && x.dim() == 2 && x.size(0) >= 2 &&
+         o.affine() && o.track_running_stats() && o.momentum().has_value() && bn.weight.is_cpu() &&
+         bn.weight.scalar_type() == torch::kFloat && bn.weight.is_contiguous() &&
+         bn.bias.is_contiguous() && bn.running_mean.is_contiguous() &&
+         bn.running_var.is_contiguous();
 }
 
 // "torch::nn::LinearImpl" -> "Linear"; custom names are kept.
@@ -140,6 +195,17 @@ torch::Tensor Network::Forward(const torch::Tensor& x) {
     const LayerSpec& l = spec_.layers[i];
     if (l.kind == LayerKind::kDropout && l.p > 0 && is_training() && generator_.defined()) {
       h = DropoutWith(h, l.p, generator_);
+    } else if (auto* bn =
+                   is_training() && layers_[i].type_info() == typeid(torch::nn::BatchNorm1dImpl)
+                       ? dynamic_cast<torch::nn::BatchNorm1dImpl*>(layers_[i].ptr().get())
+                       : nullptr;
+               bn != nullptr && HostBatchNorm(*bn, h)) {
+      {
+        torch::NoGradGuard no_grad;
+        bn->num_batches_tracked.add_(1);  // as the module's forward
+      }
+      h = BatchNormTrainFunction::apply(h, bn->weight, bn->bias, bn->running_mean, bn->running_var,
+                                        *bn->options.momentum(), bn->options.eps());
     } else {
       h = layers_[i].forward(h);
     }

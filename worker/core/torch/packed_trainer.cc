@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/core/torch/batch_norm.h"
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/cross_entropy.h"
 #include "worker/core/torch/network.h"
@@ -193,6 +194,11 @@ class PackedEngine {
     if (K == 1) return B_[li].view({L.out});
     bn_b_[L.bn].view({K, L.out}).copy_(B_[li]);
     return bn_b_[L.bn];
+  }
+  // A BatchNorm layer's shape for the host kernels: K trials' channels side
+  // by side, parameters (and their gradients) a row of the [K, P] buffers apart.
+  BatchNormShape BnShape(size_t li, int64_t n) const {
+    return {n, K, layers_[li].out, W_[li].stride(0)};
   }
   void LossAndGrad(int64_t n, const torch::Tensor& yb, int64_t row);
   void Backward(int64_t n);
@@ -559,7 +565,7 @@ void PackedEngine::BindViews() {
       B_[li] = block(param_, L.bblock);
       gW_[li] = block(g, L.wblock);
       gB_[li] = block(g, L.bblock);
-      if (K > 1) {
+      if (K > 1 && !device_.is_cpu()) {  // for LibTorch's kernels
         bn_w_[L.bn] = torch::empty({K * L.out}, param_.options());
         bn_b_[L.bn] = torch::empty({K * L.out}, param_.options());
       }
@@ -580,9 +586,15 @@ void PackedEngine::AllocateWork() {
   for (size_t li = 0; li < n; ++li) {
     const Layer& L = layers_[li];
     if (L.skip) continue;
-    const bool own_output =
-        L.kind == LayerKind::kLinear || (L.kind == LayerKind::kReLU && !L.in_place_relu);
+    // On the host BatchNorm writes into its own buffer too (BatchNormTrainForward).
+    const bool own_output = L.kind == LayerKind::kLinear ||
+                            (L.kind == LayerKind::kReLU && !L.in_place_relu) ||
+                            (L.kind == LayerKind::kBatchNorm1d && device_.is_cpu());
     if (own_output) act_[li] = torch::empty({bs, K, L.out}, opts);
+    if (L.kind == LayerKind::kBatchNorm1d && device_.is_cpu()) {
+      save_mean_[L.bn] = torch::empty({K * L.out}, opts.dtype(torch::kDouble));
+      save_invstd_[L.bn] = torch::empty({K * L.out}, opts.dtype(torch::kDouble));
+    }
     if (L.kind != LayerKind::kReLU && !L.first) gin_[li] = torch::empty({bs, K, L.in}, opts);
   }
   const int64_t c = spec_.num_classes;
@@ -748,6 +760,18 @@ void PackedEngine::Forward(int64_t n, const torch::Tensor& xb) {
         break;
       }
       case LayerKind::kBatchNorm1d: {
+        if (device_.is_cpu()) {  // into the layer's buffer, parameters read in place
+          const torch::Tensor x = h.contiguous();
+          torch::Tensor y = Rows(act_[li], n);
+          BatchNormTrainForward(BnShape(li, n), x.data_ptr<float>(), W_[li].data_ptr<float>(),
+                                B_[li].data_ptr<float>(), kBnMomentum, kBnEps,
+                                run_mean_[L.bn].data_ptr<float>(), run_var_[L.bn].data_ptr<float>(),
+                                y.data_ptr<float>(), save_mean_[L.bn].data_ptr<double>(),
+                                save_invstd_[L.bn].data_ptr<double>());
+          in_[li] = x;
+          h = y;
+          break;
+        }
         // LibTorch 1.13 has no CPU kernel for native_batch_norm.out: the output
         // and the saved statistics are allocated here (three small allocations
         // per BatchNorm and step).
@@ -854,6 +878,16 @@ void PackedEngine::Backward(int64_t n) {
         break;
       }
       case LayerKind::kBatchNorm1d: {
+        if (device_.is_cpu()) {  // gradients written straight into the pack's buffer
+          torch::Tensor gx = L.first ? torch::Tensor() : Rows(gin_[li], n);
+          BatchNormTrainBackward(
+              BnShape(li, n), g.contiguous().data_ptr<float>(), h.data_ptr<float>(),
+              W_[li].data_ptr<float>(), save_mean_[L.bn].data_ptr<double>(),
+              save_invstd_[L.bn].data_ptr<double>(), L.first ? nullptr : gx.data_ptr<float>(),
+              gW_[li].data_ptr<float>(), gB_[li].data_ptr<float>());
+          if (!L.first) g = gx;
+          break;
+        }
         const int64_t kc = K * L.out;
         auto r = at::native_batch_norm_backward(
             g.view({n, kc}), h.view({n, kc}), bn_weight_used_[L.bn], run_mean_[L.bn],
