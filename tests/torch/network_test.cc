@@ -176,7 +176,10 @@ TEST(NetworkTest, ReplaceLayerKeepsNamesAndChangesForward) {
 }
 
 // FlatOptimizer equals torch::optim's Adam / AdamW / SGD(nesterov) step by
-// step.
+// step. On jsc-tiny: in jsc-toy a Linear bias feeds a BatchNorm, so its true
+// gradient is zero and Adam's normalisation turns the rounding noise of two
+// implementations (FlatOptimizer's loop, LibTorch's ops) into full-size steps
+// of different signs; that is not a difference in the optimizer.
 TEST(FlatOptimizerTest, MatchesTorchOptim) {
   struct Case {
     std::string kind;
@@ -185,7 +188,7 @@ TEST(FlatOptimizerTest, MatchesTorchOptim) {
   for (const Case& c :
        {Case{"adam", 0.0}, Case{"adam", 1e-2}, Case{"adamw", 1e-2}, Case{"sgd", 0.0}}) {
     SCOPED_TRACE(c.kind + " wd " + std::to_string(c.wd));
-    auto a = MakeNet("jsc-toy", 5), b = MakeNet("jsc-toy", 5);
+    auto a = MakeNet("jsc-tiny", 5), b = MakeNet("jsc-tiny", 5);
     const double lr = 1e-2;
     std::unique_ptr<torch::optim::Optimizer> ref;
     if (c.kind == "adam") {
@@ -217,7 +220,7 @@ TEST(FlatOptimizerTest, MatchesTorchOptim) {
       EXPECT_TRUE(torch::allclose(sa[i].second, sb[i].second, 1e-5, 1e-7)) << sa[i].first;
     }
     // The parameters really moved.
-    EXPECT_FALSE(torch::equal(sb[0].second, MakeNet("jsc-toy", 5)->StateDict()[0].second));
+    EXPECT_FALSE(torch::equal(sb[0].second, MakeNet("jsc-tiny", 5)->StateDict()[0].second));
   }
   auto net = MakeNet("jsc-toy", 0);
   auto bad = FlatOptimizer::Create(net->parameters(), {"rmsprop", 1e-3, 0});

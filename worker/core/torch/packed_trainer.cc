@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/core/torch/adam.h"
 #include "worker/core/torch/batch_norm.h"
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/cross_entropy.h"
@@ -243,7 +244,7 @@ class PackedEngine {
   // Per-trial columns [K, 1], defined only when the trials' values differ.
   torch::Tensor neg_lr_, wd_, decay_, step_scale_;
   torch::Tensor neg_lr_d_, step_scale_d_;  // not CPU: -lr_k in double, per-step scratch
-  std::vector<double> lrs_;
+  std::vector<double> lrs_, wds_;          // per pack column
   std::vector<torch::Tensor> bn_w_,
       bn_b_;                                   // K > 1: contiguous [K·C] copies per BatchNorm
   std::vector<torch::Tensor> bn_weight_used_;  // the weight of the latest forward, per BatchNorm
@@ -681,6 +682,7 @@ void PackedEngine::SetLearningRates() {
   lr_ = lrs[0];
   wd_scalar_ = wds[0];
   lrs_ = lrs;
+  wds_ = wds;
   auto column = [&](const std::vector<double>& v) {
     std::vector<float> host(v.begin(), v.end());
     return torch::from_blob(host.data(), {K, 1}, torch::kFloat)
@@ -926,6 +928,25 @@ void PackedEngine::OptimizerStep() {
     return;
   }
   constexpr double b1 = FlatOptimizer::kBeta1, b2 = FlatOptimizer::kBeta2;
+  if (param_.is_cpu()) {  // per trial row, FlatOptimizer's loop (adam.h)
+    float* p = param_.data_ptr<float>();
+    const float* g = grad_.data_ptr<float>();
+    float* m = exp_avg_.data_ptr<float>();
+    float* v = exp_avg_sq_.data_ptr<float>();
+    for (int64_t k = 0; k < K; ++k) {
+      AdamStepOptions o;
+      o.lr = lrs_[k];
+      o.weight_decay = wds_[k];
+      o.decoupled = adamw_;
+      o.step = opt_step_;
+      o.beta1 = b1;
+      o.beta2 = b2;
+      o.eps = FlatOptimizer::kEps;
+      const int64_t at = k * per_trial_;
+      AdamStep(p + at, g + at, m + at, v + at, per_trial_, o);
+    }
+    return;
+  }
   torch::Tensor g = grad_;
   if (any_wd_) {
     if (adamw_) {

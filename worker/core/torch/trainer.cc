@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/core/torch/adam.h"
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/cross_entropy.h"
 #include "worker/core/torch/network.h"
@@ -99,6 +100,20 @@ void FlatOptimizer::Step() {
 
 // torch.optim.Adam / AdamW, single-tensor algorithm, amsgrad off.
 void FlatOptimizer::AdamStep() {
+  if (param_.is_cpu() && param_.scalar_type() == torch::kFloat) {
+    // The packed engine's loop (adam.h): each of its trial rows gets these bits.
+    AdamStepOptions o;
+    o.lr = options_.lr;
+    o.weight_decay = options_.weight_decay;
+    o.decoupled = options_.kind == "adamw";
+    o.step = step_;
+    o.beta1 = kBeta1;
+    o.beta2 = kBeta2;
+    o.eps = kEps;
+    qsweep::AdamStep(param_.data_ptr<float>(), grad_.data_ptr<float>(), exp_avg_.data_ptr<float>(),
+                     exp_avg_sq_.data_ptr<float>(), param_.numel(), o);
+    return;
+  }
   const double lr = options_.lr;
   const double wd = options_.weight_decay;
   torch::Tensor g = grad_;
