@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/channel.h"
 #include "common/secrets.h"
 
@@ -47,6 +48,15 @@ inline std::shared_ptr<grpc::Channel> TokenChannel(const std::string& server,
     std::exit(2);
   }
   return *ch;
+}
+
+// A sweep of `trials` jsc-tiny trials differing only in seed: each is a job
+// the benchmark's simulated workers lease and complete without training.
+inline std::string NoOpSweepToml(int trials) {
+  std::string seeds;
+  for (int i = 0; i < trials; ++i) absl::StrAppend(&seeds, i ? ", " : "", i);
+  return absl::StrCat("model = \"jsc-tiny\"\ndataset = \"jsc-synthetic\"\n[sweep.grid]\nseed = [",
+                      seeds, "]\n");
 }
 
 }  // namespace qsweep::bench

@@ -38,6 +38,7 @@ namespace {
 
 using qsweep::bench::Clock;
 using qsweep::bench::Ms;
+using qsweep::bench::NoOpSweepToml;
 using qsweep::bench::Percentile;
 
 struct Args {
@@ -55,13 +56,6 @@ struct Args {
 
 std::shared_ptr<grpc::Channel> Channel(const Args& a, const std::string& token_file) {
   return qsweep::bench::TokenChannel(a.server, token_file);
-}
-
-std::string SweepToml(int trials) {
-  std::string seeds;
-  for (int i = 0; i < trials; ++i) absl::StrAppend(&seeds, i ? ", " : "", i);
-  return absl::StrCat("model = \"jsc-tiny\"\ndataset = \"jsc-synthetic\"\n[sweep.grid]\nseed = [",
-                      seeds, "]\n");
 }
 
 // Submission times by sweep id, and lease latencies; shared by all threads.
@@ -161,7 +155,7 @@ void WorkerLoop(const Args& a, int index, Shared& shared) {
 // Submits a sweep of `trials` no-op jobs; returns its id ("" on error).
 std::string Submit(qsweep::v1::Experiments::Stub& stub, int trials, Shared& shared) {
   qsweep::v1::SubmitSweepRequest req;
-  req.set_sweep_toml(SweepToml(trials));
+  req.set_sweep_toml(NoOpSweepToml(trials));
   qsweep::v1::SubmitSweepResponse resp;
   grpc::ClientContext ctx;
   const auto t0 = Clock::now();

@@ -43,6 +43,7 @@ namespace {
 
 using qsweep::bench::Clock;
 using qsweep::bench::Ms;
+using qsweep::bench::NoOpSweepToml;
 using qsweep::bench::Percentile;
 
 struct Args {
@@ -125,13 +126,6 @@ void WatchLoop(qsweep::v1::Experiments::Stub& stub, const std::string& sweep_id,
   seen.cv.notify_all();
 }
 
-std::string SweepToml(int trials) {
-  std::string seeds;
-  for (int i = 0; i < trials; ++i) absl::StrAppend(&seeds, i ? ", " : "", i);
-  return absl::StrCat("model = \"jsc-tiny\"\ndataset = \"jsc-synthetic\"\n[sweep.grid]\nseed = [",
-                      seeds, "]\n");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -173,7 +167,7 @@ int main(int argc, char** argv) {
   {
     grpc::ClientContext ctx;
     qsweep::v1::SubmitSweepRequest req;
-    req.set_sweep_toml(SweepToml(a.jobs));
+    req.set_sweep_toml(NoOpSweepToml(a.jobs));
     qsweep::v1::SubmitSweepResponse resp;
     grpc::Status s = experiments->SubmitSweep(&ctx, req, &resp);
     if (!s.ok()) {
