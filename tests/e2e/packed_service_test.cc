@@ -52,11 +52,8 @@ class PackedServiceTest : public testing::InProcessWorkerTest {
     TrainJobRunnerOptions runner_options;
     runner_options.data_dir = (dir_ / "data").string();
     runner_ = std::make_unique<TrainJobRunner>(runner_options);
-    WorkerOptions options_w;
-    options_w.slots = 1;
+    WorkerOptions options_w = QuickWorkerOptions(1, "packed_service");
     options_w.pack = 8;
-    options_w.heartbeat_interval_ms = 20;
-    options_w.lease_wait_ms = 200;
     options_w.work_dir = (dir_ / "work").string();
     options_w.log = [this](std::string_view line) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -68,35 +65,6 @@ class PackedServiceTest : public testing::InProcessWorkerTest {
     InProcessWorkerTest::TearDown();
     worker_.reset();  // before runner_, which it uses
     fs::remove_all(dir_);
-  }
-
-  std::string Submit(const std::string& toml) { return SubmitToml(toml); }
-
-  // Watches the sweep, keeping the latest view of every job, until `done`
-  // says so or the sweep has finished; returns that view.
-  std::map<std::string, v1::Job> WatchUntil(
-      const std::string& id,
-      const std::function<bool(const std::map<std::string, v1::Job>&)>& done) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
-    v1::WatchSweepRequest req;
-    req.set_sweep_id(id);
-    auto reader = experiments_->WatchSweep(&ctx, req);
-    v1::WatchSweepEvent event;
-    std::map<std::string, v1::Job> jobs;
-    while (reader->Read(&event)) {
-      for (const auto& j : event.jobs()) jobs[j.id()] = j;
-      if (done && done(jobs)) {
-        ctx.TryCancel();
-        break;
-      }
-    }
-    reader->Finish().IgnoreError();
-    return jobs;
-  }
-
-  std::map<std::string, v1::Job> WaitFinished(const std::string& id) {
-    return WatchUntil(id, nullptr);
   }
 
   int PackedLeases() {
@@ -128,11 +96,11 @@ class PackedServiceTest : public testing::InProcessWorkerTest {
 
 TEST_F(PackedServiceTest, PackedTrialsMatchUnpackedOnesAndCancelLeavesTheOthersRunning) {
   // 1. The same four trials, one per slot (pack = false), then packed.
-  const std::string alone = Submit(WithPack("false"));
-  WaitFinished(alone);
+  const std::string alone = SubmitToml(WithPack("false"));
+  WatchUntil(alone);
   EXPECT_EQ(PackedLeases(), 0);
-  const std::string packed = Submit(WithPack("true"));
-  WaitFinished(packed);
+  const std::string packed = SubmitToml(WithPack("true"));
+  WatchUntil(packed);
   EXPECT_EQ(PackedLeases(), 4);  // all four trials in one pack
   auto& store = server_->store();
   for (int i = 0; i < 4; ++i) {
@@ -161,7 +129,7 @@ TEST_F(PackedServiceTest, PackedTrialsMatchUnpackedOnesAndCancelLeavesTheOthersR
   // other one training.
   std::string toml = WithPack("true");
   toml.replace(toml.find("max_epochs = [1, 3]"), 19, "max_epochs = [1, 10000]");
-  const std::string id = Submit(toml);
+  const std::string id = SubmitToml(toml);
   const std::string short0 = id + "-0", short1 = id + "-1", long2 = id + "-2", long3 = id + "-3";
   auto jobs = WatchUntil(id, [&](const auto& j) {
     return j.count(short0) && j.at(short0).state() == v1::SUCCEEDED && j.count(short1) &&
@@ -182,7 +150,7 @@ TEST_F(PackedServiceTest, PackedTrialsMatchUnpackedOnesAndCancelLeavesTheOthersR
   EXPECT_EQ(jobs.at(long2).state(), v1::CANCELLED);
   EXPECT_EQ(jobs.at(long3).state(), v1::RUNNING);
   CancelJob(long3);
-  jobs = WaitFinished(id);
+  jobs = WatchUntil(id);
   EXPECT_EQ(jobs.at(long3).state(), v1::CANCELLED);
   EXPECT_EQ(jobs.at(short0).state(), v1::SUCCEEDED);
 }

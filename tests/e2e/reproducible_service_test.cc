@@ -99,12 +99,9 @@ class ReproducibleServiceTest : public testing::InProcessWorkerTest {
   // Starts a worker with `slots` slots (packs of up to `pack` jobs) running
   // jobs through `runner` (the TRAIN runner when null).
   void StartWorker(int slots, JobRunner* runner = nullptr, int pack = 1) {
-    WorkerOptions o;
+    WorkerOptions o = QuickWorkerOptions(slots, "reproducible");
     o.name = absl::StrCat("w", ++workers_started_);
-    o.slots = slots;
     o.pack = pack;
-    o.heartbeat_interval_ms = 20;
-    o.lease_wait_ms = 200;
     o.work_dir = (dir_ / absl::StrCat("work", workers_started_)).string();
     InProcessWorkerTest::StartWorker(*client_, runner ? *runner : *runner_, o);
   }
@@ -120,30 +117,6 @@ class ReproducibleServiceTest : public testing::InProcessWorkerTest {
     const RunEnd end = worker_->run_end();
     worker_.reset();
     return end;
-  }
-
-  std::string Submit(const std::string& toml) { return SubmitToml(toml); }
-
-  // Watches the sweep until `done` (or the sweep's end when null).
-  std::map<std::string, v1::Job> WatchUntil(
-      const std::string& id,
-      const std::function<bool(const std::map<std::string, v1::Job>&)>& done = nullptr) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
-    v1::WatchSweepRequest req;
-    req.set_sweep_id(id);
-    auto reader = experiments_->WatchSweep(&ctx, req);
-    v1::WatchSweepEvent event;
-    std::map<std::string, v1::Job> jobs;
-    while (reader->Read(&event)) {
-      for (const auto& j : event.jobs()) jobs[j.id()] = j;
-      if (done && done(jobs)) {
-        ctx.TryCancel();
-        break;
-      }
-    }
-    reader->Finish().IgnoreError();
-    return jobs;
   }
 
   // Every metric of a job as the API shows it (GetMetrics), by (name, step).
@@ -226,12 +199,12 @@ class ReproducibleServiceTest : public testing::InProcessWorkerTest {
 // bit.
 TEST_F(ReproducibleServiceTest, FourSlotsGiveTheMetricsOfOneSlot) {
   StartWorker(4);
-  const std::string d4 = Submit(kDropoutSweep), p4 = Submit(kPackedEngineSweep);
+  const std::string d4 = SubmitToml(kDropoutSweep), p4 = SubmitToml(kPackedEngineSweep);
   WatchUntil(d4);
   WatchUntil(p4);
   StopWorker();
   StartWorker(1);
-  const std::string d1 = Submit(kDropoutSweep), p1 = Submit(kPackedEngineSweep);
+  const std::string d1 = SubmitToml(kDropoutSweep), p1 = SubmitToml(kPackedEngineSweep);
   WatchUntil(d1);
   WatchUntil(p1);
   for (int i = 0; i < 4; ++i) {
@@ -339,7 +312,7 @@ seed = [5, 6]
 TEST_F(ReproducibleServiceTest, HandedBackTrialsResumeAndEqualUninterruptedOnes) {
   StopAfterEpochRunner stopping(*runner_, 2, [this] { worker_->Stop(); });
   StartWorker(2, &stopping);
-  const std::string id = Submit(kResumeSweep);
+  const std::string id = SubmitToml(kResumeSweep);
   EXPECT_EQ(JoinWorker(), RunEnd::kHandedBack);
   const std::string first = id + "-0", second = id + "-1";
   std::map<std::string, int64_t> resumed_at;
@@ -362,7 +335,7 @@ TEST_F(ReproducibleServiceTest, HandedBackTrialsResumeAndEqualUninterruptedOnes)
 
   StartWorker(1, nullptr, /*pack=*/8);
   WatchUntil(id);
-  const std::string reference = Submit(kResumeSweep);  // uninterrupted
+  const std::string reference = SubmitToml(kResumeSweep);  // uninterrupted
   WatchUntil(reference);
   for (int i = 0; i < 2; ++i) {
     const std::string job = absl::StrCat(id, "-", i);
@@ -407,7 +380,7 @@ TEST_F(ReproducibleServiceTest, StoppedWorkerSendsItsLatestStateBeforeHandingBac
   std::string toml = kResumeSweep;
   toml.replace(toml.find("seed = [5, 6]"), 13, "seed = [5]");
   StartWorker(1, stopping.get());
-  const std::string id = Submit(toml);
+  const std::string id = SubmitToml(toml);
   EXPECT_EQ(JoinWorker(), RunEnd::kHandedBack);
   EXPECT_EQ(stopping->states_stored.load(), 1);  // only the one at the stop
   const v1::Job handed_back = GetJob(id + "-0").job();
@@ -415,7 +388,7 @@ TEST_F(ReproducibleServiceTest, StoppedWorkerSendsItsLatestStateBeforeHandingBac
   EXPECT_EQ(handed_back.resume_epochs(), 2);
   StartWorker(1);
   WatchUntil(id);
-  const std::string reference = Submit(toml);
+  const std::string reference = SubmitToml(toml);
   WatchUntil(reference);
   ExpectSameTraining(id + "-0", reference + "-0");
   EXPECT_EQ(GetJob(id + "-0").attempts(1).resumed_from_epoch(), 2);

@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -89,6 +91,30 @@ class InProcessWorkerTest : public ::testing::Test {
     while (reader->Read(&event)) last = event;
     EXPECT_TRUE(reader->Finish().ok());
     return last;
+  }
+
+  // Watches sweep `id` as alice (300 s deadline), keeping the latest view of
+  // every job, until `done` says so or, without `done`, the sweep has
+  // finished; returns that view.
+  std::map<std::string, v1::Job> WatchUntil(
+      const std::string& id,
+      const std::function<bool(const std::map<std::string, v1::Job>&)>& done = nullptr) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
+    v1::WatchSweepRequest req;
+    req.set_sweep_id(id);
+    auto reader = experiments_->WatchSweep(&ctx, req);
+    v1::WatchSweepEvent event;
+    std::map<std::string, v1::Job> jobs;
+    while (reader->Read(&event)) {
+      for (const auto& j : event.jobs()) jobs[j.id()] = j;
+      if (done && done(jobs)) {
+        ctx.TryCancel();
+        break;
+      }
+    }
+    reader->Finish().IgnoreError();
+    return jobs;
   }
 
   TestTokens tokens_;
