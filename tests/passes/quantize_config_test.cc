@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/passes/quantize_examples.h"
 #include "worker/core/config/toml_json.h"
 #include "worker/core/passes/quant_reports.h"
 
@@ -11,22 +12,6 @@ namespace qsweep {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-
-// [passes.quantize] of MASE's configs/examples/jsc_toy_by_type.toml.
-constexpr char kByType[] = R"(
-[passes.quantize]
-by = "type"
-[passes.quantize.default.config]
-name = "NA"
-[passes.quantize.linear.config]
-name = "integer"
-"data_in_width" = 8
-"data_in_frac_width" = 4
-"weight_width" = 8
-"weight_frac_width" = 4
-"bias_width" = 8
-"bias_frac_width" = 4
-)";
 
 ojson QuantArgs(const std::string& toml) {
   auto j = ParseTomlToJson(toml, "test.toml");
@@ -55,7 +40,7 @@ std::string ErrorOf(const Graph& g, const std::string& toml) {
 
 TEST(QuantizeConfig, JscTinyByTypeHistogramMatchesMase) {
   Graph g = ZooGraph("jsc-tiny");
-  auto [q, plan] = Quantize(g, kByType);
+  auto [q, plan] = Quantize(g, testing::kQuantizeLinearByType);
   // Copied from MASE.md §5.5 (the LAB notebook's recorded output).
   const std::string expected =
       "| Original type   | OP           |   Total |   Changed |   Unchanged |\n"
@@ -73,7 +58,7 @@ TEST(QuantizeConfig, JscTinyByTypeHistogramMatchesMase) {
 
 TEST(QuantizeConfig, JscToyCountsAndCsv) {
   Graph g = ZooGraph("jsc-toy");
-  auto [q, plan] = Quantize(g, kByType);
+  auto [q, plan] = Quantize(g, testing::kQuantizeLinearByType);
   auto s = SummarizeQuantization(g, q);
   ASSERT_EQ(s.histogram.size(), 5u);
   auto expect_row = [&](size_t i, const char* type, int total, int changed, int unchanged) {
@@ -102,7 +87,7 @@ TEST(QuantizeConfig, JscToyCountsAndCsv) {
 
 TEST(QuantizeConfig, MetadataAndAverageBits) {
   Graph g = ZooGraph("jsc-tiny");
-  auto [q, plan] = Quantize(g, kByType);
+  auto [q, plan] = Quantize(g, testing::kQuantizeLinearByType);
   const Node* lin = q.Find("seq_blocks_2");
   ASSERT_NE(lin, nullptr);
   EXPECT_EQ(lin->type_name, "LinearInteger");

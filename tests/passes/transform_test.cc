@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "tests/common/subprocess.h"
+#include "tests/passes/quantize_examples.h"
 #include "worker/core/torch/checkpoint.h"
 #include "worker/core/torch/checkpoint_io.h"
 #include "worker/core/torch/optimizer.h"
@@ -33,22 +34,6 @@ std::string Read(const fs::path& p) {
   return s.str();
 }
 
-// Lab 2's quantization: Linear layers in 8-bit fixed point (4 fractional bits).
-constexpr char kIntegerLinear[] = R"(
-[passes.quantize]
-by = "type"
-[passes.quantize.default.config]
-name = "NA"
-[passes.quantize.linear.config]
-name = "integer"
-"data_in_width" = 8
-"data_in_frac_width" = 4
-"weight_width" = 8
-"weight_frac_width" = 4
-"bias_width" = 8
-"bias_frac_width" = 4
-)";
-
 const std::string kLab2Config = std::string(R"(
 model = "jsc-tiny"
 dataset = "jsc-synthetic"
@@ -65,7 +50,8 @@ dims = "all"
 device = "cpu"
 dims = "all"
 quantile = 0.97
-)") + kIntegerLinear + R"(
+)") + testing::kQuantizeLinearByType +
+                                R"(
 [passes.report_node_meta_param]
 which = ["software"]
 [passes.report_graph]
@@ -330,7 +316,7 @@ TEST(Transform, FineTuningIsTheTrainersLoop) {
   ASSERT_NE(data->train_val.rows % 50, 1);  // no one-row final batch (see below)
 
   fs::path config = tmp / "q.toml";
-  std::ofstream(config) << kIntegerLinear;
+  std::ofstream(config) << testing::kQuantizeLinearByType;
   TransformOptions o;
   o.config_path = config.string();
   o.load = best;
