@@ -98,14 +98,7 @@ class WatchTest : public testing::InProcessServerTest {
   std::string Register() { return RegisterWorker(/*slots=*/4); }
 
   v1::GrantedLease LeaseOne(const std::string& worker) {
-    grpc::ClientContext ctx;
-    v1::LeaseRequest req;
-    req.set_worker_id(worker);
-    req.set_max_jobs(1);
-    req.set_pack(1);
-    v1::LeaseResponse resp;
-    grpc::Status s = workers_->Lease(&ctx, req, &resp);
-    EXPECT_TRUE(s.ok()) << s.error_message();
+    const v1::LeaseResponse resp = Lease(worker, 1);
     EXPECT_EQ(resp.leases_size(), 1);
     return resp.leases_size() ? resp.leases(0) : v1::GrantedLease();
   }
