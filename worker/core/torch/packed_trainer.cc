@@ -693,11 +693,15 @@ void PackedEngine::SetLearningRates() {
     neg[k] = -lrs[k];
     decay[k] = 1 - lrs[k] * wds[k];
   }
+  // Adam on the host reads lrs_ / wds_ (adam.h); the columns below serve SGD
+  // (neg_lr_) and Adam's tensor ops off the host.
+  const bool device_adam = !sgd_ && !param_.is_cpu();
   neg_lr_ = uniform_lr_ ? torch::Tensor() : column(neg);
-  wd_ = uniform_wd_ ? torch::Tensor() : column(wds);
-  decay_ = uniform_lr_ && uniform_wd_ ? torch::Tensor() : column(decay);
-  step_scale_ = uniform_lr_ ? torch::Tensor() : torch::empty({K, 1}, param_.options());
-  if (!uniform_lr_ && !param_.is_cpu()) {
+  wd_ = uniform_wd_ || !device_adam ? torch::Tensor() : column(wds);
+  decay_ = (uniform_lr_ && uniform_wd_) || !device_adam ? torch::Tensor() : column(decay);
+  step_scale_ =
+      uniform_lr_ || !device_adam ? torch::Tensor() : torch::empty({K, 1}, param_.options());
+  if (!uniform_lr_ && device_adam) {
     neg_lr_d_ = torch::from_blob(neg.data(), {K, 1}, torch::kDouble)
                     .to(param_.device(), torch::kDouble, /*non_blocking=*/false, /*copy=*/true);
     step_scale_d_ = torch::empty_like(neg_lr_d_);
@@ -933,20 +937,21 @@ void PackedEngine::OptimizerStep() {
     const float* g = grad_.data_ptr<float>();
     float* m = exp_avg_.data_ptr<float>();
     float* v = exp_avg_sq_.data_ptr<float>();
+    AdamStepOptions o;
+    o.decoupled = adamw_;
+    o.step = opt_step_;
+    o.beta1 = b1;
+    o.beta2 = b2;
+    o.eps = FlatOptimizer::kEps;
     for (int64_t k = 0; k < K; ++k) {
-      AdamStepOptions o;
       o.lr = lrs_[k];
       o.weight_decay = wds_[k];
-      o.decoupled = adamw_;
-      o.step = opt_step_;
-      o.beta1 = b1;
-      o.beta2 = b2;
-      o.eps = FlatOptimizer::kEps;
       const int64_t at = k * per_trial_;
       AdamStep(p + at, g + at, m + at, v + at, per_trial_, o);
     }
     return;
   }
+  // Off the host: tensor ops over the whole pack.
   torch::Tensor g = grad_;
   if (any_wd_) {
     if (adamw_) {
@@ -970,14 +975,10 @@ void PackedEngine::OptimizerStep() {
     param_.addcdiv_(exp_avg_, denom_, -lr_ / bc1);
   } else {
     // Per trial FlatOptimizer's addcdiv_ arithmetic: p + (float(-lr_k / bc1) *
-    // exp_avg) / denom.
-    if (step_scale_.is_cpu()) {
-      float* scale = step_scale_.data_ptr<float>();
-      for (int64_t k = 0; k < K; ++k) scale[k] = static_cast<float>(-lrs_[k] / bc1);
-    } else {  // on the device, without a host synchronisation: the same double division
-      at::div_out(step_scale_d_, neg_lr_d_, bc1);
-      step_scale_.copy_(step_scale_d_);
-    }
+    // exp_avg) / denom, the scales computed on the device (no host
+    // synchronisation) by the same double division.
+    at::div_out(step_scale_d_, neg_lr_d_, bc1);
+    step_scale_.copy_(step_scale_d_);
     at::mul_out(upd_, exp_avg_, step_scale_);
     param_.addcdiv_(upd_, denom_, 1.0);
   }
